@@ -1,0 +1,165 @@
+//! `triage check`: one line per configured service, OK or the reason, for the first step of a
+//! CI job. Datadog: a one-log search over the last minute (proves both keys, the site, and the
+//! `logs_read_data` permission). Jira: `GET /myself` and `GET /project/{key}`. The LLM: a
+//! one-token chat completion. Unconfigured services are listed as skipped.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::config::{AnalyzerConfig, Config, DatadogSite, SourceConfig};
+use crate::http::{Retry, RetryPolicy, Service};
+use crate::jira::JiraClient;
+
+/// One service's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckLine {
+    pub service: &'static str,
+    /// `None` when the service is not configured.
+    pub ok: Option<bool>,
+    pub detail: String,
+}
+
+impl std::fmt::Display for CheckLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = match self.ok {
+            Some(true) => "OK",
+            Some(false) => "FAIL",
+            None => "skipped",
+        };
+        write!(f, "{:<8} {:<7} {}", self.service, status, self.detail)
+    }
+}
+
+/// Check every configured service. `config` is built as for a dry run, so missing pieces are
+/// reported as not configured rather than refused.
+pub async fn run(config: &Config) -> Vec<CheckLine> {
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::default()
+    };
+    let mut lines = Vec::new();
+    lines.push(match &config.source {
+        SourceConfig::Datadog(dd) => {
+            let ok = check_datadog(&config.site, dd, policy.clone()).await;
+            CheckLine {
+                service: "datadog",
+                ok: Some(ok.is_ok()),
+                detail: ok.unwrap_or_else(|e| e),
+            }
+        }
+        SourceConfig::File(_) => CheckLine {
+            service: "datadog",
+            ok: None,
+            detail: "not configured (DD_API_KEY and DD_APP_KEY unset)".into(),
+        },
+    });
+    lines.push(match &config.jira {
+        Some(jira) => {
+            let result = async {
+                let service = Service::new("Jira", None, policy.clone()).map_err(|e| e.to_string())?;
+                let client = Arc::new(JiraClient::new(service, jira.clone()));
+                let me = client.myself().await.map_err(|e| {
+                    format!("{e}: check JIRA_URL and JIRA_EMAIL + JIRA_API_TOKEN (Cloud) or JIRA_PAT (Server/DC)")
+                })?;
+                let project = client
+                    .project()
+                    .await
+                    .map_err(|e| format!("signed in as {me}, but project {}: {e}", jira.project))?;
+                Ok::<_, String>(format!("{} as {me}, project {} ({project})", jira.base_url, jira.project))
+            }
+            .await;
+            CheckLine { service: "jira", ok: Some(result.is_ok()), detail: result.unwrap_or_else(|e| e) }
+        }
+        None => CheckLine {
+            service: "jira",
+            ok: None,
+            detail: "not configured (JIRA_URL, JIRA_PROJECT and credentials)".into(),
+        },
+    });
+    lines.push(match &config.analyzer {
+        AnalyzerConfig::Llm {
+            base_url,
+            model,
+            api_key,
+        } => {
+            let result = async {
+                let service =
+                    Service::new("LLM", None, policy.clone()).map_err(|e| e.to_string())?;
+                let url = format!("{base_url}/chat/completions");
+                let body = json!({"model": model, "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "Reply with OK."}]});
+                service
+                    .send(
+                        |c| {
+                            c.post(&url)
+                                .bearer_auth(api_key.expose_secret())
+                                .json(&body)
+                        },
+                        Retry::Idempotent,
+                    )
+                    .await
+                    .map_err(|e| {
+                        format!("{e}: check OPENAI_API_KEY, OPENAI_BASE_URL and TRIAGE_LLM_MODEL")
+                    })?;
+                Ok::<_, String>(format!("{base_url}, model {model}"))
+            }
+            .await;
+            CheckLine {
+                service: "llm",
+                ok: Some(result.is_ok()),
+                detail: result.unwrap_or_else(|e| e),
+            }
+        }
+        AnalyzerConfig::Rules => CheckLine {
+            service: "llm",
+            ok: None,
+            detail: "not used (--analyzer rules)".into(),
+        },
+    });
+    lines
+}
+
+async fn check_datadog(
+    site: &DatadogSite,
+    dd: &crate::config::DatadogConfig,
+    policy: RetryPolicy,
+) -> Result<String, String> {
+    let service = Service::new("Datadog", None, policy).map_err(|e| e.to_string())?;
+    let url = format!("{}/api/v2/logs/events/search", site.api_base);
+    let now = Utc::now();
+    let body = json!({
+        "filter": {"query": dd.query, "from": (now - chrono::Duration::minutes(1)).to_rfc3339(), "to": now.to_rfc3339(), "indexes": ["*"]},
+        "page": {"limit": 1},
+        "sort": "timestamp",
+    });
+    service
+        .send(
+            |c| {
+                c.post(&url)
+                    .header("DD-API-KEY", dd.api_key.expose_secret())
+                    .header("DD-APPLICATION-KEY", dd.app_key.expose_secret())
+                    .json(&body)
+            },
+            Retry::Idempotent,
+        )
+        .await
+        .map_err(|e| {
+            if e.is_auth() {
+                format!("{e}: check DD_API_KEY, DD_APP_KEY, DD_SITE ({}) and the logs_read_data permission", site.name)
+            } else {
+                e.to_string()
+            }
+        })?;
+    Ok(format!(
+        "{} (site {}), logs search allowed",
+        site.api_base, site.name
+    ))
+}
+
+/// Whether every configured service passed (and at least one was configured).
+pub fn all_passed(lines: &[CheckLine]) -> bool {
+    lines.iter().any(|l| l.ok.is_some()) && lines.iter().all(|l| l.ok != Some(false))
+}

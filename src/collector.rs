@@ -1,0 +1,305 @@
+//! The collector: the one place that adds up outcomes.
+//!
+//! In: every `Outcome` (and the source's warnings and page timings), in completion order, from
+//! the pipeline's single consuming loop, so nothing here needs a lock. Out: the counters, the
+//! per-problem facts (occurrences, first/last seen, hosts), the streamed `logs` part of the
+//! report, the progress bar, and at the end the `Report`.
+//! Memory: one entry per distinct problem; log entries go straight to the report file.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, DatadogSite};
+use crate::fingerprint::Fingerprint;
+use crate::jira::content::{self, ProblemFacts};
+use crate::outcome::{LeaderReport, Outcome, OutcomeKind, TicketAction};
+use crate::progress::Progress;
+use crate::report::{LogEntry, Report, ReportWriter, Stages, Summary, TicketEntry};
+use crate::stats::Stats;
+
+/// Hosts listed per problem; more are counted, not kept.
+const MAX_HOSTS: usize = 50;
+/// Skipped records reported one by one on stderr before they are only counted.
+const MAX_SKIPPED_SHOWN: u64 = 50;
+
+/// What one problem looked like over this run.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub fingerprint: Fingerprint,
+    pub service: Option<String>,
+    pub template: String,
+    pub occurrences: u64,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub hosts: BTreeSet<String>,
+    pub more_hosts: bool,
+    pub leader: Option<LeaderReport>,
+}
+
+impl Problem {
+    /// The facts a ticket or comment about this problem is written from.
+    pub fn facts(&self, site: &DatadogSite) -> Option<ProblemFacts> {
+        let leader = self.leader.as_ref()?;
+        Some(ProblemFacts {
+            fingerprint: self.fingerprint.to_string(),
+            service: self.service.clone(),
+            title: leader.analysis.title.clone(),
+            summary: leader.analysis.summary.clone(),
+            category: leader.analysis.category.as_str().to_string(),
+            severity: leader.analysis.severity.as_str().to_string(),
+            template: self.template.clone(),
+            sample_message: leader.sample_message.clone(),
+            sample_log_id: leader.sample_id.clone(),
+            log_link: Some(site.log_link(&leader.sample_id, leader.sample_timestamp)),
+            hosts: self.hosts.iter().cloned().collect(),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            occurrences: self.occurrences,
+            recurrence_of: leader.resolution.recurrence_of.clone(),
+        })
+    }
+}
+
+pub struct Collector {
+    stats: Stats,
+    problems: HashMap<Fingerprint, Problem>,
+    report: Option<ReportWriter>,
+    progress: Progress,
+    warnings: HashSet<String>,
+    site: DatadogSite,
+    dry_run: bool,
+    async_mode: bool,
+    workers: usize,
+    started: Instant,
+}
+
+impl Collector {
+    pub fn new(config: &Config, progress: Progress) -> anyhow::Result<Self> {
+        let report = config
+            .report
+            .as_deref()
+            .map(ReportWriter::create)
+            .transpose()?;
+        Ok(Collector {
+            stats: Stats::default(),
+            problems: HashMap::new(),
+            report,
+            progress,
+            warnings: HashSet::new(),
+            site: config.site.clone(),
+            dry_run: config.dry_run,
+            async_mode: config.async_mode,
+            workers: config.workers,
+            started: Instant::now(),
+        })
+    }
+
+    /// A record was taken from the source.
+    pub fn fetched(&mut self) {
+        self.stats.fetched += 1;
+    }
+
+    pub fn fetch_latency(&mut self, latency: std::time::Duration) {
+        self.stats.fetch.record(latency);
+    }
+
+    /// A warning about the input: shown once, counted every time.
+    pub fn warning(&mut self, message: String) {
+        self.stats.warnings += 1;
+        if self.warnings.insert(message.clone()) {
+            self.progress.println(&format!("warning: {message}"));
+        }
+    }
+
+    pub fn add(&mut self, outcome: Outcome) -> anyhow::Result<()> {
+        self.stats.count(outcome.kind);
+        if let Some(d) = outcome.analyze_time {
+            self.stats.analyze.record(d);
+        }
+        if let Some(d) = outcome.jira_time {
+            self.stats.jira.record(d);
+        }
+        match outcome.kind {
+            OutcomeKind::Skipped if outcome.fingerprint.is_none() => {
+                if self.stats.skipped <= MAX_SKIPPED_SHOWN {
+                    self.progress.println(&format!(
+                        "skipped {}: {}",
+                        outcome.log_id,
+                        outcome.error.as_deref().unwrap_or("unusable record")
+                    ));
+                }
+                if self.stats.skipped == MAX_SKIPPED_SHOWN {
+                    self.progress
+                        .println("further skipped records are counted, not shown (see --report)");
+                }
+            }
+            OutcomeKind::Failed => {
+                self.progress.println(&format!(
+                    "failed {} at {}: {}",
+                    outcome.log_id,
+                    outcome
+                        .stage
+                        .map(|s| format!("{s:?}").to_lowercase())
+                        .unwrap_or_default(),
+                    outcome.error.as_deref().unwrap_or("unknown error")
+                ));
+            }
+            _ => {}
+        }
+        if let Some(report) = &mut self.report {
+            report.log(&LogEntry {
+                id: &outcome.log_id,
+                fingerprint: outcome.fingerprint.as_ref().map(Fingerprint::as_str),
+                outcome: outcome.kind.as_str(),
+                ticket: outcome.ticket.as_deref(),
+                error: outcome.error.as_deref(),
+                stage: outcome.stage,
+            })?;
+        }
+        if let (Some(fp), Some(seen)) = (outcome.fingerprint, outcome.seen) {
+            let problem = self.problems.entry(fp.clone()).or_insert_with(|| Problem {
+                fingerprint: fp,
+                service: seen.service.clone(),
+                template: seen.template.clone(),
+                occurrences: 0,
+                first_seen: None,
+                last_seen: None,
+                hosts: BTreeSet::new(),
+                more_hosts: false,
+                leader: None,
+            });
+            problem.occurrences += 1;
+            if let Some(ts) = seen.timestamp {
+                problem.first_seen = Some(problem.first_seen.map_or(ts, |f| f.min(ts)));
+                problem.last_seen = Some(problem.last_seen.map_or(ts, |l| l.max(ts)));
+            }
+            if let Some(host) = seen.host {
+                if problem.hosts.len() < MAX_HOSTS {
+                    problem.hosts.insert(host);
+                } else if !problem.hosts.contains(&host) {
+                    problem.more_hosts = true;
+                }
+            }
+            if let Some(leader) = outcome.leader {
+                problem.leader = Some(*leader);
+            }
+        }
+        self.progress.inc();
+        if self.stats.processed() % 64 == 0 {
+            self.progress.message(format!(
+                "{} problems, {} failed",
+                self.problems.len(),
+                self.stats.failed
+            ));
+        }
+        Ok(())
+    }
+
+    /// The problems seen so far, with a leader (those that have a ticket decision).
+    pub fn problems(&self) -> impl Iterator<Item = &Problem> {
+        self.problems.values().filter(|p| p.leader.is_some())
+    }
+
+    pub fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// Close the run: build the summary and tickets, and write the report file.
+    pub fn finish(self, interrupted: bool, error: Option<String>) -> anyhow::Result<Report> {
+        self.progress.finish();
+        let elapsed = self.started.elapsed();
+        let mut tickets: Vec<TicketEntry> = self
+            .problems
+            .values()
+            .filter_map(|p| {
+                let leader = p.leader.as_ref()?;
+                let res = &leader.resolution;
+                if res.action == TicketAction::Capped {
+                    return None;
+                }
+                let facts = p.facts(&self.site)?;
+                let draft = content::ticket(&facts);
+                Some(TicketEntry {
+                    fingerprint: p.fingerprint.to_string(),
+                    key: res.key.clone(),
+                    action: res.action.as_str(),
+                    summary: draft.summary.clone(),
+                    severity: leader.analysis.severity.as_str(),
+                    occurrences: p.occurrences,
+                    category: leader.analysis.category.as_str(),
+                    service: p.service.clone(),
+                    first_seen: p.first_seen,
+                    last_seen: p.last_seen,
+                    hosts: p.hosts.iter().cloned().collect(),
+                    labels: draft.labels.clone(),
+                    draft: (res.action == TicketAction::WouldCreate).then(|| {
+                        serde_json::json!({
+                            "summary": draft.summary,
+                            "labels": draft.labels,
+                            "description": draft.description_adf,
+                        })
+                    }),
+                })
+            })
+            .collect();
+        // Most severe and most frequent first; the fingerprint breaks ties so the order is stable.
+        tickets.sort_by(|a, b| {
+            severity_rank(b.severity)
+                .cmp(&severity_rank(a.severity))
+                .then(b.occurrences.cmp(&a.occurrences))
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        let s = &self.stats;
+        let processed = s.processed();
+        let summary = Summary {
+            mode: if self.async_mode {
+                "async"
+            } else {
+                "sequential"
+            },
+            workers: self.workers,
+            dry_run: self.dry_run,
+            fetched: s.fetched,
+            processed,
+            created: s.created,
+            commented: s.commented,
+            duplicates: s.duplicates,
+            failed: s.failed,
+            skipped: s.skipped,
+            tickets: tickets.len() as u64,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            stages: Stages {
+                fetch: s.fetch.percentiles(),
+                analyze: s.analyze.percentiles(),
+                jira: s.jira.percentiles(),
+            },
+            existing: s.existing,
+            would_create: s.would_create,
+            problems: self.problems.len() as u64,
+            warnings: s.warnings,
+            logs_per_second: if elapsed.as_secs_f64() > 0.0 {
+                (processed as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
+            interrupted,
+            error,
+        };
+        let report = Report { summary, tickets };
+        if let Some(writer) = self.report {
+            writer.finish(&report)?;
+        }
+        Ok(report)
+    }
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 3,
+        "high" => 2,
+        "medium" => 1,
+        _ => 0,
+    }
+}

@@ -1,0 +1,203 @@
+//! `LogEvent`: one error log, as every source hands it to the pipeline.
+//!
+//! In: a JSON value in the Datadog Logs v2 shape
+//! (`{"id", "type": "log", "attributes": {"timestamp", "status", "service", "host", "message",
+//! "tags", "attributes": {...}}}`), or the same fields flat at the top level (what people write
+//! by hand in JSON Lines). Out: a `LogEvent`, or an `EventError` that says why the value is not a
+//! usable log. `service`, `host`, `tags` and the custom `attributes` may be missing; `status` may
+//! be in any case (it is lower-cased here); the only hard requirement is a non-empty message.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+/// One log event, normalised from whatever shape the source delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEvent {
+    /// Datadog's event id; sources that have none synthesise a stable one (`<origin>:<n>`).
+    pub id: String,
+    /// When the log was emitted, if the event said so.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Log status, lower-cased (`error`, `critical`, `emergency`, `warn`, ...); empty if absent.
+    pub status: String,
+    /// The emitting service (`service` attribute), if any.
+    pub service: Option<String>,
+    /// The emitting host, if any.
+    pub host: Option<String>,
+    /// The log message; never empty.
+    pub message: String,
+    /// Datadog tags (`key:value`), duplicates removed, order kept.
+    pub tags: Vec<String>,
+    /// The custom attributes object (`attributes.attributes` in Datadog's shape); `Null` if none.
+    pub attributes: Value,
+}
+
+/// Why a JSON value could not become a `LogEvent`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("event has no message")]
+    NoMessage,
+}
+
+impl LogEvent {
+    /// Build an event from a JSON value in Datadog's shape or the flat shape.
+    ///
+    /// `fallback_id` is used when the value carries no `id` (hand-written input).
+    pub fn from_value(
+        value: Value,
+        fallback_id: impl FnOnce() -> String,
+    ) -> Result<Self, EventError> {
+        let Value::Object(mut top) = value else {
+            return Err(EventError::NotAnObject);
+        };
+        let id = match top.remove("id") {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => fallback_id(),
+        };
+        // Datadog shape: the standard fields live under `attributes`, custom ones one level deeper.
+        let mut fields = match top.remove("attributes") {
+            Some(Value::Object(inner))
+                if inner.contains_key("message") || top.get("type").is_some() =>
+            {
+                inner
+            }
+            Some(other) => {
+                // Flat shape whose `attributes` is the custom attribute object.
+                top.insert("attributes".to_string(), other);
+                top
+            }
+            None => top,
+        };
+        let message = match fields.remove("message") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s,
+            _ => return Err(EventError::NoMessage),
+        };
+        let mut tags: Vec<String> = Vec::new();
+        if let Some(Value::Array(items)) = fields.remove("tags") {
+            for tag in items.into_iter().filter_map(|t| match t {
+                Value::String(s) => Some(s),
+                _ => None,
+            }) {
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+        }
+        let attributes = match fields.remove("attributes") {
+            Some(v @ Value::Object(_)) => v,
+            _ => Value::Null,
+        };
+        Ok(LogEvent {
+            id,
+            timestamp: fields.get("timestamp").and_then(parse_timestamp),
+            status: string_field(&fields, "status")
+                .map(|s| s.to_ascii_lowercase())
+                .unwrap_or_default(),
+            service: string_field(&fields, "service"),
+            host: string_field(&fields, "host"),
+            message,
+            tags,
+            attributes,
+        })
+    }
+
+    /// Look up a custom attribute by dotted path (`error.fingerprint`), accepting both the nested
+    /// form (`{"error":{"fingerprint":..}}`) and a flat key containing dots.
+    pub fn attribute(&self, path: &str) -> Option<&Value> {
+        let Value::Object(map) = &self.attributes else {
+            return None;
+        };
+        if let Some(v) = map.get(path) {
+            return Some(v);
+        }
+        let mut current = &self.attributes;
+        for part in path.split('.') {
+            current = current.as_object()?.get(part)?;
+        }
+        Some(current)
+    }
+
+    /// A tag's value (`env` for `env:prod`), if the event carries that tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(key).and_then(|rest| rest.strip_prefix(':')))
+    }
+}
+
+fn string_field(fields: &Map<String, Value>, key: &str) -> Option<String> {
+    match fields.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
+/// RFC 3339 strings, or epoch milliseconds (number or numeric string).
+fn parse_timestamp(value: &Value) -> Option<DateTime<Utc>> {
+    match value {
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                s.parse::<i64>()
+                    .ok()
+                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            }),
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn datadog_shape_is_read() {
+        let v = json!({"id": "AQAA", "type": "log", "attributes": {
+            "status": "ERROR", "service": "checkout", "host": "web-1",
+            "timestamp": "2022-04-11T16:29:47.401Z", "message": "boom",
+            "tags": ["env:prod", "env:prod", "team:pay"],
+            "attributes": {"error": {"fingerprint": "abc"}}}});
+        let e = LogEvent::from_value(v, || unreachable!()).unwrap();
+        assert_eq!(e.id, "AQAA");
+        assert_eq!(e.status, "error");
+        assert_eq!(e.service.as_deref(), Some("checkout"));
+        assert_eq!(e.tags, vec!["env:prod", "team:pay"]);
+        assert_eq!(e.tag("team"), Some("pay"));
+        assert_eq!(e.attribute("error.fingerprint"), Some(&json!("abc")));
+        assert_eq!(e.timestamp.unwrap().timestamp_millis(), 1649694587401);
+    }
+
+    #[test]
+    fn flat_shape_and_missing_fields_are_tolerated() {
+        let v = json!({"message": "disk full", "timestamp": 1649694587000i64,
+                       "attributes": {"error.fingerprint": "x"}});
+        let e = LogEvent::from_value(v, || "input:7".into()).unwrap();
+        assert_eq!(e.id, "input:7");
+        assert_eq!(e.service, None);
+        assert_eq!(e.host, None);
+        assert_eq!(e.status, "");
+        assert_eq!(e.attribute("error.fingerprint"), Some(&json!("x")));
+        assert!(e.timestamp.is_some());
+    }
+
+    #[test]
+    fn no_message_is_an_error() {
+        let v =
+            json!({"id": "1", "type": "log", "attributes": {"status": "error", "message": "  "}});
+        assert_eq!(
+            LogEvent::from_value(v, || "x".into()),
+            Err(EventError::NoMessage)
+        );
+        assert_eq!(
+            LogEvent::from_value(json!([1]), || "x".into()),
+            Err(EventError::NotAnObject)
+        );
+    }
+}

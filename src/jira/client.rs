@@ -1,0 +1,439 @@
+//! The Jira client: find a problem's ticket by its label, create one, comment, reopen.
+//!
+//! In: a `JiraConfig` (Cloud v3 with basic auth and Atlassian Document Format, or Server/DC v2
+//! with a bearer token and wiki markup; the base URL may carry a port and a context path).
+//! Out: ticket keys, or errors that say what Jira said (`errorMessages` / `errors`).
+//!
+//! Search lags behind writes, so this client remembers what it created in this run (fingerprint
+//! → key) and answers from that first, and passes the ids it created to v3's `reconcileIssues`.
+//! A create is never repeated blindly: when its response is lost (timeout, 502, 504) the label is
+//! searched first, and only if the ticket is not there is the create sent again.
+//! Every call goes through the shared `http::Service` (limiter, 429/503 `Retry-After` and
+//! `X-RateLimit-Reset`, backoff). Credentials are attached per request and never printed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+use super::content::{self, ProblemFacts, TicketDraft};
+use super::model::{
+    Created, Issue, Myself, SearchJqlRequest, SearchResponse, SearchV2Request, Transitions,
+};
+use crate::config::{JiraApi, JiraAuth, JiraConfig};
+use crate::fingerprint::Fingerprint;
+use crate::http::{HttpError, Retry, Service};
+
+/// Fields a search asks for (v3 returns only ids unless told).
+const SEARCH_FIELDS: &[&str] = &["key", "summary", "status", "labels", "resolution"];
+/// v3 accepts at most this many ids in `reconcileIssues`.
+const MAX_RECONCILE: usize = 50;
+/// Times a create is sent when its responses keep getting lost.
+const CREATE_ATTEMPTS: u32 = 3;
+/// After a lost create response, search for the label after each of these waits before
+/// sending the create again.
+const LOST_CREATE_SEARCH_WAITS_MS: [u64; 3] = [0, 1000, 3000];
+
+/// What a label search found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    /// A ticket this run created (search may not show it yet).
+    pub created_in_run: Option<String>,
+    /// An open ticket for the problem (the most recent when several).
+    pub open: Option<String>,
+    /// The most recent Done ticket, when there is no open one.
+    pub done: Option<String>,
+}
+
+/// Map from severity to Jira priority name; `None` leaves the priority to Jira's default.
+#[derive(Debug, Clone)]
+pub struct PriorityMap(Vec<(String, String)>);
+
+impl PriorityMap {
+    /// Jira's default priority names for each API: Cloud (Highest..Lowest), Server (Blocker..Trivial).
+    pub fn default_for(api: JiraApi) -> Self {
+        let names: [&str; 4] = match api {
+            JiraApi::V3 => ["Highest", "High", "Medium", "Low"],
+            JiraApi::V2 => ["Blocker", "Critical", "Major", "Minor"],
+        };
+        PriorityMap(
+            ["critical", "high", "medium", "low"]
+                .iter()
+                .zip(names)
+                .map(|(s, p)| (s.to_string(), p.to_string()))
+                .collect(),
+        )
+    }
+
+    /// Parse `critical=P1,high=P2,...` over the defaults. An empty value for a severity sends no priority.
+    pub fn parse(api: JiraApi, spec: &str) -> Result<Self, String> {
+        let mut map = Self::default_for(api);
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (sev, name) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("'{pair}' is not severity=Priority"))?;
+            let sev = sev.trim().to_ascii_lowercase();
+            let slot = map.0.iter_mut().find(|(s, _)| *s == sev).ok_or_else(|| {
+                format!("'{sev}' is not a severity (critical, high, medium, low)")
+            })?;
+            slot.1 = name.trim().to_string();
+        }
+        Ok(map)
+    }
+
+    pub fn get(&self, severity: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(s, _)| s == severity)
+            .map(|(_, p)| p.as_str())
+            .filter(|p| !p.is_empty())
+    }
+}
+
+/// A Jira site, one project.
+#[derive(Debug)]
+pub struct JiraClient {
+    service: Service,
+    config: JiraConfig,
+    priorities: PriorityMap,
+    /// Fingerprint label → (id, key) of tickets this run created: search may not show them yet.
+    created: DashMap<String, (String, String)>,
+    /// Ids created this run, newest last, for `reconcileIssues`.
+    created_ids: Mutex<Vec<i64>>,
+    /// Jira refused the priority field (not on the create screen): stop sending it.
+    skip_priority: AtomicBool,
+    /// One find-then-create at a time per label, across leaders that replace each other.
+    label_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl JiraClient {
+    pub fn new(service: Service, config: JiraConfig) -> Self {
+        JiraClient {
+            service,
+            priorities: config.priorities.clone(),
+            config,
+            created: DashMap::new(),
+            created_ids: Mutex::new(Vec::new()),
+            skip_priority: AtomicBool::new(false),
+            label_locks: DashMap::new(),
+        }
+    }
+
+    /// Hold this while finding and creating a fingerprint's ticket: a leader that replaces one
+    /// whose deadline passed mid-create waits here until that create has finished.
+    pub async fn lock_label(&self, fingerprint: &Fingerprint) -> tokio::sync::OwnedMutexGuard<()> {
+        let label = content::fingerprint_label(fingerprint.as_str());
+        let lock = self.label_locks.entry(label).or_default().clone();
+        lock.lock_owned().await
+    }
+
+    pub fn api(&self) -> JiraApi {
+        self.config.api
+    }
+
+    fn url(&self, path: &str) -> String {
+        let version = match self.config.api {
+            JiraApi::V3 => 3,
+            JiraApi::V2 => 2,
+        };
+        format!("{}/rest/api/{version}/{path}", self.config.base_url)
+    }
+
+    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let req = req.header("Accept", "application/json");
+        match &self.config.auth {
+            JiraAuth::Basic { email, token } => req.basic_auth(email, Some(token.expose_secret())),
+            JiraAuth::Bearer(token) => req.bearer_auth(token.expose_secret()),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response, HttpError> {
+        let url = self.url(path);
+        self.service
+            .send(|c| self.authorize(c.get(&url)), Retry::Idempotent)
+            .await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        retry: Retry,
+    ) -> Result<reqwest::Response, HttpError> {
+        let url = self.url(path);
+        self.service
+            .send(|c| self.authorize(c.post(&url)).json(body), retry)
+            .await
+    }
+
+    /// `GET /myself`: are the credentials good? Returns the account's display name.
+    pub async fn myself(&self) -> Result<String, HttpError> {
+        let resp = self.get("myself").await?;
+        let me: Myself = resp.json().await.unwrap_or_default();
+        Ok(me
+            .display_name
+            .or(me.name)
+            .or(me.account_id)
+            .unwrap_or_else(|| "unknown user".into()))
+    }
+
+    /// `GET /project/{key}`: does the project exist for this account? Returns its name.
+    pub async fn project(&self) -> Result<String, HttpError> {
+        let resp = self
+            .get(&format!("project/{}", self.config.project))
+            .await?;
+        let v: Value = resp.json().await.unwrap_or_default();
+        Ok(v.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.config.project)
+            .to_string())
+    }
+
+    /// Find this problem's tickets: this run's own record first, then a label search.
+    pub async fn find(&self, fingerprint: &Fingerprint) -> anyhow::Result<Found> {
+        let label = content::fingerprint_label(fingerprint.as_str());
+        if let Some(entry) = self.created.get(&label) {
+            return Ok(Found {
+                created_in_run: Some(entry.1.clone()),
+                ..Found::default()
+            });
+        }
+        let issues = self.search_label(&label).await?;
+        let mut found = Found::default();
+        for issue in issues
+            .into_iter()
+            .filter(|i| i.fields.labels.is_empty() || i.fields.labels.contains(&label))
+        {
+            if issue.is_done() {
+                found.done.get_or_insert(issue.key);
+            } else {
+                found.open.get_or_insert(issue.key);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn search_label(&self, label: &str) -> anyhow::Result<Vec<Issue>> {
+        let jql = format!(
+            "project = {} AND labels = {} ORDER BY created DESC",
+            jql_string(&self.config.project),
+            jql_string(label)
+        );
+        let body = match self.config.api {
+            JiraApi::V3 => {
+                let ids = self
+                    .created_ids
+                    .lock()
+                    .map(|ids| ids.clone())
+                    .unwrap_or_default();
+                let reconcile = ids.iter().rev().take(MAX_RECONCILE).copied().collect();
+                serde_json::to_value(SearchJqlRequest {
+                    jql: &jql,
+                    fields: SEARCH_FIELDS,
+                    max_results: 50,
+                    reconcile_issues: reconcile,
+                })?
+            }
+            JiraApi::V2 => serde_json::to_value(SearchV2Request {
+                jql: &jql,
+                fields: SEARCH_FIELDS,
+                start_at: 0,
+                max_results: 50,
+            })?,
+        };
+        let path = match self.config.api {
+            JiraApi::V3 => "search/jql",
+            JiraApi::V2 => "search",
+        };
+        let resp = self.post(path, &body, Retry::Idempotent).await?;
+        let found: SearchResponse = resp
+            .json()
+            .await
+            .map_err(|e| anyhow::anyhow!("Jira search answered something unexpected: {e}"))?;
+        Ok(found.issues)
+    }
+
+    /// Create the ticket; never twice for one fingerprint, even when a response is lost.
+    pub async fn create(
+        &self,
+        fingerprint: &Fingerprint,
+        draft: &TicketDraft,
+    ) -> anyhow::Result<String> {
+        let label = content::fingerprint_label(fingerprint.as_str());
+        let mut last: Option<HttpError> = None;
+        for attempt in 1..=CREATE_ATTEMPTS {
+            if attempt > 1 {
+                // The previous create may have gone through: look before sending it again, a few
+                // times, since search shows a new issue only after a few seconds.
+                for wait_ms in LOST_CREATE_SEARCH_WAITS_MS {
+                    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+                    if let Some(key) = self
+                        .search_label(&label)
+                        .await?
+                        .into_iter()
+                        .find(|i| !i.is_done())
+                        .map(|i| i.key)
+                    {
+                        tracing::info!(%key, "a create whose response was lost had gone through");
+                        return Ok(self.remember(&label, None, key));
+                    }
+                }
+            }
+            let body = self.create_body(draft);
+            match self.post("issue", &body, Retry::SafeOnly).await {
+                Ok(resp) => {
+                    let created: Created = resp.json().await.map_err(|e| {
+                        anyhow::anyhow!("Jira create answered something unexpected: {e}")
+                    })?;
+                    return Ok(self.remember(&label, Some(created.id), created.key));
+                }
+                Err(HttpError::Status {
+                    status: 400,
+                    ref message,
+                    ..
+                }) if message.contains("priority")
+                    && !self.skip_priority.swap(true, Ordering::SeqCst) =>
+                {
+                    tracing::warn!("Jira refused the priority field ({message}); creating tickets without a priority");
+                }
+                Err(
+                    e @ HttpError::Unavailable {
+                        maybe_applied: true,
+                        ..
+                    },
+                ) => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last
+            .map(anyhow::Error::from)
+            .unwrap_or_else(|| anyhow::anyhow!("Jira create failed")))
+    }
+
+    fn remember(&self, label: &str, id: Option<String>, key: String) -> String {
+        if let Some(n) = id.as_deref().and_then(|i| i.parse::<i64>().ok()) {
+            if let Ok(mut ids) = self.created_ids.lock() {
+                ids.push(n);
+            }
+        }
+        self.created
+            .insert(label.to_string(), (id.unwrap_or_default(), key.clone()));
+        key
+    }
+
+    fn create_body(&self, draft: &TicketDraft) -> Value {
+        let mut fields = json!({
+            "project": {"key": self.config.project},
+            "issuetype": {"name": self.config.issue_type},
+            "summary": draft.summary,
+            "labels": draft.labels,
+        });
+        fields["description"] = match self.config.api {
+            JiraApi::V3 => draft.description_adf.clone(),
+            JiraApi::V2 => Value::String(draft.description_wiki.clone()),
+        };
+        if !self.skip_priority.load(Ordering::SeqCst) {
+            if let Some(p) = self.priorities.get(&draft.severity) {
+                fields["priority"] = json!({"name": p});
+            }
+        }
+        json!({ "fields": fields })
+    }
+
+    /// Post the run's recurrence comment on a ticket.
+    pub async fn comment(&self, key: &str, facts: &ProblemFacts) -> anyhow::Result<()> {
+        let body = match self.config.api {
+            JiraApi::V3 => json!({"body": content::recurrence_comment_adf(facts)}),
+            JiraApi::V2 => json!({"body": content::recurrence_comment_wiki(facts)}),
+        };
+        self.post(&format!("issue/{key}/comment"), &body, Retry::SafeOnly)
+            .await?;
+        Ok(())
+    }
+
+    /// Move a Done ticket back to an open status (the first transition whose target is not Done).
+    pub async fn reopen(&self, key: &str) -> anyhow::Result<()> {
+        let resp = self.get(&format!("issue/{key}/transitions")).await?;
+        let list: Transitions = resp.json().await.unwrap_or_default();
+        let preferred = [
+            "reopen",
+            "reopened",
+            "to do",
+            "open",
+            "backlog",
+            "in progress",
+        ];
+        let open = |t: &&super::model::Transition| {
+            t.to.as_ref()
+                .and_then(|s| s.status_category.as_ref())
+                .and_then(|c| c.key.as_deref())
+                .is_none_or(|k| k != "done")
+        };
+        let choice = preferred
+            .iter()
+            .find_map(|p| {
+                list.transitions
+                    .iter()
+                    .filter(open)
+                    .find(|t| t.name.eq_ignore_ascii_case(p))
+            })
+            .or_else(|| {
+                list.transitions.iter().find(|t| {
+                    open(t)
+                        && t.to
+                            .as_ref()
+                            .and_then(|s| s.status_category.as_ref())
+                            .is_some()
+                })
+            })
+            .ok_or_else(|| anyhow::anyhow!("{key} has no transition back to an open status"))?;
+        self.post(
+            &format!("issue/{key}/transitions"),
+            &json!({"transition": {"id": choice.id}}),
+            Retry::SafeOnly,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A JQL string literal: double-quoted, with `"` and `\` escaped.
+pub fn jql_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jql_values_are_quoted_and_escaped() {
+        assert_eq!(jql_string("OPS"), "\"OPS\"");
+        assert_eq!(jql_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn priority_map_defaults_and_overrides() {
+        let m = PriorityMap::default_for(JiraApi::V3);
+        assert_eq!(m.get("critical"), Some("Highest"));
+        assert_eq!(
+            PriorityMap::default_for(JiraApi::V2).get("critical"),
+            Some("Blocker")
+        );
+        let m = PriorityMap::parse(JiraApi::V3, "critical=P1, low=").unwrap();
+        assert_eq!(m.get("critical"), Some("P1"));
+        assert_eq!(m.get("low"), None);
+        assert!(PriorityMap::parse(JiraApi::V3, "urgent=P0").is_err());
+    }
+}

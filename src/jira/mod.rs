@@ -1,0 +1,9 @@
+//! Jira: the client (`client`, over the `model` bodies) and the ticket content (`content`,
+//! built on the `adf` document builder for Cloud and wiki markup for Server/DC).
+
+pub mod adf;
+pub mod client;
+pub mod content;
+pub mod model;
+
+pub use client::JiraClient;

@@ -1,0 +1,314 @@
+//! The run's report: the `summary` object, the per-log entries and the per-ticket entries, in
+//! the format DESIGN.md fixes, plus the short text table a person reads.
+//!
+//! The `logs` part is streamed: each entry is appended to `<report>.partial` as its log
+//! finishes, so memory does not grow with the number of logs. At the end the whole report is
+//! written to `<report>.tmp` (summary, logs copied from the partial file, tickets) and renamed
+//! over `<report>`, so a reader never sees half a report.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::stats::Percentiles;
+
+/// The `summary` object (also what `--output json` prints).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// `async` or `sequential`.
+    pub mode: &'static str,
+    pub workers: usize,
+    pub dry_run: bool,
+    pub fetched: u64,
+    pub processed: u64,
+    pub created: u64,
+    pub commented: u64,
+    pub duplicates: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// Distinct tickets this run created, matched, or would create.
+    pub tickets: u64,
+    pub elapsed_ms: u64,
+    pub stages: Stages,
+    pub existing: u64,
+    pub would_create: u64,
+    /// Distinct problems (fingerprints) seen.
+    pub problems: u64,
+    pub warnings: u64,
+    pub logs_per_second: f64,
+    /// The run was interrupted (Ctrl-C / SIGTERM) before the source was exhausted.
+    pub interrupted: bool,
+    /// Why the run stopped early, when a fatal error ended it (the logs before it were processed).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stages {
+    pub fetch: Percentiles,
+    pub analyze: Percentiles,
+    pub jira: Percentiles,
+}
+
+/// One entry of `logs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry<'a> {
+    pub id: &'a str,
+    pub fingerprint: Option<&'a str>,
+    pub outcome: &'static str,
+    pub ticket: Option<&'a str>,
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<crate::outcome::Stage>,
+}
+
+/// One entry of `tickets`: a distinct problem and what happened to its ticket.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketEntry {
+    pub fingerprint: String,
+    pub key: Option<String>,
+    pub action: &'static str,
+    pub summary: String,
+    pub severity: &'static str,
+    pub occurrences: u64,
+    pub category: &'static str,
+    pub service: Option<String>,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub hosts: Vec<String>,
+    pub labels: Vec<String>,
+    /// Dry run: the exact ticket the Jira sink would send (summary, labels, ADF description).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub draft: Option<serde_json::Value>,
+}
+
+/// What `run` returns.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub summary: Summary,
+    pub tickets: Vec<TicketEntry>,
+}
+
+/// Appends log entries to the partial file, then assembles the final report.
+#[derive(Debug)]
+pub struct ReportWriter {
+    path: PathBuf,
+    partial: PathBuf,
+    logs: BufWriter<File>,
+    entries: u64,
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+impl ReportWriter {
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let partial = sibling(path, ".partial");
+        let file = File::create(&partial)
+            .with_context(|| format!("cannot write the report next to {}", path.display()))?;
+        Ok(ReportWriter {
+            path: path.to_path_buf(),
+            partial,
+            logs: BufWriter::new(file),
+            entries: 0,
+        })
+    }
+
+    pub fn log(&mut self, entry: &LogEntry<'_>) -> anyhow::Result<()> {
+        if self.entries > 0 {
+            self.logs.write_all(b",\n")?;
+        }
+        serde_json::to_writer(&mut self.logs, entry)?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Write `{"summary":..,"logs":[..],"tickets":[..]}` and move it into place.
+    pub fn finish(mut self, report: &Report) -> anyhow::Result<()> {
+        self.logs.flush()?;
+        drop(self.logs);
+        let tmp = sibling(&self.path, ".tmp");
+        let write = || -> anyhow::Result<()> {
+            let mut out = BufWriter::new(File::create(&tmp)?);
+            out.write_all(b"{\"summary\":")?;
+            serde_json::to_writer_pretty(&mut out, &report.summary)?;
+            out.write_all(b",\n\"logs\":[\n")?;
+            std::io::copy(&mut File::open(&self.partial)?, &mut out)?;
+            out.write_all(b"\n],\n\"tickets\":")?;
+            serde_json::to_writer_pretty(&mut out, &report.tickets)?;
+            out.write_all(b"}\n")?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok(())
+        };
+        write().with_context(|| format!("writing the report {}", self.path.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("moving the report into {}", self.path.display()))?;
+        let _ = std::fs::remove_file(&self.partial);
+        Ok(())
+    }
+}
+
+/// The text summary: a table of tickets, then the totals.
+pub fn render_text(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let s = &report.summary;
+    let mut out = String::new();
+    if report.tickets.is_empty() {
+        out.push_str("No problems found.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{:<12}  {:<8}  {:>6}  {:<10}  TITLE",
+            "ACTION", "SEVERITY", "LOGS", "TICKET"
+        );
+        for t in &report.tickets {
+            let title: String = if t.summary.chars().count() > 90 {
+                t.summary
+                    .chars()
+                    .take(89)
+                    .chain(std::iter::once('…'))
+                    .collect()
+            } else {
+                t.summary.clone()
+            };
+            let _ = writeln!(
+                out,
+                "{:<12}  {:<8}  {:>6}  {:<10}  {}",
+                t.action,
+                t.severity,
+                t.occurrences,
+                t.key.as_deref().unwrap_or("-"),
+                title
+            );
+        }
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{} logs: {} created, {} existing, {} would create, {} duplicates, {} commented, {} skipped, {} failed",
+        s.processed, s.created, s.existing, s.would_create, s.duplicates, s.commented, s.skipped, s.failed
+    );
+    let mode = if s.mode == "async" {
+        format!("async, {} workers", s.workers)
+    } else {
+        "sequential".to_string()
+    };
+    let _ = writeln!(
+        out,
+        "{} problems, {} tickets{} in {:.2} s ({:.0} logs/s, {mode})",
+        s.problems,
+        s.tickets,
+        if s.dry_run {
+            " (dry run: nothing written to Jira)"
+        } else {
+            ""
+        },
+        s.elapsed_ms as f64 / 1000.0,
+        s.logs_per_second
+    );
+    let stage = |name: &str, p: &Percentiles| match (p.p50_ms, p.p95_ms) {
+        (Some(a), Some(b)) => format!("{name} {a:.2}/{b:.2}"),
+        _ => format!("{name} -"),
+    };
+    let _ = writeln!(
+        out,
+        "latency p50/p95 ms: {}, {}, {}",
+        stage("fetch", &s.stages.fetch),
+        stage("analyze", &s.stages.analyze),
+        stage("jira", &s.stages.jira)
+    );
+    if s.interrupted {
+        out.push_str("Interrupted: logs in flight were finished; the rest were not taken.\n");
+    }
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "Stopped early: {e}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_summary() -> Summary {
+        let none = Percentiles {
+            count: None,
+            p50_ms: None,
+            p95_ms: None,
+        };
+        Summary {
+            mode: "sequential",
+            workers: 1,
+            dry_run: true,
+            fetched: 2,
+            processed: 2,
+            created: 0,
+            commented: 0,
+            duplicates: 1,
+            failed: 0,
+            skipped: 0,
+            tickets: 1,
+            elapsed_ms: 5,
+            stages: Stages {
+                fetch: none,
+                analyze: none,
+                jira: none,
+            },
+            existing: 0,
+            would_create: 1,
+            problems: 1,
+            warnings: 0,
+            logs_per_second: 400.0,
+            interrupted: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn report_file_holds_every_log_once_and_is_valid_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let mut w = ReportWriter::create(&path).unwrap();
+        for id in ["a", "b"] {
+            w.log(&LogEntry {
+                id,
+                fingerprint: Some("f"),
+                outcome: "duplicate",
+                ticket: None,
+                error: None,
+                stage: None,
+            })
+            .unwrap();
+        }
+        let report = Report {
+            summary: empty_summary(),
+            tickets: vec![],
+        };
+        w.finish(&report).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v["logs"].as_array().unwrap().len(), 2);
+        assert_eq!(v["summary"]["processed"], 2);
+        assert_eq!(v["summary"]["stages"]["analyze"], serde_json::json!({}));
+        assert!(!dir.path().join("r.json.partial").exists());
+    }
+
+    #[test]
+    fn text_summary_names_the_mode_and_dry_run() {
+        let text = render_text(&Report {
+            summary: empty_summary(),
+            tickets: vec![],
+        });
+        assert!(text.contains("sequential"));
+        assert!(text.contains("dry run"));
+    }
+}

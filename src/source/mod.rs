@@ -1,0 +1,39 @@
+//! Sources of logs. Each runs as its own task and pushes `SourceItem`s into a bounded channel,
+//! so a slow pipeline slows the source down (backpressure) and no source holds all logs in memory.
+//!
+//! A source ends with `Ok(())` when it has nothing more, or when the pipeline hung up (a `--limit`
+//! was reached, or the run was interrupted). It ends with `Err` only for a failure that makes the
+//! rest of the input unreachable (a Datadog outage after the retries, an unreadable file); what it
+//! sent before that is still processed and reported.
+
+pub mod datadog;
+pub mod file;
+
+use std::time::Duration;
+
+use crate::event::LogEvent;
+
+/// What a source sends down the pipeline.
+#[derive(Debug)]
+pub enum SourceItem {
+    /// One log to process.
+    Event(LogEvent),
+    /// A record that could not become a log: counted as `skipped`, reported once, the run goes on.
+    Skipped(Skipped),
+    /// Something the user should know about the input (a partial Datadog result), shown once.
+    Warning(String),
+    /// One fetch from the source finished (a Datadog page): its latency feeds the `fetch` stats.
+    Fetched { latency: Duration, events: usize },
+}
+
+/// A record that was not a usable log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where it was: `path:line` (or `path:line:column` inside a JSON document).
+    pub location: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// The sending half every source writes to; `false` from `send` means the pipeline hung up.
+pub type ItemSender = tokio::sync::mpsc::Sender<SourceItem>;

@@ -1,0 +1,188 @@
+//! The ticket stage (leaders only): find the open ticket for a problem, else create one.
+//!
+//! In: a problem's facts (from `jira::content`) and its fingerprint. Out: a `Resolution`
+//! (created / existing / would_create / capped) or an error that fails this problem's leader log
+//! (the deduplicator then promotes the next log of the problem).
+//!
+//! Dry run is decided here, at the Jira boundary: everything is computed, reads still happen when
+//! Jira is configured, and the write is replaced by `would_create`. The `--max-tickets` cap is a
+//! reservation counter: a leader reserves a place before it creates and gives it back if the
+//! create fails, so the cap holds exactly however many workers race for it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::fingerprint::Fingerprint;
+use crate::jira::content::{self, ProblemFacts};
+use crate::jira::JiraClient;
+use crate::outcome::{Resolution, TicketAction};
+
+/// Creates and finds tickets, or says what it would do.
+#[derive(Debug)]
+pub struct TicketStage {
+    jira: Option<Arc<JiraClient>>,
+    dry_run: bool,
+    reopen: bool,
+    cap: Option<Arc<TicketCap>>,
+}
+
+/// An exact cap on tickets created in one run.
+#[derive(Debug)]
+pub struct TicketCap {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl TicketCap {
+    pub fn new(max: u64) -> Self {
+        TicketCap {
+            max,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Take a place under the cap; false when the cap is reached.
+    pub fn try_reserve(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Give a place back (the create it was reserved for failed).
+    pub fn release(&self) {
+        self.used.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl TicketStage {
+    pub fn new(
+        jira: Option<Arc<JiraClient>>,
+        dry_run: bool,
+        reopen: bool,
+        max_tickets: Option<u64>,
+    ) -> Self {
+        TicketStage {
+            jira,
+            dry_run,
+            reopen,
+            cap: max_tickets.map(|m| Arc::new(TicketCap::new(m))),
+        }
+    }
+
+    /// Decide and carry out what this problem's ticket needs.
+    ///
+    /// With Jira, the work runs in its own task under the fingerprint's label lock: if this
+    /// log's deadline passes while a create is at Jira, the create still finishes and is
+    /// recorded, and the leader that replaces this one finds it instead of creating another.
+    pub async fn file(
+        &self,
+        fingerprint: &Fingerprint,
+        facts: &ProblemFacts,
+    ) -> anyhow::Result<Resolution> {
+        let Some(jira) = self.jira.clone() else {
+            return Ok(match self.reserve() {
+                false => Resolution::new(TicketAction::Capped, None),
+                true => Resolution::new(TicketAction::WouldCreate, None),
+            });
+        };
+        let (cap, dry_run, reopen) = (self.cap.clone(), self.dry_run, self.reopen);
+        let (fingerprint, facts) = (fingerprint.clone(), facts.clone());
+        tokio::spawn(async move {
+            let _label = jira.lock_label(&fingerprint).await;
+            file_with_jira(&jira, cap.as_deref(), dry_run, reopen, &fingerprint, facts).await
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the ticket task stopped unexpectedly: {e}"))?
+    }
+
+    fn reserve(&self) -> bool {
+        self.cap.as_ref().is_none_or(|c| c.try_reserve())
+    }
+}
+
+async fn file_with_jira(
+    jira: &JiraClient,
+    cap: Option<&TicketCap>,
+    dry_run: bool,
+    reopen: bool,
+    fingerprint: &Fingerprint,
+    facts: ProblemFacts,
+) -> anyhow::Result<Resolution> {
+    let found = jira.find(fingerprint).await?;
+    if let Some(key) = found.created_in_run {
+        return Ok(Resolution::new(TicketAction::Created, Some(key)));
+    }
+    if let Some(key) = found.open {
+        return Ok(Resolution::new(TicketAction::Existing, Some(key)));
+    }
+    if let (Some(done), true) = (&found.done, reopen) {
+        if dry_run {
+            return Ok(Resolution::new(
+                TicketAction::WouldReopen,
+                Some(done.clone()),
+            ));
+        }
+        jira.reopen(done).await?;
+        return Ok(Resolution::new(TicketAction::Reopened, Some(done.clone())));
+    }
+    if cap.is_some_and(|c| !c.try_reserve()) {
+        return Ok(Resolution::new(TicketAction::Capped, None));
+    }
+    let recurrence_of = found.done;
+    if dry_run {
+        return Ok(Resolution {
+            action: TicketAction::WouldCreate,
+            key: None,
+            recurrence_of,
+        });
+    }
+    let facts = ProblemFacts {
+        recurrence_of: recurrence_of.clone(),
+        ..facts
+    };
+    match jira.create(fingerprint, &content::ticket(&facts)).await {
+        Ok(key) => Ok(Resolution {
+            action: TicketAction::Created,
+            key: Some(key),
+            recurrence_of,
+        }),
+        Err(e) => {
+            if let Some(cap) = cap {
+                cap.release();
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_cap_holds_exactly_under_64_racing_tasks() {
+        let cap = Arc::new(TicketCap::new(7));
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let cap = cap.clone();
+                tokio::spawn(async move {
+                    let got = cap.try_reserve();
+                    // Every fifth create fails and gives its place back.
+                    if got && i % 5 == 0 {
+                        cap.release();
+                        return false;
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            won += t.await.unwrap() as u32;
+        }
+        assert_eq!(won, 7);
+    }
+}
