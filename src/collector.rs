@@ -113,8 +113,11 @@ impl Collector {
         }
     }
 
-    pub fn add(&mut self, outcome: Outcome) -> anyhow::Result<()> {
+    pub fn add(&mut self, mut outcome: Outcome) -> anyhow::Result<()> {
         self.stats.count(outcome.kind);
+        if let Some(w) = outcome.warning.take() {
+            self.warning(w);
+        }
         if let Some(d) = outcome.analyze_time {
             self.stats.analyze.record(d);
         }

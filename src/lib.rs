@@ -51,8 +51,28 @@ pub async fn run(
         Some(jira) => Some(Arc::new(connect_jira(jira, &config).await?)),
         None => None,
     };
+    let analyzer = match &config.analyzer {
+        config::AnalyzerConfig::Rules => analyze::Analyzer::Rules,
+        config::AnalyzerConfig::Llm {
+            base_url,
+            model,
+            api_key,
+        } => {
+            let policy = http::RetryPolicy {
+                max_attempts: 3,
+                ..http::RetryPolicy::default()
+            };
+            let service = http::Service::new("LLM", config.rate_limit, policy)?;
+            analyze::Analyzer::Llm(analyze::llm::LlmAnalyzer::new(
+                service,
+                base_url,
+                model,
+                api_key.clone(),
+            ))
+        }
+    };
     let progress = progress::Progress::new(config.progress, config.limit);
-    pipeline::run(config, jira, progress, shutdown).await
+    pipeline::run(config, analyzer, jira, progress, shutdown).await
 }
 
 /// Build the Jira client and check the credentials once (`GET /myself`).

@@ -129,6 +129,8 @@ pub struct Outcome {
     pub leader: Option<Box<LeaderReport>>,
     pub analyze_time: Option<Duration>,
     pub jira_time: Option<Duration>,
+    /// Something the user should know that did not fail the log (shown once, counted).
+    pub warning: Option<String>,
 }
 
 impl Outcome {
@@ -145,6 +147,7 @@ impl Outcome {
             leader: None,
             analyze_time: None,
             jira_time: None,
+            warning: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::analyze::{rules, Analysis};
+use crate::analyze::Analyzer;
 use crate::collector::Collector;
 use crate::config::{Config, DatadogSite, SourceConfig};
 use crate::dedup::{Claim, Deduplicator, Followed};
@@ -39,9 +39,12 @@ use tokio_util::sync::CancellationToken;
 /// What every log task shares.
 struct Shared {
     dedup: Deduplicator<Fingerprint, Resolution>,
+    analyzer: Analyzer,
     tickets: TicketStage,
     site: DatadogSite,
     per_log_timeout: Duration,
+    /// Whether the ticket stage talks to Jira (its latency is then the `jira` stage's).
+    jira_enabled: bool,
     /// Set when a failure ends the whole run (Jira refused the credentials midway).
     fatal: CancellationToken,
     fatal_reason: std::sync::Mutex<Option<String>>,
@@ -60,6 +63,7 @@ impl Shared {
 /// resolves.
 pub async fn run(
     config: Config,
+    analyzer: Analyzer,
     jira: Option<Arc<JiraClient>>,
     progress: Progress,
     shutdown: impl Future<Output = ()> + Send,
@@ -68,9 +72,11 @@ pub async fn run(
     let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
     let shared = Arc::new(Shared {
         dedup: Deduplicator::new(),
+        analyzer,
         tickets: TicketStage::new(jira.clone(), config.dry_run, reopen, config.max_tickets),
         site: config.site.clone(),
         per_log_timeout: config.per_log_timeout,
+        jira_enabled: jira.is_some(),
         fatal: CancellationToken::new(),
         fatal_reason: std::sync::Mutex::new(None),
     });
@@ -197,6 +203,7 @@ fn spawn_log(
             leader: None,
             analyze_time: None,
             jira_time: None,
+            warning: None,
         })
     }
 }
@@ -221,6 +228,8 @@ impl StageMark {
 struct Timings {
     analyze: Option<Duration>,
     jira: Option<Duration>,
+    /// A problem worth a warning that did not fail the log (the llm analyzer fell back).
+    warning: Option<String>,
 }
 
 /// What one log's work came to, before it is turned into an `Outcome`.
@@ -266,6 +275,7 @@ async fn process(
         leader: None,
         analyze_time: timings.analyze,
         jira_time: timings.jira,
+        warning: timings.warning,
     };
     match result {
         Ok(Handled::Followed(res)) => {
@@ -323,8 +333,11 @@ async fn handle(
     };
     mark.set(Stage::Analyze);
     let started = Instant::now();
-    let analysis: Analysis = rules::analyze(event, template);
-    record(timings, |t| t.analyze = Some(started.elapsed()));
+    let (analysis, fallback) = shared.analyzer.analyze(event, template).await;
+    record(timings, |t| {
+        t.analyze = Some(started.elapsed());
+        t.warning = fallback;
+    });
 
     mark.set(Stage::Jira);
     let facts = ProblemFacts {
@@ -346,7 +359,9 @@ async fn handle(
     };
     let started = Instant::now();
     let filed = shared.tickets.file(fingerprint, &facts).await;
-    record(timings, |t| t.jira = Some(started.elapsed()));
+    if shared.jira_enabled {
+        record(timings, |t| t.jira = Some(started.elapsed()));
+    }
     let resolution = filed.map_err(|e| (Stage::Jira, e))?;
     // Followers get the resolution only after the leader's work is complete; a guard dropped
     // before this line (error, deadline, panic) hands the problem to the next log instead.

@@ -13,7 +13,7 @@
 //!   status plus a few keywords give the [`Severity`]; title and summary are built from the
 //!   service, host and template. Same input, same output, on every machine and run, with no
 //!   network.
-//! * `llm` (later): asks an OpenAI-compatible chat-completions API for the same [`Analysis`], and
+//! * [`llm`]: asks an OpenAI-compatible chat-completions API for the same [`Analysis`], and
 //!   falls back to [`rules::analyze`] whenever the call or its answer fails, so analysis itself
 //!   never fails a log.
 
@@ -21,7 +21,36 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod llm;
 pub mod rules;
+
+use crate::event::LogEvent;
+
+/// The analyzer a run uses.
+#[derive(Debug, Clone)]
+pub enum Analyzer {
+    Rules,
+    Llm(llm::LlmAnalyzer),
+}
+
+impl Analyzer {
+    /// Analyze one problem. The `llm` analyzer falls back to `rules` on any failure and says why
+    /// in the second value, so analysis itself never fails a log.
+    pub async fn analyze(&self, event: &LogEvent, template: &str) -> (Analysis, Option<String>) {
+        match self {
+            Analyzer::Rules => (rules::analyze(event, template), None),
+            Analyzer::Llm(llm) => match llm.analyze(event, template).await {
+                Ok(a) => (a, None),
+                Err(e) => (
+                    rules::analyze(event, template),
+                    Some(format!(
+                        "llm analyzer failed, used the rules analyzer instead: {e:#}"
+                    )),
+                ),
+            },
+        }
+    }
+}
 
 /// What kind of problem a log describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
