@@ -188,10 +188,12 @@ impl DatadogSource {
                             reason: e.to_string(),
                         }),
                     };
+                // Only logs count toward --limit (as in the pipeline): a skipped record is not one.
+                let is_log = matches!(item, SourceItem::Event(_));
                 if tx.send(item).await.is_err() {
                     return Ok(());
                 }
-                sent += 1;
+                sent += u64::from(is_log);
             }
             match meta.page.and_then(|p| p.after).filter(|c| !c.is_empty()) {
                 Some(next) if count > 0 => cursor = Some(next),
