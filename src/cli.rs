@@ -26,6 +26,7 @@ Exit codes:
   1    fatal: configuration, authentication or source failure
   2    usage: a bad flag or value
   3    done, but some logs failed
+  75   another run holds the state lock (try again later)
   130  interrupted (Ctrl-C / SIGTERM): in-flight logs finished, partial summary printed";
 
 /// Turn Datadog error logs into exactly one Jira ticket per distinct problem.
@@ -77,13 +78,19 @@ pub struct Cli {
     #[arg(long, env = "DD_QUERY", default_value = "status:error")]
     pub query: String,
 
-    /// Start of the window: Datadog date math (now-15m) or RFC 3339.
-    #[arg(long, value_name = "T", default_value = "now-15m")]
-    pub from: String,
+    /// Start of the window: Datadog date math (now-15m) or RFC 3339. Default: where the last run
+    /// stopped (with a small overlap), or now-15m on the first run.
+    #[arg(long, value_name = "T")]
+    pub from: Option<String>,
 
-    /// End of the window: Datadog date math (now) or RFC 3339.
-    #[arg(long, value_name = "T", default_value = "now")]
-    pub to: String,
+    /// End of the window: Datadog date math or RFC 3339. Default: now minus --ingest-delay.
+    #[arg(long, value_name = "T")]
+    pub to: Option<String>,
+
+    /// How far behind now the window ends by default, since Datadog indexes logs late.
+    #[arg(long, value_name = "DURATION", env = "TRIAGE_INGEST_DELAY", default_value = "60s",
+          value_parser = parse_duration)]
+    pub ingest_delay: std::time::Duration,
 
     /// Stop after N logs.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -113,6 +120,48 @@ pub struct Cli {
     /// Write the full JSON report (every log, every ticket) to PATH.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+
+    /// The state file: checkpoints, tickets, logs to retry, run history
+    /// (default $XDG_STATE_HOME/triage/state.db, or ~/.local/state/triage/state.db).
+    #[arg(long, value_name = "PATH", env = "TRIAGE_STATE")]
+    pub state: Option<PathBuf>,
+
+    /// Use no state: no checkpoint, no retry list, no run lock (throwaway runs).
+    #[arg(long, conflicts_with = "state")]
+    pub no_state: bool,
+
+    /// Runs a failed log is retried in before it is reported as given up.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "TRIAGE_MAX_RETRIES",
+        default_value_t = 3
+    )]
+    pub max_retries: u32,
+
+    /// Least time between two recurrence comments on one ticket; occurrences in between are
+    /// summed into the next comment.
+    #[arg(long, value_name = "DURATION", env = "TRIAGE_COMMENT_COOLDOWN", default_value = "2h",
+          value_parser = parse_duration)]
+    pub comment_cooldown: std::time::Duration,
+
+    /// Consecutive failures of a service (Jira, the LLM) that open its circuit breaker.
+    #[arg(long, value_name = "K", env = "TRIAGE_BREAKER_THRESHOLD", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_threshold: u32,
+
+    /// How long an open circuit breaker stops calls before it probes the service again.
+    #[arg(long, value_name = "DURATION", env = "TRIAGE_BREAKER_COOLDOWN", default_value = "30s",
+          value_parser = parse_duration)]
+    pub breaker_cooldown: std::time::Duration,
+
+    /// Write run metrics in Prometheus text format (node_exporter textfile collector) to PATH.
+    #[arg(long, value_name = "PATH", env = "TRIAGE_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Pretend the current time is T (RFC 3339): replays and tests.
+    #[arg(long, value_name = "T", hide = true)]
+    pub now: Option<String>,
 
     /// Less on stderr (no progress bar, warnings and errors only).
     #[arg(short, long, conflicts_with = "verbose")]
@@ -173,6 +222,31 @@ pub struct Cli {
     pub llm_base_url: String,
 }
 
+/// A duration: `90s`, `15m`, `2h`, `1d`, `250ms`, or plain seconds.
+pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
+    let s = raw.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a duration (e.g. 90s, 15m, 2h)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        other => {
+            return Err(format!(
+                "'{other}' is not a duration unit: use ms, s, m, h or d"
+            ))
+        }
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("'{raw}' is out of range"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Check each configured service (Datadog keys, Jira account and project, the LLM), print
@@ -202,5 +276,15 @@ mod tests {
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("2h").unwrap().as_secs(), 7200);
+        assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert_eq!(parse_duration("60").unwrap().as_secs(), 60);
+        assert!(parse_duration("2 weeks").is_err());
     }
 }

@@ -70,6 +70,20 @@ pub struct Config {
     pub report: Option<PathBuf>,
     /// Draw the progress bar (stderr is a terminal and `--quiet` is off); set by the binary.
     pub progress: bool,
+    /// The state file; `None` with `--no-state`.
+    pub state: Option<PathBuf>,
+    /// `--from` was given: the window does not start at the checkpoint.
+    pub from_explicit: bool,
+    /// This run's "now" (for date math and the default window end).
+    pub now: DateTime<Utc>,
+    /// Runs a failed log is retried in before it is given up.
+    pub max_retries: u32,
+    /// Least time between two recurrence comments on one ticket.
+    pub comment_cooldown: Duration,
+    /// Consecutive failures that open a service's circuit breaker, and for how long.
+    pub breaker: (u32, Duration),
+    /// Where to write Prometheus metrics.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// The source of logs.
@@ -285,16 +299,51 @@ impl Config {
         };
 
         let site = DatadogSite::resolve(&cli.dd_site, cli.dd_api_url.as_deref())?;
-        let now = Utc::now();
-        let from =
-            parse_time(&cli.from, now).map_err(|e| ConfigError::Usage(format!("--from {e}")))?;
-        let to = parse_time(&cli.to, now).map_err(|e| ConfigError::Usage(format!("--to {e}")))?;
+        let now = match &cli.now {
+            Some(t) => DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    ConfigError::Usage(format!("--now '{t}' is not an RFC 3339 time: {e}"))
+                })?,
+            None => Utc::now(),
+        };
+        let ingest_delay = chrono::Duration::from_std(cli.ingest_delay)
+            .map_err(|_| ConfigError::Usage("--ingest-delay is out of range".into()))?;
+        let from = match &cli.from {
+            Some(f) => parse_time(f, now).map_err(|e| ConfigError::Usage(format!("--from {e}")))?,
+            None => now - chrono::Duration::minutes(15),
+        };
+        let to = match &cli.to {
+            Some(t) => parse_time(t, now).map_err(|e| ConfigError::Usage(format!("--to {e}")))?,
+            None => now - ingest_delay,
+        };
         if to <= from {
             return Err(ConfigError::Usage(format!(
                 "--from {} to --to {} is an empty window: the end must come after the start",
-                cli.from, cli.to
+                cli.from.as_deref().unwrap_or("(default now-15m)"),
+                cli.to
+                    .as_deref()
+                    .unwrap_or("(default now minus --ingest-delay)")
             )));
         }
+        let state = if cli.no_state {
+            None
+        } else if let Some(path) = &cli.state {
+            Some(path.clone())
+        } else if let Some(dir) = env("XDG_STATE_HOME").filter(|d| !d.trim().is_empty()) {
+            Some(PathBuf::from(dir).join("triage/state.db"))
+        } else if let Some(home) = env("HOME").filter(|d| !d.trim().is_empty()) {
+            Some(PathBuf::from(home).join(".local/state/triage/state.db"))
+        } else {
+            if cli.input.is_none() {
+                notices.push(
+                    "no state (neither XDG_STATE_HOME nor HOME is set, and no --state PATH): \
+                          this run keeps no checkpoint and no retry list"
+                        .into(),
+                );
+            }
+            None
+        };
 
         let source = match &cli.input {
             Some(path) if path.as_os_str() == "-" => SourceConfig::File(InputPath::Stdin),
@@ -368,6 +417,13 @@ impl Config {
                 site,
                 report: cli.report.clone(),
                 progress: false,
+                state,
+                from_explicit: cli.from.is_some(),
+                now,
+                max_retries: cli.max_retries,
+                comment_cooldown: cli.comment_cooldown,
+                breaker: (cli.breaker_threshold, cli.breaker_cooldown),
+                metrics_file: cli.metrics_file.clone(),
             },
             notices,
         ))

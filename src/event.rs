@@ -103,6 +103,33 @@ impl LogEvent {
         })
     }
 
+    /// The event in Datadog's shape, as `from_value` reads it back (kept for retries).
+    pub fn to_value(&self) -> Value {
+        let mut attrs = Map::new();
+        attrs.insert("message".into(), Value::String(self.message.clone()));
+        attrs.insert("status".into(), Value::String(self.status.clone()));
+        if let Some(t) = self.timestamp {
+            attrs.insert(
+                "timestamp".into(),
+                Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            );
+        }
+        if let Some(s) = &self.service {
+            attrs.insert("service".into(), Value::String(s.clone()));
+        }
+        if let Some(h) = &self.host {
+            attrs.insert("host".into(), Value::String(h.clone()));
+        }
+        attrs.insert(
+            "tags".into(),
+            Value::Array(self.tags.iter().cloned().map(Value::String).collect()),
+        );
+        if !self.attributes.is_null() {
+            attrs.insert("attributes".into(), self.attributes.clone());
+        }
+        serde_json::json!({"id": self.id, "type": "log", "attributes": attrs})
+    }
+
     /// Look up a custom attribute by dotted path (`error.fingerprint`), accepting both the nested
     /// form (`{"error":{"fingerprint":..}}`) and a flat key containing dots.
     pub fn attribute(&self, path: &str) -> Option<&Value> {
@@ -185,6 +212,19 @@ mod tests {
         assert_eq!(e.status, "");
         assert_eq!(e.attribute("error.fingerprint"), Some(&json!("x")));
         assert!(e.timestamp.is_some());
+    }
+
+    #[test]
+    fn to_value_round_trips() {
+        let v = json!({"id": "AQAA", "type": "log", "attributes": {
+            "status": "error", "service": "checkout", "host": "web-1",
+            "timestamp": "2022-04-11T16:29:47.401Z", "message": "boom", "tags": ["env:prod"],
+            "attributes": {"error": {"fingerprint": "abc"}}}});
+        let e = LogEvent::from_value(v, || unreachable!()).unwrap();
+        assert_eq!(
+            LogEvent::from_value(e.to_value(), || unreachable!()).unwrap(),
+            e
+        );
     }
 
     #[test]

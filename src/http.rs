@@ -26,6 +26,8 @@ use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
+use crate::breaker::Breaker;
+
 /// How hard to try.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -79,6 +81,13 @@ pub enum HttpError {
         status: u16,
         message: String,
     },
+    /// The service failed repeatedly; calls are paused (nothing was sent).
+    #[error("{service} is paused after {failures} consecutive failures (circuit breaker); next try in {} s", .retry_in.as_secs())]
+    CircuitOpen {
+        service: &'static str,
+        failures: u32,
+        retry_in: Duration,
+    },
     /// Retries exhausted (or an ambiguous failure of a `SafeOnly` request).
     #[error("{service} failed after {attempts} attempt(s): {last}")]
     Unavailable {
@@ -98,7 +107,7 @@ impl HttpError {
     pub fn status(&self) -> Option<u16> {
         match self {
             HttpError::Auth { status, .. } | HttpError::Status { status, .. } => Some(*status),
-            HttpError::Unavailable { .. } => None,
+            HttpError::Unavailable { .. } | HttpError::CircuitOpen { .. } => None,
         }
     }
 }
@@ -125,6 +134,8 @@ pub struct Service {
     policy: RetryPolicy,
     /// Earliest moment the next call may start (from the server's rate-limit headers).
     not_before: Arc<Mutex<Option<Instant>>>,
+    /// Stops calls for a while after repeated failures.
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl Service {
@@ -143,7 +154,19 @@ impl Service {
             limiter: rate.map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r)))),
             policy,
             not_before: Arc::new(Mutex::new(None)),
+            breaker: None,
         })
+    }
+
+    /// Add a circuit breaker: `threshold` consecutive failures stop calls for `cooldown`.
+    pub fn with_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.breaker = Some(Arc::new(Breaker::new(threshold, cooldown)));
+        self
+    }
+
+    /// How many times this service's circuit breaker opened.
+    pub fn breaker_trips(&self) -> u64 {
+        self.breaker.as_ref().map_or(0, |b| b.trips())
     }
 
     pub fn name(&self) -> &'static str {
@@ -157,6 +180,30 @@ impl Service {
     /// Send the request `build` makes (called again for every attempt) and return the first
     /// successful (2xx) response.
     pub async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        retry: Retry,
+    ) -> Result<Response, HttpError> {
+        let Some(breaker) = &self.breaker else {
+            return self.send_with_retries(build, retry).await;
+        };
+        if let Err(remaining) = breaker.allow() {
+            return Err(HttpError::CircuitOpen {
+                service: self.name,
+                failures: breaker.threshold(),
+                retry_in: remaining,
+            });
+        }
+        let result = self.send_with_retries(build, retry).await;
+        match &result {
+            Err(HttpError::Unavailable { .. }) => breaker.failure(),
+            // A 4xx is this request's fault; the service answered, so it is up.
+            _ => breaker.success(),
+        }
+        result
+    }
+
+    async fn send_with_retries(
         &self,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
         retry: Retry,
@@ -379,7 +426,14 @@ fn reset_delay(headers: &HeaderMap) -> Option<Duration> {
         }
         return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
     }
-    let at = chrono::DateTime::parse_from_rfc3339(raw).ok()?;
+    // Jira documents `yyyy-MM-ddTHH:mmZ` (no seconds); accept full RFC 3339 as well.
+    let at = chrono::DateTime::parse_from_rfc3339(raw)
+        .or_else(|_| chrono::DateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M%#z"))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%MZ")
+                .map(|t| t.and_utc().fixed_offset())
+        })
+        .ok()?;
     Some(
         (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
             .to_std()
@@ -584,6 +638,14 @@ mod tests {
         let w = reset_delay(&iso).unwrap();
         assert!(
             w > Duration::from_secs(28) && w <= Duration::from_secs(30),
+            "{w:?}"
+        );
+        // Jira's documented form has minutes only.
+        let later = (chrono::Utc::now() + chrono::Duration::minutes(10)).format("%Y-%m-%dT%H:%MZ");
+        let minutes = headers(&[("x-ratelimit-reset", &later.to_string())]);
+        let w = reset_delay(&minutes).unwrap();
+        assert!(
+            w > Duration::from_secs(530) && w <= Duration::from_secs(600),
             "{w:?}"
         );
     }

@@ -15,6 +15,7 @@
 //! `main.rs` only parses the command line into a checked [`config::Config`] and calls [`run`].
 
 pub mod analyze;
+pub mod breaker;
 pub mod check;
 pub mod cli;
 pub mod collector;
@@ -24,11 +25,13 @@ pub mod event;
 pub mod fingerprint;
 pub mod http;
 pub mod jira;
+pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod source;
+pub mod state;
 pub mod stats;
 pub mod ticket;
 
@@ -38,15 +41,41 @@ use std::sync::Arc;
 pub use config::Config;
 pub use report::Report;
 
+/// How far before the checkpoint a window starts, to catch logs Datadog indexed late; ids already
+/// processed in that overlap are recognised and skipped.
+pub const CHECKPOINT_OVERLAP: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Process logs as `config` says until the source is exhausted or `shutdown` resolves.
 ///
-/// Errors are fatal problems found before any log was processed (the report file cannot be
-/// written, ...). A source that fails midway returns `Ok` with `summary.error` set, since the logs
-/// fetched before the failure were processed and are reported.
+/// Errors are fatal problems found before any log was processed (the state lock is held,
+/// Jira refuses the credentials, the report file cannot be written, ...). A source that fails
+/// midway returns `Ok` with `summary.error` set, since the logs fetched before the failure were
+/// processed and are reported.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
+    let state = open_state(&config)?;
+    let checkpoint_key = match &config.source {
+        config::SourceConfig::Datadog(dd) => {
+            Some(format!("datadog {} {}", config.site.name, dd.query))
+        }
+        config::SourceConfig::File(_) => None,
+    };
+    if let (Some(state), Some(key), config::SourceConfig::Datadog(dd)) =
+        (&state, &checkpoint_key, &mut config.source)
+    {
+        if !config.from_explicit {
+            if let Some(checkpoint) = state.with(|s| s.checkpoint(key))? {
+                dd.from = checkpoint - CHECKPOINT_OVERLAP;
+                tracing::info!(
+                    "continuing from the checkpoint {checkpoint} (window {} to {})",
+                    dd.from,
+                    dd.to
+                );
+            }
+        }
+    }
     let jira = match &config.jira {
         Some(jira) => Some(Arc::new(connect_jira(jira, &config).await?)),
         None => None,
@@ -62,7 +91,8 @@ pub async fn run(
                 max_attempts: 3,
                 ..http::RetryPolicy::default()
             };
-            let service = http::Service::new("LLM", config.rate_limit, policy)?;
+            let service = http::Service::new("LLM", config.rate_limit, policy)?
+                .with_breaker(config.breaker.0, config.breaker.1);
             analyze::Analyzer::Llm(analyze::llm::LlmAnalyzer::new(
                 service,
                 base_url,
@@ -71,8 +101,77 @@ pub async fn run(
             ))
         }
     };
+    // Only once every service is reachable: a run that cannot start gives nothing up.
+    let (retries, given_up) = match &state {
+        Some(state) => take_retries(state, config.max_retries)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let run_id = match state.as_ref().filter(|s| s.writable) {
+        Some(s) => Some(s.with(|s| s.begin_run(config.now))?),
+        None => None,
+    };
     let progress = progress::Progress::new(config.progress, config.limit);
-    pipeline::run(config, analyzer, jira, progress, shutdown).await
+    let metrics_file = config.metrics_file.clone();
+    let deps = pipeline::Deps {
+        analyzer,
+        jira,
+        state: state.clone(),
+        retries,
+        given_up: (given_up, config.max_retries),
+        checkpoint_key,
+    };
+    let report = pipeline::run(config, deps, progress, shutdown).await?;
+    let code = exit_code(&report);
+    let mut last_success = None;
+    if let Some(state) = &state {
+        if let Some(id) = run_id {
+            let summary = serde_json::to_value(&report.summary)?;
+            state.with(|s| s.end_run(id, code, &summary))?;
+        }
+        last_success = state.with(|s| s.last_success())?;
+    }
+    if let Some(path) = metrics_file {
+        let last_success = last_success.or_else(|| (code == exit::OK).then(chrono::Utc::now));
+        metrics::write(&path, &report, code, last_success)?;
+    }
+    Ok(report)
+}
+
+/// Open the state store: locked for a real run, read-only (and unlocked) for a dry run.
+fn open_state(config: &Config) -> anyhow::Result<Option<state::StateHandle>> {
+    let Some(path) = &config.state else {
+        return Ok(None);
+    };
+    if config.dry_run {
+        return Ok(
+            state::StateStore::open_read_only(path)?.map(|s| state::StateHandle::new(s, false))
+        );
+    }
+    Ok(Some(state::StateHandle::new(
+        state::StateStore::open(path)?,
+        true,
+    )))
+}
+
+/// Split the retry list: logs to retry now, and ids given up after `max_retries` runs.
+fn take_retries(
+    state: &state::StateHandle,
+    max_retries: u32,
+) -> anyhow::Result<(Vec<event::LogEvent>, Vec<String>)> {
+    let failed = state.with(|s| s.failed_logs())?;
+    let mut retries = Vec::new();
+    let mut given_up = Vec::new();
+    for log in failed {
+        match event::LogEvent::from_value(log.event, || log.id.clone()) {
+            // `runs` counts the first failure too: a log is retried `max_retries` times.
+            Ok(event) if log.runs <= max_retries => retries.push(event),
+            _ => given_up.push(log.id),
+        }
+    }
+    if state.writable && !given_up.is_empty() {
+        state.with(|s| s.give_up(&given_up))?;
+    }
+    Ok((retries, given_up))
 }
 
 /// Build the Jira client and check the credentials once (`GET /myself`).
@@ -80,7 +179,8 @@ async fn connect_jira(
     jira: &config::JiraConfig,
     config: &Config,
 ) -> anyhow::Result<jira::JiraClient> {
-    let service = http::Service::new("Jira", config.rate_limit, http::RetryPolicy::default())?;
+    let service = http::Service::new("Jira", config.rate_limit, http::RetryPolicy::default())?
+        .with_breaker(config.breaker.0, config.breaker.1);
     let client = jira::JiraClient::new(service, jira.clone());
     match client.myself().await {
         Ok(name) => {
@@ -126,6 +226,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Done, but some logs failed.
     pub const SOME_FAILED: u8 = 3;
+    /// Another run holds the state lock.
+    pub const LOCKED: u8 = 75;
     /// Interrupted by Ctrl-C or SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }

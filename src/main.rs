@@ -76,7 +76,11 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(exit::FATAL)
+            let locked = matches!(
+                e.downcast_ref::<triage::state::StateError>(),
+                Some(triage::state::StateError::Locked { .. })
+            );
+            ExitCode::from(if locked { exit::LOCKED } else { exit::FATAL })
         }
     }
 }

@@ -131,6 +131,8 @@ pub struct Outcome {
     pub jira_time: Option<Duration>,
     /// Something the user should know that did not fail the log (shown once, counted).
     pub warning: Option<String>,
+    /// A failed log's event (Datadog shape), kept for the next run's retry.
+    pub retry_event: Option<serde_json::Value>,
 }
 
 impl Outcome {
@@ -148,6 +150,17 @@ impl Outcome {
             analyze_time: None,
             jira_time: None,
             warning: None,
+            retry_event: None,
+        }
+    }
+
+    /// A log an earlier run already gave a final outcome (an overlapping window fetched it again).
+    pub fn already_processed(log_id: String) -> Self {
+        Outcome {
+            kind: OutcomeKind::Skipped,
+            error: Some("already processed by an earlier run".into()),
+            stage: None,
+            ..Outcome::skipped_record(log_id, String::new())
         }
     }
 }

@@ -33,7 +33,10 @@ use crate::progress::Progress;
 use crate::report::Report;
 use crate::source::datadog::DatadogSource;
 use crate::source::{self, SourceItem};
+use crate::state::{CommentState, StateHandle};
 use crate::ticket::TicketStage;
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 use tokio_util::sync::CancellationToken;
 
 /// What every log task shares.
@@ -59,21 +62,44 @@ impl Shared {
     }
 }
 
+/// What the pipeline works with besides its configuration.
+pub struct Deps {
+    pub analyzer: Analyzer,
+    pub jira: Option<Arc<JiraClient>>,
+    pub state: Option<StateHandle>,
+    /// Logs that failed in earlier runs: processed first, before the source's.
+    pub retries: Vec<LogEvent>,
+    /// Logs given up after `--max-retries` runs (reported), and that limit.
+    pub given_up: (Vec<String>, u32),
+    /// Where the checkpoint of this source is kept (`None` for a file source).
+    pub checkpoint_key: Option<String>,
+}
+
 /// Run the whole pipeline until the source is exhausted, `--limit` is reached, or `shutdown`
 /// resolves.
 pub async fn run(
     config: Config,
-    analyzer: Analyzer,
-    jira: Option<Arc<JiraClient>>,
+    deps: Deps,
     progress: Progress,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
-    let mut collector = Collector::new(&config, progress)?;
+    let Deps {
+        analyzer,
+        jira,
+        state,
+        retries,
+        given_up,
+        checkpoint_key,
+    } = deps;
+    let mut collector = Collector::new(&config, progress, state.clone())?;
+    collector.given_up(&given_up.0, given_up.1);
     let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
+    let writable_state = state.clone().filter(|s| s.writable);
     let shared = Arc::new(Shared {
         dedup: Deduplicator::new(),
         analyzer,
-        tickets: TicketStage::new(jira.clone(), config.dry_run, reopen, config.max_tickets),
+        tickets: TicketStage::new(jira.clone(), config.dry_run, reopen, config.max_tickets)
+            .with_state(state.clone()),
         site: config.site.clone(),
         per_log_timeout: config.per_log_timeout,
         jira_enabled: jira.is_some(),
@@ -84,25 +110,54 @@ pub async fn run(
     // Room for a couple of Datadog pages, or a few thousand file records, ahead of the workers.
     let (tx, mut rx) =
         mpsc::channel::<SourceItem>((config.batch_size as usize * 2).max(workers * 4).max(256));
-    let source = match config.source.clone() {
-        SourceConfig::File(input) => tokio::spawn(source::file::run(input, tx)),
-        SourceConfig::Datadog(dd) => {
-            let datadog = DatadogSource {
-                service: Service::new("Datadog", config.rate_limit, RetryPolicy::default())?,
-                api_base: config.site.api_base.clone(),
-                config: dd,
-                page_size: config.batch_size,
-                limit: config.limit,
-            };
-            tokio::spawn(datadog.run(tx))
-        }
+    let window_end = match &config.source {
+        SourceConfig::Datadog(dd) => Some(dd.to),
+        SourceConfig::File(_) => None,
     };
+    let source_future: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> =
+        match config.source.clone() {
+            SourceConfig::File(input) => Box::pin(source::file::run(input, tx.clone())),
+            // A checkpoint at or past the window's end (a clock set back): nothing to fetch.
+            SourceConfig::Datadog(dd) if dd.to <= dd.from => {
+                tracing::info!(
+                    "the window {} to {} is empty: nothing to fetch",
+                    dd.from,
+                    dd.to
+                );
+                Box::pin(async { Ok(()) })
+            }
+            SourceConfig::Datadog(dd) => Box::pin(
+                DatadogSource {
+                    service: Service::new("Datadog", config.rate_limit, RetryPolicy::default())?,
+                    api_base: config.site.api_base.clone(),
+                    config: dd,
+                    page_size: config.batch_size,
+                    limit: config.limit,
+                }
+                .run(tx.clone()),
+            ),
+        };
+    let retry_ids: HashSet<String> = retries.iter().map(|e| e.id.clone()).collect();
+    let source = tokio::spawn(async move {
+        // Earlier runs' failures first, then the new logs.
+        for event in retries {
+            if tx.send(SourceItem::Event(event)).await.is_err() {
+                return Ok(());
+            }
+        }
+        drop(tx);
+        source_future.await
+    });
 
     let mut in_flight = FuturesUnordered::new();
     let mut taking = true;
     let mut interrupted = false;
     let mut source_ended = false;
     let mut events: u64 = 0;
+    let mut warnings_seen = false;
+    // The newest timestamp taken from the source (logs come oldest first): the checkpoint can
+    // move up to it when the run stops before its window is done.
+    let mut last_fetched: Option<DateTime<Utc>> = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -120,7 +175,20 @@ pub async fn run(
                 }
                 Some(SourceItem::Event(event)) => {
                     collector.fetched();
-                    events += 1;
+                    let retry = retry_ids.contains(&event.id);
+                    if !retry {
+                        events += 1;
+                        last_fetched = event.timestamp.max(last_fetched);
+                        if let Some(state) = &state {
+                            if state.with(|s| s.is_seen(&event.id))? {
+                                collector.add(Outcome::already_processed(event.id))?;
+                                if config.limit.is_some_and(|limit| events >= limit) {
+                                    taking = false;
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     let printed = fingerprint::fingerprint(&event);
                     in_flight.push(spawn_log(shared.clone(), event, printed.fingerprint, printed.template));
                     if config.limit.is_some_and(|limit| events >= limit) {
@@ -131,7 +199,10 @@ pub async fn run(
                     collector.fetched();
                     collector.add(Outcome::skipped_record(s.location, s.reason))?;
                 }
-                Some(SourceItem::Warning(w)) => collector.warning(w),
+                Some(SourceItem::Warning(w)) => {
+                    warnings_seen = true;
+                    collector.warning(w);
+                }
                 Some(SourceItem::Fetched { latency, .. }) => collector.fetch_latency(latency),
             },
             else => break,
@@ -153,14 +224,50 @@ pub async fn run(
     };
     let fatal = shared.fatal_reason.lock().ok().and_then(|mut r| r.take());
     if let (Some(jira), false, None) = (&jira, config.dry_run, &fatal) {
-        comment_recurrences(jira, &mut collector, &config.site).await;
+        let cooldown =
+            chrono::Duration::from_std(config.comment_cooldown).unwrap_or(chrono::Duration::MAX);
+        comment_recurrences(
+            jira,
+            &mut collector,
+            &config.site,
+            writable_state.as_ref(),
+            cooldown,
+            config.now,
+        )
+        .await;
     }
-    collector.finish(interrupted, fatal.or(source_error))
+    collector.flush_state()?;
+    // Every log up to the checkpoint now has a final outcome recorded (or is on the retry list).
+    if let (Some(state), Some(key), Some(end)) = (&writable_state, &checkpoint_key, window_end) {
+        let complete = source_ended
+            && source_error.is_none()
+            && fatal.is_none()
+            && !interrupted
+            && !warnings_seen;
+        let until = if complete { Some(end) } else { last_fetched };
+        if let Some(until) = until {
+            state.with(|s| s.advance_checkpoint(key, until, CHECKPOINT_KEEP_IDS))?;
+        }
+    }
+    let trips = jira.as_ref().map_or(0, |j| j.breaker_trips());
+    collector.finish(interrupted, fatal.or(source_error), trips)
 }
 
+/// How far behind the checkpoint processed ids are kept, to recognise logs an overlapping window
+/// fetches again.
+const CHECKPOINT_KEEP_IDS: chrono::Duration = chrono::Duration::hours(6);
+
 /// One comment per ticket per run, now that the run knows each problem's count: on tickets that
-/// existed before this run (and on reopened ones).
-async fn comment_recurrences(jira: &JiraClient, collector: &mut Collector, site: &DatadogSite) {
+/// existed before this run (and on reopened ones). With a state store, at most one comment per
+/// `--comment-cooldown` across runs: occurrences in between are added up into the next comment.
+async fn comment_recurrences(
+    jira: &JiraClient,
+    collector: &mut Collector,
+    site: &DatadogSite,
+    state: Option<&StateHandle>,
+    cooldown: chrono::Duration,
+    now: DateTime<Utc>,
+) {
     let due: Vec<(String, ProblemFacts)> = collector
         .problems()
         .filter_map(|p| {
@@ -170,12 +277,63 @@ async fn comment_recurrences(jira: &JiraClient, collector: &mut Collector, site:
                 .flatten()
         })
         .collect();
-    for (key, facts) in due {
+    for (key, mut facts) in due {
+        let mut pending = match state {
+            Some(state) => match state.with(|s| s.comment_state(&key)) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    collector.warning(format!("state store: {e:#}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(p) = &mut pending {
+            // Add what recurred since the last comment to this run's figures.
+            facts.occurrences += p.pending;
+            facts.first_seen = facts
+                .first_seen
+                .min(p.first_seen)
+                .or(facts.first_seen)
+                .or(p.first_seen);
+            facts.last_seen = facts.last_seen.max(p.last_seen);
+            for h in p.hosts.drain(..) {
+                if !facts.hosts.contains(&h) && facts.hosts.len() < 50 {
+                    facts.hosts.push(h);
+                }
+            }
+            if p.last_comment.is_some_and(|last| now - last < cooldown) {
+                let saved = CommentState {
+                    last_comment: p.last_comment,
+                    pending: facts.occurrences,
+                    first_seen: facts.first_seen,
+                    last_seen: facts.last_seen,
+                    hosts: facts.hosts.clone(),
+                };
+                if let Some(state) = state {
+                    if let Err(e) = state.with(|s| s.save_comment_state(&key, &saved)) {
+                        collector.warning(format!("state store: {e:#}"));
+                    }
+                }
+                continue;
+            }
+        }
         let started = Instant::now();
         let result = jira.comment(&key, &facts).await;
         collector.stats_mut().jira.record(started.elapsed());
         match result {
-            Ok(()) => collector.stats_mut().commented += 1,
+            Ok(()) => {
+                collector.stats_mut().commented += 1;
+                if let Some(state) = state {
+                    let fresh = CommentState {
+                        last_comment: Some(now),
+                        ..CommentState::default()
+                    };
+                    if let Err(e) = state.with(|s| s.save_comment_state(&key, &fresh)) {
+                        collector.warning(format!("state store: {e:#}"));
+                    }
+                }
+            }
             Err(e) => collector.warning(format!("could not comment on {key}: {e:#}")),
         }
     }
@@ -204,6 +362,7 @@ fn spawn_log(
             analyze_time: None,
             jira_time: None,
             warning: None,
+            retry_event: None,
         })
     }
 }
@@ -258,6 +417,7 @@ async fn process(
         )),
     };
     let timings = timings.into_inner().unwrap_or_default();
+    let retry_value = result.is_err().then(|| event.to_value());
     let seen = Seen {
         timestamp: event.timestamp,
         host: event.host.clone(),
@@ -276,6 +436,7 @@ async fn process(
         analyze_time: timings.analyze,
         jira_time: timings.jira,
         warning: timings.warning,
+        retry_event: None,
     };
     match result {
         Ok(Handled::Followed(res)) => {
@@ -306,6 +467,7 @@ async fn process(
             outcome.leader = Some(report);
         }
         Err((stage, e)) => {
+            outcome.retry_event = retry_value;
             if let Some(auth) = e.downcast_ref::<HttpError>().filter(|h| h.is_auth()) {
                 shared.fail_run(format!("{auth}: check JIRA_URL and the Jira credentials (JIRA_EMAIL + JIRA_API_TOKEN, or JIRA_PAT)"));
             }

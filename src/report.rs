@@ -44,6 +44,13 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run stopped early, when a fatal error ended it (the logs before it were processed).
     pub error: Option<String>,
+    /// Logs an overlapping window fetched again that an earlier run had already processed
+    /// (counted in `skipped` too).
+    pub already_processed: u64,
+    /// Failed logs no longer retried after `--max-retries` runs.
+    pub given_up: u64,
+    /// Times a service's circuit breaker opened.
+    pub breaker_trips: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,6 +233,27 @@ pub fn render_text(report: &Report) -> String {
         stage("analyze", &s.stages.analyze),
         stage("jira", &s.stages.jira)
     );
+    if s.already_processed > 0 {
+        let _ = writeln!(
+            out,
+            "{} logs were already processed by an earlier run and skipped",
+            s.already_processed
+        );
+    }
+    if s.given_up > 0 {
+        let _ = writeln!(
+            out,
+            "{} failed logs were given up after too many runs (listed on stderr)",
+            s.given_up
+        );
+    }
+    if s.breaker_trips > 0 {
+        let _ = writeln!(
+            out,
+            "Circuit breaker opened {} time(s): calls to a failing service were paused; the affected logs will be retried next run",
+            s.breaker_trips
+        );
+    }
     if s.interrupted {
         out.push_str("Interrupted: logs in flight were finished; the rest were not taken.\n");
     }
@@ -270,6 +298,9 @@ mod tests {
             logs_per_second: 400.0,
             interrupted: false,
             error: None,
+            already_processed: 0,
+            given_up: 0,
+            breaker_trips: 0,
         }
     }
 

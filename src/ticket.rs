@@ -13,14 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::fingerprint::Fingerprint;
+use crate::jira::client::Found;
 use crate::jira::content::{self, ProblemFacts};
 use crate::jira::JiraClient;
 use crate::outcome::{Resolution, TicketAction};
+use crate::state::StateHandle;
 
 /// Creates and finds tickets, or says what it would do.
 #[derive(Debug)]
 pub struct TicketStage {
     jira: Option<Arc<JiraClient>>,
+    /// Fingerprint → key of tickets earlier runs created (search can lag behind them).
+    state: Option<StateHandle>,
     dry_run: bool,
     reopen: bool,
     cap: Option<Arc<TicketCap>>,
@@ -65,6 +69,7 @@ impl TicketStage {
     ) -> Self {
         TicketStage {
             jira,
+            state: None,
             dry_run,
             reopen,
             cap: max_tickets.map(|m| Arc::new(TicketCap::new(m))),
@@ -88,13 +93,29 @@ impl TicketStage {
             });
         };
         let (cap, dry_run, reopen) = (self.cap.clone(), self.dry_run, self.reopen);
+        let state = self.state.clone();
         let (fingerprint, facts) = (fingerprint.clone(), facts.clone());
         tokio::spawn(async move {
             let _label = jira.lock_label(&fingerprint).await;
-            file_with_jira(&jira, cap.as_deref(), dry_run, reopen, &fingerprint, facts).await
+            file_with_jira(
+                &jira,
+                state.as_ref(),
+                cap.as_deref(),
+                dry_run,
+                reopen,
+                &fingerprint,
+                facts,
+            )
+            .await
         })
         .await
         .map_err(|e| anyhow::anyhow!("the ticket task stopped unexpectedly: {e}"))?
+    }
+
+    /// Use the state store: remember created tickets, and find them by key when search lags.
+    pub fn with_state(mut self, state: Option<StateHandle>) -> Self {
+        self.state = state;
+        self
     }
 
     fn reserve(&self) -> bool {
@@ -104,13 +125,31 @@ impl TicketStage {
 
 async fn file_with_jira(
     jira: &JiraClient,
+    state: Option<&StateHandle>,
     cap: Option<&TicketCap>,
     dry_run: bool,
     reopen: bool,
     fingerprint: &Fingerprint,
     facts: ProblemFacts,
 ) -> anyhow::Result<Resolution> {
-    let found = jira.find(fingerprint).await?;
+    if let Some(refusal) = jira.refused(fingerprint) {
+        anyhow::bail!(refusal);
+    }
+    let mut found = jira.find(fingerprint).await?;
+    if found == Found::default() {
+        // Nothing by label: search may lag behind a ticket an earlier run created moments ago.
+        let remembered = match state {
+            Some(s) => s.with(|s| s.ticket_for(fingerprint.as_str()))?,
+            None => None,
+        };
+        if let Some(key) = remembered {
+            match jira.issue(&key).await? {
+                Some(issue) if issue.is_done() => found.done = Some(key),
+                Some(_) => found.open = Some(key),
+                None => {}
+            }
+        }
+    }
     if let Some(key) = found.created_in_run {
         return Ok(Resolution::new(TicketAction::Created, Some(key)));
     }
@@ -143,11 +182,20 @@ async fn file_with_jira(
         ..facts
     };
     match jira.create(fingerprint, &content::ticket(&facts)).await {
-        Ok(key) => Ok(Resolution {
-            action: TicketAction::Created,
-            key: Some(key),
-            recurrence_of,
-        }),
+        Ok(key) => {
+            if let Some(state) = state.filter(|s| s.writable) {
+                // Written at once, in its own transaction: a run killed after this point
+                // still knows the ticket exists.
+                if let Err(e) = state.with(|s| s.remember_ticket(fingerprint.as_str(), &key)) {
+                    tracing::warn!("state store: {e:#}");
+                }
+            }
+            Ok(Resolution {
+                action: TicketAction::Created,
+                key: Some(key),
+                recurrence_of,
+            })
+        }
         Err(e) => {
             if let Some(cap) = cap {
                 cap.release();

@@ -106,6 +106,8 @@ pub struct JiraClient {
     skip_priority: AtomicBool,
     /// One find-then-create at a time per label, across leaders that replace each other.
     label_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Fingerprint label → Jira's refusal (a 4xx) of its create: not sent again this run.
+    refused: DashMap<String, String>,
 }
 
 impl JiraClient {
@@ -118,6 +120,7 @@ impl JiraClient {
             created_ids: Mutex::new(Vec::new()),
             skip_priority: AtomicBool::new(false),
             label_locks: DashMap::new(),
+            refused: DashMap::new(),
         }
     }
 
@@ -127,6 +130,11 @@ impl JiraClient {
         let label = content::fingerprint_label(fingerprint.as_str());
         let lock = self.label_locks.entry(label).or_default().clone();
         lock.lock_owned().await
+    }
+
+    /// How many times Jira's circuit breaker opened in this run.
+    pub fn breaker_trips(&self) -> u64 {
+        self.service.breaker_trips()
     }
 
     pub fn api(&self) -> JiraApi {
@@ -189,6 +197,18 @@ impl JiraClient {
             .and_then(Value::as_str)
             .unwrap_or(&self.config.project)
             .to_string())
+    }
+
+    /// Why Jira refused this problem's ticket earlier in this run (a 4xx on its create), if it
+    /// did: the same create would be refused again, so the problem's next leaders fail at once.
+    pub fn refused(&self, fingerprint: &Fingerprint) -> Option<String> {
+        let label = content::fingerprint_label(fingerprint.as_str());
+        self.refused.get(&label).map(|m| {
+            format!(
+                "{} (not sent again: refused earlier in this run)",
+                m.value()
+            )
+        })
     }
 
     /// Find this problem's tickets: this run's own record first, then a label search.
@@ -255,6 +275,20 @@ impl JiraClient {
         Ok(found.issues)
     }
 
+    /// Look a ticket up by key (not by search, which lags): `Ok(None)` if it no longer exists.
+    pub async fn issue(&self, key: &str) -> anyhow::Result<Option<Issue>> {
+        let path = format!("issue/{key}?fields={}", SEARCH_FIELDS.join(","));
+        match self.get(&path).await {
+            Ok(resp) => Ok(Some(
+                resp.json()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("Jira issue {key}: {e}"))?,
+            )),
+            Err(HttpError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Create the ticket; never twice for one fingerprint, even when a response is lost.
     pub async fn create(
         &self,
@@ -263,25 +297,26 @@ impl JiraClient {
     ) -> anyhow::Result<String> {
         let label = content::fingerprint_label(fingerprint.as_str());
         let mut last: Option<HttpError> = None;
-        for attempt in 1..=CREATE_ATTEMPTS {
-            if attempt > 1 {
-                // The previous create may have gone through: look before sending it again, a few
-                // times, since search shows a new issue only after a few seconds.
+        for _ in 1..=CREATE_ATTEMPTS {
+            if last.is_some() {
+                // The previous create's response was lost and it may have gone through: look
+                // before sending it again, a few times, since search shows a new issue only after
+                // a few seconds.
                 for wait_ms in LOST_CREATE_SEARCH_WAITS_MS {
                     tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
-                    if let Some(key) = self
+                    if let Some(issue) = self
                         .search_label(&label)
                         .await?
                         .into_iter()
                         .find(|i| !i.is_done())
-                        .map(|i| i.key)
                     {
-                        tracing::info!(%key, "a create whose response was lost had gone through");
-                        return Ok(self.remember(&label, None, key));
+                        tracing::info!(key = %issue.key, "a create whose response was lost had gone through");
+                        return Ok(self.remember(&label, Some(issue.id), issue.key));
                     }
                 }
             }
             let body = self.create_body(draft);
+            let sent_priority = body["fields"].get("priority").is_some();
             match self.post("issue", &body, Retry::SafeOnly).await {
                 Ok(resp) => {
                     let created: Created = resp.json().await.map_err(|e| {
@@ -289,14 +324,17 @@ impl JiraClient {
                     })?;
                     return Ok(self.remember(&label, Some(created.id), created.key));
                 }
+                // A refusal is an answer (nothing was created): send it again at once without
+                // the priority, also when another create saw the same refusal first.
                 Err(HttpError::Status {
                     status: 400,
                     ref message,
                     ..
-                }) if message.contains("priority")
-                    && !self.skip_priority.swap(true, Ordering::SeqCst) =>
-                {
-                    tracing::warn!("Jira refused the priority field ({message}); creating tickets without a priority");
+                }) if sent_priority && message.contains("priority") => {
+                    if !self.skip_priority.swap(true, Ordering::SeqCst) {
+                        tracing::warn!("Jira refused the priority field ({message}); creating tickets without a priority");
+                    }
+                    last = None;
                 }
                 Err(
                     e @ HttpError::Unavailable {
@@ -304,6 +342,10 @@ impl JiraClient {
                         ..
                     },
                 ) => last = Some(e),
+                Err(e @ HttpError::Status { .. }) => {
+                    self.refused.insert(label, e.to_string());
+                    return Err(e.into());
+                }
                 Err(e) => return Err(e.into()),
             }
         }

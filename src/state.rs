@@ -1,0 +1,618 @@
+//! The state store: what a run must remember for the next one, in one SQLite file.
+//!
+//! In: the path (`$XDG_STATE_HOME/triage/state.db`, or `--state PATH`). Out: a `StateStore`
+//! holding the run lock, or `StateError::Locked` naming the process that holds it.
+//!
+//! It keeps:
+//! - a checkpoint per source (site + query): the time up to which every log is final;
+//! - the ids of logs already processed near that boundary, so an overlapping window skips them;
+//! - fingerprint → ticket key, written the moment a ticket is created;
+//! - per ticket, when it was last commented and what has recurred since (the comment cooldown);
+//! - logs that failed, with the number of runs that tried them, to retry first next time;
+//! - a row per run (start, end, counts, exit code).
+//!
+//! Every write is a transaction (WAL journal), so a run killed at any point leaves the store as
+//! it was after its last commit. A store written by an older schema is migrated in place
+//! (`MIGRATIONS`), never rejected. One run at a time: an exclusive lock on `<db>.lock` held for
+//! the store's lifetime; the kernel drops it when a process dies, so a killed run's lock is
+//! simply taken over by the next one.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+/// Schema migrations, applied in order; `user_version` counts how many have run.
+/// Never edit a released step: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first layout.
+    "CREATE TABLE checkpoints (source TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+     CREATE TABLE seen (log_id TEXT PRIMARY KEY, ts_ms INTEGER);
+     CREATE TABLE tickets (fingerprint TEXT PRIMARY KEY, key TEXT NOT NULL, created_ms INTEGER NOT NULL);
+     CREATE TABLE failed (log_id TEXT PRIMARY KEY, event TEXT NOT NULL, error TEXT, runs INTEGER NOT NULL DEFAULT 1);
+     CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_ms INTEGER NOT NULL, ended_ms INTEGER,
+                        exit_code INTEGER, summary TEXT);",
+    // 2: the comment cooldown, and when a failed log first failed.
+    "CREATE TABLE comments (ticket TEXT PRIMARY KEY, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
+                            first_ms INTEGER, last_seen_ms INTEGER, hosts TEXT NOT NULL DEFAULT '[]');
+     ALTER TABLE failed ADD COLUMN first_failed_ms INTEGER;
+     CREATE INDEX seen_ts ON seen (ts_ms);",
+];
+
+/// A state store problem.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another run holds the lock: exit 75.
+    #[error("another triage run holds the state lock {}: {holder}; wait for it to finish, or use --state PATH / --no-state", .path.display())]
+    Locked { path: PathBuf, holder: String },
+    #[error("state store {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state store {}: {source}", .path.display())]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// A failed log waiting to be retried.
+#[derive(Debug, Clone)]
+pub struct FailedLog {
+    pub id: String,
+    /// The event as JSON (Datadog shape).
+    pub event: Value,
+    /// Runs that have tried it so far.
+    pub runs: u32,
+}
+
+/// What recurred on a ticket since its last comment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommentState {
+    pub last_comment: Option<DateTime<Utc>>,
+    pub pending: u64,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub hosts: Vec<String>,
+}
+
+/// One processed log, as the store records it.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub id: String,
+    pub timestamp: Option<DateTime<Utc>>,
+    /// `Some(event)` when the log failed and should be retried.
+    pub failed: Option<(Value, String)>,
+}
+
+/// The store as the run shares it: behind a mutex (calls are short), and whether this run may
+/// write (a dry run only reads).
+#[derive(Debug, Clone)]
+pub struct StateHandle {
+    pub store: std::sync::Arc<std::sync::Mutex<StateStore>>,
+    pub writable: bool,
+}
+
+impl StateHandle {
+    pub fn new(store: StateStore, writable: bool) -> Self {
+        StateHandle {
+            store: std::sync::Arc::new(std::sync::Mutex::new(store)),
+            writable,
+        }
+    }
+
+    /// Run `f` on the store; a poisoned lock (a panic elsewhere) is reported, not propagated.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut StateStore) -> Result<T, StateError>,
+    ) -> anyhow::Result<T> {
+        let mut guard = self
+            .store
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the state store lock was poisoned"))?;
+        Ok(f(&mut guard)?)
+    }
+}
+
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+    /// The run lock; `None` for a read-only store (a dry run).
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(v).single()
+}
+
+impl StateStore {
+    /// Open (creating the folder and the file if needed), take the run lock, migrate.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let io = |source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let lock = take_lock(path)?;
+        let sql = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        migrate(&mut conn).map_err(sql)?;
+        Ok(StateStore {
+            conn,
+            path: path.to_path_buf(),
+            _lock: Some(lock),
+        })
+    }
+
+    /// Open for reading only, without the lock (a dry run looks, never writes).
+    /// `Ok(None)` when there is no store yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Self>, StateError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let sql = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        if version as usize != MIGRATIONS.len() {
+            // An older layout: a dry run does not migrate it; the next real run will.
+            return Ok(None);
+        }
+        Ok(Some(StateStore {
+            conn,
+            path: path.to_path_buf(),
+            _lock: None,
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The schema version this store is at.
+    pub fn schema_version(&self) -> Result<usize, StateError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map(|v| v as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The time up to which every log of `source` is final.
+    pub fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT until_ms FROM checkpoints WHERE source = ?1",
+                [source],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.and_then(from_ms))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Move the checkpoint forward (never back), and forget processed ids well behind it.
+    pub fn advance_checkpoint(
+        &mut self,
+        source: &str,
+        until: DateTime<Utc>,
+        keep_ids_for: chrono::Duration,
+    ) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| StateError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        tx.execute(
+            "INSERT INTO checkpoints (source, until_ms, updated_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(source) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms), updated_ms = excluded.updated_ms",
+            params![source, ms(until), ms(Utc::now())],
+        )
+        .and_then(|_| tx.execute("DELETE FROM seen WHERE ts_ms IS NOT NULL AND ts_ms < ?1", [ms(until - keep_ids_for)]))
+        .and_then(|_| tx.commit())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Whether an earlier run (or this one) already gave this log a final outcome.
+    pub fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
+        self.conn
+            .query_row("SELECT 1 FROM seen WHERE log_id = ?1", [log_id], |_| Ok(()))
+            .optional()
+            .map(|v| v.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record a batch of final outcomes in one transaction: each log is seen; failed ones go on
+    /// the retry list (one more run counted), succeeded ones leave it.
+    pub fn record(&mut self, batch: &[Processed]) -> Result<(), StateError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut seen = tx
+                .prepare_cached("INSERT OR IGNORE INTO seen (log_id, ts_ms) VALUES (?1, ?2)")
+                .map_err(err)?;
+            let mut fail = tx
+                .prepare_cached(
+                    "INSERT INTO failed (log_id, event, error, runs, first_failed_ms) VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT(log_id) DO UPDATE SET error = excluded.error, runs = runs + 1",
+                )
+                .map_err(err)?;
+            let mut done = tx
+                .prepare_cached("DELETE FROM failed WHERE log_id = ?1")
+                .map_err(err)?;
+            let now = ms(Utc::now());
+            for p in batch {
+                seen.execute(params![p.id, p.timestamp.map(ms)])
+                    .map_err(err)?;
+                match &p.failed {
+                    Some((event, error)) => {
+                        fail.execute(params![p.id, event.to_string(), error, now])
+                            .map_err(err)?;
+                    }
+                    None => {
+                        done.execute([&p.id]).map_err(err)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Failed logs waiting for a retry, oldest failure first.
+    pub fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT log_id, event, runs FROM failed ORDER BY coalesce(first_failed_ms, 0), log_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, event, runs) = row.map_err(|e| self.err(e))?;
+            let event = serde_json::from_str(&event).unwrap_or(Value::Null);
+            out.push(FailedLog {
+                id,
+                event,
+                runs: runs.max(0) as u32,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Take logs off the retry list for good (given up after too many runs).
+    pub fn give_up(&mut self, ids: &[String]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        for id in ids {
+            tx.execute("DELETE FROM failed WHERE log_id = ?1", [id])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The ticket an earlier run created for a fingerprint.
+    pub fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT key FROM tickets WHERE fingerprint = ?1",
+                [fingerprint],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Remember a ticket the moment it exists (its own transaction).
+    pub fn remember_ticket(&self, fingerprint: &str, key: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO tickets (fingerprint, key, created_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(fingerprint) DO UPDATE SET key = excluded.key",
+                params![fingerprint, key, ms(Utc::now())],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError> {
+        self.conn
+            .query_row(
+                "SELECT last_ms, pending, first_ms, last_seen_ms, hosts FROM comments WHERE ticket = ?1",
+                [ticket],
+                |r| {
+                    Ok(CommentState {
+                        last_comment: r.get::<_, Option<i64>>(0)?.and_then(from_ms),
+                        pending: r.get::<_, i64>(1)?.max(0) as u64,
+                        first_seen: r.get::<_, Option<i64>>(2)?.and_then(from_ms),
+                        last_seen: r.get::<_, Option<i64>>(3)?.and_then(from_ms),
+                        hosts: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                    })
+                },
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Save what a ticket has accumulated (`last_comment` set when a comment was just posted).
+    pub fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO comments (ticket, last_ms, pending, first_ms, last_seen_ms, hosts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(ticket) DO UPDATE SET last_ms = excluded.last_ms, pending = excluded.pending,
+                   first_ms = excluded.first_ms, last_seen_ms = excluded.last_seen_ms, hosts = excluded.hosts",
+                params![
+                    ticket,
+                    state.last_comment.map(ms),
+                    state.pending as i64,
+                    state.first_seen.map(ms),
+                    state.last_seen.map(ms),
+                    serde_json::to_string(&state.hosts).unwrap_or_else(|_| "[]".into())
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Start a run's row; returns its id.
+    pub fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError> {
+        self.conn
+            .execute("INSERT INTO runs (started_ms) VALUES (?1)", [ms(started)])
+            .map(|_| self.conn.last_insert_rowid())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET ended_ms = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1",
+                params![id, ms(Utc::now()), exit_code, summary.to_string()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// When the last run that exited 0 ended.
+    pub fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT max(ended_ms) FROM runs WHERE exit_code = 0",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|v| v.and_then(from_ms))
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Take `<db>.lock` exclusively, or say who holds it.
+fn take_lock(db: &Path) -> Result<File, StateError> {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    let path = db.with_file_name(name);
+    let io = |source| StateError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            writeln!(
+                file,
+                "pid {} since {}",
+                std::process::id(),
+                Utc::now().to_rfc3339()
+            )
+            .map_err(io)?;
+            file.flush().map_err(io)?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(StateError::Locked {
+                path: db.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "a running process".into()
+                } else {
+                    format!("triage {holder}")
+                },
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_is_refused_naming_the_holder_and_a_dropped_lock_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let first = StateStore::open(&db).unwrap();
+        match StateStore::open(&db) {
+            Err(StateError::Locked { holder, .. }) => assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            ),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(first);
+        StateStore::open(&db).expect("the lock of a finished holder is taken over");
+    }
+
+    #[test]
+    fn a_store_written_by_the_first_schema_is_migrated_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO tickets (fingerprint, key, created_ms) VALUES ('fp1', 'OPS-7', 0)",
+                [],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO failed (log_id, event, error, runs) VALUES ('l1', '{\"message\":\"x\"}', 'e', 2)", []).unwrap();
+            conn.execute(
+                "INSERT INTO checkpoints (source, until_ms, updated_ms) VALUES ('s', 1000, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = StateStore::open(&db).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+        assert_eq!(store.ticket_for("fp1").unwrap().as_deref(), Some("OPS-7"));
+        assert_eq!(store.failed_logs().unwrap()[0].runs, 2);
+        assert_eq!(
+            store.checkpoint("s").unwrap().unwrap().timestamp_millis(),
+            1000
+        );
+        assert_eq!(
+            store.comment_state("OPS-7").unwrap(),
+            CommentState::default()
+        );
+    }
+
+    #[test]
+    fn outcomes_checkpoints_and_the_retry_list_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let t = |s| Some(Utc.timestamp_millis_opt(s).unwrap());
+        store
+            .record(&[
+                Processed {
+                    id: "a".into(),
+                    timestamp: t(1_000),
+                    failed: None,
+                },
+                Processed {
+                    id: "b".into(),
+                    timestamp: t(2_000),
+                    failed: Some((serde_json::json!({"message": "m"}), "boom".into())),
+                },
+            ])
+            .unwrap();
+        assert!(
+            store.is_seen("a").unwrap()
+                && store.is_seen("b").unwrap()
+                && !store.is_seen("c").unwrap()
+        );
+        assert_eq!(store.failed_logs().unwrap().len(), 1);
+        store
+            .record(&[Processed {
+                id: "b".into(),
+                timestamp: t(2_000),
+                failed: None,
+            }])
+            .unwrap();
+        assert!(
+            store.failed_logs().unwrap().is_empty(),
+            "a retried log that succeeds leaves the list"
+        );
+        store
+            .advance_checkpoint(
+                "src",
+                t(5_000).unwrap(),
+                chrono::Duration::milliseconds(3_500),
+            )
+            .unwrap();
+        store
+            .advance_checkpoint(
+                "src",
+                t(4_000).unwrap(),
+                chrono::Duration::milliseconds(3_500),
+            )
+            .unwrap();
+        assert_eq!(
+            store.checkpoint("src").unwrap(),
+            t(5_000),
+            "never moves back"
+        );
+        assert!(
+            !store.is_seen("a").unwrap(),
+            "ids far behind the checkpoint are forgotten"
+        );
+        assert!(store.is_seen("b").unwrap());
+    }
+}
