@@ -56,6 +56,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
     let state = open_state(&config)?;
+    let _release = ReleaseLock(state.clone());
     let checkpoint_key = match &config.source {
         config::SourceConfig::Datadog(dd) => {
             Some(format!("datadog {} {}", config.site.name, dd.query))
@@ -135,6 +136,21 @@ pub async fn run(
         metrics::write(&path, &report, code, last_success)?;
     }
     Ok(report)
+}
+
+/// Marks the state lock released however `run` returns (other handles may outlive it in tasks
+/// the runtime has not dropped yet).
+struct ReleaseLock(Option<state::StateHandle>);
+
+impl Drop for ReleaseLock {
+    fn drop(&mut self) {
+        if let Some(state) = &self.0 {
+            let _ = state.with(|s| {
+                s.release_lock();
+                Ok(())
+            });
+        }
+    }
 }
 
 /// Open the state store: locked for a real run, read-only (and unlocked) for a dry run.

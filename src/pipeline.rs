@@ -137,7 +137,9 @@ pub async fn run(
                 .run(tx.clone()),
             ),
         };
-    let retry_ids: HashSet<String> = retries.iter().map(|e| e.id.clone()).collect();
+    // Ids on the retry list not yet taken: the first time an id comes it is the retry; the
+    // window may bring the same log again, and that copy is already being handled.
+    let mut retry_ids: HashSet<String> = retries.iter().map(|e| e.id.clone()).collect();
     let source = tokio::spawn(async move {
         // Earlier runs' failures first, then the new logs.
         for event in retries {
@@ -175,7 +177,7 @@ pub async fn run(
                 }
                 Some(SourceItem::Event(event)) => {
                     collector.fetched();
-                    let retry = retry_ids.contains(&event.id);
+                    let retry = retry_ids.remove(&event.id);
                     if !retry {
                         events += 1;
                         last_fetched = event.timestamp.max(last_fetched);
@@ -268,6 +270,21 @@ async fn comment_recurrences(
     cooldown: chrono::Duration,
     now: DateTime<Utc>,
 ) {
+    // A ticket created in this run describes its first log: that starts its cooldown, and this
+    // run's other occurrences wait for its next comment.
+    let created: Vec<(String, ProblemFacts)> = collector
+        .problems()
+        .filter_map(|p| {
+            let res = &p.leader.as_ref()?.resolution;
+            (res.action == TicketAction::Created)
+                .then(|| Some((res.key.clone()?, p.facts(site)?)))
+                .flatten()
+        })
+        .collect();
+    for (key, mut facts) in created {
+        facts.occurrences = facts.occurrences.saturating_sub(1);
+        save_pending(state, collector, &key, Some(now), &facts);
+    }
     let due: Vec<(String, ProblemFacts)> = collector
         .problems()
         .filter_map(|p| {
@@ -303,21 +320,14 @@ async fn comment_recurrences(
                 }
             }
             if p.last_comment.is_some_and(|last| now - last < cooldown) {
-                let saved = CommentState {
-                    last_comment: p.last_comment,
-                    pending: facts.occurrences,
-                    first_seen: facts.first_seen,
-                    last_seen: facts.last_seen,
-                    hosts: facts.hosts.clone(),
-                };
-                if let Some(state) = state {
-                    if let Err(e) = state.with(|s| s.save_comment_state(&key, &saved)) {
-                        collector.warning(format!("state store: {e:#}"));
-                    }
-                }
+                save_pending(state, collector, &key, p.last_comment, &facts);
                 continue;
             }
         }
+        // Keep the counts until Jira has the comment: a run killed meanwhile leaves them for
+        // the next comment instead of losing them.
+        let last = pending.as_ref().and_then(|p| p.last_comment);
+        save_pending(state, collector, &key, last, &facts);
         let started = Instant::now();
         let result = jira.comment(&key, &facts).await;
         collector.stats_mut().jira.record(started.elapsed());
@@ -334,8 +344,32 @@ async fn comment_recurrences(
                     }
                 }
             }
-            Err(e) => collector.warning(format!("could not comment on {key}: {e:#}")),
+            Err(e) => {
+                // The counts stay pending for the next run's comment.
+                collector.warning(format!("could not comment on {key}: {e:#}"));
+            }
         }
+    }
+}
+
+/// Remember occurrences not yet commented on, to add them to the ticket's next comment.
+fn save_pending(
+    state: Option<&StateHandle>,
+    collector: &mut Collector,
+    key: &str,
+    last_comment: Option<DateTime<Utc>>,
+    facts: &ProblemFacts,
+) {
+    let Some(state) = state else { return };
+    let saved = CommentState {
+        last_comment,
+        pending: facts.occurrences,
+        first_seen: facts.first_seen,
+        last_seen: facts.last_seen,
+        hosts: facts.hosts.clone(),
+    };
+    if let Err(e) = state.with(|s| s.save_comment_state(key, &saved)) {
+        collector.warning(format!("state store: {e:#}"));
     }
 }
 

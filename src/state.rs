@@ -40,6 +40,8 @@ const MIGRATIONS: &[&str] = &[
                             first_ms INTEGER, last_seen_ms INTEGER, hosts TEXT NOT NULL DEFAULT '[]');
      ALTER TABLE failed ADD COLUMN first_failed_ms INTEGER;
      CREATE INDEX seen_ts ON seen (ts_ms);",
+    // 3: creates begun and not known to have finished (a run killed while Jira was answering).
+    "CREATE TABLE creating (fingerprint TEXT PRIMARY KEY, started_ms INTEGER NOT NULL);",
 ];
 
 /// A state store problem.
@@ -122,7 +124,7 @@ pub struct StateStore {
     conn: Connection,
     path: PathBuf,
     /// The run lock; `None` for a read-only store (a dry run).
-    _lock: Option<File>,
+    _lock: Option<RunLock>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -359,15 +361,48 @@ impl StateStore {
             .map_err(|e| self.err(e))
     }
 
-    /// Remember a ticket the moment it exists (its own transaction).
-    pub fn remember_ticket(&self, fingerprint: &str, key: &str) -> Result<(), StateError> {
+    /// Remember a ticket the moment it exists, and that its create finished (one transaction).
+    pub fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO tickets (fingerprint, key, created_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(fingerprint) DO UPDATE SET key = excluded.key",
+            params![fingerprint, key, ms(Utc::now())],
+        )
+        .map_err(err)?;
+        tx.execute("DELETE FROM creating WHERE fingerprint = ?1", [fingerprint])
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Note that a create is about to be sent: if the run dies before the answer, the next run
+    /// knows Jira may hold a ticket its search does not show yet.
+    pub fn begin_create(&self, fingerprint: &str) -> Result<(), StateError> {
         self.conn
             .execute(
-                "INSERT INTO tickets (fingerprint, key, created_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(fingerprint) DO UPDATE SET key = excluded.key",
-                params![fingerprint, key, ms(Utc::now())],
+                "INSERT INTO creating (fingerprint, started_ms) VALUES (?1, ?2)
+                 ON CONFLICT(fingerprint) DO UPDATE SET started_ms = excluded.started_ms",
+                params![fingerprint, ms(Utc::now())],
             )
             .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// When an unfinished create for this fingerprint was begun, if there is one.
+    pub fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT started_ms FROM creating WHERE fingerprint = ?1",
+                [fingerprint],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|t| t.and_then(from_ms))
             .map_err(|e| self.err(e))
     }
 
@@ -429,6 +464,14 @@ impl StateStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Mark the run lock as released (it is freed when the process exits): a lock file that
+    /// still names a process is then known to be left by a killed run.
+    pub fn release_lock(&self) {
+        if let Some(lock) = &self._lock {
+            let _ = lock.0.set_len(0);
+        }
+    }
+
     /// When the last run that exited 0 ended.
     pub fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError> {
         self.conn
@@ -454,7 +497,17 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Take `<db>.lock` exclusively, or say who holds it.
-fn take_lock(db: &Path) -> Result<File, StateError> {
+/// The held run lock. Dropping it empties the lock file, so a file still naming a process
+/// when the next run takes the lock was left by a run that was killed.
+struct RunLock(File);
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = self.0.set_len(0);
+    }
+}
+
+fn take_lock(db: &Path) -> Result<RunLock, StateError> {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".lock");
     let path = db.with_file_name(name);
@@ -471,6 +524,16 @@ fn take_lock(db: &Path) -> Result<File, StateError> {
         .map_err(io)?;
     match file.try_lock() {
         Ok(()) => {
+            let mut left = String::new();
+            let _ = file.read_to_string(&mut left);
+            if !left.trim().is_empty() {
+                tracing::warn!(
+                    "the run that held {} ({}) did not finish: taking over its lock; \
+                     logs it had not finished are processed again from the checkpoint",
+                    path.display(),
+                    left.trim()
+                );
+            }
             file.set_len(0).map_err(io)?;
             file.rewind().map_err(io)?;
             writeln!(
@@ -481,7 +544,7 @@ fn take_lock(db: &Path) -> Result<File, StateError> {
             )
             .map_err(io)?;
             file.flush().map_err(io)?;
-            Ok(file)
+            Ok(RunLock(file))
         }
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();

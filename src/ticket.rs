@@ -150,6 +150,9 @@ async fn file_with_jira(
             }
         }
     }
+    if found.open.is_none() && found.created_in_run.is_none() {
+        found = settle_unfinished_create(jira, state, fingerprint, found).await?;
+    }
     if let Some(key) = found.created_in_run {
         return Ok(Resolution::new(TicketAction::Created, Some(key)));
     }
@@ -181,6 +184,9 @@ async fn file_with_jira(
         recurrence_of: recurrence_of.clone(),
         ..facts
     };
+    if let Some(state) = state.filter(|s| s.writable) {
+        state.with(|s| s.begin_create(fingerprint.as_str()))?;
+    }
     match jira.create(fingerprint, &content::ticket(&facts)).await {
         Ok(key) => {
             if let Some(state) = state.filter(|s| s.writable) {
@@ -203,6 +209,37 @@ async fn file_with_jira(
             Err(e)
         }
     }
+}
+
+/// How long after a create Jira's search may still not show the new issue.
+const SEARCH_SETTLE: chrono::Duration = chrono::Duration::seconds(15);
+
+/// An earlier run began a create for this fingerprint and died before the answer: the ticket
+/// may exist without search showing it yet. Search again until it shows up or the create is old
+/// enough for search to have caught up.
+async fn settle_unfinished_create(
+    jira: &JiraClient,
+    state: Option<&StateHandle>,
+    fingerprint: &Fingerprint,
+    mut found: Found,
+) -> anyhow::Result<Found> {
+    let Some(begun) = state
+        .map(|s| s.with(|s| s.create_begun(fingerprint.as_str())))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(found);
+    };
+    let mut wait = std::time::Duration::from_millis(500);
+    while found.open.is_none() && chrono::Utc::now() - begun < SEARCH_SETTLE {
+        tracing::info!(
+            "a create for {fingerprint} began at {begun} and was never answered: searching again"
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(4));
+        found = jira.find(fingerprint).await?;
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

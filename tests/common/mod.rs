@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::OnceLock;
+
 use assert_cmd::Command;
-use serde_json::Value;
+use serde_json::{json, Value};
+use wiremock::Request;
 
 /// The sample data shipped with the repository.
 pub fn sample_logs() -> PathBuf {
@@ -81,5 +84,129 @@ pub fn generated_logs(n: usize, problems: usize) -> String {
             i * 7 % 1000
         ));
     }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jira: bodies built from ../shared/fixtures/jira (the recorded responses and the Cloud spec)
+// ---------------------------------------------------------------------------------------------
+
+pub fn jira_fixture(rel: &str) -> Value {
+    let text = std::fs::read_to_string(fixture(&format!("jira/{rel}"))).expect("fixture exists");
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+/// Atlassian's Jira Cloud platform OpenAPI spec (parsed once per test binary).
+pub fn spec() -> &'static Value {
+    static SPEC: OnceLock<Value> = OnceLock::new();
+    SPEC.get_or_init(|| jira_fixture("atlassian-openapi/swagger-v3.v3.json"))
+}
+
+/// The spec's own example response of one operation.
+pub fn spec_example(api_path: &str, verb: &str, status: &str) -> Value {
+    let example = &spec()["paths"][api_path][verb]["responses"][status]["content"]
+        ["application/json"]["example"];
+    serde_json::from_str(example.as_str().expect("the spec has this example")).expect("JSON")
+}
+
+pub fn myself_v3() -> Value {
+    spec_example("/rest/api/3/myself", "get", "200")
+}
+
+/// A Jira Cloud status, with the status category keys Jira really uses (new/indeterminate/done).
+pub fn status(done: bool) -> Value {
+    if done {
+        json!({"name": "Done", "id": "10002",
+               "statusCategory": {"id": 3, "key": "done", "colorName": "green", "name": "Done"}})
+    } else {
+        json!({"name": "In Progress", "id": "3",
+               "statusCategory": {"id": 4, "key": "indeterminate", "colorName": "yellow", "name": "In Progress"}})
+    }
+}
+
+/// The issue of the spec's search/jql example, re-keyed and given this problem's label.
+pub fn cloud_issue(id: u64, key: &str, label: &str, done: bool) -> Value {
+    let mut issue = spec_example("/rest/api/3/search/jql", "post", "200")["issues"][0].clone();
+    issue["id"] = json!(id.to_string());
+    issue["key"] = json!(key);
+    issue["self"] = json!(format!(
+        "https://your-domain.atlassian.net/rest/api/3/issue/{id}"
+    ));
+    let fields = &mut issue["fields"];
+    fields["summary"] = json!(format!("An earlier ticket for {label}"));
+    fields["labels"] = json!(["triage", label]);
+    fields["status"] = status(done);
+    issue
+}
+
+/// The spec's search/jql 200 example holding these issues.
+pub fn search_page(issues: Vec<Value>) -> Value {
+    let mut page = spec_example("/rest/api/3/search/jql", "post", "200");
+    page["issues"] = Value::Array(issues);
+    page["isLast"] = json!(true);
+    page
+}
+
+/// The spec's create 201 example, re-keyed.
+pub fn created(id: u64, key: &str) -> Value {
+    let mut c = spec_example("/rest/api/3/issue", "post", "201");
+    c["id"] = json!(id.to_string());
+    c["key"] = json!(key);
+    c["self"] = json!(format!(
+        "https://your-domain.atlassian.net/rest/api/3/issue/{id}"
+    ));
+    c
+}
+
+pub fn label(fp: &str) -> String {
+    format!("triage-{fp}")
+}
+
+/// The label a search's JQL asks for (`labels = "..."`).
+pub fn jql_label(req: &Request) -> String {
+    let body: Value = req.body_json().expect("search body is JSON");
+    let jql = body["jql"].as_str().expect("jql").to_string();
+    let start = jql.find("labels = \"").expect("a label restriction") + "labels = \"".len();
+    let len = jql[start..].find('"').expect("closing quote");
+    jql[start..start + len].to_string()
+}
+
+/// The fingerprint label among a create body's labels.
+pub fn body_label(body: &Value) -> String {
+    body["fields"]["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|l| l.starts_with("triage-"))
+        .expect("a triage-<fp> label")
+        .to_string()
+}
+
+pub fn json_of(req: &Request) -> Value {
+    req.body_json().expect("request body is JSON")
+}
+
+/// All text of an ADF document, space separated.
+pub fn adf_text(v: &Value) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(t)) = o.get("text") {
+                    out.push_str(t);
+                    out.push(' ');
+                }
+                for (k, child) in o {
+                    if k != "text" {
+                        walk(child, out);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(v, &mut out);
     out
 }

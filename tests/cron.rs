@@ -1,0 +1,924 @@
+//! Runs as cron makes them, against one simulated Datadog and Jira that keep their data between
+//! runs: a clock the test controls (`--now`), logs that Datadog indexes late, Jira search that
+//! lags behind its writes, and runs killed with SIGKILL at awkward moments. Whatever happens,
+//! every log is processed exactly once and every problem has exactly one ticket.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use common::*;
+use serde_json::{json, Value};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const PROJECT: &str = "OPS";
+const DD_API_KEY: &str = "dd-api-key-SECRET-41c9";
+const DD_APP_KEY: &str = "dd-app-key-SECRET-7a02";
+const JIRA_TOKEN: &str = "jira-token-SECRET-c3d1";
+const SEARCH_PATH: &str = "/api/v2/logs/events/search";
+
+// ---------------------------------------------------------------------------------------------
+// The simulated services
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct SimLog {
+    id: String,
+    problem: usize,
+    ts: DateTime<Utc>,
+    /// When Datadog has indexed it: searches before this do not return it.
+    arrives: DateTime<Utc>,
+    host: String,
+    message: String,
+}
+
+impl SimLog {
+    fn service(&self) -> String {
+        format!("svc-{}", self.problem)
+    }
+
+    /// The event in the shape of the recorded Logs v2 search responses.
+    fn event(&self) -> Value {
+        json!({
+            "id": self.id,
+            "type": "log",
+            "attributes": {
+                "status": "error",
+                "timestamp": self.ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "service": self.service(),
+                "host": self.host,
+                "message": self.message,
+                "tags": ["env:prod", format!("service:{}", self.service())],
+                "attributes": {"duration": 2_700_000.0}
+            }
+        })
+    }
+}
+
+/// `n` logs of `problems` problems, one every `step`, starting at `start`; `late(i)` says how long
+/// after its timestamp Datadog indexes log `i`.
+fn sim_logs(
+    n: usize,
+    problems: usize,
+    start: DateTime<Utc>,
+    step: chrono::Duration,
+    late: impl Fn(usize) -> chrono::Duration,
+) -> Vec<SimLog> {
+    let verbs = ["connect to", "read from", "write to", "authenticate with"];
+    (0..n)
+        .map(|i| {
+            let p = i % problems;
+            let ts = start + step * i as i32;
+            SimLog {
+                id: format!("AQAAAYsim{i:06}"),
+                problem: p,
+                ts,
+                arrives: ts + late(i),
+                host: format!("i-0{:x}", 0xa11 + i % 4),
+                message: format!(
+                    "failed to {} upstream-{p} at 10.1.{}.{} after {}ms (request {i})",
+                    verbs[p % verbs.len()],
+                    i % 200,
+                    i % 250,
+                    20 + i * 37 % 900
+                ),
+            }
+        })
+        .collect()
+}
+
+struct Issue {
+    id: u64,
+    key: String,
+    label: String,
+    created: Instant,
+    created_sim: DateTime<Utc>,
+}
+
+struct SimComment {
+    key: String,
+    at: DateTime<Utc>,
+    text: String,
+}
+
+#[derive(Default)]
+struct World {
+    now: Option<DateTime<Utc>>,
+    logs: Vec<SimLog>,
+    issues: Vec<Issue>,
+    comments: Vec<SimComment>,
+    /// Each Datadog request's filter window (from, to) and whether it was a first page.
+    windows: Vec<(DateTime<Utc>, DateTime<Utc>, bool)>,
+    pages: u64,
+    creates: u64,
+    comment_posts: u64,
+    /// Jira's search and create answer 503 (no Retry-After) while this is set.
+    jira_down: bool,
+    unexpected: Vec<String>,
+}
+
+/// Datadog and Jira Cloud on one loopback server, sharing one world.
+struct Sim {
+    world: Mutex<World>,
+    page_delay: Duration,
+    create_delay: Duration,
+    search_lag: Duration,
+}
+
+impl Sim {
+    fn new(logs: Vec<SimLog>, page_delay: Duration, create_delay: Duration) -> Arc<Sim> {
+        Arc::new(Sim {
+            world: Mutex::new(World {
+                logs,
+                ..World::default()
+            }),
+            page_delay,
+            create_delay,
+            search_lag: Duration::from_millis(1500),
+        })
+    }
+
+    async fn serve(self: &Arc<Self>) -> MockServer {
+        let server = MockServer::start().await;
+        let sim = self.clone();
+        Mock::given(any())
+            .respond_with(move |req: &Request| sim.respond(req))
+            .mount(&server)
+            .await;
+        server
+    }
+
+    fn set_jira_down(&self, down: bool) {
+        self.world.lock().unwrap().jira_down = down;
+    }
+
+    fn set_now(&self, now: DateTime<Utc>) {
+        self.world.lock().unwrap().now = Some(now);
+    }
+
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut w = self.world.lock().unwrap();
+        let p = req.url.path().to_string();
+        let issue_key = p
+            .strip_prefix("/rest/api/3/issue/")
+            .map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+        if w.jira_down && matches!(p.as_str(), "/rest/api/3/issue" | "/rest/api/3/search/jql") {
+            return ResponseTemplate::new(503).set_body_string("Service Unavailable");
+        }
+        match (req.method.as_str(), p.as_str()) {
+            ("POST", SEARCH_PATH) => self.search_logs(&mut w, &json_of(req)),
+            ("GET", "/rest/api/3/myself") => ResponseTemplate::new(200).set_body_json(myself_v3()),
+            ("POST", "/rest/api/3/search/jql") => {
+                let wanted = jql_label(req);
+                let reconcile: Vec<u64> = json_of(req)["reconcileIssues"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                let found = w
+                    .issues
+                    .iter()
+                    .filter(|i| {
+                        i.label == wanted
+                            && (i.created.elapsed() >= self.search_lag || reconcile.contains(&i.id))
+                    })
+                    .map(|i| cloud_issue(i.id, &i.key, &i.label, false))
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(search_page(found))
+            }
+            ("POST", "/rest/api/3/issue") => {
+                // Stored when it arrives, answered later: a run killed meanwhile never learns
+                // the key.
+                w.creates += 1;
+                let id = 10_000 + w.issues.len() as u64;
+                let key = format!("{PROJECT}-{}", w.issues.len() + 1);
+                let label = body_label(&json_of(req));
+                let created_sim = w.now.unwrap_or_else(Utc::now);
+                w.issues.push(Issue {
+                    id,
+                    key: key.clone(),
+                    label,
+                    created: Instant::now(),
+                    created_sim,
+                });
+                ResponseTemplate::new(201)
+                    .set_body_json(created(id, &key))
+                    .set_delay(self.create_delay)
+            }
+            ("POST", _) if p.ends_with("/comment") => {
+                w.comment_posts += 1;
+                let key = issue_key.unwrap_or_default();
+                let at = w.now.unwrap_or_else(Utc::now);
+                let text = adf_text(&json_of(req)["body"]);
+                w.comments.push(SimComment { key, at, text });
+                ResponseTemplate::new(201).set_body_json(spec_example(
+                    "/rest/api/3/issue/{issueIdOrKey}/comment",
+                    "post",
+                    "201",
+                ))
+            }
+            ("GET", _) if issue_key.is_some() => {
+                let key = issue_key.unwrap_or_default();
+                match w.issues.iter().find(|i| i.key == key) {
+                    Some(i) => ResponseTemplate::new(200)
+                        .set_body_json(cloud_issue(i.id, &i.key, &i.label, false)),
+                    None => ResponseTemplate::new(404).set_body_json(json!({
+                        "errorMessages": ["Issue does not exist or you do not have permission to see it."],
+                        "errors": {}
+                    })),
+                }
+            }
+            _ => {
+                w.unexpected.push(format!("{} {p}", req.method));
+                ResponseTemplate::new(418).set_body_string("unexpected call")
+            }
+        }
+    }
+
+    /// Logs v2 search: the indexed logs in [from, to], oldest first, a page at a time; the
+    /// cursor is opaque to the client.
+    fn search_logs(&self, w: &mut World, body: &Value) -> ResponseTemplate {
+        let time = |v: &Value| {
+            DateTime::parse_from_rfc3339(v.as_str().expect("a time"))
+                .expect("RFC 3339")
+                .with_timezone(&Utc)
+        };
+        let from = time(&body["filter"]["from"]);
+        let to = time(&body["filter"]["to"]);
+        let limit = body["page"]["limit"].as_u64().unwrap_or(10) as usize;
+        let cursor = body["page"]["cursor"].as_str();
+        let offset: usize = cursor
+            .and_then(|c| c.strip_prefix("c-"))
+            .map(|c| c.parse().expect("our cursor"))
+            .unwrap_or(0);
+        w.windows.push((from, to, cursor.is_none()));
+        w.pages += 1;
+        let now = w.now.expect("the test set the clock");
+        let mut visible: Vec<&SimLog> = w
+            .logs
+            .iter()
+            .filter(|l| l.arrives <= now && l.ts >= from && l.ts <= to)
+            .collect();
+        visible.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
+        let page: Vec<Value> = visible
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|l| l.event())
+            .collect();
+        let mut meta = json!({"elapsed": 12, "request_id": "pddv1sim", "status": "done"});
+        if offset + limit < visible.len() {
+            meta["page"] = json!({"after": format!("c-{}", offset + limit)});
+        }
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"data": page, "meta": meta}))
+            .set_delay(self.page_delay)
+    }
+
+    fn issues_per_label(&self) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for i in &self.world.lock().unwrap().issues {
+            *out.entry(i.label.clone()).or_default() += 1;
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+// ---------------------------------------------------------------------------------------------
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// The binary as cron runs it: configured through the environment only.
+fn cron_command(
+    uri: &str,
+    state: &Path,
+    now: DateTime<Utc>,
+    report: &Path,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("triage"));
+    cmd.env_clear()
+        .current_dir(state.parent().unwrap())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DD_API_KEY", DD_API_KEY)
+        .env("DD_APP_KEY", DD_APP_KEY)
+        .env("DD_API_URL", uri)
+        .env("JIRA_URL", uri)
+        .env("JIRA_PROJECT", PROJECT)
+        .env("JIRA_EMAIL", "triage-bot@example.com")
+        .env("JIRA_API_TOKEN", JIRA_TOKEN)
+        .env("TRIAGE_STATE", state)
+        .args([
+            "--no-rate-limit",
+            "--output",
+            "json",
+            "--async",
+            "--workers",
+            "8",
+        ])
+        .arg("--now")
+        .arg(now.to_rfc3339())
+        .arg("--report")
+        .arg(report)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn assert_no_secret(out: &Output) {
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        for secret in [DD_API_KEY, DD_APP_KEY, JIRA_TOKEN] {
+            assert!(!text.contains(secret), "a secret in the output:\n{text}");
+        }
+    }
+}
+
+/// Run to the end off the async runtime (the simulated services keep serving meanwhile).
+async fn finish(mut cmd: Command) -> Output {
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("triage runs"))
+        .await
+        .unwrap();
+    assert_no_secret(&out);
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Ids a report says were processed in its run (not skipped as already processed).
+fn processed_ids(report: &Path) -> Vec<String> {
+    read_report(report)["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .filter(|l| l["outcome"] != "skipped")
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Start the binary, wait until `point` holds in the simulated world, then SIGKILL it.
+async fn kill_when(
+    sim: &Arc<Sim>,
+    mut cmd: Command,
+    what: &str,
+    point: impl Fn(&World) -> bool,
+) -> bool {
+    let mut child: Child = cmd.spawn().expect("triage starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if point(&sim.world.lock().unwrap()) {
+            child.kill().expect("SIGKILL");
+            let status = child.wait().unwrap();
+            assert_eq!(status.code(), None, "killed by a signal");
+            return true;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            // The run ended before reaching the point: still a valid run, just not a kill.
+            assert!(status.success(), "run ended with {status} before '{what}'");
+            return false;
+        }
+        assert!(Instant::now() < deadline, "'{what}' never happened");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Every log id the store knows as processed, and the retry list's ids.
+fn store_view(state: &Path, logs: &[SimLog]) -> (HashSet<String>, Vec<String>) {
+    let store = triage::state::StateStore::open_read_only(state)
+        .expect("store opens")
+        .expect("store exists");
+    let seen = logs
+        .iter()
+        .filter(|l| store.is_seen(&l.id).unwrap())
+        .map(|l| l.id.clone())
+        .collect();
+    let failed = store
+        .failed_logs()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    (seen, failed)
+}
+
+fn fingerprints_of(logs: &[SimLog]) -> BTreeMap<usize, String> {
+    let mut out = BTreeMap::new();
+    for l in logs {
+        out.entry(l.problem).or_insert_with(|| {
+            let event = triage::event::LogEvent::from_value(l.event(), || l.id.clone()).unwrap();
+            triage::fingerprint::fingerprint(&event)
+                .fingerprint
+                .as_str()
+                .to_string()
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicate() {
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        480,
+        12,
+        now - chrono::Duration::minutes(14),
+        chrono::Duration::seconds(1),
+        |_| chrono::Duration::seconds(5),
+    );
+    let fps = fingerprints_of(&logs);
+    assert_eq!(fps.len(), 12);
+    // 12 pages of 40 at 150 ms each; a create is answered 400 ms after Jira stored it.
+    let sim = Sim::new(
+        logs.clone(),
+        Duration::from_millis(150),
+        Duration::from_millis(400),
+    );
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let run = |n: usize| {
+        cron_command(
+            &server.uri(),
+            &state,
+            now,
+            &dir.path().join(format!("report-{n}.json")),
+            &["--batch-size", "40", "--comment-cooldown", "0s"],
+        )
+    };
+
+    // Where each kill lands: a create Jira stored but never answered; the middle of the
+    // stream; after several tickets exist; while recurrence comments are being posted.
+    let start = |w: &World| (w.pages, w.creates, w.comment_posts);
+    let mut kills = 0;
+    let mut seen_before = HashSet::new();
+    let (p0, c0, _) = start(&sim.world.lock().unwrap());
+    kills += kill_when(&sim, run(1), "first create sent", move |w| w.creates > c0).await as usize;
+    let mut processed_by_killed_runs = 0;
+    for (n, what) in [
+        (2, "fourth page requested"),
+        (3, "eighth page requested"),
+        (4, "first comment posted"),
+    ] {
+        let (seen, _) = store_view(&state, &logs);
+        assert!(
+            seen.is_superset(&seen_before),
+            "a recorded log was forgotten"
+        );
+        processed_by_killed_runs += seen.len() - seen_before.len();
+        seen_before = seen;
+        let (p, _, m) = start(&sim.world.lock().unwrap());
+        let killed = match n {
+            2 => kill_when(&sim, run(n), what, move |w| w.pages >= p + 4).await,
+            3 => kill_when(&sim, run(n), what, move |w| w.pages >= p + 8).await,
+            _ => kill_when(&sim, run(n), what, move |w| w.comment_posts > m).await,
+        };
+        kills += killed as usize;
+    }
+    let _ = p0;
+    let (seen, _) = store_view(&state, &logs);
+    processed_by_killed_runs += seen.len() - seen_before.len();
+    let seen_before_final = seen;
+
+    let out = finish(run(5)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
+    let final_ids: HashSet<String> = processed_ids(&dir.path().join("report-5.json"))
+        .into_iter()
+        .collect();
+
+    // Exactly once: the last run processed precisely what the killed runs had not recorded.
+    assert!(
+        final_ids.is_disjoint(&seen_before_final),
+        "a log processed twice"
+    );
+    let all: HashSet<String> = logs.iter().map(|l| l.id.clone()).collect();
+    let union: HashSet<String> = final_ids.union(&seen_before_final).cloned().collect();
+    assert_eq!(union, all, "a log was lost");
+    let (seen, failed) = store_view(&state, &logs);
+    assert_eq!(seen.len(), logs.len());
+    assert!(failed.is_empty(), "left on the retry list: {failed:?}");
+    assert_eq!(summary["already_processed"], seen_before_final.len());
+
+    // Never twice: one ticket per problem, whatever the kills interrupted.
+    let per_label = sim.issues_per_label();
+    let duplicates: usize = per_label.values().map(|n| n - 1).sum();
+    for fp in fps.values() {
+        assert_eq!(per_label.get(&label(fp)), Some(&1), "{per_label:?}");
+    }
+    assert_eq!(per_label.len(), fps.len());
+    let w = sim.world.lock().unwrap();
+    assert!(
+        w.unexpected.is_empty(),
+        "unexpected calls: {:?}",
+        w.unexpected
+    );
+    eprintln!(
+        "kill test: {kills} kills, {} logs ({processed_by_killed_runs} recorded by killed runs, \
+         {} by the last run), {} creates sent, {} tickets, duplicates = {duplicates}",
+        logs.len(),
+        final_ids.len(),
+        w.creates,
+        w.issues.len()
+    );
+    assert!(kills >= 3, "the kills landed ({kills})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_state_exits_75_naming_the_first() {
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        40,
+        2,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(5),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = Sim::new(logs, Duration::from_millis(300), Duration::ZERO);
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let args = ["--batch-size", "10"];
+    let mut first = cron_command(
+        &server.uri(),
+        &state,
+        now,
+        &dir.path().join("a.json"),
+        &args,
+    )
+    .spawn()
+    .unwrap();
+    // The first run holds the lock once it asks Datadog for logs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.world.lock().unwrap().pages == 0 {
+        assert!(Instant::now() < deadline, "the first run never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    let second = finish(cron_command(
+        &server.uri(),
+        &state,
+        now,
+        &dir.path().join("b.json"),
+        &args,
+    ))
+    .await;
+    assert_eq!(second.status.code(), Some(75), "{}", stderr(&second));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the second run gave up at once"
+    );
+    let err = stderr(&second);
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    assert!(
+        second.stdout.is_empty(),
+        "no summary from a run that did not run"
+    );
+
+    let first = tokio::task::spawn_blocking(move || first.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(first.success());
+    // The lock is free again; the same window once more finds everything already done.
+    let third = finish(cron_command(
+        &server.uri(),
+        &state,
+        now,
+        &dir.path().join("c.json"),
+        &["--batch-size", "10", "--from", "now-15m"],
+    ))
+    .await;
+    assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
+    let s: Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_eq!(s["already_processed"], 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_minutes_of_cron_with_late_logs_leave_no_gap_and_no_overlap() {
+    let t0 = t("2026-11-23T10:00:00Z");
+    // 300 logs from 10 minutes before the first run to 30 minutes after it, one every 8 s.
+    // Most are indexed within 45 s; every 7th after 70 s and every 10th after 150 s, later
+    // than the 60 s ingestion delay (the overlap with the previous window catches them).
+    let logs = sim_logs(
+        300,
+        6,
+        t0 - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(8),
+        |i| {
+            chrono::Duration::seconds(if i % 10 == 0 {
+                150
+            } else if i % 7 == 0 {
+                70
+            } else {
+                3 + (i as i64 * 13) % 42
+            })
+        },
+    );
+    let fps = fingerprints_of(&logs);
+    let sim = Sim::new(logs.clone(), Duration::ZERO, Duration::ZERO);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let metrics = dir.path().join("triage.prom");
+
+    // Every 2 minutes for 30 minutes, then once more after the last log was indexed.
+    let mut times: Vec<DateTime<Utc>> = (0..=15)
+        .map(|k| t0 + chrono::Duration::minutes(2 * k))
+        .collect();
+    times.push(t0 + chrono::Duration::minutes(36));
+    let mut processed: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut windows = Vec::new();
+    for (n, now) in times.iter().enumerate() {
+        sim.set_now(*now);
+        let before = sim.world.lock().unwrap().windows.len();
+        let report = dir.path().join(format!("run-{n}.json"));
+        let out = finish(cron_command(
+            &server.uri(),
+            &state,
+            *now,
+            &report,
+            &[
+                "--batch-size",
+                "25",
+                "--comment-cooldown",
+                "10m",
+                "--metrics-file",
+                metrics.to_str().unwrap(),
+            ],
+        ))
+        .await;
+        assert_eq!(out.status.code(), Some(0), "run {n}: {}", stderr(&out));
+        for id in processed_ids(&report) {
+            processed.entry(id).or_default().push(n);
+        }
+        let w = sim.world.lock().unwrap();
+        let (from, to, first) = w.windows[before];
+        assert!(first);
+        windows.push((from, to));
+        // The window ends the ingestion delay before now.
+        assert_eq!(to, *now - chrono::Duration::seconds(60), "run {n}");
+        // Nothing processed before Datadog had it.
+        for l in w
+            .logs
+            .iter()
+            .filter(|l| processed.get(&l.id) == Some(&vec![n]))
+        {
+            assert!(l.arrives <= *now);
+        }
+    }
+
+    // No gap: each window starts at or before the previous one's end.
+    for pair in windows.windows(2) {
+        assert!(pair[1].0 <= pair[0].1, "gap between {pair:?}");
+    }
+    // No overlap in the work: every log processed, each in exactly one run.
+    let twice: Vec<_> = processed
+        .iter()
+        .filter(|(_, runs)| runs.len() > 1)
+        .collect();
+    assert!(twice.is_empty(), "processed more than once: {twice:?}");
+    let missing: Vec<&str> = logs
+        .iter()
+        .filter(|l| !processed.contains_key(&l.id))
+        .map(|l| l.id.as_str())
+        .collect();
+    assert!(missing.is_empty(), "never processed: {missing:?}");
+
+    // One ticket per problem, and each ticket's recurrences commented at most every 10 minutes,
+    // with the occurrences in between added up: description (1) + comments + still pending
+    // equals every log of the problem.
+    let per_label = sim.issues_per_label();
+    assert_eq!(per_label.len(), fps.len());
+    assert!(per_label.values().all(|n| *n == 1), "{per_label:?}");
+    let store = triage::state::StateStore::open_read_only(&state)
+        .unwrap()
+        .unwrap();
+    let count = regex::Regex::new(r"Seen again: (\d+) occurrences? in this run").unwrap();
+    let w = sim.world.lock().unwrap();
+    for (problem, fp) in &fps {
+        let issue = w.issues.iter().find(|i| i.label == label(fp)).unwrap();
+        let comments: Vec<&SimComment> = w.comments.iter().filter(|c| c.key == issue.key).collect();
+        let mut last = issue.created_sim;
+        let mut reported = 1;
+        for c in &comments {
+            assert!(
+                c.at - last >= chrono::Duration::minutes(10),
+                "{}: comments at {last} and {}",
+                issue.key,
+                c.at
+            );
+            last = c.at;
+            reported += count
+                .captures(&c.text)
+                .unwrap_or_else(|| panic!("no count in {}", c.text))[1]
+                .parse::<u64>()
+                .unwrap();
+        }
+        let pending = store.comment_state(&issue.key).unwrap().pending;
+        let total = logs.iter().filter(|l| l.problem == *problem).count() as u64;
+        assert_eq!(reported + pending, total, "{}", issue.key);
+        assert!(
+            !comments.is_empty(),
+            "{} recurred over 30 minutes",
+            issue.key
+        );
+    }
+
+    // The metrics file describes the last run.
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("triage_last_success_timestamp_seconds"),
+        "{prom}"
+    );
+    assert!(prom.contains("# TYPE"), "{prom}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_that_failed_are_retried_first_next_run_and_given_up_after_max_retries() {
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        30,
+        3,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(10),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = Sim::new(logs.clone(), Duration::ZERO, Duration::ZERO);
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+
+    // Jira's search and create are down. The first problem's search fails after its retries
+    // and opens the circuit breaker: the other logs are not sent to Jira, they go on the retry
+    // list.
+    sim.set_jira_down(true);
+    let args = ["--max-retries", "1", "--breaker-threshold", "1"];
+    let out = finish(cron_command(
+        &server.uri(),
+        &state,
+        now,
+        &dir.path().join("r1.json"),
+        &args,
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["failed"], 30, "{s}");
+    assert!(s["breaker_trips"].as_u64().unwrap() >= 1, "{s}");
+    let (_, failed) = store_view(&state, &logs);
+    assert_eq!(failed.len(), 30);
+
+    // Still down on the second run: the same 30 come back first and fail again.
+    let later = now + chrono::Duration::minutes(5);
+    sim.set_now(later);
+    let out = finish(cron_command(
+        &server.uri(),
+        &state,
+        later,
+        &dir.path().join("r2.json"),
+        &args,
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["failed"], 30, "{s}");
+
+    // Jira is back. Third run: after 2 failed runs the retries are spent: given up, said so.
+    sim.set_jira_down(false);
+    let later = now + chrono::Duration::minutes(10);
+    sim.set_now(later);
+    let out = finish(cron_command(
+        &server.uri(),
+        &state,
+        later,
+        &dir.path().join("r3.json"),
+        &args,
+    ))
+    .await;
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["given_up"], 30, "{s}");
+    assert!(stderr(&out).contains("given up"), "{}", stderr(&out));
+    let (_, failed) = store_view(&state, &logs);
+    assert!(failed.is_empty());
+    assert!(
+        sim.issues_per_label().is_empty(),
+        "nothing was retried after giving up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_log_succeeds_on_the_next_run_and_leaves_the_retry_list() {
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        20,
+        2,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(10),
+        |_| chrono::Duration::seconds(1),
+    );
+    let fps = fingerprints_of(&logs);
+    let sim = Sim::new(logs.clone(), Duration::ZERO, Duration::ZERO);
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    sim.set_jira_down(true);
+    let args = ["--breaker-threshold", "1"];
+    let out = finish(cron_command(
+        &server.uri(),
+        &state,
+        now,
+        &dir.path().join("r1.json"),
+        &args,
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    sim.set_jira_down(false);
+
+    let later = now + chrono::Duration::minutes(5);
+    sim.set_now(later);
+    let report = dir.path().join("r2.json");
+    let out = finish(cron_command(&server.uri(), &state, later, &report, &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (s["created"].as_u64(), s["failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{s}"
+    );
+    // The window of the second run holds only a few of them: the rest came from the retry list.
+    let retried: HashSet<String> = processed_ids(&report).into_iter().collect();
+    let all: HashSet<String> = logs.iter().map(|l| l.id.clone()).collect();
+    assert_eq!(retried, all);
+    let (_, failed) = store_view(&state, &logs);
+    assert!(failed.is_empty());
+    let per_label = sim.issues_per_label();
+    for fp in fps.values() {
+        assert_eq!(per_label.get(&label(fp)), Some(&1));
+    }
+}
+
+#[test]
+fn a_store_written_by_the_first_schema_is_migrated_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("old.db");
+    {
+        // The layout the first release wrote (schema version 1).
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE checkpoints (source TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+             CREATE TABLE seen (log_id TEXT PRIMARY KEY, ts_ms INTEGER);
+             CREATE TABLE tickets (fingerprint TEXT PRIMARY KEY, key TEXT NOT NULL, created_ms INTEGER NOT NULL);
+             CREATE TABLE failed (log_id TEXT PRIMARY KEY, event TEXT NOT NULL, error TEXT, runs INTEGER NOT NULL DEFAULT 1);
+             CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_ms INTEGER NOT NULL, ended_ms INTEGER,
+                                exit_code INTEGER, summary TEXT);
+             INSERT INTO tickets VALUES ('fp-old', 'OPS-41', 0);
+             INSERT INTO seen VALUES ('log-old', 1763888400000);
+             INSERT INTO checkpoints VALUES ('datadog datadoghq.com status:error', 1763888400000, 0);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    // A dry run reads only, and leaves an older store alone.
+    assert!(triage::state::StateStore::open_read_only(&path)
+        .unwrap()
+        .is_none());
+    let mut store = triage::state::StateStore::open(&path).expect("an old store is migrated");
+    assert_eq!(
+        store.ticket_for("fp-old").unwrap().as_deref(),
+        Some("OPS-41")
+    );
+    assert!(store.is_seen("log-old").unwrap());
+    assert_eq!(
+        store
+            .checkpoint("datadog datadoghq.com status:error")
+            .unwrap()
+            .map(|c| c.timestamp_millis()),
+        Some(1_763_888_400_000)
+    );
+    // The newer tables work.
+    store.begin_create("fp-new").unwrap();
+    assert!(store.create_begun("fp-new").unwrap().is_some());
+    store.remember_ticket("fp-new", "OPS-42").unwrap();
+    assert!(store.create_begun("fp-new").unwrap().is_none());
+    assert_eq!(store.comment_state("OPS-42").unwrap().pending, 0);
+}
