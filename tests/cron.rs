@@ -174,6 +174,9 @@ impl Sim {
         match (req.method.as_str(), p.as_str()) {
             ("POST", SEARCH_PATH) => self.search_logs(&mut w, &json_of(req)),
             ("GET", "/rest/api/3/myself") => ResponseTemplate::new(200).set_body_json(myself_v3()),
+            ("GET", "/rest/api/3/project/OPS") => ResponseTemplate::new(200).set_body_json(
+                spec_example("/rest/api/3/project/{projectIdOrKey}", "get", "200"),
+            ),
             ("POST", "/rest/api/3/search/jql") => {
                 let wanted = jql_label(req);
                 let reconcile: Vec<u64> = json_of(req)["reconcileIssues"]
@@ -921,4 +924,218 @@ fn a_store_written_by_the_first_schema_is_migrated_and_keeps_its_data() {
     store.remember_ticket("fp-new", "OPS-42").unwrap();
     assert!(store.create_begun("fp-new").unwrap().is_none());
     assert_eq!(store.comment_state("OPS-42").unwrap().pending, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands in docs/cron.md and docs/ci.md, run as written
+// ---------------------------------------------------------------------------------------------
+
+fn doc(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs")
+            .join(name),
+    )
+    .expect("the doc exists")
+}
+
+/// A directory holding the binary as `triage`, to put first on PATH.
+fn bin_dir(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("triage"), bin.join("triage")).unwrap();
+    bin
+}
+
+/// Logs of the last few minutes of real time (the documented commands use the real clock).
+async fn live_sim() -> (Arc<Sim>, MockServer, usize) {
+    let now = Utc::now();
+    let logs = sim_logs(
+        60,
+        3,
+        now - chrono::Duration::minutes(12),
+        chrono::Duration::seconds(10),
+        |_| chrono::Duration::seconds(2),
+    );
+    let sim = Sim::new(logs, Duration::ZERO, Duration::ZERO);
+    sim.set_now(now + chrono::Duration::hours(1));
+    let server = sim.serve().await;
+    (sim, server, 3)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crontab_line_in_docs_cron_md_works_as_written() {
+    let (sim, server, problems) = live_sim().await;
+    let text = doc("cron.md");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("*/5 * * * * "))
+        .expect("a crontab line");
+    let command = line.splitn(6, ' ').nth(5).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let etc = root.join("etc/triage");
+    let log = root.join("var/log/triage");
+    let home = root.join("home");
+    for d in [&etc, &log, &home] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let command = command
+        .replace(
+            "/usr/local/bin/triage",
+            bin_dir(root).join("triage").to_str().unwrap(),
+        )
+        .replace("/etc/triage", etc.to_str().unwrap())
+        .replace("/var/log/triage", log.to_str().unwrap());
+    std::fs::write(
+        etc.join(".env"),
+        format!(
+            "DD_API_KEY={DD_API_KEY}\nDD_APP_KEY={DD_APP_KEY}\nDD_API_URL={uri}\nJIRA_URL={uri}\n\
+             JIRA_PROJECT={PROJECT}\nJIRA_EMAIL=triage-bot@example.com\nJIRA_API_TOKEN={JIRA_TOKEN}\n",
+            uri = server.uri()
+        ),
+    )
+    .unwrap();
+    // The environment cron gives a job.
+    let run = || {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.env_clear()
+            .env("HOME", &home)
+            .env("LOGNAME", "triage")
+            .env("SHELL", "/bin/sh")
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir(&home)
+            .args(["-c", &command]);
+        cmd
+    };
+    for round in 0..2 {
+        let out = finish(run()).await;
+        let written = std::fs::read_to_string(log.join("triage.log")).unwrap_or_default();
+        assert_eq!(out.status.code(), Some(0), "{written}");
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "all output goes to the log"
+        );
+        assert!(written.contains("60 logs:") || round == 1, "{written}");
+        let prom = std::fs::read_to_string(log.join("triage.prom")).unwrap();
+        assert!(prom.contains("triage_run_exit_code 0"), "{prom}");
+    }
+    assert!(home.join(".local/state/triage/state.db").exists());
+    assert_eq!(sim.issues_per_label().len(), problems);
+    assert!(sim.issues_per_label().values().all(|n| *n == 1));
+}
+
+/// The GitHub Actions job in docs/ci.md: its `env:` and its `run:` steps.
+struct Job {
+    env: Vec<(String, String)>,
+    steps: Vec<String>,
+}
+
+fn ci_job(text: &str) -> Job {
+    let yaml = text
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a yaml block");
+    let lines: Vec<&str> = yaml.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut env = Vec::new();
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        if l == "    env:" {
+            i += 1;
+            while i < lines.len() && indent(lines[i]) == 6 {
+                let (k, v) = lines[i].trim().split_once(": ").expect("KEY: value");
+                env.push((k.to_string(), v.trim_matches('"').to_string()));
+                i += 1;
+            }
+            continue;
+        }
+        let t = l.trim_start().trim_start_matches("- ");
+        if let Some(script) = t.strip_prefix("run: ") {
+            if script == "|" {
+                let base = indent(l);
+                let mut body = String::new();
+                i += 1;
+                while i < lines.len() && (lines[i].trim().is_empty() || indent(lines[i]) > base) {
+                    body.push_str(lines[i].get(base + 2..).unwrap_or(""));
+                    body.push('\n');
+                    i += 1;
+                }
+                steps.push(body);
+                continue;
+            }
+            steps.push(script.to_string());
+        }
+        i += 1;
+    }
+    Job { env, steps }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_github_actions_steps_in_docs_ci_md_work_as_written() {
+    // The job uses jq, as GitHub's runners have it (.ci/run installs it).
+    if Command::new("jq").arg("--version").output().is_err() {
+        eprintln!("skipped: jq is not installed");
+        return;
+    }
+    let (sim, server, problems) = live_sim().await;
+    let job = ci_job(&doc("ci.md"));
+    assert!(job.steps.iter().any(|s| s.contains("triage check")));
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let github_output = dir.path().join("github_output");
+    let path = format!(
+        "{}:{}",
+        bin_dir(dir.path()).display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for step in job.steps.iter().filter(|s| !s.contains("cargo install")) {
+        let mut cmd = Command::new("bash");
+        cmd.env_clear()
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .env("GITHUB_OUTPUT", &github_output)
+            .current_dir(&work)
+            // GitHub runs `run:` steps with `bash -e`.
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", step]);
+        for (k, v) in &job.env {
+            let v = match v
+                .strip_prefix("${{ secrets.")
+                .and_then(|s| s.strip_suffix(" }}"))
+            {
+                Some("DD_API_KEY") => DD_API_KEY.to_string(),
+                Some("DD_APP_KEY") => DD_APP_KEY.to_string(),
+                Some("JIRA_EMAIL") => "triage-bot@example.com".to_string(),
+                Some("JIRA_API_TOKEN") => JIRA_TOKEN.to_string(),
+                Some(other) => panic!("a secret the test does not know: {other}"),
+                None if k == "JIRA_URL" => server.uri(),
+                None => v.clone(),
+            };
+            cmd.env(k, v);
+        }
+        // The only addition: Datadog is the simulated one.
+        cmd.env("DD_API_URL", server.uri());
+        let out = finish(cmd).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "step failed:\n{step}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        eprintln!("$ {step}{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["created"], problems);
+    assert_eq!(summary["processed"], 60);
+    assert!(work.join("triage-report.json").exists());
+    assert!(work.join(".triage/state.db").exists());
+    let outputs = std::fs::read_to_string(&github_output).unwrap();
+    assert!(outputs.contains("exit_code=0"), "{outputs}");
+    assert_eq!(sim.issues_per_label().len(), problems);
 }
