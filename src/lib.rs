@@ -55,14 +55,24 @@ pub async fn run(
     mut config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
-    let state = open_state(&config)?;
-    let _release = ReleaseLock(state.clone());
-    let checkpoint_key = match &config.source {
-        config::SourceConfig::Datadog(dd) => {
-            Some(format!("datadog {} {}", config.site.name, dd.query))
-        }
-        config::SourceConfig::File(_) => None,
+    let scope = state::Scope {
+        source: match &config.source {
+            config::SourceConfig::Datadog(dd) => {
+                state::Scope::datadog(&config.site.api_base, &dd.query)
+            }
+            config::SourceConfig::File(_) => String::new(),
+        },
+        jira: config
+            .jira
+            .as_ref()
+            .map(|j| state::Scope::jira(&j.base_url, &j.project))
+            .unwrap_or_default(),
     };
+    // Checkpoints, processed ids and the retry list belong to a Datadog source; a file is
+    // read whole each time it is given.
+    let checkpoint_key = (!scope.source.is_empty()).then(|| scope.source.clone());
+    let state = open_state(&config, scope)?;
+    let _release = ReleaseLock(state.clone());
     if let (Some(state), Some(key), config::SourceConfig::Datadog(dd)) =
         (&state, &checkpoint_key, &mut config.source)
     {
@@ -104,8 +114,8 @@ pub async fn run(
     };
     // Only once every service is reachable: a run that cannot start gives nothing up.
     let (retries, given_up) = match &state {
-        Some(state) => take_retries(state, config.max_retries)?,
-        None => (Vec::new(), Vec::new()),
+        Some(state) if checkpoint_key.is_some() => take_retries(state, config.max_retries)?,
+        _ => (Vec::new(), Vec::new()),
     };
     let run_id = match state.as_ref().filter(|s| s.writable) {
         Some(s) => Some(s.with(|s| s.begin_run(config.now))?),
@@ -154,17 +164,16 @@ impl Drop for ReleaseLock {
 }
 
 /// Open the state store: locked for a real run, read-only (and unlocked) for a dry run.
-fn open_state(config: &Config) -> anyhow::Result<Option<state::StateHandle>> {
+fn open_state(config: &Config, scope: state::Scope) -> anyhow::Result<Option<state::StateHandle>> {
     let Some(path) = &config.state else {
         return Ok(None);
     };
     if config.dry_run {
-        return Ok(
-            state::StateStore::open_read_only(path)?.map(|s| state::StateHandle::new(s, false))
-        );
+        return Ok(state::StateStore::open_read_only(path, scope)?
+            .map(|s| state::StateHandle::new(s, false)));
     }
     Ok(Some(state::StateHandle::new(
-        state::StateStore::open(path)?,
+        state::StateStore::open(path, scope)?,
         true,
     )))
 }

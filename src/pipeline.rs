@@ -91,7 +91,9 @@ pub async fn run(
         given_up,
         checkpoint_key,
     } = deps;
-    let mut collector = Collector::new(&config, progress, state.clone())?;
+    // Outcomes are recorded (processed ids, the retry list) for a checkpointed source only.
+    let source_state = state.clone().filter(|_| checkpoint_key.is_some());
+    let mut collector = Collector::new(&config, progress, source_state.clone())?;
     collector.given_up(&given_up.0, given_up.1);
     let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
     let writable_state = state.clone().filter(|s| s.writable);
@@ -181,7 +183,7 @@ pub async fn run(
                     if !retry {
                         events += 1;
                         last_fetched = event.timestamp.max(last_fetched);
-                        if let Some(state) = &state {
+                        if let Some(state) = &source_state {
                             if state.with(|s| s.is_seen(&event.id))? {
                                 collector.add(Outcome::already_processed(event.id))?;
                                 if config.limit.is_some_and(|limit| events >= limit) {

@@ -42,6 +42,34 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX seen_ts ON seen (ts_ms);",
     // 3: creates begun and not known to have finished (a run killed while Jira was answering).
     "CREATE TABLE creating (fingerprint TEXT PRIMARY KEY, started_ms INTEGER NOT NULL);",
+    // 4: one store serves several jobs: processed logs and retries belong to a source (API
+    // URL and query), tickets and comments to a Jira (URL and project). Rows from before get
+    // the empty scope, and the first run that opens the store adopts them (`adopt_unscoped`).
+    "CREATE TABLE seen4 (source TEXT NOT NULL, log_id TEXT NOT NULL, ts_ms INTEGER, PRIMARY KEY (source, log_id));
+     INSERT INTO seen4 SELECT '', log_id, ts_ms FROM seen;
+     DROP TABLE seen;
+     ALTER TABLE seen4 RENAME TO seen;
+     CREATE INDEX seen_ts ON seen (ts_ms);
+     CREATE TABLE failed4 (source TEXT NOT NULL, log_id TEXT NOT NULL, event TEXT NOT NULL, error TEXT,
+                           runs INTEGER NOT NULL DEFAULT 1, first_failed_ms INTEGER, PRIMARY KEY (source, log_id));
+     INSERT INTO failed4 SELECT '', log_id, event, error, runs, first_failed_ms FROM failed;
+     DROP TABLE failed;
+     ALTER TABLE failed4 RENAME TO failed;
+     CREATE TABLE tickets4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, key TEXT NOT NULL, created_ms INTEGER NOT NULL,
+                            PRIMARY KEY (jira, fingerprint));
+     INSERT INTO tickets4 SELECT '', fingerprint, key, created_ms FROM tickets;
+     DROP TABLE tickets;
+     ALTER TABLE tickets4 RENAME TO tickets;
+     CREATE TABLE comments4 (jira TEXT NOT NULL, ticket TEXT NOT NULL, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
+                             first_ms INTEGER, last_seen_ms INTEGER, hosts TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (jira, ticket));
+     INSERT INTO comments4 SELECT '', ticket, last_ms, pending, first_ms, last_seen_ms, hosts FROM comments;
+     DROP TABLE comments;
+     ALTER TABLE comments4 RENAME TO comments;
+     CREATE TABLE creating4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, started_ms INTEGER NOT NULL,
+                             PRIMARY KEY (jira, fingerprint));
+     INSERT INTO creating4 SELECT '', fingerprint, started_ms FROM creating;
+     DROP TABLE creating;
+     ALTER TABLE creating4 RENAME TO creating;",
 ];
 
 /// A state store problem.
@@ -120,9 +148,39 @@ impl StateHandle {
     }
 }
 
+/// Which job a store is opened for. One state file can serve several jobs (another query,
+/// another Jira project, a test server): each sees only its own processed logs, retries,
+/// tickets and comments, and holds its own run lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The log source (`Scope::datadog`); empty for a file, which keeps no processed ids and
+    /// no retry list.
+    pub source: String,
+    /// The Jira (`Scope::jira`); empty without Jira.
+    pub jira: String,
+}
+
+impl Scope {
+    pub fn datadog(api_base: &str, query: &str) -> String {
+        format!("datadog {} {}", api_base.trim_end_matches('/'), query)
+    }
+
+    pub fn jira(base_url: &str, project: &str) -> String {
+        format!("{} {}", base_url.trim_end_matches('/'), project)
+    }
+
+    /// A short name for this job, for its lock file.
+    fn lock_name(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\n{}", self.source, self.jira));
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 pub struct StateStore {
     conn: Connection,
     path: PathBuf,
+    scope: Scope,
     /// The run lock; `None` for a read-only store (a dry run).
     _lock: Option<RunLock>,
 }
@@ -144,8 +202,8 @@ fn from_ms(v: i64) -> Option<DateTime<Utc>> {
 }
 
 impl StateStore {
-    /// Open (creating the folder and the file if needed), take the run lock, migrate.
-    pub fn open(path: &Path) -> Result<Self, StateError> {
+    /// Open (creating the folder and the file if needed), take the job's run lock, migrate.
+    pub fn open(path: &Path, scope: Scope) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
             path: path.to_path_buf(),
             source,
@@ -153,7 +211,7 @@ impl StateStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let lock = take_lock(path)?;
+        let lock = take_lock(path, &scope)?;
         let sql = |source| StateError::Sqlite {
             path: path.to_path_buf(),
             source,
@@ -166,16 +224,18 @@ impl StateStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         migrate(&mut conn).map_err(sql)?;
+        adopt_unscoped(&mut conn, &scope).map_err(sql)?;
         Ok(StateStore {
             conn,
             path: path.to_path_buf(),
+            scope,
             _lock: Some(lock),
         })
     }
 
     /// Open for reading only, without the lock (a dry run looks, never writes).
     /// `Ok(None)` when there is no store yet.
-    pub fn open_read_only(path: &Path) -> Result<Option<Self>, StateError> {
+    pub fn open_read_only(path: &Path, scope: Scope) -> Result<Option<Self>, StateError> {
         if !path.exists() {
             return Ok(None);
         }
@@ -197,6 +257,7 @@ impl StateStore {
         Ok(Some(StateStore {
             conn,
             path: path.to_path_buf(),
+            scope,
             _lock: None,
         }))
     }
@@ -249,7 +310,7 @@ impl StateStore {
              ON CONFLICT(source) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms), updated_ms = excluded.updated_ms",
             params![source, ms(until), ms(Utc::now())],
         )
-        .and_then(|_| tx.execute("DELETE FROM seen WHERE ts_ms IS NOT NULL AND ts_ms < ?1", [ms(until - keep_ids_for)]))
+        .and_then(|_| tx.execute("DELETE FROM seen WHERE source = ?1 AND ts_ms IS NOT NULL AND ts_ms < ?2", params![source, ms(until - keep_ids_for)]))
         .and_then(|_| tx.commit())
         .map_err(|e| self.err(e))
     }
@@ -257,7 +318,11 @@ impl StateStore {
     /// Whether an earlier run (or this one) already gave this log a final outcome.
     pub fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
         self.conn
-            .query_row("SELECT 1 FROM seen WHERE log_id = ?1", [log_id], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM seen WHERE source = ?1 AND log_id = ?2",
+                params![self.scope.source, log_id],
+                |_| Ok(()),
+            )
             .optional()
             .map(|v| v.is_some())
             .map_err(|e| self.err(e))
@@ -274,31 +339,34 @@ impl StateStore {
             path: path.clone(),
             source,
         };
+        let source = self.scope.source.clone();
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut seen = tx
-                .prepare_cached("INSERT OR IGNORE INTO seen (log_id, ts_ms) VALUES (?1, ?2)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO seen (source, log_id, ts_ms) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(err)?;
             let mut fail = tx
                 .prepare_cached(
-                    "INSERT INTO failed (log_id, event, error, runs, first_failed_ms) VALUES (?1, ?2, ?3, 1, ?4)
-                     ON CONFLICT(log_id) DO UPDATE SET error = excluded.error, runs = runs + 1",
+                    "INSERT INTO failed (source, log_id, event, error, runs, first_failed_ms) VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                     ON CONFLICT(source, log_id) DO UPDATE SET error = excluded.error, runs = runs + 1",
                 )
                 .map_err(err)?;
             let mut done = tx
-                .prepare_cached("DELETE FROM failed WHERE log_id = ?1")
+                .prepare_cached("DELETE FROM failed WHERE source = ?1 AND log_id = ?2")
                 .map_err(err)?;
             let now = ms(Utc::now());
             for p in batch {
-                seen.execute(params![p.id, p.timestamp.map(ms)])
+                seen.execute(params![source, p.id, p.timestamp.map(ms)])
                     .map_err(err)?;
                 match &p.failed {
                     Some((event, error)) => {
-                        fail.execute(params![p.id, event.to_string(), error, now])
+                        fail.execute(params![source, p.id, event.to_string(), error, now])
                             .map_err(err)?;
                     }
                     None => {
-                        done.execute([&p.id]).map_err(err)?;
+                        done.execute(params![source, p.id]).map_err(err)?;
                     }
                 }
             }
@@ -310,10 +378,10 @@ impl StateStore {
     pub fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT log_id, event, runs FROM failed ORDER BY coalesce(first_failed_ms, 0), log_id")
+            .prepare("SELECT log_id, event, runs FROM failed WHERE source = ?1 ORDER BY coalesce(first_failed_ms, 0), log_id")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([&self.scope.source], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -341,10 +409,14 @@ impl StateStore {
             path: path.clone(),
             source,
         };
+        let source = self.scope.source.clone();
         let tx = self.conn.transaction().map_err(err)?;
         for id in ids {
-            tx.execute("DELETE FROM failed WHERE log_id = ?1", [id])
-                .map_err(err)?;
+            tx.execute(
+                "DELETE FROM failed WHERE source = ?1 AND log_id = ?2",
+                params![source, id],
+            )
+            .map_err(err)?;
         }
         tx.commit().map_err(err)
     }
@@ -353,8 +425,8 @@ impl StateStore {
     pub fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError> {
         self.conn
             .query_row(
-                "SELECT key FROM tickets WHERE fingerprint = ?1",
-                [fingerprint],
+                "SELECT key FROM tickets WHERE jira = ?1 AND fingerprint = ?2",
+                params![self.scope.jira, fingerprint],
                 |r| r.get(0),
             )
             .optional()
@@ -368,15 +440,19 @@ impl StateStore {
             path: path.clone(),
             source,
         };
+        let jira = self.scope.jira.clone();
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
-            "INSERT INTO tickets (fingerprint, key, created_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT(fingerprint) DO UPDATE SET key = excluded.key",
-            params![fingerprint, key, ms(Utc::now())],
+            "INSERT INTO tickets (jira, fingerprint, key, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(jira, fingerprint) DO UPDATE SET key = excluded.key",
+            params![jira, fingerprint, key, ms(Utc::now())],
         )
         .map_err(err)?;
-        tx.execute("DELETE FROM creating WHERE fingerprint = ?1", [fingerprint])
-            .map_err(err)?;
+        tx.execute(
+            "DELETE FROM creating WHERE jira = ?1 AND fingerprint = ?2",
+            params![jira, fingerprint],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -385,9 +461,9 @@ impl StateStore {
     pub fn begin_create(&self, fingerprint: &str) -> Result<(), StateError> {
         self.conn
             .execute(
-                "INSERT INTO creating (fingerprint, started_ms) VALUES (?1, ?2)
-                 ON CONFLICT(fingerprint) DO UPDATE SET started_ms = excluded.started_ms",
-                params![fingerprint, ms(Utc::now())],
+                "INSERT INTO creating (jira, fingerprint, started_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(jira, fingerprint) DO UPDATE SET started_ms = excluded.started_ms",
+                params![self.scope.jira, fingerprint, ms(Utc::now())],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -397,8 +473,8 @@ impl StateStore {
     pub fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError> {
         self.conn
             .query_row(
-                "SELECT started_ms FROM creating WHERE fingerprint = ?1",
-                [fingerprint],
+                "SELECT started_ms FROM creating WHERE jira = ?1 AND fingerprint = ?2",
+                params![self.scope.jira, fingerprint],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
@@ -409,8 +485,8 @@ impl StateStore {
     pub fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError> {
         self.conn
             .query_row(
-                "SELECT last_ms, pending, first_ms, last_seen_ms, hosts FROM comments WHERE ticket = ?1",
-                [ticket],
+                "SELECT last_ms, pending, first_ms, last_seen_ms, hosts FROM comments WHERE jira = ?1 AND ticket = ?2",
+                params![self.scope.jira, ticket],
                 |r| {
                     Ok(CommentState {
                         last_comment: r.get::<_, Option<i64>>(0)?.and_then(from_ms),
@@ -430,10 +506,11 @@ impl StateStore {
     pub fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError> {
         self.conn
             .execute(
-                "INSERT INTO comments (ticket, last_ms, pending, first_ms, last_seen_ms, hosts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(ticket) DO UPDATE SET last_ms = excluded.last_ms, pending = excluded.pending,
+                "INSERT INTO comments (jira, ticket, last_ms, pending, first_ms, last_seen_ms, hosts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(jira, ticket) DO UPDATE SET last_ms = excluded.last_ms, pending = excluded.pending,
                    first_ms = excluded.first_ms, last_seen_ms = excluded.last_seen_ms, hosts = excluded.hosts",
                 params![
+                    self.scope.jira,
                     ticket,
                     state.last_comment.map(ms),
                     state.pending as i64,
@@ -485,6 +562,28 @@ impl StateStore {
     }
 }
 
+/// Give rows written before stores were scoped (schema 4) to the first job that opens the store.
+fn adopt_unscoped(conn: &mut Connection, scope: &Scope) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    if !scope.source.is_empty() {
+        for table in ["seen", "failed"] {
+            tx.execute(
+                &format!("UPDATE OR IGNORE {table} SET source = ?1 WHERE source = ''"),
+                [&scope.source],
+            )?;
+        }
+    }
+    if !scope.jira.is_empty() {
+        for table in ["tickets", "comments", "creating"] {
+            tx.execute(
+                &format!("UPDATE OR IGNORE {table} SET jira = ?1 WHERE jira = ''"),
+                [&scope.jira],
+            )?;
+        }
+    }
+    tx.commit()
+}
+
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
@@ -507,9 +606,9 @@ impl Drop for RunLock {
     }
 }
 
-fn take_lock(db: &Path) -> Result<RunLock, StateError> {
+fn take_lock(db: &Path, scope: &Scope) -> Result<RunLock, StateError> {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".lock");
+    name.push(format!(".{}.lock", scope.lock_name()));
     let path = db.with_file_name(name);
     let io = |source| StateError::Io {
         path: path.clone(),
@@ -567,20 +666,65 @@ fn take_lock(db: &Path) -> Result<RunLock, StateError> {
 mod tests {
     use super::*;
 
+    fn job(source: &str, jira: &str) -> Scope {
+        Scope {
+            source: source.into(),
+            jira: jira.into(),
+        }
+    }
+
     #[test]
     fn a_second_open_is_refused_naming_the_holder_and_a_dropped_lock_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("state.db");
-        let first = StateStore::open(&db).unwrap();
-        match StateStore::open(&db) {
+        let first = StateStore::open(&db, job("src", "jira")).unwrap();
+        match StateStore::open(&db, job("src", "jira")) {
             Err(StateError::Locked { holder, .. }) => assert!(
                 holder.contains(&format!("pid {}", std::process::id())),
                 "{holder}"
             ),
             other => panic!("expected Locked, got {other:?}"),
         }
+        // Another job on the same file runs meanwhile.
+        StateStore::open(&db, job("src", "other jira")).expect("another job's lock");
         drop(first);
-        StateStore::open(&db).expect("the lock of a finished holder is taken over");
+        StateStore::open(&db, job("src", "jira"))
+            .expect("the lock of a finished holder is taken over");
+    }
+
+    #[test]
+    fn jobs_sharing_a_file_see_only_their_own_logs_retries_tickets_and_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let mut a = StateStore::open(&db, job("datadog A q", "J1 OPS")).unwrap();
+        let b = StateStore::open(&db, job("datadog B q", "J2 OPS")).unwrap();
+        a.record(&[Processed {
+            id: "l1".into(),
+            timestamp: None,
+            failed: Some((serde_json::json!({"message": "m"}), "down".into())),
+        }])
+        .unwrap();
+        a.remember_ticket("fp", "OPS-1").unwrap();
+        a.save_comment_state(
+            "OPS-1",
+            &CommentState {
+                pending: 4,
+                ..CommentState::default()
+            },
+        )
+        .unwrap();
+        assert!(a.is_seen("l1").unwrap() && !b.is_seen("l1").unwrap());
+        assert_eq!(
+            (
+                a.failed_logs().unwrap().len(),
+                b.failed_logs().unwrap().len()
+            ),
+            (1, 0)
+        );
+        assert_eq!(a.ticket_for("fp").unwrap().as_deref(), Some("OPS-1"));
+        assert_eq!(b.ticket_for("fp").unwrap(), None);
+        assert_eq!(b.comment_state("OPS-1").unwrap().pending, 0);
+        assert_eq!(a.comment_state("OPS-1").unwrap().pending, 4);
     }
 
     #[test]
@@ -603,7 +747,8 @@ mod tests {
             )
             .unwrap();
         }
-        let store = StateStore::open(&db).unwrap();
+        // The first job to open the store adopts what was written before stores were scoped.
+        let store = StateStore::open(&db, job("s", "J OPS")).unwrap();
         assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
         assert_eq!(store.ticket_for("fp1").unwrap().as_deref(), Some("OPS-7"));
         assert_eq!(store.failed_logs().unwrap()[0].runs, 2);
@@ -620,7 +765,7 @@ mod tests {
     #[test]
     fn outcomes_checkpoints_and_the_retry_list_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = StateStore::open(&dir.path().join("s.db")).unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db"), job("src", "")).unwrap();
         let t = |s| Some(Utc.timestamp_millis_opt(s).unwrap());
         store
             .record(&[

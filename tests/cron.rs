@@ -398,9 +398,17 @@ async fn kill_when(
     }
 }
 
+/// The state scope of the binary run against the simulated services at `uri`.
+fn job(uri: &str) -> triage::state::Scope {
+    triage::state::Scope {
+        source: triage::state::Scope::datadog(uri, "status:error"),
+        jira: triage::state::Scope::jira(uri, PROJECT),
+    }
+}
+
 /// Every log id the store knows as processed, and the retry list's ids.
-fn store_view(state: &Path, logs: &[SimLog]) -> (HashSet<String>, Vec<String>) {
-    let store = triage::state::StateStore::open_read_only(state)
+fn store_view(state: &Path, uri: &str, logs: &[SimLog]) -> (HashSet<String>, Vec<String>) {
+    let store = triage::state::StateStore::open_read_only(state, job(uri))
         .expect("store opens")
         .expect("store exists");
     let seen = logs
@@ -480,7 +488,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
         (3, "eighth page requested"),
         (4, "first comment posted"),
     ] {
-        let (seen, _) = store_view(&state, &logs);
+        let (seen, _) = store_view(&state, &server.uri(), &logs);
         assert!(
             seen.is_superset(&seen_before),
             "a recorded log was forgotten"
@@ -496,7 +504,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
         kills += killed as usize;
     }
     let _ = p0;
-    let (seen, _) = store_view(&state, &logs);
+    let (seen, _) = store_view(&state, &server.uri(), &logs);
     processed_by_killed_runs += seen.len() - seen_before.len();
     let seen_before_final = seen;
 
@@ -515,7 +523,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     let all: HashSet<String> = logs.iter().map(|l| l.id.clone()).collect();
     let union: HashSet<String> = final_ids.union(&seen_before_final).cloned().collect();
     assert_eq!(union, all, "a log was lost");
-    let (seen, failed) = store_view(&state, &logs);
+    let (seen, failed) = store_view(&state, &server.uri(), &logs);
     assert_eq!(seen.len(), logs.len());
     assert!(failed.is_empty(), "left on the retry list: {failed:?}");
     assert_eq!(summary["already_processed"], seen_before_final.len());
@@ -711,7 +719,7 @@ async fn thirty_minutes_of_cron_with_late_logs_leave_no_gap_and_no_overlap() {
     let per_label = sim.issues_per_label();
     assert_eq!(per_label.len(), fps.len());
     assert!(per_label.values().all(|n| *n == 1), "{per_label:?}");
-    let store = triage::state::StateStore::open_read_only(&state)
+    let store = triage::state::StateStore::open_read_only(&state, job(&server.uri()))
         .unwrap()
         .unwrap();
     let count = regex::Regex::new(r"Seen again: (\d+) occurrences? in this run").unwrap();
@@ -787,7 +795,7 @@ async fn logs_that_failed_are_retried_first_next_run_and_given_up_after_max_retr
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["failed"], 30, "{s}");
     assert!(s["breaker_trips"].as_u64().unwrap() >= 1, "{s}");
-    let (_, failed) = store_view(&state, &logs);
+    let (_, failed) = store_view(&state, &server.uri(), &logs);
     assert_eq!(failed.len(), 30);
 
     // Still down on the second run: the same 30 come back first and fail again.
@@ -820,7 +828,7 @@ async fn logs_that_failed_are_retried_first_next_run_and_given_up_after_max_retr
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["given_up"], 30, "{s}");
     assert!(stderr(&out).contains("given up"), "{}", stderr(&out));
-    let (_, failed) = store_view(&state, &logs);
+    let (_, failed) = store_view(&state, &server.uri(), &logs);
     assert!(failed.is_empty());
     assert!(
         sim.issues_per_label().is_empty(),
@@ -872,7 +880,7 @@ async fn a_failed_log_succeeds_on_the_next_run_and_leaves_the_retry_list() {
     let retried: HashSet<String> = processed_ids(&report).into_iter().collect();
     let all: HashSet<String> = logs.iter().map(|l| l.id.clone()).collect();
     assert_eq!(retried, all);
-    let (_, failed) = store_view(&state, &logs);
+    let (_, failed) = store_view(&state, &server.uri(), &logs);
     assert!(failed.is_empty());
     let per_label = sim.issues_per_label();
     for fp in fps.values() {
@@ -902,10 +910,17 @@ fn a_store_written_by_the_first_schema_is_migrated_and_keeps_its_data() {
         .unwrap();
     }
     // A dry run reads only, and leaves an older store alone.
-    assert!(triage::state::StateStore::open_read_only(&path)
-        .unwrap()
-        .is_none());
-    let mut store = triage::state::StateStore::open(&path).expect("an old store is migrated");
+    let scope = triage::state::Scope {
+        source: "datadog https://api.datadoghq.com status:error".into(),
+        jira: "https://acme.atlassian.net OPS".into(),
+    };
+    assert!(
+        triage::state::StateStore::open_read_only(&path, scope.clone())
+            .unwrap()
+            .is_none()
+    );
+    let mut store =
+        triage::state::StateStore::open(&path, scope).expect("an old store is migrated");
     assert_eq!(
         store.ticket_for("fp-old").unwrap().as_deref(),
         Some("OPS-41")
