@@ -126,8 +126,9 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", env = "TRIAGE_STATE")]
     pub state: Option<PathBuf>,
 
-    /// Use no state: no checkpoint, no retry list, no run lock (throwaway runs).
-    #[arg(long, conflicts_with = "state")]
+    /// Use no state: no checkpoint, no retry list, no run lock (throwaway runs); wins over
+    /// --state and TRIAGE_STATE.
+    #[arg(long)]
     pub no_state: bool,
 
     /// Runs a failed log is retried in before it is reported as given up.

@@ -79,6 +79,8 @@ pub struct Collector {
     progress: Progress,
     warnings: HashSet<String>,
     site: DatadogSite,
+    /// Drafts in wiki markup, as Jira Server / Data Center (REST v2) gets them.
+    wiki: bool,
     dry_run: bool,
     async_mode: bool,
     workers: usize,
@@ -107,6 +109,10 @@ impl Collector {
             progress,
             warnings: HashSet::new(),
             site: config.site.clone(),
+            wiki: config
+                .jira
+                .as_ref()
+                .is_some_and(|j| j.api == crate::config::JiraApi::V2),
             dry_run: config.dry_run,
             async_mode: config.async_mode,
             workers: config.workers,
@@ -302,7 +308,11 @@ impl Collector {
                         serde_json::json!({
                             "summary": draft.summary,
                             "labels": draft.labels,
-                            "description": draft.description_adf,
+                            "description": if self.wiki {
+                                serde_json::Value::String(draft.description_wiki.clone())
+                            } else {
+                                draft.description_adf.clone()
+                            },
                         })
                     }),
                 })

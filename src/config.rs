@@ -309,15 +309,20 @@ impl Config {
         };
         let ingest_delay = chrono::Duration::from_std(cli.ingest_delay)
             .map_err(|_| ConfigError::Usage("--ingest-delay is out of range".into()))?;
-        let from = match &cli.from {
-            Some(f) => parse_time(f, now).map_err(|e| ConfigError::Usage(format!("--from {e}")))?,
-            None => now - chrono::Duration::minutes(15),
-        };
         let to = match &cli.to {
             Some(t) => parse_time(t, now).map_err(|e| ConfigError::Usage(format!("--to {e}")))?,
             None => now - ingest_delay,
         };
-        if to <= from {
+        let from = match &cli.from {
+            Some(f) => parse_time(f, now).map_err(|e| ConfigError::Usage(format!("--from {e}")))?,
+            // The last 15 minutes, or the 15 minutes before an earlier --to / a long
+            // --ingest-delay.
+            None => (now - chrono::Duration::minutes(15)).min(to - chrono::Duration::minutes(15)),
+        };
+        // A file is read whole: the default window matters only for Datadog, but bounds given
+        // that contradict each other are always a mistake.
+        let explicit = cli.from.is_some() || cli.to.is_some();
+        if to <= from && (cli.input.is_none() || explicit) {
             return Err(ConfigError::Usage(format!(
                 "--from {} to --to {} is an empty window: the end must come after the start",
                 cli.from.as_deref().unwrap_or("(default now-15m)"),
@@ -397,8 +402,11 @@ impl Config {
             }
         };
 
+        if let Some(metrics) = &cli.metrics_file {
+            check_writable_parent("--metrics-file", metrics)?;
+        }
         if let Some(report) = &cli.report {
-            check_writable_parent(report)?;
+            check_writable_parent("--report", report)?;
         }
 
         Ok((
@@ -570,7 +578,7 @@ fn check_readable(path: &std::path::Path) -> Result<(), ConfigError> {
     }
 }
 
-fn check_writable_parent(path: &std::path::Path) -> Result<(), ConfigError> {
+fn check_writable_parent(flag: &str, path: &std::path::Path) -> Result<(), ConfigError> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
@@ -579,7 +587,7 @@ fn check_writable_parent(path: &std::path::Path) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError::Usage(format!(
-            "--report {}: directory {} does not exist",
+            "{flag} {}: directory {} does not exist",
             path.display(),
             parent.display()
         )))
@@ -603,6 +611,55 @@ mod tests {
             .collect();
         let given = args.contains(&"--workers");
         Config::from_cli(&cli, given, &|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn a_long_ingest_delay_moves_the_default_window_back_and_no_state_wins() {
+        let (c, _) = parse(
+            &[
+                "--dry-run",
+                "--ingest-delay",
+                "20m",
+                "--now",
+                "2026-11-23T10:00:00Z",
+                "--state",
+                "/tmp/s.db",
+            ],
+            &[("DD_API_KEY", "k"), ("DD_APP_KEY", "a")],
+        )
+        .unwrap();
+        let SourceConfig::Datadog(dd) = &c.source else {
+            panic!("a Datadog source")
+        };
+        assert_eq!(dd.to.to_rfc3339(), "2026-11-23T09:40:00+00:00");
+        assert_eq!(dd.from.to_rfc3339(), "2026-11-23T09:25:00+00:00");
+        assert_eq!(c.state.as_deref(), Some(std::path::Path::new("/tmp/s.db")));
+        let (c, _) = parse(
+            &[
+                "--dry-run",
+                "--state",
+                "/tmp/s.db",
+                "--no-state",
+                "--input",
+                "-",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.state, None);
+        match parse(
+            &[
+                "--dry-run",
+                "--input",
+                "-",
+                "--metrics-file",
+                "/no/such/dir/m.prom",
+            ],
+            &[],
+        ) {
+            Err(ConfigError::Usage(m)) => assert!(m.contains("--metrics-file"), "{m}"),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
     }
 
     #[test]

@@ -253,7 +253,7 @@ pub async fn run(
             state.with(|s| s.advance_checkpoint(key, until, CHECKPOINT_KEEP_IDS))?;
         }
     }
-    let trips = jira.as_ref().map_or(0, |j| j.breaker_trips());
+    let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + shared.analyzer.breaker_trips();
     collector.finish(interrupted, fatal.or(source_error), trips)
 }
 

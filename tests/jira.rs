@@ -1620,3 +1620,33 @@ async fn load_1000_logs_20_problems_64_workers_flaky_jira_exactly_20_tickets() {
         triage::jira::adf::validate(&json_of(&req)["fields"]["description"]).expect("valid ADF");
     }
 }
+
+/// A dry run against Server / Data Center shows the draft as it would be sent there: a wiki
+/// markup string, not an Atlassian Document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_dry_run_reports_the_draft_in_wiki_markup() {
+    let case = Case::new(&generated_logs(4, 1));
+    let server = MockServer::start().await;
+    let v2 = "/rest/api/2";
+    let user = jira_fixture("jira-ruby/issue/10002/comment.post.json")["author"].clone();
+    mount_myself(&server, v2, user).await;
+    Mock::given(method("POST"))
+        .and(path(format!("{v2}/search")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(jira_fixture("jira-ruby/empty_issues.json")),
+        )
+        .mount(&server)
+        .await;
+    mount_catch_all(&server).await;
+    let mut args = case.cloud_args(&server.uri(), &["--dry-run", "--jira-api-version", "2"]);
+    // Server / Data Center signs in with a token alone.
+    let i = args.iter().position(|a| a == "--jira-email").unwrap();
+    args.drain(i..i + 2);
+    let report = run_lib(&args, &[("JIRA_PAT", PAT)]).await;
+    assert_eq!(report.summary.would_create, 1, "{:?}", report.summary);
+    let tickets = read_report(&case.report)["tickets"].clone();
+    let description = &tickets[0]["draft"]["description"];
+    let wiki = description.as_str().expect("a wiki markup string");
+    assert!(wiki.contains("{code}"), "{wiki}");
+    server.verify().await;
+}

@@ -42,6 +42,11 @@ struct Answer {
 }
 
 impl LlmAnalyzer {
+    /// How many times the model's circuit breaker opened.
+    pub fn breaker_trips(&self) -> u64 {
+        self.service.breaker_trips()
+    }
+
     pub fn new(service: Service, base_url: &str, model: &str, api_key: SecretString) -> Self {
         LlmAnalyzer {
             service,

@@ -34,6 +34,14 @@ pub enum Analyzer {
 }
 
 impl Analyzer {
+    /// How many times the analyzer's circuit breaker opened (the `llm` analyzer's service).
+    pub fn breaker_trips(&self) -> u64 {
+        match self {
+            Analyzer::Rules => 0,
+            Analyzer::Llm(llm) => llm.breaker_trips(),
+        }
+    }
+
     /// Analyze one problem. The `llm` analyzer falls back to `rules` on any failure and says why
     /// in the second value, so analysis itself never fails a log.
     pub async fn analyze(&self, event: &LogEvent, template: &str) -> (Analysis, Option<String>) {
