@@ -161,7 +161,7 @@ pub struct Cli {
     pub metrics_file: Option<PathBuf>,
 
     /// Pretend the current time is T (RFC 3339): replays and tests.
-    #[arg(long, value_name = "T", hide = true)]
+    #[arg(long, value_name = "T", env = "TRIAGE_NOW", hide = true)]
     pub now: Option<String>,
 
     /// Less on stderr (no progress bar, warnings and errors only).

@@ -248,7 +248,15 @@ pub async fn run(
             && fatal.is_none()
             && !interrupted
             && !warnings_seen;
-        let until = if complete { Some(end) } else { last_fetched };
+        // A partial result (Datadog's timeout status or warnings) may lack logs older than the
+        // newest one it returned: the checkpoint stays, and the next run reads the span again.
+        let until = if complete {
+            Some(end)
+        } else if warnings_seen {
+            None
+        } else {
+            last_fetched
+        };
         if let Some(until) = until {
             state.with(|s| s.advance_checkpoint(key, until, CHECKPOINT_KEEP_IDS))?;
         }

@@ -120,6 +120,8 @@ struct World {
     comment_posts: u64,
     /// Jira's search and create answer 503 (no Retry-After) while this is set.
     jira_down: bool,
+    /// Datadog answers with `meta.status: timeout` (a partial result) while this is set.
+    partial: bool,
     unexpected: Vec<String>,
 }
 
@@ -274,7 +276,8 @@ impl Sim {
             .take(limit)
             .map(|l| l.event())
             .collect();
-        let mut meta = json!({"elapsed": 12, "request_id": "pddv1sim", "status": "done"});
+        let status = if w.partial { "timeout" } else { "done" };
+        let mut meta = json!({"elapsed": 12, "request_id": "pddv1sim", "status": status});
         if offset + limit < visible.len() {
             meta["page"] = json!({"after": format!("c-{}", offset + limit)});
         }
@@ -483,6 +486,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     let (p0, c0, _) = start(&sim.world.lock().unwrap());
     kills += kill_when(&sim, run(1), "first create sent", move |w| w.creates > c0).await as usize;
     let mut processed_by_killed_runs = 0;
+    let mut per_run = Vec::new();
     for (n, what) in [
         (2, "fourth page requested"),
         (3, "eighth page requested"),
@@ -494,6 +498,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
             "a recorded log was forgotten"
         );
         processed_by_killed_runs += seen.len() - seen_before.len();
+        per_run.push(seen.len() - seen_before.len());
         seen_before = seen;
         let (p, _, m) = start(&sim.world.lock().unwrap());
         let killed = match n {
@@ -506,6 +511,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     let _ = p0;
     let (seen, _) = store_view(&state, &server.uri(), &logs);
     processed_by_killed_runs += seen.len() - seen_before.len();
+    per_run.push(seen.len() - seen_before.len());
     let seen_before_final = seen;
 
     let out = finish(run(5)).await;
@@ -542,7 +548,8 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
         w.unexpected
     );
     eprintln!(
-        "kill test: {kills} kills, {} logs ({processed_by_killed_runs} recorded by killed runs, \
+        "kill test: {kills} kills, {} logs ({processed_by_killed_runs} recorded by killed runs: \
+         {per_run:?}, \
          {} by the last run), {} creates sent, {} tickets, duplicates = {duplicates}",
         logs.len(),
         final_ids.len(),
@@ -1153,4 +1160,66 @@ async fn the_github_actions_steps_in_docs_ci_md_work_as_written() {
     let outputs = std::fs::read_to_string(&github_output).unwrap();
     assert!(outputs.contains("exit_code=0"), "{outputs}");
     assert_eq!(sim.issues_per_label().len(), problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        20,
+        2,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(10),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = Sim::new(logs, Duration::ZERO, Duration::ZERO);
+    sim.set_now(now);
+    sim.world.lock().unwrap().partial = true;
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let key = triage::state::Scope::datadog(&server.uri(), "status:error");
+    let checkpoint = || {
+        triage::state::StateStore::open_read_only(&state, job(&server.uri()))
+            .unwrap()
+            .unwrap()
+            .checkpoint(&key)
+            .unwrap()
+    };
+    let out = finish(cron_command(
+        &server.uri(),
+        &state,
+        now,
+        &dir.path().join("a.json"),
+        &[],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (s["warnings"].as_u64(), s["processed"].as_u64()),
+        (Some(1), Some(20)),
+        "{s}"
+    );
+    assert_eq!(
+        checkpoint(),
+        None,
+        "a partial result does not move the checkpoint"
+    );
+
+    sim.world.lock().unwrap().partial = false;
+    let later = now + chrono::Duration::minutes(2);
+    sim.set_now(later);
+    let out = finish(cron_command(
+        &server.uri(),
+        &state,
+        later,
+        &dir.path().join("b.json"),
+        &[],
+    ))
+    .await;
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The same span again: nothing processed twice, and now the checkpoint moves.
+    assert_eq!(s["already_processed"], 20, "{s}");
+    assert_eq!(checkpoint(), Some(later - chrono::Duration::seconds(60)));
 }
