@@ -193,10 +193,15 @@ impl Collector {
                 .retry_event
                 .take()
                 .map(|ev| (ev, outcome.error.clone().unwrap_or_default()));
+            // Every log of a ticket's problem but the one its description was written from.
+            let recurrence = matches!(outcome.kind, OutcomeKind::Existing | OutcomeKind::Duplicate)
+                .then(|| outcome.ticket.clone())
+                .flatten();
             self.batch.push(Processed {
                 id: outcome.log_id.clone(),
                 timestamp: seen.timestamp,
                 failed,
+                recurrence,
             });
             if self.batch.len() >= STATE_BATCH {
                 let batch = std::mem::take(&mut self.batch);
@@ -240,6 +245,12 @@ impl Collector {
             ));
         }
         Ok(())
+    }
+
+    /// Whether each log's occurrence is counted into its ticket's pending comment count as the
+    /// log is recorded (a checkpointed source with a writable state).
+    pub fn counts_occurrences(&self) -> bool {
+        self.state.is_some()
     }
 
     /// The problems seen so far, with a leader (those that have a ticket decision).

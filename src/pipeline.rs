@@ -280,6 +280,19 @@ async fn comment_recurrences(
     cooldown: chrono::Duration,
     now: DateTime<Utc>,
 ) {
+    // With a checkpointed source, each log's occurrence was added to its ticket's pending
+    // count as the log was recorded; otherwise this run's counts are added here.
+    let counted = collector.counts_occurrences();
+    let stored = |collector: &mut Collector, key: &str| match state {
+        Some(state) => match state.with(|s| s.comment_state(key)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                collector.warning(format!("state store: {e:#}"));
+                None
+            }
+        },
+        None => None,
+    };
     // A ticket created in this run describes its first log: that starts its cooldown, and this
     // run's other occurrences wait for its next comment.
     let created: Vec<(String, ProblemFacts)> = collector
@@ -292,7 +305,11 @@ async fn comment_recurrences(
         })
         .collect();
     for (key, mut facts) in created {
-        facts.occurrences = facts.occurrences.saturating_sub(1);
+        facts.occurrences = if counted {
+            stored(collector, &key).map_or(0, |p| p.pending)
+        } else {
+            facts.occurrences.saturating_sub(1)
+        };
         save_pending(state, collector, &key, Some(now), &facts);
     }
     let due: Vec<(String, ProblemFacts)> = collector
@@ -305,19 +322,14 @@ async fn comment_recurrences(
         })
         .collect();
     for (key, mut facts) in due {
-        let mut pending = match state {
-            Some(state) => match state.with(|s| s.comment_state(&key)) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    collector.warning(format!("state store: {e:#}"));
-                    None
-                }
-            },
-            None => None,
-        };
+        let mut pending = stored(collector, &key);
         if let Some(p) = &mut pending {
-            // Add what recurred since the last comment to this run's figures.
-            facts.occurrences += p.pending;
+            // What recurred since the last comment, with this run's figures.
+            if counted {
+                facts.occurrences = p.pending;
+            } else {
+                facts.occurrences += p.pending;
+            }
             facts.first_seen = facts
                 .first_seen
                 .min(p.first_seen)

@@ -117,6 +117,9 @@ pub struct Processed {
     pub timestamp: Option<DateTime<Utc>>,
     /// `Some(event)` when the log failed and should be retried.
     pub failed: Option<(Value, String)>,
+    /// The ticket this log is one more occurrence of, not yet told to Jira: it is added to the
+    /// ticket's pending count in the same transaction, so a killed run loses no count.
+    pub recurrence: Option<String>,
 }
 
 /// The store as the run shares it: behind a mutex (calls are short), and whether this run may
@@ -339,6 +342,7 @@ impl StateStore {
             path: path.clone(),
             source,
         };
+        let jira = self.scope.jira.clone();
         let source = self.scope.source.clone();
         let tx = self.conn.transaction().map_err(err)?;
         {
@@ -356,10 +360,20 @@ impl StateStore {
             let mut done = tx
                 .prepare_cached("DELETE FROM failed WHERE source = ?1 AND log_id = ?2")
                 .map_err(err)?;
+            let mut count = tx
+                .prepare_cached(
+                    "INSERT INTO comments (jira, ticket, pending) VALUES (?1, ?2, 1)
+                     ON CONFLICT(jira, ticket) DO UPDATE SET pending = pending + 1",
+                )
+                .map_err(err)?;
             let now = ms(Utc::now());
             for p in batch {
-                seen.execute(params![source, p.id, p.timestamp.map(ms)])
+                let new = seen
+                    .execute(params![source, p.id, p.timestamp.map(ms)])
                     .map_err(err)?;
+                if let (1, Some(ticket)) = (new, &p.recurrence) {
+                    count.execute(params![jira, ticket]).map_err(err)?;
+                }
                 match &p.failed {
                     Some((event, error)) => {
                         fail.execute(params![source, p.id, event.to_string(), error, now])
@@ -702,6 +716,7 @@ mod tests {
             id: "l1".into(),
             timestamp: None,
             failed: Some((serde_json::json!({"message": "m"}), "down".into())),
+            recurrence: None,
         }])
         .unwrap();
         a.remember_ticket("fp", "OPS-1").unwrap();
@@ -763,6 +778,22 @@ mod tests {
     }
 
     #[test]
+    fn each_new_log_of_a_ticket_adds_one_to_its_pending_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db"), job("src", "J OPS")).unwrap();
+        let log = |id: &str| Processed {
+            id: id.into(),
+            timestamp: None,
+            failed: None,
+            recurrence: Some("OPS-3".into()),
+        };
+        store.record(&[log("a"), log("b")]).unwrap();
+        // The same log again (an overlapping window) is not a new occurrence.
+        store.record(&[log("b"), log("c")]).unwrap();
+        assert_eq!(store.comment_state("OPS-3").unwrap().pending, 3);
+    }
+
+    #[test]
     fn outcomes_checkpoints_and_the_retry_list_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StateStore::open(&dir.path().join("s.db"), job("src", "")).unwrap();
@@ -773,11 +804,13 @@ mod tests {
                     id: "a".into(),
                     timestamp: t(1_000),
                     failed: None,
+                    recurrence: None,
                 },
                 Processed {
                     id: "b".into(),
                     timestamp: t(2_000),
                     failed: Some((serde_json::json!({"message": "m"}), "boom".into())),
+                    recurrence: None,
                 },
             ])
             .unwrap();
@@ -792,6 +825,7 @@ mod tests {
                 id: "b".into(),
                 timestamp: t(2_000),
                 failed: None,
+                recurrence: None,
             }])
             .unwrap();
         assert!(
