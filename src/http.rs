@@ -603,7 +603,7 @@ mod tests {
             ),
         ] {
             let path = format!(
-                "{}/../shared/fixtures/datadog/{file}",
+                "{}/tests/fixtures/datadog/{file}",
                 env!("CARGO_MANIFEST_DIR")
             );
             let cassette: Value =

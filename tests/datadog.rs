@@ -1,5 +1,5 @@
 //! Issue 3: the live Datadog source, against wiremock servers whose responses are the recorded
-//! cassettes in ../shared/fixtures/datadog.
+//! cassettes in tests/fixtures/datadog (see tests/fixtures/SOURCE.md).
 //!
 //! What a user would notice: which requests Datadog receives (path, keys, filter, cursor, page
 //! size), how many logs are fetched and processed, how long rate limits make the run wait, exit

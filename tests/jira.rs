@@ -1,6 +1,6 @@
 //! The live Jira sink (issue 4), end to end against wiremock servers.
 //!
-//! Every response is built from the real fixtures in ../shared/fixtures/jira: the examples of
+//! Every response is built from the real fixtures in tests/fixtures/jira: the examples of
 //! Atlassian's Cloud OpenAPI spec (search/jql, issue create 201, myself, project, comment), the
 //! Jira Server v2 recordings of jira-ruby (search, create, comment, the empty page, a v2 user) and
 //! go-jira's transitions (with status categories). Logs come from `--input` files; the Datadog

@@ -134,7 +134,7 @@ mod tests {
     fn real_server_search_response_reads_and_classifies() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/jira/jira-ruby/issue.json"
+            "/tests/fixtures/jira/jira-ruby/issue.json"
         );
         let r: SearchResponse =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

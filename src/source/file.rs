@@ -381,9 +381,9 @@ mod tests {
     fn the_real_datadog_cassette_page_reads() {
         let cassette = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/datadog/Search-logs-returns-OK-response-with-pagination.json"
+            "/tests/fixtures/datadog/Search-logs-returns-OK-response-with-pagination.json"
         ))
-        .expect("fixtures beside the project");
+        .expect("fixture shipped in tests/fixtures");
         let v: Value = serde_json::from_str(&cassette).unwrap();
         let mut body = String::new();
         for i in v["http_interactions"].as_array().unwrap() {

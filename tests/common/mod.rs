@@ -19,10 +19,10 @@ pub const SAMPLE_PROBLEMS: u64 = 14;
 /// Logs in `examples/logs.jsonl`.
 pub const SAMPLE_LOGS: u64 = 300;
 
-/// A fixture file from ../shared/fixtures.
+/// A fixture file from tests/fixtures (copied from the upstream sources listed in its SOURCE.md).
 pub fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
+        .join("tests/fixtures")
         .join(path)
 }
 
@@ -88,7 +88,7 @@ pub fn generated_logs(n: usize, problems: usize) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Jira: bodies built from ../shared/fixtures/jira (the recorded responses and the Cloud spec)
+// Jira: bodies built from tests/fixtures/jira (the recorded responses and the Cloud spec)
 // ---------------------------------------------------------------------------------------------
 
 pub fn jira_fixture(rel: &str) -> Value {
