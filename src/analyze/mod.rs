@@ -42,6 +42,14 @@ impl Analyzer {
         }
     }
 
+    /// How many problems the `llm` analyzer failed on (and the rules analyzed instead).
+    pub fn fallbacks(&self) -> u64 {
+        match self {
+            Analyzer::Rules => 0,
+            Analyzer::Llm(llm) => llm.fallbacks(),
+        }
+    }
+
     /// Analyze one problem. The `llm` analyzer falls back to `rules` on any failure and says why
     /// in the second value, so analysis itself never fails a log.
     pub async fn analyze(&self, event: &LogEvent, template: &str) -> (Analysis, Option<String>) {
@@ -49,12 +57,15 @@ impl Analyzer {
             Analyzer::Rules => (rules::analyze(event, template), None),
             Analyzer::Llm(llm) => match llm.analyze(event, template).await {
                 Ok(a) => (a, None),
-                Err(e) => (
-                    rules::analyze(event, template),
-                    Some(format!(
-                        "llm analyzer failed, used the rules analyzer instead: {e:#}"
-                    )),
-                ),
+                Err(e) => {
+                    llm.count_fallback();
+                    (
+                        rules::analyze(event, template),
+                        Some(format!(
+                            "llm analyzer failed, used the rules analyzer instead: {e:#}"
+                        )),
+                    )
+                }
             },
         }
     }
@@ -98,6 +109,27 @@ impl Category {
             Category::Disk => "disk",
             Category::Other => "other",
         }
+    }
+}
+
+impl Category {
+    /// Parse a category name, ignoring ASCII case and surrounding whitespace. Anything else is
+    /// `None`.
+    pub fn parse(s: &str) -> Option<Category> {
+        let s = s.trim();
+        [
+            Category::Database,
+            Category::Network,
+            Category::Authentication,
+            Category::Resource,
+            Category::Exception,
+            Category::Configuration,
+            Category::Dependency,
+            Category::Disk,
+            Category::Other,
+        ]
+        .into_iter()
+        .find(|c| c.as_str().eq_ignore_ascii_case(s))
     }
 }
 
