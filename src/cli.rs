@@ -25,7 +25,7 @@ Exit codes:
   0    done, every log processed
   1    fatal: configuration, authentication or source failure
   2    usage: a bad flag or value
-  3    done, but some logs failed
+  3    done, but some logs failed or some input records could not be read
   75   another run holds the state lock (try again later)
   130  interrupted (Ctrl-C / SIGTERM): in-flight logs finished, partial summary printed";
 
@@ -99,6 +99,12 @@ pub struct Cli {
     /// Read logs from a file (a Datadog search response, a JSON array, or JSON Lines) or - for stdin.
     #[arg(long, value_name = "PATH|-")]
     pub input: Option<PathBuf>,
+
+    /// Longest input line read, in bytes (a JSON Lines line longer than this is cut to it, and
+    /// the summary counts it; a longer event inside a JSON document is skipped as unreadable).
+    #[arg(long, value_name = "N", env = "TRIAGE_MAX_LINE_BYTES", default_value_t = 256 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+    pub max_line_bytes: u64,
 
     /// How each problem is analyzed.
     #[arg(long, env = "TRIAGE_ANALYZER", value_enum, default_value_t = AnalyzerKind::Rules)]

@@ -85,6 +85,13 @@ pub struct Collector {
     async_mode: bool,
     workers: usize,
     started: Instant,
+    /// Input records that could not be read, and the first of them (where, and why).
+    unreadable: u64,
+    first_unreadable: Option<String>,
+    /// Input lines cut to `--max-line-bytes`.
+    lines_cut: u64,
+    /// Problems the `llm` analyzer failed on.
+    llm_fallbacks: u64,
 }
 
 impl Collector {
@@ -117,6 +124,10 @@ impl Collector {
             async_mode: config.async_mode,
             workers: config.workers,
             started: Instant::now(),
+            unreadable: 0,
+            first_unreadable: None,
+            lines_cut: 0,
+            llm_fallbacks: 0,
         })
     }
 
@@ -135,6 +146,30 @@ impl Collector {
         if self.warnings.insert(message.clone()) {
             self.progress.println(&format!("warning: {message}"));
         }
+    }
+
+    /// A source record that is an input error (it is also added as a skipped outcome).
+    pub fn unreadable(&mut self, skipped: &crate::source::Skipped) {
+        self.unreadable += 1;
+        if self.first_unreadable.is_none() {
+            self.first_unreadable = Some(format!("{}: {}", skipped.location, skipped.reason));
+        }
+    }
+
+    /// A line was cut to `--max-line-bytes`: said on stderr (the first few), counted always.
+    pub fn cut(&mut self, cut: &crate::source::Cut) {
+        self.lines_cut += 1;
+        if self.lines_cut <= MAX_SKIPPED_SHOWN {
+            self.progress.println(&format!(
+                "cut {}: the line is {} bytes, longer than --max-line-bytes; read its first {} bytes",
+                cut.location, cut.length, cut.kept
+            ));
+        }
+    }
+
+    /// How many problems the `llm` analyzer fell back to the rules on.
+    pub fn llm_fallbacks(&mut self, count: u64) {
+        self.llm_fallbacks = count;
     }
 
     pub fn add(&mut self, mut outcome: Outcome) -> anyhow::Result<()> {
@@ -290,6 +325,16 @@ impl Collector {
     ) -> anyhow::Result<Report> {
         self.flush_state()?;
         self.progress.finish();
+        // Input that held records, none of them readable: nothing was done, and that is fatal.
+        let error = error.or_else(|| {
+            let first = self.first_unreadable.as_deref()?;
+            (!interrupted && self.unreadable == self.stats.fetched).then(|| {
+                format!(
+                    "no log could be read from the input: {} record(s), none readable (first: {first})",
+                    self.unreadable
+                )
+            })
+        });
         let elapsed = self.started.elapsed();
         let mut tickets: Vec<TicketEntry> = self
             .problems
@@ -374,6 +419,9 @@ impl Collector {
             already_processed: self.already_processed,
             given_up: self.given_up,
             breaker_trips,
+            unreadable: self.unreadable,
+            lines_cut: self.lines_cut,
+            llm_fallbacks: self.llm_fallbacks,
         };
         let report = Report { summary, tickets };
         if let Some(writer) = self.report {

@@ -84,6 +84,8 @@ pub struct Config {
     pub breaker: (u32, Duration),
     /// Where to write Prometheus metrics.
     pub metrics_file: Option<PathBuf>,
+    /// Longest input line read from `--input`; longer ones are cut.
+    pub max_line_bytes: usize,
 }
 
 /// The source of logs.
@@ -432,6 +434,7 @@ impl Config {
                 comment_cooldown: cli.comment_cooldown,
                 breaker: (cli.breaker_threshold, cli.breaker_cooldown),
                 metrics_file: cli.metrics_file.clone(),
+                max_line_bytes: usize::try_from(cli.max_line_bytes).unwrap_or(usize::MAX),
             },
             notices,
         ))

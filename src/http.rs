@@ -259,7 +259,7 @@ impl Service {
                     let resp = response.expect("a status verdict comes from a response");
                     let status = resp.status().as_u16();
                     let ambiguous = resp.status().is_server_error() || status == 408;
-                    let body = resp.text().await.unwrap_or_default();
+                    let body = error_body(resp).await;
                     let message = error_message(&body).unwrap_or_else(|| reason(status));
                     return Err(if verdict == Verdict::Auth {
                         HttpError::Auth {
@@ -289,7 +289,7 @@ impl Service {
                     let last = match response {
                         Some(resp) => {
                             let status = resp.status().as_u16();
-                            let body = resp.text().await.unwrap_or_default();
+                            let body = error_body(resp).await;
                             format!(
                                 "HTTP {status}: {}",
                                 error_message(&body).unwrap_or_else(|| reason(status))
@@ -380,6 +380,45 @@ impl Service {
             "rate limit low: pacing calls"
         );
     }
+}
+
+/// A response body that could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the response body is larger than the {limit} bytes allowed")]
+    TooLarge { limit: usize },
+    #[error("the response body could not be read: {0}")]
+    Read(String),
+}
+
+/// Read a response body, refusing one larger than `limit` bytes (by its `Content-Length`, or
+/// as it arrives), so a huge or endless body cannot exhaust memory.
+pub async fn read_body_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(BodyError::TooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err(BodyError::Read("timed out".into())),
+            Err(e) => return Err(BodyError::Read(transport_error(e))),
+        }
+    }
+}
+
+/// The text of an error response, at most 64 KiB of it (enough for any API's message).
+async fn error_body(response: Response) -> String {
+    read_body_capped(response, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// The retry decision for one HTTP status.

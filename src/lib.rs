@@ -77,7 +77,21 @@ pub async fn run(
         (&state, &checkpoint_key, &mut config.source)
     {
         if !config.from_explicit {
-            if let Some(checkpoint) = state.with(|s| s.checkpoint(key))? {
+            let checkpoint = state.with(|s| s.checkpoint(key))?;
+            // Far ahead of the clock, a checkpoint came from a log stamped in the future (older
+            // versions let it move there); it would make every run fetch nothing.
+            let checkpoint = checkpoint.filter(|&c| {
+                let bogus = c > config.now + chrono::Duration::days(1);
+                if bogus {
+                    tracing::warn!(
+                        "ignoring the checkpoint {c}: it is in the future; reading the default window {} to {}",
+                        dd.from,
+                        dd.to
+                    );
+                }
+                !bogus
+            });
+            if let Some(checkpoint) = checkpoint {
                 dd.from = checkpoint - CHECKPOINT_OVERLAP;
                 tracing::info!(
                     "continuing from the checkpoint {checkpoint} (window {} to {})",
@@ -234,7 +248,7 @@ pub fn exit_code(report: &Report) -> u8 {
         exit::FATAL
     } else if s.interrupted {
         exit::INTERRUPTED
-    } else if s.failed > 0 {
+    } else if s.failed > 0 || s.unreadable > 0 {
         exit::SOME_FAILED
     } else {
         exit::OK
@@ -245,11 +259,11 @@ pub fn exit_code(report: &Report) -> u8 {
 pub mod exit {
     /// Done, every log processed.
     pub const OK: u8 = 0;
-    /// Fatal: configuration, authentication, or source.
+    /// Fatal: configuration, authentication, or source; or no input record could be read.
     pub const FATAL: u8 = 1;
     /// Usage: a bad flag or value (clap's own code).
     pub const USAGE: u8 = 2;
-    /// Done, but some logs failed.
+    /// Done, but some logs failed or some input records could not be read.
     pub const SOME_FAILED: u8 = 3;
     /// Another run holds the state lock.
     pub const LOCKED: u8 = 75;

@@ -118,7 +118,9 @@ pub async fn run(
     };
     let source_future: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> =
         match config.source.clone() {
-            SourceConfig::File(input) => Box::pin(source::file::run(input, tx.clone())),
+            SourceConfig::File(input) => {
+                Box::pin(source::file::run(input, config.max_line_bytes, tx.clone()))
+            }
             // A checkpoint at or past the window's end (a clock set back): nothing to fetch.
             SourceConfig::Datadog(dd) if dd.to <= dd.from => {
                 tracing::info!(
@@ -135,6 +137,7 @@ pub async fn run(
                     config: dd,
                     page_size: config.batch_size,
                     limit: config.limit,
+                    max_body_bytes: crate::source::datadog::MAX_BODY_BYTES,
                 }
                 .run(tx.clone()),
             ),
@@ -200,6 +203,9 @@ pub async fn run(
                     }
                 }
                 Some(SourceItem::Skipped(s)) => {
+                    if s.unreadable {
+                        collector.unreadable(&s);
+                    }
                     collector.fetched();
                     collector.add(Outcome::skipped_record(s.location, s.reason))?;
                 }
@@ -208,6 +214,9 @@ pub async fn run(
                     collector.warning(w);
                 }
                 Some(SourceItem::Fetched { latency, .. }) => collector.fetch_latency(latency),
+                // Shown, but the result is complete: the checkpoint may move.
+                Some(SourceItem::Notice(n)) => collector.warning(n),
+                Some(SourceItem::Cut(c)) => collector.cut(&c),
             },
             else => break,
         }
@@ -257,11 +266,14 @@ pub async fn run(
         } else {
             last_fetched
         };
+        // A log stamped past the window (a clock far ahead) must not carry the checkpoint with it.
+        let until = until.map(|t| t.min(end));
         if let Some(until) = until {
             state.with(|s| s.advance_checkpoint(key, until, CHECKPOINT_KEEP_IDS))?;
         }
     }
     let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + shared.analyzer.breaker_trips();
+    collector.llm_fallbacks(shared.analyzer.fallbacks());
     collector.finish(interrupted, fatal.or(source_error), trips)
 }
 

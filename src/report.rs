@@ -51,6 +51,13 @@ pub struct Summary {
     pub given_up: u64,
     /// Times a service's circuit breaker opened.
     pub breaker_trips: u64,
+    /// Input records that could not be read (malformed JSON, not UTF-8, a record of `--input`
+    /// that is not a log); counted in `skipped` too. Any makes the run exit 3.
+    pub unreadable: u64,
+    /// Input lines longer than `--max-line-bytes`, cut to that length before they were read.
+    pub lines_cut: u64,
+    /// Problems the `llm` analyzer failed on, analyzed by the rules instead.
+    pub llm_fallbacks: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -254,6 +261,27 @@ pub fn render_text(report: &Report) -> String {
             s.breaker_trips
         );
     }
+    if s.unreadable > 0 {
+        let _ = writeln!(
+            out,
+            "{} input record(s) could not be read (listed on stderr and in --report)",
+            s.unreadable
+        );
+    }
+    if s.lines_cut > 0 {
+        let _ = writeln!(
+            out,
+            "{} input line(s) longer than --max-line-bytes were cut to that length",
+            s.lines_cut
+        );
+    }
+    if s.llm_fallbacks > 0 {
+        let _ = writeln!(
+            out,
+            "{} analyses fell back to the rules analyzer (the llm analyzer failed; the reason is on stderr)",
+            s.llm_fallbacks
+        );
+    }
     if s.interrupted {
         out.push_str("Interrupted: logs in flight were finished; the rest were not taken.\n");
     }
@@ -301,6 +329,9 @@ mod tests {
             already_processed: 0,
             given_up: 0,
             breaker_trips: 0,
+            unreadable: 0,
+            lines_cut: 0,
+            llm_fallbacks: 0,
         }
     }
 
@@ -341,5 +372,30 @@ mod tests {
         });
         assert!(text.contains("sequential"));
         assert!(text.contains("dry run"));
+        assert!(!text.contains("could not be read") && !text.contains("fell back"));
+    }
+
+    #[test]
+    fn text_summary_counts_unreadable_input_cut_lines_and_llm_fallbacks() {
+        let mut summary = empty_summary();
+        summary.unreadable = 2;
+        summary.lines_cut = 1;
+        summary.llm_fallbacks = 14;
+        let text = render_text(&Report {
+            summary,
+            tickets: vec![],
+        });
+        assert!(
+            text.contains("2 input record(s) could not be read"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 input line(s) longer than --max-line-bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("14 analyses fell back to the rules analyzer"),
+            "{text}"
+        );
     }
 }

@@ -221,7 +221,7 @@ fn a_live_run_without_jira_exits_1_naming_the_missing_variables() {
 }
 
 #[test]
-fn malformed_lines_are_skipped_with_their_line_number_and_nothing_else_is_lost() {
+fn malformed_lines_are_skipped_with_their_line_number_and_nothing_else_is_lost_and_exit_3() {
     let good = std::fs::read_to_string(sample_logs()).unwrap();
     let mut lines: Vec<&str> = good.lines().take(20).collect();
     lines.insert(3, "{\"id\": truncated");
@@ -238,12 +238,13 @@ fn malformed_lines_are_skipped_with_their_line_number_and_nothing_else_is_lost()
         .arg(&path)
         .write_stdin(input)
         .assert()
-        .code(0);
+        .code(3);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(stderr.contains("stdin:4"), "{stderr}");
     assert!(stderr.contains("stdin:8"), "{stderr}");
     let summary: Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(summary["skipped"], 2);
+    assert_eq!(summary["unreadable"], 2);
     assert_eq!(summary["processed"], 22);
     assert_eq!(read_report(&path)["logs"].as_array().unwrap().len(), 22);
 }

@@ -225,6 +225,7 @@ fn source(
         config: dd,
         page_size: 2,
         limit: None,
+        max_body_bytes: triage::source::datadog::MAX_BODY_BYTES,
     }
 }
 

@@ -10,9 +10,14 @@
 //! when a page carries no cursor or no data (both happen; a short page can still carry a cursor).
 //! Each page is sent into the bounded channel before the next is requested, so the workers start
 //! on page one while page two is in flight, and memory holds at most a couple of pages.
+//! A server that repeats a cursor, or serves pages of logs already sent, ends the listing with
+//! an error instead of looping; a log sent twice is passed on once. A log stamped outside the
+//! window is passed on with a `Notice`. The response body is read with a cap (`MAX_BODY_BYTES`).
 //! Search is rate limited per organisation (hundreds of requests per hour): every request goes
 //! through the shared `http::Service` (limiter, `X-RateLimit-*` pacing, 429/5xx retries).
 
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,7 +28,10 @@ use serde_json::Value;
 use super::{ItemSender, Skipped, SourceItem};
 use crate::config::DatadogConfig;
 use crate::event::LogEvent;
-use crate::http::{HttpError, Retry, Service};
+use crate::http::{read_body_capped, HttpError, Retry, Service};
+
+/// The largest search response read (a page of 1000 typical logs is a few MiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Everything the source needs.
 #[derive(Debug, Clone)]
@@ -33,6 +41,8 @@ pub struct DatadogSource {
     pub config: DatadogConfig,
     pub page_size: u32,
     pub limit: Option<u64>,
+    /// The largest response body read; a larger page fails the source.
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +112,10 @@ impl DatadogSource {
         let mut cursor: Option<String> = None;
         let mut sent: u64 = 0;
         let mut page_number = 0u64;
+        // A server that hands back a cursor it gave before, or pages of logs already sent, would
+        // keep this loop going forever: both end the listing with an error.
+        let mut cursors_seen: HashSet<String> = HashSet::new();
+        let mut ids_seen = SeenIds::default();
         loop {
             let want = match self.limit {
                 Some(limit) if limit <= sent => return Ok(()),
@@ -140,11 +154,10 @@ impl DatadogSource {
                 )
                 .await
                 .map_err(|e| explain(e, sent))?;
-            let text = response
-                .text()
+            let body = read_body_capped(response, self.max_body_bytes)
                 .await
-                .map_err(|e| anyhow::anyhow!("reading Datadog page {page_number} failed: {e}; {sent} logs were fetched before it"))?;
-            let page: SearchResponse = serde_json::from_str(&text).map_err(|e| {
+                .map_err(|e| anyhow::anyhow!("reading Datadog page {page_number} failed: {e}; lower --batch-size if pages are this large; {sent} logs were fetched before it"))?;
+            let page: SearchResponse = serde_json::from_slice(&body).map_err(|e| {
                 anyhow::anyhow!("Datadog page {page_number} is not a logs search response ({e}); {sent} logs were fetched before it")
             })?;
             let count = page.data.len();
@@ -179,15 +192,57 @@ impl DatadogSource {
                     return Ok(());
                 }
             }
+            let mut new_ids = 0usize;
+            let mut outside = 0usize;
+            let mut outside_example = None;
+            let mut items = Vec::with_capacity(count);
             for (i, value) in page.data.into_iter().enumerate() {
                 let item =
                     match LogEvent::from_value(value, || format!("datadog:{page_number}:{i}")) {
-                        Ok(event) => SourceItem::Event(event),
-                        Err(e) => SourceItem::Skipped(Skipped {
-                            location: format!("datadog page {page_number} item {}", i + 1),
-                            reason: e.to_string(),
-                        }),
+                        Ok(event) => {
+                            if !ids_seen.insert(&event.id) {
+                                // Already sent in this run: once is enough.
+                                tracing::debug!(
+                                    "Datadog sent log {} again on page {page_number}",
+                                    event.id
+                                );
+                                continue;
+                            }
+                            new_ids += 1;
+                            if let Some(t) = event
+                                .timestamp
+                                .filter(|t| *t < self.config.from || *t > self.config.to)
+                            {
+                                outside += 1;
+                                outside_example.get_or_insert_with(|| (event.id.clone(), t));
+                            }
+                            SourceItem::Event(event)
+                        }
+                        Err(e) => {
+                            new_ids += 1;
+                            SourceItem::Skipped(Skipped {
+                                location: format!("datadog page {page_number} item {}", i + 1),
+                                reason: e.to_string(),
+                                unreadable: false,
+                            })
+                        }
                     };
+                items.push(item);
+            }
+            // Said before the page's logs, so a run that stops early (--limit) still says it.
+            if let Some((id, t)) = outside_example {
+                let notice = format!(
+                    "Datadog returned {outside} log(s) stamped outside the asked window {} to {} \
+                     (e.g. log {id} at {}); they are processed, and the checkpoint does not move past the window",
+                    iso(self.config.from),
+                    iso(self.config.to),
+                    iso(t)
+                );
+                if tx.send(SourceItem::Notice(notice)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            for item in items {
                 // Only logs count toward --limit (as in the pipeline): a skipped record is not one.
                 let is_log = matches!(item, SourceItem::Event(_));
                 if tx.send(item).await.is_err() {
@@ -195,11 +250,39 @@ impl DatadogSource {
                 }
                 sent += u64::from(is_log);
             }
-            match meta.page.and_then(|p| p.after).filter(|c| !c.is_empty()) {
-                Some(next) if count > 0 => cursor = Some(next),
+            let next = match meta.page.and_then(|p| p.after).filter(|c| !c.is_empty()) {
+                Some(next) if count > 0 => next,
                 _ => return Ok(()),
+            };
+            if new_ids == 0 {
+                anyhow::bail!(
+                    "Datadog page {page_number} held only logs already fetched in this run and \
+                     still pointed to a next page: stopped, as the listing would never end; \
+                     {sent} logs were fetched before it"
+                );
             }
+            if !cursors_seen.insert(next.clone()) || cursor.as_deref() == Some(next.as_str()) {
+                anyhow::bail!(
+                    "Datadog returned the cursor of an earlier page again after page {page_number}: \
+                     stopped, as the listing would never end; {sent} logs were fetched before it"
+                );
+            }
+            cursor = Some(next);
         }
+    }
+}
+
+/// The ids of the logs sent in this run, kept as 64-bit hashes (16 bytes a log, not the id).
+#[derive(Default)]
+struct SeenIds {
+    hasher: std::collections::hash_map::RandomState,
+    seen: HashSet<u64>,
+}
+
+impl SeenIds {
+    /// `false` if the id was seen before.
+    fn insert(&mut self, id: &str) -> bool {
+        self.seen.insert(self.hasher.hash_one(id))
     }
 }
 

@@ -1,32 +1,53 @@
 //! The file source: logs from a path or standard input, streamed.
 //!
 //! In: one of
-//! - a saved Datadog search response `{"data":[...], "meta":...}`, or several concatenated (one
-//!   per line, or pretty-printed one after another);
-//! - a JSON array of events;
-//! - JSON Lines: one event (or one whole response page) per line.
+//! - JSON Lines: one event (or one whole response page, or an array of events) per line;
+//! - a saved Datadog search response `{"data":[...], "meta":...}`, or several concatenated
+//!   (pretty-printed one after another);
+//! - a JSON array of events.
 //!
-//! Out: `SourceItem::Event` for every usable event, in file order; `SourceItem::Skipped` for a
-//! malformed line or an event without a message, with its line number, and the run goes on.
-//! Memory: one line, or one event of a JSON document, at a time (a `{"data":[...]}` page is
-//! streamed element by element), so a 1 GB file is never read whole. A syntax error inside a
-//! JSON document (not JSON Lines) cannot be resynchronised: the rest of that input is reported
-//! as one skipped record with the line and column of the error.
+//! The format is told from the input, not from its first line alone: a first line that is a
+//! whole JSON value means JSON Lines; otherwise up to 64 lines are sampled, and JSON Lines wins
+//! when at least half of them are whole JSON values, a document when almost none are. Anything
+//! in between is read line by line, with a notice that the format was a guess.
+//!
+//! Out: `SourceItem::Event` for every usable event, in input order; `SourceItem::Skipped`
+//! (unreadable) for a line that is not JSON or not UTF-8, or a record that is not a log, with
+//! its true line number, and the run goes on. In JSON Lines a bad line costs exactly that line.
+//! Inside a JSON document a syntax error cannot be resynchronised within that document: the
+//! rest of it is reported as one unreadable record, and reading goes on at the next line that
+//! starts a document (`{` or `[` in column one), so one broken page of several costs only itself.
+//!
+//! Memory: at most `--max-line-bytes` of one line, or of one event of a document, is held. A
+//! longer JSON Lines line is cut to that length: the string it was cut in is closed there (the
+//! message gets a `[cut]` mark), an element cut before its end is dropped, and a `Cut` item says
+//! so. A longer event inside a document is skipped as unreadable (a document cannot be cut).
 //!
 //! The reading is blocking I/O and runs on a blocking thread; the channel provides backpressure.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::{BufRead, BufReader, Cursor, Read};
+use std::rc::Rc;
 
-use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{ItemSender, Skipped, SourceItem};
+use super::{Cut, ItemSender, Skipped, SourceItem};
 use crate::config::InputPath;
 use crate::event::LogEvent;
 
+/// The default `--max-line-bytes`: 256 KiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024;
+/// What a message cut with its line ends with.
+pub const CUT_MARK: &str = " [cut]";
+/// How much of the input is sampled to tell JSON Lines from a JSON document.
+const SNIFF_BYTES: usize = 1024 * 1024;
+const SNIFF_LINES: usize = 64;
+
 /// Read `input` to the end (or until the pipeline hangs up), sending items into `tx`.
-pub async fn run(input: InputPath, tx: ItemSender) -> anyhow::Result<()> {
+/// No line or event longer than `max_line_bytes` is held in memory.
+pub async fn run(input: InputPath, max_line_bytes: usize, tx: ItemSender) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || {
         let (origin, reader): (String, Box<dyn Read + Send>) = match &input {
             InputPath::Stdin => ("stdin".into(), Box::new(std::io::stdin())),
@@ -36,11 +57,7 @@ pub async fn run(input: InputPath, tx: ItemSender) -> anyhow::Result<()> {
                 (p.display().to_string(), Box::new(file))
             }
         };
-        let mut emitter = Emitter {
-            tx,
-            origin,
-            hung_up: false,
-        };
+        let mut emitter = Emitter::new(tx, origin, max_line_bytes);
         read_all(BufReader::with_capacity(256 * 1024, reader), &mut emitter)
             .map_err(|e| anyhow::anyhow!("reading {input}: {e}"))
     })
@@ -48,7 +65,6 @@ pub async fn run(input: InputPath, tx: ItemSender) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("the file reader stopped unexpectedly: {e}"))?
 }
 
-/// Sends items; remembers when the receiver is gone so reading can stop early.
 /// Where an event was found.
 #[derive(Debug, Clone, Copy)]
 enum At {
@@ -56,146 +72,611 @@ enum At {
     Record(usize),
 }
 
+/// Sends items; remembers when the receiver is gone so reading can stop early. A trial emitter
+/// (used to tell the format from a sample) only counts what it would send.
 struct Emitter {
-    tx: ItemSender,
+    tx: Option<ItemSender>,
     origin: String,
     hung_up: bool,
+    max_line_bytes: usize,
+    /// Bytes of the document read since the last record (document mode), reset per record.
+    budget: Rc<Cell<u64>>,
+    /// Logs and unreadable records counted instead of sent (a trial).
+    trial: Trial,
+}
+
+/// What reading a sample one way gave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Trial {
+    events: usize,
+    bad: usize,
 }
 
 impl Emitter {
+    fn new(tx: ItemSender, origin: String, max_line_bytes: usize) -> Self {
+        Emitter {
+            tx: Some(tx),
+            origin,
+            hung_up: false,
+            max_line_bytes: max_line_bytes.max(1),
+            budget: Rc::new(Cell::new(0)),
+            trial: Trial::default(),
+        }
+    }
+
+    /// Read a sample one way and count what came of it.
+    fn trial(
+        max_line_bytes: usize,
+        read: impl FnOnce(&mut Emitter) -> std::io::Result<()>,
+    ) -> Trial {
+        let mut out = Emitter {
+            tx: None,
+            origin: String::new(),
+            hung_up: false,
+            max_line_bytes: max_line_bytes.max(1),
+            budget: Rc::new(Cell::new(0)),
+            trial: Trial::default(),
+        };
+        // Reading from memory cannot fail; a failure would only count as nothing read.
+        let _ = read(&mut out);
+        out.trial
+    }
+
     fn send(&mut self, item: SourceItem) {
-        if !self.hung_up && self.tx.blocking_send(item).is_err() {
+        let Some(tx) = &self.tx else {
+            match item {
+                SourceItem::Event(_) => self.trial.events += 1,
+                SourceItem::Skipped(_) => self.trial.bad += 1,
+                _ => {}
+            }
+            return;
+        };
+        if !self.hung_up && tx.blocking_send(item).is_err() {
             self.hung_up = true;
         }
     }
 
     /// Send one event; `at` is where it was (`Line(n)` in JSON Lines, else `Record(n)`), and
-    /// `index` its position inside that line when a line held several.
-    fn event(&mut self, value: Value, at: At, index: usize) {
+    /// `index` its position inside that line when a line held several. `cut`: its line was cut.
+    fn event(&mut self, value: Value, at: At, index: usize, cut: bool) {
+        self.budget.set(0);
         let location = match at {
             At::Line(n) => format!("{}:{n}", self.origin),
             At::Record(n) => format!("{} record {n}", self.origin),
         };
         match LogEvent::from_value(value, || format!("{location}#{index}")) {
-            Ok(event) => self.send(SourceItem::Event(event)),
-            Err(e) => self.send(SourceItem::Skipped(Skipped {
-                location,
-                reason: e.to_string(),
-            })),
+            Ok(mut event) => {
+                if cut {
+                    event.message.push_str(CUT_MARK);
+                }
+                self.send(SourceItem::Event(event))
+            }
+            Err(e) => self.skipped(location, e.to_string()),
         }
     }
 
+    /// An unreadable record: the run goes on, and exits 3.
     fn skipped(&mut self, location: String, reason: String) {
-        self.send(SourceItem::Skipped(Skipped { location, reason }));
+        self.send(SourceItem::Skipped(Skipped {
+            location,
+            reason,
+            unreadable: true,
+        }));
     }
 }
 
+/// How the input is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    JsonLines,
+    Documents,
+}
+
 fn read_all<R: BufRead>(mut reader: R, out: &mut Emitter) -> std::io::Result<()> {
-    // Skip leading whitespace (and a UTF-8 byte-order mark) to see what kind of input this is.
-    let first = loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(()); // empty input: nothing to do
+    let (sample, format, notice) = sniff(&mut reader, out.max_line_bytes)?;
+    if let Some(notice) = notice {
+        out.send(SourceItem::Notice(format!("{}: {notice}", out.origin)));
+    }
+    let replay = Cursor::new(sample).chain(reader);
+    match format {
+        Format::JsonLines => read_lines(replay, out),
+        Format::Documents => read_documents(replay, out),
+    }
+}
+
+/// How a raw line read ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineEnd {
+    Newline,
+    Eof,
+    /// The line goes on past the bytes allowed.
+    Cut,
+}
+
+/// Append one line (newline included) to `buf`, keeping at most `room` bytes of it; the rest of
+/// a longer line is consumed and only counted. Returns how it ended and its full length.
+fn read_line_capped<R: BufRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    room: usize,
+    skip_rest: bool,
+) -> std::io::Result<(LineEnd, u64)> {
+    let mut kept = 0usize;
+    let mut length = 0u64;
+    let mut cut = false;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            let end = if cut { LineEnd::Cut } else { LineEnd::Eof };
+            return Ok((end, length));
         }
-        let skip = buf
+        let (take, newline) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        let keep = take.min(room - kept);
+        buf.extend_from_slice(&available[..keep]);
+        kept += keep;
+        if keep < take {
+            cut = true;
+        }
+        length += take as u64;
+        if cut && !skip_rest {
+            // Leave the rest where it is: the caller reads it later.
+            reader.consume(keep);
+            return Ok((LineEnd::Cut, length - (take - keep) as u64));
+        }
+        reader.consume(take);
+        if newline {
+            let end = if cut { LineEnd::Cut } else { LineEnd::Newline };
+            return Ok((end, length));
+        }
+    }
+}
+
+fn trim(line: &[u8]) -> &[u8] {
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &line[start..end.max(start)]
+}
+
+fn is_whole_value(line: &[u8]) -> bool {
+    serde_json::from_slice::<IgnoredAny>(line).is_ok()
+}
+
+/// Look at the start of the input to tell its format. Returns the bytes read (to be read again,
+/// without a byte-order mark), the format, and a notice when the format was a guess.
+///
+/// A whole JSON value on the first line means JSON Lines at once (so a live stream is not held
+/// back). Otherwise up to 64 lines (1 MiB) are read both ways, and the way that gets more logs
+/// out of them wins (fewer unreadable records breaks a tie; JSON Lines breaks a full tie).
+fn sniff<R: BufRead>(
+    reader: &mut R,
+    max_line_bytes: usize,
+) -> std::io::Result<(Vec<u8>, Format, Option<String>)> {
+    let mut sample = Vec::new();
+    let mut lines = 0usize;
+    let mut first_seen = false;
+    let mut at_eof = false;
+    loop {
+        let start = sample.len();
+        let room = SNIFF_BYTES.saturating_sub(start);
+        let (end, _) = read_line_capped(reader, &mut sample, room, false)?;
+        if start == 0 && sample.starts_with(b"\xEF\xBB\xBF") {
+            // A UTF-8 byte-order mark is not part of the first record.
+            sample.drain(..3);
+        }
+        let line = trim(&sample[start.min(sample.len())..]);
+        if end == LineEnd::Cut {
+            if !first_seen {
+                // One very long first line: a compact page or array is streamed as a document;
+                // anything else is a JSON Lines line (cut if it is too long).
+                let compact = line.starts_with(b"[") || line.starts_with(b"{\"data\"");
+                let format = if compact {
+                    Format::Documents
+                } else {
+                    Format::JsonLines
+                };
+                return Ok((sample, format, None));
+            }
+            break;
+        }
+        at_eof = end == LineEnd::Eof;
+        if !line.is_empty() {
+            if !first_seen && is_whole_value(line) {
+                return Ok((sample, Format::JsonLines, None));
+            }
+            first_seen = true;
+        }
+        lines += 1;
+        if at_eof || lines >= SNIFF_LINES {
+            break;
+        }
+    }
+    if !first_seen {
+        return Ok((sample, Format::JsonLines, None));
+    }
+    let whole_lines = if at_eof {
+        sample.len()
+    } else {
+        sample
             .iter()
-            .take_while(|b| b.is_ascii_whitespace() || matches!(b, 0xEF | 0xBB | 0xBF))
-            .count();
-        if skip < buf.len() {
-            let first = buf[skip];
-            reader.consume(skip);
-            break first;
-        }
-        let n = buf.len();
-        reader.consume(n);
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
     };
-    if first == b'[' {
-        return read_documents(reader, out);
-    }
-    // JSON Lines, unless the first line alone is not a complete JSON value (pretty-printed JSON).
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if first == b'{' && serde_json::from_str::<Value>(&line).is_err() {
-        let rest = Cursor::new(line.into_bytes()).chain(reader);
-        return read_documents(BufReader::new(rest), out);
-    }
-    let mut number = 1;
+    let as_lines = Emitter::trial(max_line_bytes, |out| {
+        read_lines(Cursor::new(&sample[..whole_lines]), out)
+    });
+    let as_documents = Emitter::trial(max_line_bytes, |out| {
+        read_documents_of(Cursor::new(&sample[..]), out, !at_eof)
+    });
+    let rank = |t: Trial| (t.events, std::cmp::Reverse(t.bad));
+    let (format, chosen, other) = if rank(as_documents) > rank(as_lines) {
+        (Format::Documents, as_documents, as_lines)
+    } else {
+        (Format::JsonLines, as_lines, as_documents)
+    };
+    let notice = (chosen.bad > 0 && chosen.events != other.events).then(|| {
+        format!(
+            "the format is ambiguous: read line by line, the first {lines} lines give {} logs and \
+             {} unreadable lines; read as JSON documents, {} logs and {} unreadable records; \
+             reading it as {}",
+            as_lines.events,
+            as_lines.bad,
+            as_documents.events,
+            as_documents.bad,
+            match format {
+                Format::JsonLines => "JSON Lines",
+                Format::Documents => "JSON documents",
+            }
+        )
+    });
+    Ok((sample, format, notice))
+}
+
+/// JSON Lines: each line on its own; a bad line costs exactly that line.
+fn read_lines<R: BufRead>(mut reader: R, out: &mut Emitter) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    let mut number = 0usize;
     loop {
         if out.hung_up {
             return Ok(());
         }
-        read_line(&line, number, out);
         line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => number += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                // Not UTF-8: skip to the end of this line and go on.
-                number += 1;
-                let mut junk = Vec::new();
-                reader.read_until(b'\n', &mut junk)?;
-                out.skipped(
-                    format!("{}:{number}", out.origin),
-                    "line is not valid UTF-8".into(),
-                );
-                line.clear();
-            }
-            Err(e) => return Err(e),
+        let (end, length) = read_line_capped(&mut reader, &mut line, out.max_line_bytes, true)?;
+        if end == LineEnd::Eof && line.is_empty() {
+            return Ok(());
+        }
+        number += 1;
+        let cut = (end == LineEnd::Cut).then_some(length);
+        read_line(&line, number, cut, out);
+        if end == LineEnd::Eof {
+            return Ok(());
         }
     }
 }
 
 /// One line of JSON Lines: an event, a whole response page, or an array of events.
-fn read_line(line: &str, number: usize, out: &mut Emitter) {
-    let trimmed = line.trim();
-    if trimmed.is_empty() {
+/// `cut`: the line's full length, when it was longer than `--max-line-bytes`.
+fn read_line(line: &[u8], number: usize, cut: Option<u64>, out: &mut Emitter) {
+    let trimmed = trim(line);
+    if trimmed.is_empty() && cut.is_none() {
         return;
     }
-    match serde_json::from_str::<Value>(trimmed) {
-        Ok(Value::Object(mut map)) if matches!(map.get("data"), Some(Value::Array(_))) => {
-            if let Some(Value::Array(items)) = map.remove("data") {
-                for (i, v) in items.into_iter().enumerate() {
-                    out.event(v, At::Line(number), i);
+    let location = format!("{}:{number}", out.origin);
+    let value = match cut {
+        // A trial reading only tells the format: a cut line is not evidence of either.
+        Some(_) if out.tx.is_none() => return out.trial.bad += 1,
+        Some(length) => {
+            out.send(SourceItem::Cut(Cut {
+                location: location.clone(),
+                length,
+                kept: line.len() as u64,
+            }));
+            match close_cut_json(line).and_then(|v| serde_json::from_slice::<Value>(&v).ok()) {
+                Some(v) => v,
+                None => {
+                    return out.skipped(
+                        location,
+                        format!(
+                            "line of {length} bytes is longer than --max-line-bytes ({}) and its \
+                             first {} bytes hold no complete record",
+                            out.max_line_bytes, out.max_line_bytes
+                        ),
+                    )
                 }
             }
         }
-        Ok(Value::Array(items)) => {
-            for (i, v) in items.into_iter().enumerate() {
-                out.event(v, At::Line(number), i);
+        None => {
+            if std::str::from_utf8(trimmed).is_err() {
+                return out.skipped(location, "line is not valid UTF-8".into());
+            }
+            match serde_json::from_slice::<Value>(trimmed) {
+                Ok(v) => v,
+                Err(e) => {
+                    return out
+                        .skipped(location, format!("malformed JSON ({})", strip_position(&e)))
+                }
             }
         }
-        Ok(v) => out.event(v, At::Line(number), 0),
-        Err(e) => out.skipped(
-            format!("{}:{number}", out.origin),
-            format!("malformed JSON ({})", strip_position(&e)),
-        ),
+    };
+    let cut = cut.is_some();
+    match value {
+        Value::Object(mut map) if matches!(map.get("data"), Some(Value::Array(_))) => {
+            if let Some(Value::Array(items)) = map.remove("data") {
+                for (i, v) in items.into_iter().enumerate() {
+                    out.event(v, At::Line(number), i, cut);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.into_iter().enumerate() {
+                out.event(v, At::Line(number), i, cut);
+            }
+        }
+        v => out.event(v, At::Line(number), 0, cut),
     }
 }
 
-/// A stream of JSON documents (arrays, pages, or events), parsed element by element.
-fn read_documents<R: Read>(reader: R, out: &mut Emitter) -> std::io::Result<()> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
+/// Close a JSON text cut short so the records it holds can still be read: a value string cut
+/// in the middle is closed there, a key, number or literal cut in the middle is dropped with
+/// the element it began, and every open object and array is closed. `None` when the text does
+/// not start with an object or an array, or is not UTF-8 before the cut. The result is
+/// valid JSON whenever the text before the cut was a prefix of valid JSON.
+pub fn close_cut_json(prefix: &[u8]) -> Option<Vec<u8>> {
+    // A character cut in half by the cut is dropped.
+    let prefix = match std::str::from_utf8(prefix) {
+        Ok(_) => prefix,
+        Err(e) if e.error_len().is_none() => &prefix[..e.valid_up_to()],
+        Err(_) => return None,
+    };
+    let start = prefix.iter().position(|b| !b.is_ascii_whitespace())?;
+    if !matches!(prefix[start], b'{' | b'[') {
+        return None;
+    }
+    let hex4 = |at: usize| -> Option<u32> {
+        let digits = prefix.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    // The closing bytes of the open containers, innermost last.
+    let mut stack: Vec<u8> = Vec::new();
+    let mut expect_key = false;
+    // Inside a string: whether it is a key, and where an escape cut short begins.
+    let mut in_string: Option<bool> = None;
+    let mut cut_escape: Option<usize> = None;
+    // The latest place the text can end: its length, and how many containers are open there.
+    let mut safe: Option<(usize, usize)> = None;
+    let mut i = start;
+    while i < prefix.len() {
+        let b = prefix[i];
+        if let Some(is_key) = in_string {
+            match b {
+                b'\\' => {
+                    let len = match prefix.get(i + 1) {
+                        Some(b'u') => match hex4(i + 2) {
+                            // A surrogate pair is one character: both halves or neither.
+                            Some(0xD800..=0xDBFF) => 12,
+                            _ => 6,
+                        },
+                        _ => 2,
+                    };
+                    if i + len > prefix.len() {
+                        cut_escape = Some(i);
+                        break;
+                    }
+                    i += len;
+                    continue;
+                }
+                b'"' => {
+                    in_string = None;
+                    if !is_key {
+                        safe = Some((i + 1, stack.len()));
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => in_string = Some(expect_key && stack.last() == Some(&b'}')),
+            b'{' | b'[' => {
+                stack.push(if b == b'{' { b'}' } else { b']' });
+                expect_key = b == b'{';
+                safe = Some((i + 1, stack.len()));
+            }
+            b'}' | b']' => {
+                if stack.pop() != Some(b) {
+                    return None;
+                }
+                expect_key = false;
+                if stack.is_empty() {
+                    // The whole value fits before the cut.
+                    return Some(prefix[..=i].to_vec());
+                }
+                safe = Some((i + 1, stack.len()));
+            }
+            b':' => expect_key = false,
+            b',' => {
+                safe = Some((i, stack.len()));
+                expect_key = stack.last() == Some(&b'}');
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let (len, depth, close_string) = match in_string {
+        Some(false) => (cut_escape.unwrap_or(prefix.len()), stack.len(), true),
+        _ => {
+            let (len, depth) = safe?;
+            (len, depth, false)
+        }
+    };
+    let mut out = prefix[..len].to_vec();
+    if close_string {
+        out.push(b'"');
+    }
+    out.extend(stack[..depth].iter().rev());
+    Some(out)
+}
+
+/// The reader a document is parsed from: counts lines, knows whether it stands at the start of
+/// a line, and refuses to deliver more than `max` bytes of one record.
+struct Tracked<R> {
+    inner: R,
+    /// The line of the next byte, 1-based.
+    line: usize,
+    at_line_start: bool,
+    budget: Rc<Cell<u64>>,
+    max: u64,
+    too_long: bool,
+}
+
+impl<R: BufRead> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.budget.get() > self.max {
+            self.too_long = true;
+            return Err(std::io::Error::other(
+                "a record longer than --max-line-bytes",
+            ));
+        }
+        let available = self.inner.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.inner.consume(n);
+        if n > 0 {
+            self.line += buf[..n].iter().filter(|&&b| b == b'\n').count();
+            self.at_line_start = buf[n - 1] == b'\n';
+            self.budget.set(self.budget.get() + n as u64);
+        }
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> Tracked<R> {
+    /// Consume the rest of the current line without keeping it.
+    fn skip_line(&mut self) -> std::io::Result<()> {
+        loop {
+            let available = self.inner.fill_buf()?;
+            if available.is_empty() {
+                return Ok(());
+            }
+            match available.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.inner.consume(i + 1);
+                    self.line += 1;
+                    self.at_line_start = true;
+                    return Ok(());
+                }
+                None => {
+                    let n = available.len();
+                    self.inner.consume(n);
+                }
+            }
+        }
+    }
+
+    /// Skip to the next line that starts a document (`{` or `[` in column one); `false` at the
+    /// end of the input.
+    fn next_document(&mut self) -> std::io::Result<bool> {
+        if !self.at_line_start {
+            self.skip_line()?;
+        }
+        loop {
+            let available = self.inner.fill_buf()?;
+            match available.first() {
+                None => return Ok(false),
+                Some(b'{' | b'[') => return Ok(true),
+                Some(_) => self.skip_line()?,
+            }
+        }
+    }
+}
+
+/// A stream of JSON documents (arrays, pages, or events), parsed element by element. After a
+/// syntax error, reading goes on at the next line that starts a document.
+fn read_documents<R: BufRead>(reader: R, out: &mut Emitter) -> std::io::Result<()> {
+    read_documents_of(reader, out, false)
+}
+
+/// `read_documents`; `sample`: the input is the start of a longer one, so running out of it in
+/// the middle of a document is not an error.
+fn read_documents_of<R: BufRead>(
+    reader: R,
+    out: &mut Emitter,
+    sample: bool,
+) -> std::io::Result<()> {
+    let mut src = Tracked {
+        inner: reader,
+        line: 1,
+        at_line_start: true,
+        budget: out.budget.clone(),
+        max: out.max_line_bytes as u64,
+        too_long: false,
+    };
     let mut index = 0usize;
     loop {
-        if out.hung_up || de.end().is_ok() {
+        let start_line = src.line;
+        out.budget.set(0);
+        let mut de = serde_json::Deserializer::from_reader(&mut src);
+        let result = loop {
+            if out.hung_up || de.end().is_ok() {
+                break Ok(());
+            }
+            out.budget.set(0);
+            let seed = Document {
+                out: &mut *out,
+                index: &mut index,
+            };
+            if let Err(e) = seed.deserialize(&mut de) {
+                break Err(e);
+            }
+        };
+        drop(de);
+        let Err(e) = result else { return Ok(()) };
+        if sample && e.is_eof() {
             return Ok(());
         }
-        let seed = Document {
-            out: &mut *out,
-            index: &mut index,
+        let too_long = std::mem::take(&mut src.too_long);
+        if e.is_io() && !too_long {
+            return Err(std::io::Error::other(e));
+        }
+        let (line, column) = if too_long {
+            (src.line, 0)
+        } else {
+            (start_line + e.line().max(1) - 1, e.column())
         };
-        if let Err(e) = seed.deserialize(&mut de) {
-            if e.is_io() {
-                return Err(std::io::Error::other(e));
-            }
-            let location = format!("{}:{}:{}", out.origin, e.line(), e.column());
-            out.skipped(
-                location,
-                format!(
-                    "malformed JSON ({}); the rest of this input could not be read",
-                    strip_position(&e)
-                ),
-            );
+        let location = if column > 0 {
+            format!("{}:{line}:{column}", out.origin)
+        } else {
+            format!("{}:{line}", out.origin)
+        };
+        let what = if too_long {
+            format!(
+                "a record longer than --max-line-bytes ({} bytes)",
+                out.max_line_bytes
+            )
+        } else {
+            format!("malformed JSON ({})", strip_position(&e))
+        };
+        let more = src.next_document()?;
+        let reason = if more {
+            format!(
+                "{what}; the rest of this document could not be read (lines {line} to {}); reading goes on at line {}",
+                src.line - 1,
+                src.line
+            )
+        } else {
+            format!("{what}; the rest of this input could not be read")
+        };
+        out.skipped(location, reason);
+        if !more || out.hung_up {
             return Ok(());
         }
     }
@@ -255,7 +736,7 @@ impl<'de> Visitor<'de> for Document<'_> {
         if !page {
             *self.index += 1;
             self.out
-                .event(Value::Object(fields), At::Record(*self.index), 0);
+                .event(Value::Object(fields), At::Record(*self.index), 0, false);
         }
         Ok(())
     }
@@ -288,10 +769,10 @@ impl<'de> Visitor<'de> for Events<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(value) = seq.next_element::<Value>()? {
             *self.index += 1;
-            self.out.event(value, At::Record(*self.index), 0);
+            self.out.event(value, At::Record(*self.index), 0, false);
             if self.out.hung_up {
                 // Drain without keeping anything, so the deserializer stays consistent.
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
             }
         }
         Ok(())
@@ -306,14 +787,10 @@ impl<'de> Visitor<'de> for Events<'_> {
 mod tests {
     use super::*;
 
-    fn read(input: &str) -> Vec<SourceItem> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(10_000);
-        let mut out = Emitter {
-            tx,
-            origin: "t".into(),
-            hung_up: false,
-        };
-        read_all(BufReader::new(input.as_bytes()), &mut out).unwrap();
+    fn read_with(input: &[u8], max_line_bytes: usize) -> Vec<SourceItem> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+        let mut out = Emitter::new(tx, "t".into(), max_line_bytes);
+        read_all(BufReader::new(input), &mut out).unwrap();
         drop(out);
         let mut items = Vec::new();
         while let Ok(i) = rx.try_recv() {
@@ -322,20 +799,41 @@ mod tests {
         items
     }
 
+    fn read(input: &str) -> Vec<SourceItem> {
+        read_with(input.as_bytes(), DEFAULT_MAX_LINE_BYTES)
+    }
+
     fn summary(items: &[SourceItem]) -> (Vec<String>, Vec<String>) {
         let mut ids = Vec::new();
         let mut skipped = Vec::new();
         for i in items {
             match i {
                 SourceItem::Event(e) => ids.push(e.id.clone()),
-                SourceItem::Skipped(s) => skipped.push(s.location.clone()),
+                SourceItem::Skipped(s) => {
+                    assert!(s.unreadable, "a bad record of a file is an input error");
+                    skipped.push(s.location.clone())
+                }
                 _ => {}
             }
         }
         (ids, skipped)
     }
 
+    fn notices(items: &[SourceItem]) -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                SourceItem::Notice(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     const EV: &str = r#"{"id":"A","type":"log","attributes":{"message":"boom","service":"s"}}"#;
+
+    fn ev(id: &str) -> String {
+        EV.replace("\"A\"", &format!("\"{id}\""))
+    }
 
     #[test]
     fn json_lines_with_bad_lines_skip_only_those() {
@@ -347,15 +845,94 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_costs_exactly_that_line_with_its_true_line_number() {
+        let mut input = Vec::new();
+        input.extend_from_slice(format!("{}\n", ev("1")).as_bytes());
+        input.extend_from_slice(b"{\"message\":\"caf\xC3\x28 \xFF\"}\n");
+        input.extend_from_slice(format!("{}\n{}\n", ev("3"), ev("4")).as_bytes());
+        input.extend_from_slice(b"\xFE\xFF\n");
+        input.extend_from_slice(format!("{}\n", ev("6")).as_bytes());
+        let (ids, skipped) = summary(&read_with(&input, DEFAULT_MAX_LINE_BYTES));
+        assert_eq!(ids, vec!["1", "3", "4", "6"]);
+        assert_eq!(skipped, vec!["t:2", "t:5"]);
+    }
+
+    #[test]
+    fn an_invalid_utf8_first_line_costs_only_itself() {
+        let mut input = b"\xFF\xFE{\"message\":\"x\"}\n".to_vec();
+        for i in 2..=4 {
+            input.extend_from_slice(format!("{}\n", ev(&i.to_string())).as_bytes());
+        }
+        let (ids, skipped) = summary(&read_with(&input, DEFAULT_MAX_LINE_BYTES));
+        assert_eq!(ids, vec!["2", "3", "4"]);
+        assert_eq!(skipped, vec!["t:1"]);
+    }
+
+    #[test]
+    fn a_malformed_first_line_does_not_decide_the_format_of_the_rest() {
+        let mut input = String::from("{\"id\": \"x\", \"attributes\": {\"message\": trunc\n");
+        for i in 0..1000 {
+            input.push_str(&ev(&format!("L{i}")));
+            input.push('\n');
+        }
+        let items = read(&input);
+        let (ids, skipped) = summary(&items);
+        assert_eq!(ids.len(), 1000);
+        assert_eq!(ids[0], "L0");
+        assert_eq!(skipped, vec!["t:1"]);
+        assert!(notices(&items).is_empty());
+    }
+
+    #[test]
+    fn an_ambiguous_input_is_read_line_by_line_and_says_so() {
+        // Three whole lines among seven fragments: neither clearly JSON Lines nor a document.
+        let mut input = String::new();
+        for i in 0..10 {
+            if i % 3 == 1 {
+                input.push_str(&ev(&i.to_string()));
+            } else {
+                input.push_str("{\"broken\": ");
+            }
+            input.push('\n');
+        }
+        let items = read(&input);
+        let (ids, skipped) = summary(&items);
+        assert_eq!(ids, vec!["1", "4", "7"]);
+        assert_eq!(skipped.len(), 7);
+        let n = notices(&items);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(n[0].contains("ambiguous"), "{n:?}");
+    }
+
+    #[test]
     fn concatenated_pretty_pages_stream_all_events() {
         let page = |a: &str, b: &str| {
             format!("{{\n  \"data\": [\n    {},\n    {}\n  ],\n  \"meta\": {{\"page\": {{\"after\": \"x\"}}}}\n}}\n",
-                EV.replace("\"A\"", &format!("\"{a}\"")), EV.replace("\"A\"", &format!("\"{b}\"")))
+                ev(a), ev(b))
         };
         let input = format!("{}{}{{\"data\":[]}}\n", page("1", "2"), page("3", "4"));
-        let (ids, skipped) = summary(&read(&input));
+        let items = read(&input);
+        let (ids, skipped) = summary(&items);
         assert_eq!(ids, vec!["1", "2", "3", "4"]);
         assert!(skipped.is_empty());
+        assert!(notices(&items).is_empty());
+    }
+
+    #[test]
+    fn a_broken_page_among_concatenated_pages_costs_only_itself() {
+        let page = |a: &str, b: &str| {
+            format!(
+                "{{\n  \"data\": [\n    {},\n    {}\n  ]\n}}\n",
+                ev(a),
+                ev(b)
+            )
+        };
+        let broken = "{\n  \"data\": [\n    {\"id\": oops},\n    {\"id\":\"lost\"}\n  ]\n}\n";
+        let input = format!("{}{broken}{}", page("1", "2"), page("3", "4"));
+        let (ids, skipped) = summary(&read(&input));
+        assert_eq!(ids, vec!["1", "2", "3", "4"]);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].starts_with("t:9:"), "{skipped:?}");
     }
 
     #[test]
@@ -375,6 +952,72 @@ mod tests {
         assert_eq!(ids, vec!["A"]);
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0].starts_with("t:3:"), "{skipped:?}");
+    }
+
+    #[test]
+    fn a_truncated_one_line_array_is_one_unreadable_record() {
+        let (ids, skipped) = summary(&read("[{\"message\":\"a\""));
+        assert!(ids.is_empty());
+        assert_eq!(skipped, vec!["t:1"]);
+    }
+
+    #[test]
+    fn a_line_longer_than_max_line_bytes_is_cut_and_its_message_marked() {
+        let long = format!(
+            "{{\"id\":\"big\",\"type\":\"log\",\"attributes\":{{\"service\":\"s\",\"message\":\"{}\"}}}}",
+            "x".repeat(5000)
+        );
+        let input = format!("{}\n{long}\n{}\n", ev("1"), ev("3"));
+        let items = read_with(input.as_bytes(), 1024);
+        let (ids, skipped) = summary(&items);
+        assert_eq!(ids, vec!["1", "big", "3"]);
+        assert!(skipped.is_empty());
+        let big = items
+            .iter()
+            .find_map(|i| match i {
+                SourceItem::Event(e) if e.id == "big" => Some(e.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(big.message.ends_with(CUT_MARK), "{}", big.message);
+        assert!(big.message.len() < 1024);
+        let cut: Vec<&Cut> = items
+            .iter()
+            .filter_map(|i| match i {
+                SourceItem::Cut(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].location, "t:2");
+        assert_eq!(cut[0].length, long.len() as u64 + 1);
+        assert_eq!(cut[0].kept, 1024);
+    }
+
+    #[test]
+    fn a_cut_line_without_a_message_in_reach_is_unreadable_and_the_next_line_is_read() {
+        let long = format!(
+            "{{\"id\":\"big\",\"attributes\":{{\"stack\":\"{}\",\"message\":\"m\"}}}}",
+            "y".repeat(5000)
+        );
+        let input = format!("{long}\n{}\n", ev("2"));
+        let (ids, skipped) = summary(&read_with(input.as_bytes(), 512));
+        assert_eq!(ids, vec!["2"]);
+        assert_eq!(skipped, vec!["t:1"]);
+    }
+
+    #[test]
+    fn a_record_longer_than_max_line_bytes_in_a_document_is_skipped_and_reading_goes_on() {
+        let big = format!("{{\"id\":\"big\",\"message\":\"{}\"}}", "z".repeat(5000));
+        let input = format!(
+            "{{\n\"data\": [\n  {},\n  {big},\n  {}\n]\n}}\n{{\n\"data\": [\n  {}\n]\n}}\n",
+            ev("1"),
+            ev("2"),
+            ev("3")
+        );
+        let (ids, skipped) = summary(&read_with(input.as_bytes(), 1024));
+        assert_eq!(ids, vec!["1", "3"]);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
     }
 
     #[test]
@@ -403,15 +1046,148 @@ mod tests {
     #[test]
     fn empty_input_and_stops_when_the_pipeline_hangs_up() {
         assert!(read("  \n").is_empty());
+        assert!(read("").is_empty());
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         drop(rx);
-        let mut out = Emitter {
-            tx,
-            origin: "t".into(),
-            hung_up: false,
-        };
+        let mut out = Emitter::new(tx, "t".into(), DEFAULT_MAX_LINE_BYTES);
         let input = format!("{EV}\n").repeat(1000);
         read_all(BufReader::new(input.as_bytes()), &mut out).unwrap();
         assert!(out.hung_up);
+    }
+
+    #[test]
+    fn cut_json_is_closed_where_it_can_be() {
+        let close = |s: &str| close_cut_json(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(close(r#"{"a":"hel"#).as_deref(), Some(r#"{"a":"hel"}"#));
+        assert_eq!(
+            close(r#"{"a":1,"b":{"c":"x"#).as_deref(),
+            Some(r#"{"a":1,"b":{"c":"x"}}"#)
+        );
+        assert_eq!(close(r#"{"a":12"#).as_deref(), Some(r#"{}"#));
+        assert_eq!(close(r#"{"a":"x","ke"#).as_deref(), Some(r#"{"a":"x"}"#));
+        assert_eq!(close(r#"[{"m":"a\"#).as_deref(), Some(r#"[{"m":"a"}]"#));
+        assert_eq!(close(r#"[{"m":"a\u00"#).as_deref(), Some(r#"[{"m":"a"}]"#));
+        assert_eq!(
+            close(r#"[{"m":"a\ud83d\ude0"#).as_deref(),
+            Some(r#"[{"m":"a"}]"#)
+        );
+        assert_eq!(
+            close(r#"{"a":true,"b":nu"#).as_deref(),
+            Some(r#"{"a":true}"#)
+        );
+        assert_eq!(close(r#"{"a":[1,2],"#).as_deref(), Some(r#"{"a":[1,2]}"#));
+        assert_eq!(
+            close("{\"m\":\"caf\u{e9}").as_deref(),
+            Some("{\"m\":\"caf\u{e9}\"}")
+        );
+        let cut_in_char = &"{\"m\":\"\u{e9}\u{e9}".as_bytes()[..8];
+        assert!(close_cut_json(cut_in_char).is_some());
+        assert_eq!(close(r#""just a string"#), None);
+        assert_eq!(close("   "), None);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Arbitrary input never panics, and every line is either a log or a counted bad line.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run(input: &[u8], max: usize) -> Vec<SourceItem> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1_000_000);
+        let mut out = Emitter::new(tx, "p".into(), max);
+        read_all(BufReader::new(input), &mut out).expect("reading from memory cannot fail");
+        drop(out);
+        let mut items = Vec::new();
+        while let Ok(i) = rx.try_recv() {
+            items.push(i);
+        }
+        items
+    }
+
+    /// A JSON value of modest size, for the cut-and-close property.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(input in prop::collection::vec(any::<u8>(), 0..2048),
+                                       max in 1usize..512) {
+            run(&input, max);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_when_closing_cut_json(input in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = close_cut_json(&input);
+        }
+
+        /// JSON Lines of events and garbage: every non-blank line is exactly one log or one
+        /// unreadable record, at its own line number.
+        #[test]
+        fn every_line_is_a_log_or_a_counted_bad_line(
+            lines in prop::collection::vec(
+                prop_oneof![
+                    "[a-z ]{1,30}".prop_map(|m| format!("{{\"message\":\"{m}x\"}}").into_bytes()),
+                    prop::collection::vec(any::<u8>(), 0..40),
+                    Just(b"{\"id\": broken".to_vec()),
+                ],
+                1..40)
+        ) {
+            // The first line is whole, so the input is JSON Lines whatever follows.
+            let mut input = b"{\"message\":\"first\"}\n".to_vec();
+            let mut expected = 1usize;
+            for line in &lines {
+                let clean: Vec<u8> = line.iter().copied().filter(|&b| b != b'\n' && b != b'\r').collect();
+                let empty_batch = matches!(serde_json::from_slice::<Value>(trim(&clean)),
+                    Ok(Value::Array(a)) if a.is_empty());
+                if !trim(&clean).is_empty() && !empty_batch {
+                    expected += 1;
+                }
+                input.extend_from_slice(&clean);
+                input.push(b'\n');
+            }
+            let items = run(&input, DEFAULT_MAX_LINE_BYTES);
+            let mut seen = std::collections::BTreeSet::new();
+            for item in &items {
+                let line = match item {
+                    SourceItem::Event(e) => e.id.trim_start_matches("p:").split('#').next().unwrap().to_string(),
+                    SourceItem::Skipped(s) => s.location.trim_start_matches("p:").to_string(),
+                    _ => continue,
+                };
+                // A line holding an array gives several events; each line is counted once.
+                seen.insert(line.parse::<usize>().expect("a line number"));
+            }
+            prop_assert_eq!(seen.len(), expected);
+        }
+
+        /// Any prefix of a valid JSON object or array closes into valid JSON.
+        #[test]
+        fn a_cut_json_text_always_closes_into_valid_json(value in json_value(), at in any::<prop::sample::Index>()) {
+            let value = match value {
+                v @ (Value::Object(_) | Value::Array(_)) => v,
+                other => Value::Array(vec![other]),
+            };
+            let text = serde_json::to_vec(&value).unwrap();
+            let prefix = &text[..at.index(text.len() + 1).max(1)];
+            let closed = close_cut_json(prefix).expect("a prefix of a JSON object or array");
+            prop_assert!(serde_json::from_slice::<Value>(&closed).is_ok(),
+                "{} -> {}", String::from_utf8_lossy(prefix), String::from_utf8_lossy(&closed));
+        }
     }
 }
