@@ -148,6 +148,14 @@ impl Collector {
         }
     }
 
+    /// Something about the input worth saying that is not a warning (the result is complete):
+    /// shown once, not counted.
+    pub fn notice(&mut self, message: String) {
+        if self.warnings.insert(message.clone()) {
+            self.progress.println(&format!("note: {message}"));
+        }
+    }
+
     /// A source record that is an input error (it is also added as a skipped outcome).
     pub fn unreadable(&mut self, skipped: &crate::source::Skipped) {
         self.unreadable += 1;

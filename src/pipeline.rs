@@ -215,7 +215,7 @@ pub async fn run(
                 }
                 Some(SourceItem::Fetched { latency, .. }) => collector.fetch_latency(latency),
                 // Shown, but the result is complete: the checkpoint may move.
-                Some(SourceItem::Notice(n)) => collector.warning(n),
+                Some(SourceItem::Notice(n)) => collector.notice(n),
                 Some(SourceItem::Cut(c)) => collector.cut(&c),
             },
             else => break,
