@@ -176,7 +176,9 @@ pub fn render_text(report: &Report) -> String {
     use std::fmt::Write as _;
     let s = &report.summary;
     let mut out = String::new();
-    if report.tickets.is_empty() {
+    if report.tickets.is_empty() && s.unreadable > 0 && s.unreadable == s.fetched {
+        out.push_str("No log could be read.\n");
+    } else if report.tickets.is_empty() {
         out.push_str("No problems found.\n");
     } else {
         let _ = writeln!(

@@ -43,6 +43,7 @@ fn a_truncated_json_array_exits_1_and_says_no_log_could_be_read() {
         "{stderr}"
     );
     assert!(stderr.contains("malformed JSON"), "{stderr}");
+    assert!(stdout.starts_with("No log could be read."), "{stdout}");
     let (code, stdout, _) = run_on("[{\"message\":\"a\"\n", &["--output", "json"]);
     assert_eq!(code, Some(1));
     let s = json(&stdout);
