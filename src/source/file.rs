@@ -7,9 +7,9 @@
 //! - a JSON array of events.
 //!
 //! The format is told from the input, not from its first line alone: a first line that is a
-//! whole JSON value means JSON Lines; otherwise up to 64 lines are sampled, and JSON Lines wins
-//! when at least half of them are whole JSON values, a document when almost none are. Anything
-//! in between is read line by line, with a notice that the format was a guess.
+//! whole JSON value means JSON Lines; otherwise up to 64 lines (1 MiB) are read both ways, and
+//! the way that gets more logs out of them wins. When that is a close call, or the winner still
+//! leaves more records unread than it reads, a `Notice` says the format is ambiguous.
 //!
 //! Out: `SourceItem::Event` for every usable event, in input order; `SourceItem::Skipped`
 //! (unreadable) for a line that is not JSON or not UTF-8, or a record that is not a log, with
@@ -322,7 +322,10 @@ fn sniff<R: BufRead>(
     } else {
         (Format::JsonLines, as_lines, as_documents)
     };
-    let notice = (chosen.bad > 0 && chosen.events != other.events).then(|| {
+    // Ambiguous: the chosen reading leaves more unread than it reads, or the other one reads
+    // a different set of logs almost as large.
+    let close_call = other.events != chosen.events && other.events * 2 >= chosen.events;
+    let notice = (chosen.bad > 0 && (chosen.bad > chosen.events || close_call)).then(|| {
         format!(
             "the format is ambiguous: read line by line, the first {lines} lines give {} logs and \
              {} unreadable lines; read as JSON documents, {} logs and {} unreadable records; \
@@ -536,6 +539,9 @@ struct Tracked<R> {
     budget: Rc<Cell<u64>>,
     max: u64,
     too_long: bool,
+    /// Bytes delivered so far, and the last of them (read while a parser holds the reader).
+    delivered: Rc<Cell<u64>>,
+    last: Rc<Cell<u8>>,
 }
 
 impl<R: BufRead> Read for Tracked<R> {
@@ -553,6 +559,8 @@ impl<R: BufRead> Read for Tracked<R> {
         if n > 0 {
             self.line += buf[..n].iter().filter(|&&b| b == b'\n').count();
             self.at_line_start = buf[n - 1] == b'\n';
+            self.last.set(buf[n - 1]);
+            self.delivered.set(self.delivered.get() + n as u64);
             self.budget.set(self.budget.get() + n as u64);
         }
         Ok(n)
@@ -619,8 +627,15 @@ fn read_documents_of<R: BufRead>(
         budget: out.budget.clone(),
         max: out.max_line_bytes as u64,
         too_long: false,
+        delivered: Rc::new(Cell::new(0)),
+        last: Rc::new(Cell::new(0)),
     };
+    let (delivered, last) = (src.delivered.clone(), src.last.clone());
     let mut index = 0usize;
+    // After an error, reading goes on inside what is left of a broken document: the closing
+    // brackets and commas that follow the documents read there belong to it.
+    let mut resynced = false;
+    let mut doc_start = 0u64;
     loop {
         let start_line = src.line;
         out.budget.set(0);
@@ -629,6 +644,8 @@ fn read_documents_of<R: BufRead>(
             if out.hung_up || de.end().is_ok() {
                 break Ok(());
             }
+            // `end` has read the document's first byte.
+            doc_start = delivered.get();
             out.budget.set(0);
             let seed = Document {
                 out: &mut *out,
@@ -644,9 +661,23 @@ fn read_documents_of<R: BufRead>(
             return Ok(());
         }
         let too_long = std::mem::take(&mut src.too_long);
+        if sample && too_long {
+            // A record too long to read is no evidence of the format.
+            return Ok(());
+        }
         if e.is_io() && !too_long {
             return Err(std::io::Error::other(e));
         }
+        let stray_closer = e.is_syntax()
+            && delivered.get() == doc_start
+            && matches!(last.get(), b']' | b'}' | b',');
+        if resynced && stray_closer {
+            if !src.next_document()? || out.hung_up {
+                return Ok(());
+            }
+            continue;
+        }
+        resynced = true;
         let (line, column) = if too_long {
             (src.line, 0)
         } else {
@@ -1018,6 +1049,22 @@ mod tests {
         let (ids, skipped) = summary(&read_with(input.as_bytes(), 1024));
         assert_eq!(ids, vec!["1", "3"]);
         assert_eq!(skipped.len(), 1, "{skipped:?}");
+    }
+
+    #[test]
+    fn after_a_bad_element_the_elements_that_start_a_line_are_still_read() {
+        let input = format!(
+            "[\n{},\n{{\"id\": oops}},\n{},\n{}\n]\n",
+            ev("1"),
+            ev("3"),
+            ev("4")
+        );
+        let items = read(&input);
+        let (ids, skipped) = summary(&items);
+        assert_eq!(ids, vec!["1", "3", "4"]);
+        assert_eq!(skipped.len(), 1, "only the bad element: {skipped:?}");
+        assert!(skipped[0].starts_with("t:3:"), "{skipped:?}");
+        assert!(notices(&items).is_empty());
     }
 
     #[test]
