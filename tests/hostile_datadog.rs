@@ -207,3 +207,45 @@ async fn a_log_stamped_past_the_window_does_not_move_the_checkpoint_past_to() {
         "the checkpoint stops at the window's end (--to: now minus the ingest delay)"
     );
 }
+
+#[tokio::test]
+async fn a_chunked_body_without_a_length_is_cut_off_at_the_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that streams an endless page with no Content-Length.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streamed = Arc::new(AtomicUsize::new(0));
+    let counter = streamed.clone();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = vec![0u8; 64 * 1024];
+        let _ = socket.read(&mut request).await.unwrap();
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 1024, "x".repeat(1024));
+        // At most 64 MiB, far past the cap; the client hangs up long before.
+        for _ in 0..64 * 1024 {
+            if socket.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+            counter.fetch_add(1024, Ordering::SeqCst);
+        }
+    });
+    let mock = MockServer::start().await; // only for the configuration helper
+    let mut src = source(&mock, 16 * 1024);
+    src.api_base = format!("http://{addr}");
+    let (ids, result) = fetch(src).await;
+    let err = format!("{:#}", result.expect_err("the source fails"));
+    assert!(err.contains("larger than the 16384 bytes allowed"), "{err}");
+    assert!(ids.is_empty());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops once the client hangs up")
+        .unwrap();
+    assert!(
+        streamed.load(Ordering::SeqCst) < 8 * 1024 * 1024,
+        "reading stopped near the cap, not at the end of the stream"
+    );
+}
