@@ -241,3 +241,67 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Whatever JSON a source hands over, reading it as a log never panics, and a log it gives
+    //! has a non-empty message and an id.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            prop::sample::select(vec![
+                "message",
+                "  ",
+                "2022-04-11T16:29:47.401Z",
+                "-1",
+                "99999999999999999999"
+            ])
+            .prop_map(|s| Value::String(s.to_string())),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "id",
+                        "type",
+                        "attributes",
+                        "message",
+                        "timestamp",
+                        "status",
+                        "service",
+                        "host",
+                        "tags",
+                        "error",
+                        "x"
+                    ])
+                    .prop_map(str::to_string),
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_json_value_is_a_log_with_a_message_or_a_reason(value in json()) {
+            if let Ok(event) = LogEvent::from_value(value, || "fallback".into()) {
+                prop_assert!(!event.message.trim().is_empty());
+                prop_assert!(!event.id.is_empty());
+                // What a retry stores reads back as the same log.
+                prop_assert_eq!(LogEvent::from_value(event.to_value(), || "other".into()), Ok(event));
+            }
+        }
+    }
+}
