@@ -16,6 +16,8 @@
 //! 401/403 are `HttpError::Auth` (fatal for the run); any other 4xx is `HttpError::Status`
 //! carrying the API's own message, whichever of the known error body shapes it used.
 //! No header value is ever logged or put in an error, so keys and tokens cannot leak from here.
+//! Bodies are read with a cap (`read_body_capped`): an error body at most 64 KiB, so a huge or
+//! endless response cannot exhaust memory.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};

@@ -28,7 +28,7 @@ use serde_json::Value;
 use super::{ItemSender, Skipped, SourceItem};
 use crate::config::DatadogConfig;
 use crate::event::LogEvent;
-use crate::http::{read_body_capped, HttpError, Retry, Service};
+use crate::http::{read_body_capped, BodyError, HttpError, Retry, Service};
 
 /// The largest search response read (a page of 1000 typical logs is a few MiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -156,7 +156,13 @@ impl DatadogSource {
                 .map_err(|e| explain(e, sent))?;
             let body = read_body_capped(response, self.max_body_bytes)
                 .await
-                .map_err(|e| anyhow::anyhow!("reading Datadog page {page_number} failed: {e}; lower --batch-size if pages are this large; {sent} logs were fetched before it"))?;
+                .map_err(|e| {
+                    let hint = match e {
+                        BodyError::TooLarge { .. } => "; lower --batch-size if pages are this large",
+                        BodyError::Read(_) => "",
+                    };
+                    anyhow::anyhow!("reading Datadog page {page_number} failed: {e}{hint}; {sent} logs were fetched before it")
+                })?;
             let page: SearchResponse = serde_json::from_slice(&body).map_err(|e| {
                 anyhow::anyhow!("Datadog page {page_number} is not a logs search response ({e}); {sent} logs were fetched before it")
             })?;

@@ -193,8 +193,9 @@ enum LineEnd {
     Cut,
 }
 
-/// Append one line (newline included) to `buf`, keeping at most `room` bytes of it; the rest of
-/// a longer line is consumed and only counted. Returns how it ended and its full length.
+/// Append one line (newline included) to `buf`, keeping at most `room` bytes of it. The rest of
+/// a longer line is consumed and only counted with `skip_rest`, else left to be read later.
+/// Returns how the line ended and its length (its full length with `skip_rest`).
 fn read_line_capped<R: BufRead>(
     reader: &mut R,
     buf: &mut Vec<u8>,
@@ -375,7 +376,10 @@ fn read_line(line: &[u8], number: usize, cut: Option<u64>, out: &mut Emitter) {
     let location = format!("{}:{number}", out.origin);
     let value = match cut {
         // A trial reading only tells the format: a cut line is not evidence of either.
-        Some(_) if out.tx.is_none() => return out.trial.bad += 1,
+        Some(_) if out.tx.is_none() => {
+            out.trial.bad += 1;
+            return;
+        }
         Some(length) => {
             out.send(SourceItem::Cut(Cut {
                 location: location.clone(),
