@@ -23,7 +23,7 @@ Secret values are never printed.
 
 Exit codes:
   0    done, every log processed
-  1    fatal: configuration, authentication or source failure
+  1    fatal: configuration, authentication or source failure, or no input record could be read
   2    usage: a bad flag or value
   3    done, but some logs failed or some input records could not be read
   75   another run holds the state lock (try again later)

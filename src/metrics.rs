@@ -64,6 +64,18 @@ pub fn render(report: &Report, exit_code: u8, last_success: Option<DateTime<Utc>
         &[("", s.breaker_trips as f64)],
     );
     metric(
+        "triage_input_unreadable",
+        "Input records the last run could not read (any makes it exit 3).",
+        "gauge",
+        &[("", s.unreadable as f64)],
+    );
+    metric(
+        "triage_llm_fallbacks",
+        "Problems the llm analyzer failed on in the last run (analyzed by the rules instead).",
+        "gauge",
+        &[("", s.llm_fallbacks as f64)],
+    );
+    metric(
         "triage_run_duration_seconds",
         "Wall time of the last run.",
         "gauge",

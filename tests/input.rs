@@ -78,9 +78,28 @@ fn unreadable_lines_exit_3_and_are_counted_in_the_text_and_json_summaries() {
         "{stdout}"
     );
     assert!(stderr.contains("stdin:2"), "{stderr}");
-    let (code, stdout, _) = run_on(input, &["--output", "json"]);
-    assert_eq!(code, Some(3));
-    let s = json(&stdout);
+    let mut t = triage();
+    let metrics = t.dir.path().join("triage.prom");
+    let out = t
+        .cmd
+        .args([
+            "--dry-run",
+            "--no-state",
+            "--output",
+            "json",
+            "--input",
+            "-",
+        ])
+        .arg("--metrics-file")
+        .arg(&metrics)
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(prom.contains("\ntriage_input_unreadable 1\n"), "{prom}");
+    assert!(prom.contains("\ntriage_run_exit_code 3\n"), "{prom}");
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["unreadable"], 1);
     assert_eq!(s["skipped"], 1);
     assert_eq!(s["would_create"], 1);
