@@ -157,6 +157,29 @@ async fn a_log_stamped_past_the_window_does_not_move_the_checkpoint_past_to() {
                         log("AQAAnormal", "2026-11-23T09:55:00Z")]})
     })
     .await;
+    mount_jira(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let out = run_live(&server, &state, &["--limit", "1"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("outside the asked window"), "{stderr}");
+    let uri = server.uri();
+    let checkpoint = triage::state::StateStore::open_read_only(&state, scope(&uri))
+        .unwrap()
+        .expect("the run wrote its state")
+        .checkpoint(&triage::state::Scope::datadog(&uri, "status:error"))
+        .unwrap()
+        .expect("an early stop moves the checkpoint up to the last log taken");
+    assert_eq!(
+        checkpoint.to_rfc3339(),
+        "2026-11-23T09:59:00+00:00",
+        "the checkpoint stops at the window's end (--to: now minus the ingest delay)"
+    );
+}
+
+/// Jira Cloud, as far as a run that files new tickets needs it.
+async fn mount_jira(server: &MockServer) {
     Mock::given(method("GET"))
         .and(path("/rest/api/3/myself"))
         .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
@@ -172,8 +195,15 @@ async fn a_log_stamped_past_the_window_does_not_move_the_checkpoint_past_to() {
         .respond_with(ResponseTemplate::new(201).set_body_json(created(10001, "OPS-1")))
         .mount(&server)
         .await;
+}
+
+/// A live run (not a dry run) at 10:00 against `server` for Datadog and Jira, with `state`.
+async fn run_live(
+    server: &MockServer,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
     let Triage { mut cmd, dir } = triage();
-    let state = dir.path().join("state.db");
     cmd.env("DD_API_KEY", API_KEY)
         .env("DD_APP_KEY", APP_KEY)
         .env("DD_API_URL", server.uri())
@@ -181,31 +211,61 @@ async fn a_log_stamped_past_the_window_does_not_move_the_checkpoint_past_to() {
         .env("JIRA_PROJECT", "OPS")
         .env("JIRA_EMAIL", "bot@example.com")
         .env("JIRA_API_TOKEN", "jira-token-TEST")
-        .args(["--no-rate-limit", "--output", "json", "--limit", "1"])
+        .args(["--no-rate-limit", "--output", "json"])
         .args(["--now", "2026-11-23T10:00:00Z", "--state"])
-        .arg(&state);
+        .arg(state)
+        .args(extra);
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
         .await
         .unwrap();
+    drop(dir);
+    out
+}
+
+fn scope(uri: &str) -> triage::state::Scope {
+    triage::state::Scope {
+        source: triage::state::Scope::datadog(uri, "status:error"),
+        jira: triage::state::Scope::jira(uri, "OPS"),
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_left_in_the_future_is_ignored_so_runs_fetch_again() {
+    let server = MockServer::start().await;
+    serve_pages(
+        &server,
+        |_| json!({"data": [log("AQAAnow", "2026-11-23T09:55:00Z")]}),
+    )
+    .await;
+    mount_jira(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let uri = server.uri();
+    triage::state::StateStore::open(&state, scope(&uri))
+        .unwrap()
+        .advance_checkpoint(
+            &triage::state::Scope::datadog(&uri, "status:error"),
+            "9999-12-31T00:00:00Z".parse().unwrap(),
+            chrono::Duration::hours(6),
+        )
+        .unwrap();
+    let out = run_live(&server, &state, &[]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("outside the asked window"), "{stderr}");
-    let uri = server.uri();
-    let scope = triage::state::Scope {
-        source: triage::state::Scope::datadog(&uri, "status:error"),
-        jira: triage::state::Scope::jira(&uri, "OPS"),
-    };
-    let checkpoint = triage::state::StateStore::open_read_only(&state, scope)
+    assert!(stderr.contains("ignoring the checkpoint"), "{stderr}");
+    let searches: Vec<Value> = server
+        .received_requests()
+        .await
         .unwrap()
-        .expect("the run wrote its state")
-        .checkpoint(&triage::state::Scope::datadog(&uri, "status:error"))
-        .unwrap()
-        .expect("an early stop moves the checkpoint up to the last log taken");
-    assert_eq!(
-        checkpoint.to_rfc3339(),
-        "2026-11-23T09:59:00+00:00",
-        "the checkpoint stops at the window's end (--to: now minus the ingest delay)"
-    );
+        .iter()
+        .filter(|r| r.url.path() == SEARCH)
+        .map(|r| r.body_json().unwrap())
+        .collect();
+    assert_eq!(searches.len(), 1);
+    // The default window: the 15 minutes before --to (now minus the ingest delay).
+    assert_eq!(searches[0]["filter"]["from"], "2026-11-23T09:44:00.000Z");
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["created"], 1);
 }
 
 #[tokio::test]
