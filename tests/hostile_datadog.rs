@@ -183,17 +183,17 @@ async fn mount_jira(server: &MockServer) {
     Mock::given(method("GET"))
         .and(path("/rest/api/3/myself"))
         .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-        .mount(&server)
+        .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(path("/rest/api/3/search/jql"))
         .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
-        .mount(&server)
+        .mount(server)
         .await;
     Mock::given(method("POST"))
         .and(path("/rest/api/3/issue"))
         .respond_with(ResponseTemplate::new(201).set_body_json(created(10001, "OPS-1")))
-        .mount(&server)
+        .mount(server)
         .await;
 }
 
