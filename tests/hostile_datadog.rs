@@ -133,6 +133,21 @@ async fn pages_of_logs_already_fetched_fail_the_source_instead_of_looping() {
 }
 
 #[tokio::test]
+async fn pages_of_records_already_fetched_that_are_not_logs_fail_the_source_too() {
+    let server = MockServer::start().await;
+    let served = serve_pages(&server, |n| {
+        json!({"data": [{"id": 42, "type": "log", "attributes": {"status": "error", "message": ""}}],
+               "meta": {"page": {"after": format!("cursor-{n}")}}})
+    })
+    .await;
+    let (ids, result) = fetch(source(&server, 1 << 20)).await;
+    let err = format!("{:#}", result.expect_err("the source fails"));
+    assert!(err.contains("only logs already fetched"), "{err}");
+    assert!(ids.is_empty());
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_response_body_past_the_cap_fails_the_source_with_a_clear_error() {
     let server = MockServer::start().await;
     serve_pages(

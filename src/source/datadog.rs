@@ -203,18 +203,22 @@ impl DatadogSource {
             let mut outside_example = None;
             let mut items = Vec::with_capacity(count);
             for (i, value) in page.data.into_iter().enumerate() {
+                // A record Datadog sent before in this run (a log or not) is passed on once.
+                let id = match value.get("id") {
+                    Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                };
+                if let Some(id) = id {
+                    if !ids_seen.insert(&id) {
+                        tracing::debug!("Datadog sent log {id} again on page {page_number}");
+                        continue;
+                    }
+                }
+                new_ids += 1;
                 let item =
                     match LogEvent::from_value(value, || format!("datadog:{page_number}:{i}")) {
                         Ok(event) => {
-                            if !ids_seen.insert(&event.id) {
-                                // Already sent in this run: once is enough.
-                                tracing::debug!(
-                                    "Datadog sent log {} again on page {page_number}",
-                                    event.id
-                                );
-                                continue;
-                            }
-                            new_ids += 1;
                             if let Some(t) = event
                                 .timestamp
                                 .filter(|t| *t < self.config.from || *t > self.config.to)
@@ -224,14 +228,11 @@ impl DatadogSource {
                             }
                             SourceItem::Event(event)
                         }
-                        Err(e) => {
-                            new_ids += 1;
-                            SourceItem::Skipped(Skipped {
-                                location: format!("datadog page {page_number} item {}", i + 1),
-                                reason: e.to_string(),
-                                unreadable: false,
-                            })
-                        }
+                        Err(e) => SourceItem::Skipped(Skipped {
+                            location: format!("datadog page {page_number} item {}", i + 1),
+                            reason: e.to_string(),
+                            unreadable: false,
+                        }),
                     };
                 items.push(item);
             }
