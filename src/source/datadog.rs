@@ -166,6 +166,8 @@ impl DatadogSource {
             let page: SearchResponse = serde_json::from_slice(&body).map_err(|e| {
                 anyhow::anyhow!("Datadog page {page_number} is not a logs search response ({e}); {sent} logs were fetched before it")
             })?;
+            // The raw page is not needed once parsed: free it before the logs are built.
+            drop(body);
             let count = page.data.len();
             if tx
                 .send(SourceItem::Fetched {
