@@ -1,7 +1,9 @@
 //! `triage check`: one line per configured service, OK or the reason, for the first step of a
 //! CI job. Datadog: a one-log search over the last minute (proves both keys, the site, and the
 //! `logs_read_data` permission). Jira: `GET /myself` and `GET /project/{key}`. The LLM: a
-//! one-token chat completion. Unconfigured services are listed as skipped.
+//! one-token chat completion. Unconfigured services are listed as skipped; a service that is
+//! only partly configured (say `JIRA_URL` set and `JIRA_API_TOKEN` empty, as a missing CI secret
+//! gives) fails and names the missing variables, so a broken setup never looks healthy.
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::config::{AnalyzerConfig, Config, DatadogSite, SourceConfig};
+use crate::config::{AnalyzerConfig, Config, DatadogSite, PartialService, SourceConfig};
 use crate::http::{Retry, RetryPolicy, Service};
 use crate::jira::JiraClient;
 
@@ -33,30 +35,50 @@ impl std::fmt::Display for CheckLine {
     }
 }
 
-/// Check every configured service. `config` is built as for a dry run, so missing pieces are
-/// reported as not configured rather than refused.
-pub async fn run(config: &Config) -> Vec<CheckLine> {
+/// The line of a service that is only partly configured.
+fn partly(service: &'static str, partial: &[PartialService]) -> Option<CheckLine> {
+    let p = partial.iter().find(|p| p.service == service)?;
+    Some(CheckLine {
+        service,
+        ok: Some(false),
+        detail: format!(
+            "partly configured: missing {} (an empty value counts as missing)",
+            p.missing.join(", ")
+        ),
+    })
+}
+
+/// Check every configured service. `config` is built as for a dry run (`Config::for_check`),
+/// with the services in `partial` left out: those fail without a call.
+pub async fn run(config: &Config, partial: &[PartialService]) -> Vec<CheckLine> {
     let policy = RetryPolicy {
         max_attempts: 2,
         ..RetryPolicy::default()
     };
     let mut lines = Vec::new();
-    lines.push(match &config.source {
-        SourceConfig::Datadog(dd) => {
-            let ok = check_datadog(&config.site, dd, policy.clone()).await;
-            CheckLine {
-                service: "datadog",
-                ok: Some(ok.is_ok()),
-                detail: ok.unwrap_or_else(|e| e),
+    lines.push(if let Some(line) = partly("datadog", partial) {
+        line
+    } else {
+        match &config.source {
+            SourceConfig::Datadog(dd) => {
+                let ok = check_datadog(&config.site, dd, policy.clone()).await;
+                CheckLine {
+                    service: "datadog",
+                    ok: Some(ok.is_ok()),
+                    detail: ok.unwrap_or_else(|e| e),
+                }
             }
+            SourceConfig::File(_) => CheckLine {
+                service: "datadog",
+                ok: None,
+                detail: "not configured (DD_API_KEY and DD_APP_KEY unset)".into(),
+            },
         }
-        SourceConfig::File(_) => CheckLine {
-            service: "datadog",
-            ok: None,
-            detail: "not configured (DD_API_KEY and DD_APP_KEY unset)".into(),
-        },
     });
-    lines.push(match &config.jira {
+    lines.push(if let Some(line) = partly("jira", partial) {
+        line
+    } else {
+        match &config.jira {
         Some(jira) => {
             let result = async {
                 let service = Service::new("Jira", None, policy.clone()).map_err(|e| e.to_string())?;
@@ -78,20 +100,25 @@ pub async fn run(config: &Config) -> Vec<CheckLine> {
             ok: None,
             detail: "not configured (JIRA_URL, JIRA_PROJECT and credentials)".into(),
         },
+        }
     });
-    lines.push(match &config.analyzer {
-        AnalyzerConfig::Llm {
-            base_url,
-            model,
-            api_key,
-        } => {
-            let result = async {
-                let service =
-                    Service::new("LLM", None, policy.clone()).map_err(|e| e.to_string())?;
-                let url = format!("{base_url}/chat/completions");
-                let body = json!({"model": model, "max_tokens": 1,
+    lines.push(if let Some(line) = partly("llm", partial) {
+        line
+    } else {
+        match &config.analyzer {
+            AnalyzerConfig::Llm {
+                base_url,
+                model,
+                api_key,
+            } => {
+                let result =
+                    async {
+                        let service =
+                            Service::new("LLM", None, policy.clone()).map_err(|e| e.to_string())?;
+                        let url = format!("{base_url}/chat/completions");
+                        let body = json!({"model": model, "max_tokens": 1,
                     "messages": [{"role": "user", "content": "Reply with OK."}]});
-                service
+                        service
                     .send(
                         |c| {
                             c.post(&url)
@@ -104,20 +131,21 @@ pub async fn run(config: &Config) -> Vec<CheckLine> {
                     .map_err(|e| {
                         format!("{e}: check OPENAI_API_KEY, OPENAI_BASE_URL and TRIAGE_LLM_MODEL")
                     })?;
-                Ok::<_, String>(format!("{base_url}, model {model}"))
+                        Ok::<_, String>(format!("{base_url}, model {model}"))
+                    }
+                    .await;
+                CheckLine {
+                    service: "llm",
+                    ok: Some(result.is_ok()),
+                    detail: result.unwrap_or_else(|e| e),
+                }
             }
-            .await;
-            CheckLine {
+            AnalyzerConfig::Rules => CheckLine {
                 service: "llm",
-                ok: Some(result.is_ok()),
-                detail: result.unwrap_or_else(|e| e),
-            }
+                ok: None,
+                detail: "not used (--analyzer rules)".into(),
+            },
         }
-        AnalyzerConfig::Rules => CheckLine {
-            service: "llm",
-            ok: None,
-            detail: "not used (--analyzer rules)".into(),
-        },
     });
     lines
 }

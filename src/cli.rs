@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
-Environment (also read from ./.env; a flag beats the environment, which beats .env):
+Environment (also read from ./.env, or the file --env-file names; a flag beats the
+environment, which beats the file; an empty value counts as not set):
   DD_API_KEY, DD_APP_KEY        Datadog keys (DATADOG_API_KEY, DATADOG_APP_KEY, DD_APPLICATION_KEY too)
   DD_SITE, DD_API_URL           Datadog site, or a full API base URL that overrides it
   JIRA_URL, JIRA_PROJECT        Jira base URL and project key (JIRA_PROJECT_KEY too)
@@ -19,6 +20,7 @@ Environment (also read from ./.env; a flag beats the environment, which beats .e
   JIRA_ISSUE_TYPE               issue type (default Bug)
   JIRA_API_VERSION              3 (Cloud, default) or 2 (Server / Data Center)
   OPENAI_API_KEY, OPENAI_BASE_URL, TRIAGE_LLM_MODEL   the llm analyzer
+  NO_COLOR                      any value: no colour on stderr (unless --color always)
 Secret values are never printed.
 
 Exit codes:
@@ -29,75 +31,92 @@ Exit codes:
   75   another run holds the state lock (try again later)
   130  interrupted (Ctrl-C / SIGTERM): in-flight logs finished, partial summary printed";
 
+/// The version, the git commit it was built from and the build date (`unknown` when built
+/// from a copy without git history): `0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-01)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TRIAGE_GIT_COMMIT"),
+    ", built ",
+    env!("TRIAGE_BUILD_DATE"),
+    ")"
+);
+
 /// Turn Datadog error logs into exactly one Jira ticket per distinct problem.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "triage", version, about, after_help = AFTER_HELP)]
+#[command(name = "triage", version = VERSION, about, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
     /// Analyze and deduplicate, but write nothing to Jira (reads still happen when Jira is configured).
-    #[arg(long)]
+    #[arg(long, global = true, help_heading = "Jira")]
     pub dry_run: bool,
 
     /// Run the concurrent pipeline (without it, one log at a time).
-    #[arg(long = "async", env = "ASYNC_ENABLED", value_parser = clap::builder::BoolishValueParser::new(),
-          action = clap::ArgAction::SetTrue)]
+    #[arg(long = "async", env = "ASYNC_ENABLED", value_parser = parse_bool,
+          action = clap::ArgAction::SetTrue, global = true, help_heading = "Pipeline")]
     pub async_mode: bool,
 
     /// Logs in flight in async mode.
     #[arg(long, env = "ASYNC_MAX_WORKERS", default_value_t = 5,
-          value_parser = clap::value_parser!(u16).range(1..=256))]
+          value_parser = whole_number::<u16>(1, 256), global = true, help_heading = "Pipeline")]
     pub workers: u16,
 
     /// Datadog page size.
     #[arg(long, env = "ASYNC_BATCH_SIZE", default_value_t = 100,
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
+          value_parser = whole_number::<u16>(1, 1000), global = true, help_heading = "Input")]
     pub batch_size: u16,
 
     /// Per-log deadline in seconds.
     #[arg(long = "timeout", value_name = "SECS", env = "ASYNC_TIMEOUT_SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+          value_parser = whole_number::<u64>(1, 86_400), global = true, help_heading = "Pipeline")]
     pub timeout_secs: u64,
 
     /// Outbound calls per second, per service.
     #[arg(long, env = "TRIAGE_RATE_LIMIT", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+          value_parser = whole_number::<u32>(1, 10_000), global = true, help_heading = "Pipeline")]
     pub rate_limit: u32,
 
     /// Turn the rate limiter off.
-    #[arg(long)]
+    #[arg(long, global = true, help_heading = "Pipeline")]
     pub no_rate_limit: bool,
 
     /// `ASYNC_RATE_LIMITING=false` is the environment form of --no-rate-limit.
     #[arg(long, env = "ASYNC_RATE_LIMITING", hide = true,
-          value_parser = clap::builder::BoolishValueParser::new())]
+          value_parser = parse_bool, global = true, help_heading = "Pipeline")]
     pub rate_limiting: Option<bool>,
 
     /// Datadog query.
-    #[arg(long, env = "DD_QUERY", default_value = "status:error")]
+    #[arg(
+        long,
+        env = "DD_QUERY",
+        default_value = "status:error",
+        global = true,
+        help_heading = "Input"
+    )]
     pub query: String,
 
     /// Start of the window: Datadog date math (now-15m) or RFC 3339. Default: where the last run
     /// stopped (with a small overlap), or now-15m on the first run.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", global = true, help_heading = "Input")]
     pub from: Option<String>,
 
     /// End of the window: Datadog date math or RFC 3339. Default: now minus --ingest-delay.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", global = true, help_heading = "Input")]
     pub to: Option<String>,
 
     /// How far behind now the window ends by default, since Datadog indexes logs late.
     #[arg(long, value_name = "DURATION", env = "TRIAGE_INGEST_DELAY", default_value = "60s",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, global = true, help_heading = "Input")]
     pub ingest_delay: std::time::Duration,
 
     /// Stop after N logs.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = whole_number::<u64>(1, u64::MAX), global = true, help_heading = "Input")]
     pub limit: Option<u64>,
 
     /// Read logs from a file (a Datadog search response, a JSON array, or JSON Lines) or - for stdin.
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "PATH|-", global = true, help_heading = "Input")]
     pub input: Option<PathBuf>,
 
     /// Longest input line read, in bytes (a JSON Lines line longer than this is cut to it, and
@@ -107,7 +126,7 @@ pub struct Cli {
     pub max_line_bytes: u64,
 
     /// How each problem is analyzed.
-    #[arg(long, env = "TRIAGE_ANALYZER", value_enum, default_value_t = AnalyzerKind::Rules)]
+    #[arg(long, env = "TRIAGE_ANALYZER", value_enum, default_value_t = AnalyzerKind::Rules, global = true, help_heading = "Pipeline")]
     pub analyzer: AnalyzerKind,
 
     /// Cap on tickets created in one run (0 = no cap).
@@ -115,26 +134,31 @@ pub struct Cli {
         long,
         value_name = "N",
         env = "MAX_TICKETS_PER_RUN",
-        default_value_t = 0
-    )]
+        default_value_t = 0, value_parser = whole_number::<u64>(0, u64::MAX), global = true, help_heading = "Jira")]
     pub max_tickets: u64,
 
     /// The summary on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true, help_heading = "Output")]
     pub output: OutputFormat,
 
     /// Write the full JSON report (every log, every ticket) to PATH.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", global = true, help_heading = "Output")]
     pub report: Option<PathBuf>,
 
     /// The state file: checkpoints, tickets, logs to retry, run history
     /// (default $XDG_STATE_HOME/triage/state.db, or ~/.local/state/triage/state.db).
-    #[arg(long, value_name = "PATH", env = "TRIAGE_STATE")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "TRIAGE_STATE",
+        global = true,
+        help_heading = "State"
+    )]
     pub state: Option<PathBuf>,
 
     /// Use no state: no checkpoint, no retry list, no run lock (throwaway runs); wins over
     /// --state and TRIAGE_STATE.
-    #[arg(long)]
+    #[arg(long, global = true, help_heading = "State")]
     pub no_state: bool,
 
     /// Runs a failed log is retried in before it is reported as given up.
@@ -142,89 +166,142 @@ pub struct Cli {
         long,
         value_name = "N",
         env = "TRIAGE_MAX_RETRIES",
-        default_value_t = 3
-    )]
+        default_value_t = 3, value_parser = whole_number::<u32>(0, u64::from(u32::MAX)), global = true, help_heading = "State")]
     pub max_retries: u32,
 
     /// Least time between two recurrence comments on one ticket; occurrences in between are
     /// summed into the next comment.
     #[arg(long, value_name = "DURATION", env = "TRIAGE_COMMENT_COOLDOWN", default_value = "2h",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, global = true, help_heading = "Jira")]
     pub comment_cooldown: std::time::Duration,
 
     /// Consecutive failures of a service (Jira, the LLM) that open its circuit breaker.
     #[arg(long, value_name = "K", env = "TRIAGE_BREAKER_THRESHOLD", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = whole_number::<u32>(1, u64::from(u32::MAX)), global = true, help_heading = "Pipeline")]
     pub breaker_threshold: u32,
 
     /// How long an open circuit breaker stops calls before it probes the service again.
     #[arg(long, value_name = "DURATION", env = "TRIAGE_BREAKER_COOLDOWN", default_value = "30s",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, global = true, help_heading = "Pipeline")]
     pub breaker_cooldown: std::time::Duration,
 
     /// Write run metrics in Prometheus text format (node_exporter textfile collector) to PATH.
-    #[arg(long, value_name = "PATH", env = "TRIAGE_METRICS_FILE")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "TRIAGE_METRICS_FILE",
+        global = true,
+        help_heading = "Output"
+    )]
     pub metrics_file: Option<PathBuf>,
 
     /// Pretend the current time is T (RFC 3339): replays and tests.
-    #[arg(long, value_name = "T", env = "TRIAGE_NOW", hide = true)]
+    #[arg(
+        long,
+        value_name = "T",
+        env = "TRIAGE_NOW",
+        hide = true,
+        global = true,
+        help_heading = "Input"
+    )]
     pub now: Option<String>,
 
     /// Less on stderr (no progress bar, warnings and errors only).
-    #[arg(short, long, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        conflicts_with = "verbose",
+        global = true,
+        help_heading = "Output"
+    )]
     pub quiet: bool,
 
     /// More on stderr (-v debug, -vv trace).
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
     pub verbose: u8,
 
     /// Datadog site (datadoghq.com, datadoghq.eu, us3.datadoghq.com, ...).
-    #[arg(long, env = "DD_SITE", default_value = "datadoghq.com")]
+    #[arg(
+        long,
+        env = "DD_SITE",
+        default_value = "datadoghq.com",
+        global = true,
+        help_heading = "Input"
+    )]
     pub dd_site: String,
 
     /// Full Datadog API base URL; overrides --dd-site (proxies, tests).
-    #[arg(long, env = "DD_API_URL")]
+    #[arg(long, env = "DD_API_URL", global = true, help_heading = "Input")]
     pub dd_api_url: Option<String>,
 
     /// Jira base URL, e.g. https://acme.atlassian.net (a port and a context path are fine).
-    #[arg(long, env = "JIRA_URL")]
+    #[arg(long, env = "JIRA_URL", global = true, help_heading = "Jira")]
     pub jira_url: Option<String>,
 
     /// Jira project key (JIRA_PROJECT_KEY is accepted too).
-    #[arg(long, env = "JIRA_PROJECT")]
+    #[arg(long, env = "JIRA_PROJECT", global = true, help_heading = "Jira")]
     pub jira_project: Option<String>,
 
     /// Jira issue type for new tickets.
-    #[arg(long, env = "JIRA_ISSUE_TYPE", default_value = "Bug")]
+    #[arg(
+        long,
+        env = "JIRA_ISSUE_TYPE",
+        default_value = "Bug",
+        global = true,
+        help_heading = "Jira"
+    )]
     pub jira_issue_type: String,
 
     /// Jira REST API version: 3 (Cloud) or 2 (Server / Data Center).
-    #[arg(long, env = "JIRA_API_VERSION", default_value = "3", value_parser = ["2", "3"])]
+    #[arg(long, env = "JIRA_API_VERSION", default_value = "3", value_parser = ["2", "3"], global = true, help_heading = "Jira")]
     pub jira_api_version: String,
 
     /// Jira Cloud account email (with JIRA_API_TOKEN from the environment).
-    #[arg(long, env = "JIRA_EMAIL")]
+    #[arg(long, env = "JIRA_EMAIL", global = true, help_heading = "Jira")]
     pub jira_email: Option<String>,
 
     /// When a problem's only ticket is Done, reopen it (transition back to an open status and
     /// comment) instead of filing a new ticket that names it as a recurrence.
-    #[arg(long)]
+    #[arg(long, global = true, help_heading = "Jira")]
     pub reopen: bool,
 
     /// Jira priority per severity, e.g. "critical=Highest,high=High,medium=Medium,low=Low"
     /// (defaults shown; Server/DC: Blocker, Critical, Major, Minor). An empty name sends none.
-    #[arg(long, env = "JIRA_PRIORITY_MAP", value_name = "MAP")]
+    #[arg(
+        long,
+        env = "JIRA_PRIORITY_MAP",
+        value_name = "MAP",
+        global = true,
+        help_heading = "Jira"
+    )]
     pub priority_map: Option<String>,
 
+    /// Colour on stderr: auto (only on a terminal, and not when NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN",
+          global = true, help_heading = "Output")]
+    pub color: ColorChoice,
+
+    /// Read settings from this file instead of ./.env (the environment still wins over it).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub env_file: Option<PathBuf>,
+
     /// Model for the llm analyzer.
-    #[arg(long, env = "TRIAGE_LLM_MODEL", default_value = "gpt-4o-mini")]
+    #[arg(
+        long,
+        env = "TRIAGE_LLM_MODEL",
+        default_value = "gpt-4o-mini",
+        global = true,
+        help_heading = "Pipeline"
+    )]
     pub llm_model: String,
 
     /// Base URL of an OpenAI-compatible API for the llm analyzer.
     #[arg(
         long,
         env = "OPENAI_BASE_URL",
-        default_value = "https://api.openai.com/v1"
+        default_value = "https://api.openai.com/v1",
+        global = true,
+        help_heading = "Pipeline"
     )]
     pub llm_base_url: String,
 }
@@ -254,11 +331,86 @@ pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("'{raw}' is out of range"))
 }
 
+/// A whole number in `lo..=hi`, with a message that says so (the same for a flag and for its
+/// environment variable).
+pub fn whole_number<T>(
+    lo: u64,
+    hi: u64,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    move |raw: &str| {
+        let expected = if hi == u64::MAX {
+            format!("expected a whole number, {lo} or more")
+        } else {
+            format!("expected a whole number in {lo}..={hi}")
+        };
+        raw.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (lo..=hi).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or(expected)
+    }
+}
+
+/// The words a boolean setting accepts.
+pub const BOOL_WORDS: &str = "true, false, yes, no, on, off, 1, 0";
+
+/// A boolean: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0` (any case).
+pub fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" | "y" | "t" => Ok(true),
+        "false" | "no" | "off" | "0" | "n" | "f" => Ok(false),
+        _ => Err(format!("expected one of {BOOL_WORDS}")),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Check each configured service (Datadog keys, Jira account and project, the LLM), print
-    /// one line per service, and exit 0 only if every configured one passes.
+    /// one line per service, and exit 0 only if every configured one passes; a service that is
+    /// only partly configured fails and names what is missing.
     Check,
+    /// Show what the state file holds for the configured job: the last runs, the checkpoint,
+    /// the retry list and the known tickets. Read-only: safe while a run is going on.
+    Status {
+        /// How many of the last runs to show.
+        #[arg(long, value_name = "N", default_value_t = 10,
+              value_parser = whole_number::<usize>(1, 10_000))]
+        runs: usize,
+    },
+    /// Print a shell completion script on stdout, e.g. `triage completions bash > ~/.local/share/bash-completion/completions/triage`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, e.g. `triage man > ~/.local/share/man/man1/triage.1`.
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour only when stderr is a terminal and NO_COLOR is not set.
+    Auto,
+    /// Always colour (even in a file or a pipe).
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour stderr. `no_color` is whether NO_COLOR is set to a non-empty value
+    /// (<https://no-color.org>); an explicit `always` wins over it.
+    pub fn enabled(self, stderr_is_terminal: bool, no_color: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stderr_is_terminal && !no_color,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -293,5 +445,37 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
         assert_eq!(parse_duration("60").unwrap().as_secs(), 60);
         assert!(parse_duration("2 weeks").is_err());
+    }
+
+    #[test]
+    fn numbers_and_booleans_say_what_they_expect() {
+        let workers = whole_number::<u16>(1, 256);
+        assert_eq!(workers("8"), Ok(8));
+        assert_eq!(
+            workers("abc").unwrap_err(),
+            "expected a whole number in 1..=256"
+        );
+        assert!(workers("0").is_err() && workers("257").is_err());
+        assert_eq!(parse_bool("Yes"), Ok(true));
+        assert_eq!(parse_bool("off"), Ok(false));
+        assert!(parse_bool("maybe")
+            .unwrap_err()
+            .contains("true, false, yes, no"));
+    }
+
+    #[test]
+    fn colour_follows_the_terminal_no_color_and_the_flag() {
+        assert!(ColorChoice::Auto.enabled(true, false));
+        assert!(!ColorChoice::Auto.enabled(false, false));
+        assert!(!ColorChoice::Auto.enabled(true, true));
+        assert!(ColorChoice::Always.enabled(false, true));
+        assert!(!ColorChoice::Never.enabled(true, false));
+    }
+
+    #[test]
+    fn check_takes_the_global_flags_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["triage", "check", "--analyzer", "llm"]).unwrap();
+        assert_eq!(cli.command, Some(Command::Check));
+        assert_eq!(cli.analyzer, AnalyzerKind::Llm);
     }
 }

@@ -441,23 +441,75 @@ impl Config {
     }
 }
 
+/// A service that is only partly configured: `triage check` fails it and names what is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialService {
+    /// `datadog`, `jira` or `llm`.
+    pub service: &'static str,
+    /// The variables still needed.
+    pub missing: Vec<&'static str>,
+}
+
 impl Config {
-    /// The configuration `triage check` tests: like a dry run, and with Datadog only when its
-    /// keys are set, so unconfigured services are reported rather than refused.
+    /// The configuration `triage check` tests: like a dry run, with each service only when it
+    /// is completely configured; the services that are partly configured (some of their
+    /// variables set, others missing or empty) are returned beside it, to be reported as
+    /// failures rather than skipped.
     pub fn for_check(
         cli: &Cli,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    ) -> Result<(Config, Vec<PartialService>), ConfigError> {
+        let lookup = |names: &[&str]| -> Option<String> {
+            names
+                .iter()
+                .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
+                .map(|v| v.trim().to_string())
+        };
         let mut cli = cli.clone();
         cli.dry_run = true;
-        let has_keys = ["DD_API_KEY", "DATADOG_API_KEY"]
-            .iter()
-            .any(|k| env(k).is_some_and(|v| !v.trim().is_empty()));
-        if !has_keys {
-            cli.input = Some(PathBuf::from("-"));
+        let mut partial = Vec::new();
+        let api_key = lookup(&["DD_API_KEY", "DATADOG_API_KEY"]);
+        let app_key = lookup(&["DD_APP_KEY", "DATADOG_APP_KEY", "DD_APPLICATION_KEY"]);
+        match (&api_key, &app_key) {
+            (Some(_), Some(_)) => cli.input = None,
+            (None, None) => cli.input = Some(PathBuf::from("-")),
+            (api, app) => {
+                partial.push(PartialService {
+                    service: "datadog",
+                    missing: [(api.is_none(), "DD_API_KEY"), (app.is_none(), "DD_APP_KEY")]
+                        .into_iter()
+                        .filter_map(|(m, n)| m.then_some(n))
+                        .collect(),
+                });
+                cli.input = Some(PathBuf::from("-"));
+            }
         }
-        Config::from_cli(&cli, false, env).map(|(config, _)| config)
+        let parts = jira_parts(&cli, &lookup)?;
+        if parts.config.is_none() && !parts.nothing_set {
+            partial.push(PartialService {
+                service: "jira",
+                missing: parts.missing,
+            });
+        }
+        if cli.analyzer == AnalyzerKind::Llm && lookup(&["OPENAI_API_KEY"]).is_none() {
+            partial.push(PartialService {
+                service: "llm",
+                missing: vec!["OPENAI_API_KEY"],
+            });
+            cli.analyzer = AnalyzerKind::Rules;
+        }
+        Config::from_cli(&cli, false, env).map(|(config, _)| (config, partial))
     }
+}
+
+/// What the Jira settings add up to.
+struct JiraParts {
+    /// The settings, when complete.
+    config: Option<JiraConfig>,
+    /// The variables still needed when they are not.
+    missing: Vec<&'static str>,
+    /// No Jira variable is set at all.
+    nothing_set: bool,
 }
 
 /// Jira settings, when complete; `None` (with a notice when partly set) in a dry run or a check.
@@ -467,6 +519,31 @@ pub(crate) fn jira_config(
     dry_run: bool,
     notices: &mut Notices,
 ) -> Result<Option<JiraConfig>, ConfigError> {
+    let parts = jira_parts(cli, lookup)?;
+    match parts.config {
+        Some(config) => Ok(Some(config)),
+        None if dry_run => {
+            if !parts.nothing_set {
+                notices.push(format!(
+                    "Jira is only partly configured (missing {}): this dry run will not look up existing tickets",
+                    parts.missing.join(", ")
+                ));
+            }
+            Ok(None)
+        }
+        None => Err(ConfigError::Fatal(format!(
+            "writing tickets needs Jira settings: missing {} (set in the environment or .env; \
+             JIRA_EMAIL + JIRA_API_TOKEN for Jira Cloud, JIRA_PAT for Server/Data Center), \
+             or run with --dry-run",
+            parts.missing.join(", ")
+        ))),
+    }
+}
+
+fn jira_parts(
+    cli: &Cli,
+    lookup: &dyn Fn(&[&str]) -> Option<String>,
+) -> Result<JiraParts, ConfigError> {
     let api = if cli.jira_api_version == "2" {
         JiraApi::V2
     } else {
@@ -511,8 +588,8 @@ pub(crate) fn jira_config(
     };
     let nothing_set =
         url.is_none() && project.is_none() && email.is_none() && token.is_none() && pat.is_none();
-    match (auth, url, project) {
-        (Some(auth), Some(url), Some(project)) => Ok(Some(JiraConfig {
+    let config = match (auth, url, project) {
+        (Some(auth), Some(url), Some(project)) => Some(JiraConfig {
             base_url: parse_base_url("JIRA_URL", &url)?,
             project: project.trim().to_string(),
             issue_type: cli.jira_issue_type.trim().to_string(),
@@ -524,27 +601,18 @@ pub(crate) fn jira_config(
                 None => PriorityMap::default_for(api),
             },
             reopen: cli.reopen,
-        })),
-        _ if dry_run => {
-            if !nothing_set {
-                notices.push(format!(
-                    "Jira is only partly configured (missing {}): this dry run will not look up existing tickets",
-                    missing.join(", ")
-                ));
-            }
-            Ok(None)
-        }
-        _ => Err(ConfigError::Fatal(format!(
-            "writing tickets needs Jira settings: missing {} (set in the environment or .env; \
-             JIRA_EMAIL + JIRA_API_TOKEN for Jira Cloud, JIRA_PAT for Server/Data Center), \
-             or run with --dry-run",
-            missing.join(", ")
-        ))),
-    }
+        }),
+        _ => None,
+    };
+    Ok(JiraParts {
+        config,
+        missing,
+        nothing_set,
+    })
 }
 
 /// Parse a base URL: http(s) only, no query or fragment, trailing slash removed.
-fn parse_base_url(name: &str, raw: &str) -> Result<String, ConfigError> {
+pub(crate) fn parse_base_url(name: &str, raw: &str) -> Result<String, ConfigError> {
     let url = Url::parse(raw.trim()).map_err(|e| {
         ConfigError::Usage(format!(
             "{name} '{}' is not a URL ({e}); expected e.g. https://host[:port][/path]",

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod collector;
 pub mod config;
 pub mod dedup;
+pub mod envfile;
 pub mod event;
 pub mod fingerprint;
 pub mod http;
@@ -33,6 +34,7 @@ pub mod report;
 pub mod source;
 pub mod state;
 pub mod stats;
+pub mod status;
 pub mod ticket;
 
 use std::future::Future;
@@ -55,6 +57,19 @@ pub async fn run(
     mut config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
+    let started = chrono::Utc::now();
+    tracing::debug!(
+        "run starting: {}, {}",
+        match &config.source {
+            config::SourceConfig::Datadog(dd) => format!("Datadog query {:?}", dd.query),
+            config::SourceConfig::File(input) => format!("logs from {input}"),
+        },
+        if config.dry_run {
+            "dry run"
+        } else {
+            "writing to Jira"
+        }
+    );
     let scope = state::Scope {
         source: match &config.source {
             config::SourceConfig::Datadog(dd) => {
@@ -152,6 +167,12 @@ pub async fn run(
         if let Some(id) = run_id {
             let summary = serde_json::to_value(&report.summary)?;
             state.with(|s| s.end_run(id, code, &summary))?;
+            let versioned = serde_json::to_value(report::Versioned(&report.summary))?;
+            let record = state.clone();
+            tokio::task::spawn_blocking(move || {
+                record.with(|s| s.record_run(started, chrono::Utc::now(), code, &versioned))
+            })
+            .await??;
         }
         last_success = state.with(|s| s.last_success())?;
     }

@@ -1,49 +1,88 @@
-//! The `triage` binary: glue only. Loads `.env`, parses the command line, sets up logging to
-//! stderr, runs the pipeline on a tokio runtime, prints the summary on stdout, and exits with
-//! the code DESIGN.md fixes.
+//! The `triage` binary: glue only. Loads `.env` (or `--env-file`), parses the command line, sets
+//! up logging to stderr, runs the pipeline (or `check`, `status`, `completions`, `man`) on a
+//! tokio runtime, prints the result on stdout, and exits with the code DESIGN.md fixes.
+//!
+//! Fails with exit 2 on a bad flag, a bad environment value (the message names the variable)
+//! or a malformed `.env` line (the message names the file and line, never its content, and
+//! nothing from that file is applied).
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 use triage::cli::{Cli, Command, OutputFormat};
 use triage::config::{Config, ConfigError};
 use triage::exit;
+use triage::progress::stderr_line;
+
+/// Variables triage reads that are not clap settings: secrets, aliases and the environment of
+/// the process. An empty value of any of them, or of a setting, counts as not set.
+const OTHER_VARIABLES: &[&str] = &[
+    "DD_API_KEY",
+    "DATADOG_API_KEY",
+    "DD_APP_KEY",
+    "DATADOG_APP_KEY",
+    "DD_APPLICATION_KEY",
+    "JIRA_API_TOKEN",
+    "JIRA_PAT",
+    "JIRA_PROJECT_KEY",
+    "OPENAI_API_KEY",
+    "TRIAGE_LOG",
+    "XDG_STATE_HOME",
+];
 
 fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // Settings from the file come first, because clap reads the environment while it parses.
     // `.env` never overrides the real environment, so flag > env > .env > default holds.
-    let dotenv = dotenvy::dotenv();
-    let matches = Cli::command().get_matches();
+    if let Err(code) = load_env_file(&args) {
+        return code;
+    }
+    forget_empty_variables();
+    let mut command = Cli::command();
+    if let Some(choice) = color_flag(&args) {
+        command = command.color(choice);
+    }
+    let matches = match command.clone().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => return usage_error(e, &command, &args),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
     init_tracing(&cli);
-    if let Err(e) = dotenv {
-        if !e.not_found() {
-            tracing::warn!("ignoring .env: {e}");
-        }
-    }
     let workers_given = matches!(
         matches.value_source("workers"),
         Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
     );
-    let env = |name: &str| std::env::var(name).ok();
-    if cli.command == Some(Command::Check) {
-        return check(&cli, &env);
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    match cli.command {
+        Some(Command::Check) => return check(&cli, &env),
+        Some(Command::Status { runs }) => return status(&cli, &env, runs),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "triage", &mut std::io::stdout());
+            return ExitCode::from(exit::OK);
+        }
+        Some(Command::Man) => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(e) => {
+                    stderr_line(&format!("error: cannot print the manual page: {e}"));
+                    ExitCode::from(exit::FATAL)
+                }
+            };
+        }
+        None => {}
     }
     let (mut config, notices) = match Config::from_cli(&cli, workers_given, &env) {
         Ok(ok) => ok,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(match e {
-                ConfigError::Usage(_) => exit::USAGE,
-                ConfigError::Fatal(_) => exit::FATAL,
-            });
-        }
+        Err(e) => return config_error(&e),
     };
     for notice in notices {
-        eprintln!("note: {notice}");
+        stderr_line(&format!("note: {notice}"));
     }
     config.progress = !cli.quiet && std::io::stderr().is_terminal();
 
@@ -53,7 +92,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            stderr_line(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(exit::FATAL);
         }
     };
@@ -64,18 +103,21 @@ fn main() -> ExitCode {
         Ok(report) => {
             match cli.output {
                 OutputFormat::Text => print!("{}", triage::report::render_text(&report)),
-                OutputFormat::Json => match serde_json::to_string_pretty(&report.summary) {
-                    Ok(json) => println!("{json}"),
-                    Err(e) => eprintln!("error: cannot print the summary: {e}"),
-                },
+                // One line per run, so a log of many runs is JSON Lines.
+                OutputFormat::Json => {
+                    match serde_json::to_string(&triage::report::Versioned(&report.summary)) {
+                        Ok(json) => println!("{json}"),
+                        Err(e) => stderr_line(&format!("error: cannot print the summary: {e}")),
+                    }
+                }
             }
             if let Some(e) = &report.summary.error {
-                eprintln!("error: {e}");
+                stderr_line(&format!("error: {e}"));
             }
             ExitCode::from(triage::exit_code(&report))
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            stderr_line(&format!("error: {e:#}"));
             let locked = matches!(
                 e.downcast_ref::<triage::state::StateError>(),
                 Some(triage::state::StateError::Locked { .. })
@@ -85,17 +127,151 @@ fn main() -> ExitCode {
     }
 }
 
+fn config_error(e: &ConfigError) -> ExitCode {
+    stderr_line(&format!("error: {e}"));
+    ExitCode::from(match e {
+        ConfigError::Usage(_) => exit::USAGE,
+        ConfigError::Fatal(_) => exit::FATAL,
+    })
+}
+
+/// The value of `--NAME VALUE` or `--NAME=VALUE` in `args`, looked for before clap parses
+/// (the last one wins, as with clap; nothing after `--`).
+fn flag_value(args: &[OsString], name: &str) -> Option<OsString> {
+    let long = format!("--{name}");
+    let with_eq = format!("--{name}=");
+    let mut found = None;
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let Some(text) = arg.to_str() else { continue };
+        if text == "--" {
+            break;
+        }
+        if text == long {
+            found = iter.next().cloned();
+        } else if let Some(v) = text.strip_prefix(&with_eq) {
+            found = Some(OsString::from(v));
+        }
+    }
+    found
+}
+
+/// Apply `./.env`, or the file `--env-file` names, to the environment: only variables that are
+/// not already set (or set empty), only non-empty values, and nothing at all from a file with a
+/// bad line.
+fn load_env_file(args: &[OsString]) -> Result<(), ExitCode> {
+    let given = flag_value(args, "env-file");
+    let path = given
+        .clone()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(".env"));
+    let pairs = match triage::envfile::read(&path) {
+        Ok(Some(pairs)) => pairs,
+        Ok(None) if given.is_some() => {
+            stderr_line(&format!(
+                "error: --env-file {}: no such file",
+                path.display()
+            ));
+            return Err(ExitCode::from(exit::USAGE));
+        }
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            stderr_line(&format!(
+                "error: {e}; nothing from this file was applied (the line is not shown: it may hold a secret)"
+            ));
+            return Err(ExitCode::from(exit::USAGE));
+        }
+    };
+    for (name, value) in pairs {
+        let unset = std::env::var_os(&name).is_none_or(|v| v.to_string_lossy().trim().is_empty());
+        if unset && !value.trim().is_empty() {
+            // Safe here: nothing else runs yet (no runtime, no other thread).
+            std::env::set_var(&name, value);
+        }
+    }
+    Ok(())
+}
+
+/// An empty value means "not set", for every variable triage reads (a missing CI secret
+/// arrives as an empty variable).
+fn forget_empty_variables() {
+    let command = Cli::command();
+    let settings = command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|n| n.to_os_string());
+    let others = OTHER_VARIABLES.iter().map(OsString::from);
+    for name in settings.chain(others).collect::<Vec<_>>() {
+        if std::env::var_os(&name).is_some_and(|v| v.to_string_lossy().trim().is_empty()) {
+            // Safe here: nothing else runs yet (no runtime, no other thread).
+            std::env::remove_var(&name);
+        }
+    }
+}
+
+/// `--color` as clap's own choice, so its errors and help follow the flag too.
+fn color_flag(args: &[OsString]) -> Option<clap::ColorChoice> {
+    match flag_value(args, "color")?.to_str()? {
+        "always" => Some(clap::ColorChoice::Always),
+        "never" => Some(clap::ColorChoice::Never),
+        "auto" => Some(clap::ColorChoice::Auto),
+        _ => None,
+    }
+}
+
+/// Print a parse error and exit 2 (help and version exit 0). A bad value that came from the
+/// environment is reported as `NAME=value: what is expected`, since the user never typed the
+/// flag clap would name.
+fn usage_error(e: clap::Error, command: &clap::Command, args: &[OsString]) -> ExitCode {
+    if matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        if let Some(message) = env_value_message(&e, command, args) {
+            stderr_line(&format!("error: {message}"));
+            return ExitCode::from(exit::USAGE);
+        }
+    }
+    e.exit()
+}
+
+fn env_value_message(
+    e: &clap::Error,
+    command: &clap::Command,
+    args: &[OsString],
+) -> Option<String> {
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    let long = arg.split_whitespace().next()?.trim_start_matches("--");
+    let setting = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?;
+    let name = setting.get_env()?;
+    let on_command_line = args.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
+    });
+    if on_command_line || std::env::var_os(name)?.to_str()? != value {
+        return None;
+    }
+    let expected = match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(valid)) => format!("expected one of {}", valid.join(", ")),
+        _ => std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "not a valid value".into()),
+    };
+    Some(format!("{}={value}: {expected}", name.to_string_lossy()))
+}
+
 /// `triage check`: one line per service on stdout; 0 only if every configured one passes.
 fn check(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
-    let config = match Config::for_check(cli, env) {
+    let (config, partial) = match Config::for_check(cli, env) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(match e {
-                ConfigError::Usage(_) => exit::USAGE,
-                ConfigError::Fatal(_) => exit::FATAL,
-            });
-        }
+        Err(e) => return config_error(&e),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -103,11 +279,11 @@ fn check(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            stderr_line(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(exit::FATAL);
         }
     };
-    let lines = runtime.block_on(triage::check::run(&config));
+    let lines = runtime.block_on(triage::check::run(&config, &partial));
     for line in &lines {
         println!("{line}");
     }
@@ -115,12 +291,41 @@ fn check(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
         ExitCode::from(exit::OK)
     } else {
         if lines.iter().all(|l| l.ok.is_none()) {
-            eprintln!("error: no service is configured: set DD_API_KEY/DD_APP_KEY and the JIRA_* variables (see .env.example)");
+            stderr_line("error: no service is configured: set DD_API_KEY/DD_APP_KEY and the JIRA_* variables (see .env.example)");
         }
         ExitCode::from(exit::FATAL)
     }
 }
 
+/// `triage status`: what the state file holds for the configured job, read-only.
+fn status(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, runs: usize) -> ExitCode {
+    let (path, scope) = match triage::status::target(cli, env) {
+        Ok(t) => t,
+        Err(e) => return config_error(&e),
+    };
+    match triage::status::read(&path, &scope, runs) {
+        Ok(status) => {
+            match cli.output {
+                OutputFormat::Text => print!("{}", status.render_text()),
+                OutputFormat::Json => match serde_json::to_string(&status) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        stderr_line(&format!("error: cannot print the status: {e}"));
+                        return ExitCode::from(exit::FATAL);
+                    }
+                },
+            }
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            stderr_line(&format!("error: {e:#}"));
+            ExitCode::from(exit::FATAL)
+        }
+    }
+}
+
+/// Logs on stderr: coloured only where colour is wanted, and stamped with the UTC time when
+/// stderr is not a terminal (cron, CI), so a log file shows when each run happened.
 fn init_tracing(cli: &Cli) {
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
@@ -130,12 +335,18 @@ fn init_tracing(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRIAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,triage={level}")));
-    tracing_subscriber::fmt()
+    let terminal = std::io::stderr().is_terminal();
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
-        .without_time()
-        .init();
+        .with_ansi(cli.color.enabled(terminal, no_color));
+    if terminal {
+        builder.without_time().init();
+    } else {
+        builder.with_timer(triage::progress::UtcRfc3339).init();
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -159,7 +370,7 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    eprintln!("interrupted: finishing the logs in flight (press Ctrl-C again to abort)");
+    stderr_line("interrupted: finishing the logs in flight (press Ctrl-C again to abort)");
     // A second Ctrl-C aborts at once.
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {

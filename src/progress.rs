@@ -1,11 +1,47 @@
-//! The progress bar on stderr: shown only when stderr is a terminal and `--quiet` is off.
+//! The progress bar on stderr: shown only when stderr is a terminal and `--quiet` is off; and
+//! the plain lines written to stderr.
 //!
-//! The collector is its only writer. Without a known total (a stream of unknown length) it is a
-//! spinner with counts and rate; with `--limit` it is a bar.
+//! The collector is the bar's only writer. Without a known total (a stream of unknown length) it
+//! is a spinner with counts and rate; with `--limit` it is a bar. When stderr is not a terminal
+//! (cron, CI, a file), every line written here starts with the UTC time in RFC 3339, like the
+//! log lines, so a log file shows when each run happened.
 
 use std::time::Duration;
 
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Whether stderr lines get a timestamp (stderr is not a terminal), decided once per process.
+fn stamped() -> bool {
+    static STAMPED: OnceLock<bool> = OnceLock::new();
+    *STAMPED.get_or_init(|| !std::io::stderr().is_terminal())
+}
+
+/// The current UTC time as RFC 3339 with milliseconds: `2026-11-23T09:00:00.123Z`.
+pub fn utc_now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Write one line to stderr, stamped with the time when stderr is not a terminal.
+pub fn stderr_line(line: &str) {
+    if stamped() {
+        eprintln!("{} {line}", utc_now_rfc3339());
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// The log lines' timestamp (`tracing` timer): UTC, RFC 3339, milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UtcRfc3339;
+
+impl tracing_subscriber::fmt::time::FormatTime for UtcRfc3339 {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        w.write_str(&utc_now_rfc3339())
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Progress(ProgressBar);
@@ -45,7 +81,7 @@ impl Progress {
     /// Print a line above the bar (or plainly when hidden) without garbling it.
     pub fn println(&self, line: &str) {
         if self.0.is_hidden() {
-            eprintln!("{line}");
+            stderr_line(line);
         } else {
             self.0.println(line);
         }

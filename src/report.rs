@@ -16,6 +16,31 @@ use serde::Serialize;
 
 use crate::stats::Percentiles;
 
+/// The version of the JSON this program prints (`--output json`) and writes (`--report`): it
+/// changes only when a field is removed or changes meaning; new fields may appear at any time.
+/// The schemas are docs/summary.schema.json and docs/report.schema.json.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A summary (or any object) with `"schema_version"` first, as it is printed and written.
+#[derive(Debug, Clone, Copy)]
+pub struct Versioned<'a, T>(pub &'a T);
+
+impl<T: Serialize> Serialize for Versioned<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Inner<'b, U: Serialize> {
+            schema_version: u32,
+            #[serde(flatten)]
+            value: &'b U,
+        }
+        Inner {
+            schema_version: SCHEMA_VERSION,
+            value: self.0,
+        }
+        .serialize(s)
+    }
+}
+
 /// The `summary` object (also what `--output json` prints).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -153,8 +178,8 @@ impl ReportWriter {
         let tmp = sibling(&self.path, ".tmp");
         let write = || -> anyhow::Result<()> {
             let mut out = BufWriter::new(File::create(&tmp)?);
-            out.write_all(b"{\"summary\":")?;
-            serde_json::to_writer_pretty(&mut out, &report.summary)?;
+            write!(out, "{{\"schema_version\":{SCHEMA_VERSION},\n\"summary\":")?;
+            serde_json::to_writer_pretty(&mut out, &Versioned(&report.summary))?;
             out.write_all(b",\n\"logs\":[\n")?;
             std::io::copy(&mut File::open(&self.partial)?, &mut out)?;
             out.write_all(b"\n],\n\"tickets\":")?;
@@ -168,6 +193,20 @@ impl ReportWriter {
             .with_context(|| format!("moving the report into {}", self.path.display()))?;
         let _ = std::fs::remove_file(&self.partial);
         Ok(())
+    }
+}
+
+/// `1 problem`, `0 problems`, `2 problems`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A rate for people: whole numbers from 10 up, one decimal below (`0.4`, not `0`).
+pub fn rate(per_second: f64) -> String {
+    if per_second >= 10.0 || per_second == 0.0 {
+        format!("{per_second:.0}")
+    } else {
+        format!("{per_second:.1}")
     }
 }
 
@@ -210,26 +249,33 @@ pub fn render_text(report: &Report) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "{} logs: {} created, {} existing, {} would create, {} duplicates, {} commented, {} skipped, {} failed",
-        s.processed, s.created, s.existing, s.would_create, s.duplicates, s.commented, s.skipped, s.failed
+        "{}: {} created, {} existing, {} would create, {}, {} commented, {} skipped, {} failed",
+        plural(s.processed, "log", "logs"),
+        s.created,
+        s.existing,
+        s.would_create,
+        plural(s.duplicates, "duplicate", "duplicates"),
+        s.commented,
+        s.skipped,
+        s.failed
     );
     let mode = if s.mode == "async" {
-        format!("async, {} workers", s.workers)
+        format!("async, {}", plural(s.workers as u64, "worker", "workers"))
     } else {
         "sequential".to_string()
     };
     let _ = writeln!(
         out,
-        "{} problems, {} tickets{} in {:.2} s ({:.0} logs/s, {mode})",
-        s.problems,
-        s.tickets,
+        "{}, {}{} in {:.2} s ({} logs/s, {mode})",
+        plural(s.problems, "problem", "problems"),
+        plural(s.tickets, "ticket", "tickets"),
         if s.dry_run {
             " (dry run: nothing written to Jira)"
         } else {
             ""
         },
         s.elapsed_ms as f64 / 1000.0,
-        s.logs_per_second
+        rate(s.logs_per_second)
     );
     let stage = |name: &str, p: &Percentiles| match (p.p50_ms, p.p95_ms) {
         (Some(a), Some(b)) => format!("{name} {a:.2}/{b:.2}"),
@@ -245,22 +291,22 @@ pub fn render_text(report: &Report) -> String {
     if s.already_processed > 0 {
         let _ = writeln!(
             out,
-            "{} logs were already processed by an earlier run and skipped",
-            s.already_processed
+            "{} already processed by an earlier run and skipped",
+            plural(s.already_processed, "log was", "logs were")
         );
     }
     if s.given_up > 0 {
         let _ = writeln!(
             out,
-            "{} failed logs were given up after too many runs (listed on stderr)",
-            s.given_up
+            "{} given up after too many runs (listed on stderr)",
+            plural(s.given_up, "failed log was", "failed logs were")
         );
     }
     if s.breaker_trips > 0 {
         let _ = writeln!(
             out,
-            "Circuit breaker opened {} time(s): calls to a failing service were paused; the affected logs will be retried next run",
-            s.breaker_trips
+            "Circuit breaker opened {}: calls to a failing service were paused; the affected logs will be retried next run",
+            plural(s.breaker_trips, "time", "times")
         );
     }
     if s.unreadable > 0 {
@@ -399,5 +445,37 @@ mod tests {
             text.contains("14 analyses fell back to the rules analyzer"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn counts_of_one_are_singular_and_rates_are_rounded() {
+        let mut summary = empty_summary();
+        summary.logs_per_second = 1234.56;
+        let text = render_text(&Report {
+            summary: summary.clone(),
+            tickets: vec![],
+        });
+        assert!(text.contains("2 logs: "), "{text}");
+        assert!(text.contains(", 1 duplicate, "), "{text}");
+        assert!(text.contains("1 problem, 1 ticket "), "{text}");
+        assert!(text.contains("(1235 logs/s"), "{text}");
+        summary.processed = 1;
+        summary.duplicates = 0;
+        summary.logs_per_second = 0.44;
+        summary.mode = "async";
+        let text = render_text(&Report {
+            summary,
+            tickets: vec![],
+        });
+        assert!(text.contains("1 log: "), "{text}");
+        assert!(text.contains(", 0 duplicates, "), "{text}");
+        assert!(text.contains("(0.4 logs/s, async, 1 worker)"), "{text}");
+    }
+
+    #[test]
+    fn printed_json_carries_the_schema_version() {
+        let v = serde_json::to_value(Versioned(&empty_summary())).unwrap();
+        assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert_eq!(v["processed"], 2);
     }
 }

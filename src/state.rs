@@ -9,7 +9,7 @@
 //! - fingerprint → ticket key, written the moment a ticket is created;
 //! - per ticket, when it was last commented and what has recurred since (the comment cooldown);
 //! - logs that failed, with the number of runs that tried them, to retry first next time;
-//! - a row per run (start, end, counts, exit code).
+//! - a row per run (start, end, counts, exit code), and one per finished run of each job.
 //!
 //! Every write is a transaction (WAL journal), so a run killed at any point leaves the store as
 //! it was after its last commit. A store written by an older schema is migrated in place
@@ -70,6 +70,13 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO creating4 SELECT '', fingerprint, started_ms FROM creating;
      DROP TABLE creating;
      ALTER TABLE creating4 RENAME TO creating;",
+    // 5: one row per finished run, per job, written when the run ends (`triage status`).
+    "CREATE TABLE job_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, jira TEXT NOT NULL,
+                            started_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL, exit_code INTEGER NOT NULL,
+                            fetched INTEGER NOT NULL, processed INTEGER NOT NULL, created INTEGER NOT NULL,
+                            existing INTEGER NOT NULL, commented INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+                            skipped INTEGER NOT NULL, failed INTEGER NOT NULL, summary TEXT NOT NULL);
+     CREATE INDEX job_runs_by_job ON job_runs (source, jira, id);",
 ];
 
 /// A state store problem.
@@ -550,6 +557,41 @@ impl StateStore {
             .execute(
                 "UPDATE runs SET ended_ms = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1",
                 params![id, ms(Utc::now()), exit_code, summary.to_string()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record a finished run of this job: when it started and ended, its exit code, its counts.
+    pub fn record_run(
+        &self,
+        started: DateTime<Utc>,
+        ended: DateTime<Utc>,
+        exit_code: u8,
+        summary: &Value,
+    ) -> Result<(), StateError> {
+        let count = |name: &str| summary[name].as_u64().unwrap_or(0) as i64;
+        self.conn
+            .execute(
+                "INSERT INTO job_runs (source, jira, started_ms, ended_ms, exit_code, fetched, processed,
+                                       created, existing, commented, duplicates, skipped, failed, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    self.scope.source,
+                    self.scope.jira,
+                    ms(started),
+                    ms(ended),
+                    exit_code,
+                    count("fetched"),
+                    count("processed"),
+                    count("created"),
+                    count("existing"),
+                    count("commented"),
+                    count("duplicates"),
+                    count("skipped"),
+                    count("failed"),
+                    summary.to_string()
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
