@@ -197,6 +197,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
+        let pairs = read(&path).unwrap().expect("the example exists");
+        assert!(pairs
+            .iter()
+            .any(|(k, v)| k == "DD_SITE" && v == "datadoghq.com"));
+        assert!(pairs
+            .iter()
+            .any(|(k, v)| k == "JIRA_API_TOKEN" && v.is_empty()));
+    }
+
+    #[test]
     fn a_bad_line_is_named_by_number_without_its_content() {
         let text = "DD_SITE=datadoghq.com\nJIRA_API_TOKEN supersecret\nX=1\n";
         let err = parse("conf/.env", text).unwrap_err();
