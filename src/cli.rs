@@ -306,6 +306,32 @@ pub struct Cli {
     pub llm_base_url: String,
 }
 
+/// The headings of `--help`, in the order a reader goes through a run.
+pub const HEADINGS: &[&str] = &["Input", "Pipeline", "Jira", "State", "Output"];
+
+/// The command line as clap shows and parses it: `Cli`'s definition with the options grouped
+/// under [`HEADINGS`] in that order (clap orders headings by their first option, and the
+/// struct keeps related fields together instead). Parse with `Cli::from_arg_matches`.
+pub fn command() -> clap::Command {
+    let derived = <Cli as clap::CommandFactory>::command();
+    let rank = |a: &clap::Arg| {
+        a.get_help_heading()
+            .and_then(|h| HEADINGS.iter().position(|x| *x == h))
+            .map_or(0, |i| i + 1)
+    };
+    let mut args: Vec<clap::Arg> = derived.get_arguments().cloned().collect();
+    args.sort_by_key(rank);
+    let mut command = clap::Command::new("triage")
+        .version(VERSION)
+        .after_help(AFTER_HELP)
+        .args(args)
+        .subcommands(derived.get_subcommands().cloned());
+    if let Some(about) = derived.get_about() {
+        command = command.about(about.clone());
+    }
+    command
+}
+
 /// A duration: `90s`, `15m`, `2h`, `1d`, `250ms`, or plain seconds.
 pub fn parse_duration(raw: &str) -> Result<std::time::Duration, String> {
     let s = raw.trim();
@@ -430,11 +456,36 @@ pub enum OutputFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, FromArgMatches};
 
     #[test]
     fn definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn help_headings_come_in_reading_order_and_every_option_parses_as_derived() {
+        let help = command().render_long_help().to_string();
+        let at: Vec<usize> = HEADINGS
+            .iter()
+            .map(|h| help.find(&format!("\n{h}:\n")).expect(h))
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{help}");
+        let matches = command()
+            .try_get_matches_from([
+                "triage",
+                "status",
+                "--runs",
+                "3",
+                "--workers",
+                "9",
+                "--dry-run",
+            ])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.command, Some(Command::Status { runs: 3 }));
+        assert_eq!((cli.workers, cli.dry_run), (9, true));
     }
 
     #[test]

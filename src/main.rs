@@ -11,7 +11,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use triage::cli::{Cli, Command, OutputFormat};
 use triage::config::{Config, ConfigError};
 use triage::exit;
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         return code;
     }
     forget_empty_variables();
-    let mut command = Cli::command();
+    let mut command = triage::cli::command();
     if let Some(choice) = color_flag(&args) {
         command = command.color(choice);
     }
@@ -63,11 +63,18 @@ fn main() -> ExitCode {
         Some(Command::Check) => return check(&cli, &env),
         Some(Command::Status { runs }) => return status(&cli, &env, runs),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(shell, &mut Cli::command(), "triage", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut triage::cli::command(),
+                "triage",
+                &mut std::io::stdout(),
+            );
             return ExitCode::from(exit::OK);
         }
         Some(Command::Man) => {
-            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            return match clap_mangen::Man::new(triage::cli::command())
+                .render(&mut std::io::stdout())
+            {
                 Ok(()) => ExitCode::from(exit::OK),
                 Err(e) => {
                     stderr_line(&format!("error: cannot print the manual page: {e}"));
@@ -195,7 +202,7 @@ fn load_env_file(args: &[OsString]) -> Result<(), ExitCode> {
 /// An empty value means "not set", for every variable triage reads (a missing CI secret
 /// arrives as an empty variable).
 fn forget_empty_variables() {
-    let command = Cli::command();
+    let command = triage::cli::command();
     let settings = command
         .get_arguments()
         .filter_map(|a| a.get_env())
