@@ -122,7 +122,7 @@ pub struct Cli {
     /// Longest input line read, in bytes (a JSON Lines line longer than this is cut to it, and
     /// the summary counts it; a longer event inside a JSON document is skipped as unreadable).
     #[arg(long, value_name = "N", env = "TRIAGE_MAX_LINE_BYTES", default_value_t = 256 * 1024,
-          value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+          value_parser = whole_number::<u64>(1024, 1 << 30), global = true, help_heading = "Input")]
     pub max_line_bytes: u64,
 
     /// How each problem is analyzed.
@@ -462,6 +462,22 @@ mod tests {
     fn definition_is_consistent() {
         Cli::command().debug_assert();
         command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_is_global_and_under_a_heading() {
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "env_file" {
+                continue;
+            }
+            assert!(arg.is_global_set(), "--{id} is not global");
+            assert!(
+                arg.get_help_heading()
+                    .is_some_and(|h| HEADINGS.contains(&h)),
+                "--{id} has no heading of {HEADINGS:?}"
+            );
+        }
     }
 
     #[test]

@@ -312,22 +312,23 @@ pub fn render_text(report: &Report) -> String {
     if s.unreadable > 0 {
         let _ = writeln!(
             out,
-            "{} input record(s) could not be read (listed on stderr and in --report)",
-            s.unreadable
+            "{} not be read (listed on stderr and in --report)",
+            plural(s.unreadable, "input record could", "input records could")
         );
     }
     if s.lines_cut > 0 {
         let _ = writeln!(
             out,
-            "{} input line(s) longer than --max-line-bytes were cut to that length",
-            s.lines_cut
+            "{} longer than --max-line-bytes {} cut to that length",
+            plural(s.lines_cut, "input line", "input lines"),
+            if s.lines_cut == 1 { "was" } else { "were" }
         );
     }
     if s.llm_fallbacks > 0 {
         let _ = writeln!(
             out,
-            "{} analyses fell back to the rules analyzer (the llm analyzer failed; the reason is on stderr)",
-            s.llm_fallbacks
+            "{} back to the rules analyzer (the llm analyzer failed; the reason is on stderr)",
+            plural(s.llm_fallbacks, "analysis fell", "analyses fell")
         );
     }
     if s.interrupted {
@@ -433,12 +434,9 @@ mod tests {
             summary,
             tickets: vec![],
         });
+        assert!(text.contains("2 input records could not be read"), "{text}");
         assert!(
-            text.contains("2 input record(s) could not be read"),
-            "{text}"
-        );
-        assert!(
-            text.contains("1 input line(s) longer than --max-line-bytes"),
+            text.contains("1 input line longer than --max-line-bytes was cut"),
             "{text}"
         );
         assert!(

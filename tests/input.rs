@@ -74,7 +74,7 @@ fn unreadable_lines_exit_3_and_are_counted_in_the_text_and_json_summaries() {
     let (code, stdout, stderr) = run_on(input.clone(), &[]);
     assert_eq!(code, Some(3), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("1 input record(s) could not be read"),
+        stdout.contains("1 input record could not be read"),
         "{stdout}"
     );
     assert!(stderr.contains("stdin:2"), "{stderr}");
@@ -204,7 +204,7 @@ fn a_line_longer_than_max_line_bytes_is_cut_and_the_summary_says_so() {
     let (code, stdout, stderr) = run_on(input.clone(), &["--max-line-bytes", "4096"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("1 input line(s) longer than --max-line-bytes were cut"),
+        stdout.contains("1 input line longer than --max-line-bytes was cut"),
         "{stdout}"
     );
     assert!(
