@@ -5,15 +5,11 @@
 //! The whole file is parsed before anything is applied, so a file with a bad line applies
 //! nothing. Errors carry the line number only, never the line: a `.env` holds secrets.
 //!
-//! The format (what `dotenv` tools agree on, without their variable expansion):
-//! - blank lines and lines starting with `#` are ignored; `export ` before a name is allowed;
-//! - a name is letters, digits, `_` and `.`, not starting with a digit, followed by `=`;
-//! - an unquoted value runs to the end of the line (a ` #` starts a comment), trimmed;
-//! - `'single'` quotes keep everything literally; `"double"` quotes understand `\n`, `\t`,
-//!   `\"`, `\\` and `\$`; both may span several lines; after the closing quote only spaces
-//!   or a comment may follow;
-//! - `$VAR` is not expanded: values are taken as written (tokens often contain `$`).
-//! - an empty value (`JIRA_API_TOKEN=`) means "not set", as everywhere in triage.
+//! The format is dotenvy's (what `dotenv` tools agree on): blank lines and `#` comments are
+//! ignored, `export ` before a name is allowed, `'single'` quotes keep a value literally,
+//! `"double"` quotes understand escapes, and `$VAR` / `${VAR}` in unquoted and double-quoted
+//! values expand from the environment and from earlier lines (write `\$` or single quotes for
+//! a literal `$`). An empty value (`JIRA_API_TOKEN=`) means "not set", as everywhere in triage.
 
 use std::path::Path;
 
@@ -50,120 +46,43 @@ pub enum EnvFileReadError {
 }
 
 /// Parse the text of a `.env` file named `path` (the name is only used in errors).
+///
+/// The parsing is dotenvy's, so the file means what it means to every dotenv tool; what is
+/// added here is that the whole file is parsed before anything is applied, and that a bad line
+/// is named by its number. dotenvy's own error carries the bad statement's text, which may hold
+/// a secret: it is only used to find the line number, and never shown.
 pub fn parse(path: &str, text: &str) -> Result<Vec<(String, String)>, EnvFileError> {
-    let lines: Vec<&str> = text.lines().collect();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let err = |line, reason| EnvFileError {
+        path: path.to_string(),
+        line,
+        reason,
+    };
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let start = i;
-        let err = |reason| EnvFileError {
-            path: path.to_string(),
-            line: start + 1,
-            reason,
-        };
-        let line = lines[i].trim_start_matches('\u{feff}').trim();
-        i += 1;
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line
-            .strip_prefix("export ")
-            .map(str::trim_start)
-            .unwrap_or(line);
-        let Some((name, rest)) = line.split_once('=') else {
-            return Err(err("expected NAME=value"));
-        };
-        let name = name.trim_end();
-        if !valid_name(name) {
-            return Err(err(
-                "the name before = must be letters, digits, _ or ., not starting with a digit",
-            ));
-        }
-        let rest = rest.trim_start();
-        let value = match rest.chars().next() {
-            Some(q @ ('\'' | '"')) => {
-                // A quoted value may continue on the following lines.
-                let mut body = rest[1..].to_string();
-                let (value, after) = loop {
-                    if let Some(found) = closing_quote(&body, q) {
-                        break found;
-                    }
-                    if i >= lines.len() {
-                        return Err(err("a quoted value is never closed"));
-                    }
-                    body.push('\n');
-                    body.push_str(lines[i]);
-                    i += 1;
-                };
-                let after = after.trim();
-                if !after.is_empty() && !after.starts_with('#') {
-                    return Err(err("unexpected text after the closing quote"));
-                }
-                if q == '"' {
-                    unescape(&value).ok_or_else(|| err("an unknown \\ escape in double quotes"))?
-                } else {
-                    value
-                }
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok(pair) => out.push(pair),
+            Err(dotenvy::Error::LineParse(statement, _)) => {
+                return Err(err(
+                    line_of(text, &statement),
+                    "expected NAME=value (a name of letters, digits, _ or ., and balanced quotes)",
+                ))
             }
-            _ => {
-                let value = match rest.find(" #").or_else(|| rest.find("\t#")) {
-                    Some(at) => &rest[..at],
-                    None => rest,
-                };
-                if rest.starts_with('#') {
-                    String::new()
-                } else {
-                    value.trim().to_string()
-                }
-            }
-        };
-        out.push((name.to_string(), value));
+            Err(_) => return Err(err(1, "the file is not valid UTF-8 text")),
+        }
     }
     Ok(out)
 }
 
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-}
-
-/// The value up to the closing quote (raw, escapes kept) and the text after it.
-fn closing_quote(body: &str, quote: char) -> Option<(String, String)> {
-    let mut escaped = false;
-    for (at, c) in body.char_indices() {
-        if quote == '"' && escaped {
-            escaped = false;
-            continue;
-        }
-        if quote == '"' && c == '\\' {
-            escaped = true;
-            continue;
-        }
-        if c == quote {
-            return Some((body[..at].to_string(), body[at + 1..].to_string()));
-        }
-    }
-    None
-}
-
-fn unescape(raw: &str) -> Option<String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        out.push(match chars.next()? {
-            'n' => '\n',
-            't' => '\t',
-            'r' => '\r',
-            c @ ('"' | '\\' | '$' | '\'') => c,
-            _ => return None,
-        });
-    }
-    Some(out)
+/// The 1-based number of the line where `statement` (a statement dotenvy could not parse)
+/// starts in `text`.
+fn line_of(text: &str, statement: &str) -> usize {
+    let needle = statement.trim();
+    let first_line = needle.lines().next().unwrap_or(needle);
+    text.lines()
+        .position(|line| !first_line.is_empty() && line.trim() == first_line)
+        .or_else(|| text.find(needle).map(|at| text[..at].matches('\n').count()))
+        .map_or(1, |index| index + 1)
 }
 
 #[cfg(test)]
@@ -192,6 +111,18 @@ mod tests {
                 pair("B", "two\nlines \"q\""),
                 pair("C", "multi\nline"),
                 pair("D", "a#b"),
+            ]
+        );
+    }
+
+    #[test]
+    fn variables_expand_from_earlier_lines_except_in_single_quotes() {
+        assert_eq!(
+            ok("HOST=jira.example\nURL=https://${HOST}/x\nTOKEN='a$HOST'\n"),
+            vec![
+                pair("HOST", "jira.example"),
+                pair("URL", "https://jira.example/x"),
+                pair("TOKEN", "a$HOST"),
             ]
         );
     }
