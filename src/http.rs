@@ -9,6 +9,11 @@
 //!   (seconds for Datadog, an ISO 8601 time for Jira); 408, 5xx, timeouts and connection errors
 //!   back off exponentially with full jitter, honouring `Retry-After` when a 503 sends one.
 //!
+//! All of it inside the deadline of the log being worked on ([`with_deadline`]): the attempt
+//! timeout shrinks to what is left, and a retry or a server-requested wait that would end past
+//! the deadline is not started; the call fails at once instead. A call cancelled midway (its
+//! log's deadline, an interrupt) counts as a failure for the circuit breaker.
+//!
 //! Whether to retry (`classify`) is kept apart from how long to wait (`RetryPolicy`). A request
 //! that must not be repeated blindly (a Jira create: the first may have gone through) is sent
 //! with `Retry::SafeOnly`, which retries only what certainly did not reach the server (429 and
@@ -112,6 +117,39 @@ impl HttpError {
     }
 }
 
+tokio::task_local! {
+    /// The deadline of the log whose work is running: no attempt, retry or server-requested
+    /// wait of any service goes past it.
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// Run `work` under `deadline`: every call it makes through a [`Service`] ends by then.
+pub async fn with_deadline<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    work: F,
+) -> F::Output {
+    DEADLINE.scope(deadline, work).await
+}
+
+/// The deadline of the work running on this task, if it has one.
+pub fn current_deadline() -> Option<tokio::time::Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// Records a failure with the breaker if the call is dropped before it settles.
+struct BreakerVerdict<'a> {
+    breaker: &'a Breaker,
+    settled: bool,
+}
+
+impl Drop for BreakerVerdict<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.failure();
+        }
+    }
+}
+
 /// What to do with one attempt's result.
 #[derive(Debug, PartialEq)]
 enum Verdict {
@@ -194,7 +232,14 @@ impl Service {
                 retry_in: remaining,
             });
         }
+        // A call dropped before it settles (its log's deadline, an interrupt) counts as a
+        // failure: otherwise a cancelled probe would leave the circuit half-open for good.
+        let mut verdict = BreakerVerdict {
+            breaker,
+            settled: false,
+        };
         let result = self.send_with_retries(build, retry).await;
+        verdict.settled = true;
         match &result {
             Err(HttpError::Unavailable { .. }) => breaker.failure(),
             // A 4xx is this request's fault; the service answered, so it is up.
@@ -209,13 +254,44 @@ impl Service {
         retry: Retry,
     ) -> Result<Response, HttpError> {
         let mut attempt = 0;
+        let deadline = current_deadline();
+        let past_deadline =
+            |attempts: u32, last: String, maybe_applied: bool| HttpError::Unavailable {
+                service: self.name,
+                attempts,
+                last: format!("{last}; the log's deadline (--timeout) leaves no time to try again"),
+                maybe_applied,
+            };
         loop {
             attempt += 1;
-            self.wait_turn().await;
-            let result = build(&self.client)
-                .timeout(self.policy.attempt_timeout)
-                .send()
-                .await;
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, self.wait_turn()).await.is_err() {
+                        return Err(past_deadline(
+                            attempt - 1,
+                            "waited for the rate limit".into(),
+                            false,
+                        ));
+                    }
+                }
+                None => self.wait_turn().await,
+            }
+            let attempt_timeout = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(past_deadline(attempt - 1, "no attempt left".into(), false));
+                    }
+                    // A write that must not be repeated blindly (a Jira create) is not cut
+                    // off once sent: cutting it would lose the answer, not the ticket.
+                    match retry {
+                        Retry::Idempotent => left.min(self.policy.attempt_timeout),
+                        Retry::SafeOnly => self.policy.attempt_timeout,
+                    }
+                }
+                None => self.policy.attempt_timeout,
+            };
+            let result = build(&self.client).timeout(attempt_timeout).send().await;
             let (verdict, last, response) = match result {
                 Ok(resp) => {
                     self.pace(resp.headers());
@@ -317,6 +393,9 @@ impl Service {
                         Some(w) => w + jitter(Duration::from_millis(100)),
                         None => self.backoff(attempt),
                     };
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() + delay >= d) {
+                        return Err(past_deadline(attempt, last, maybe_applied));
+                    }
                     tracing::debug!(
                         service = self.name,
                         attempt,
