@@ -100,8 +100,13 @@ pub async fn run(
     let writable_state = state.clone().filter(|s| s.writable);
     let workers = config.workers.max(1);
     // Room for a couple of Datadog pages, or a few thousand file records, ahead of the workers.
-    let (tx, mut rx) =
-        mpsc::channel::<SourceItem>((config.batch_size as usize * 2).max(workers * 4).max(256));
+    // The source writes one item at a time into a channel read in the same task, which hands
+    // them on in batches: one cross-thread wake per batch instead of one per log. Room for a
+    // couple of Datadog pages, or a few thousand file records, ahead of the workers.
+    let (tx, source_rx) = mpsc::channel::<SourceItem>(HANDOFF_BATCH);
+    let ahead = (config.batch_size as usize * 2).max(workers * 4).max(256);
+    let (batch_tx, mut rx) = mpsc::channel::<Vec<SourceItem>>(ahead.div_ceil(HANDOFF_BATCH));
+    let mut buffered: std::vec::IntoIter<SourceItem> = Vec::new().into_iter();
     let window_end = match &config.source {
         SourceConfig::Datadog(dd) => Some(dd.to),
         SourceConfig::File(_) => None,
@@ -132,7 +137,7 @@ pub async fn run(
     // Ids on the retry list not yet taken: the first time an id comes it is the retry; the
     // window may bring the same log again, and that copy is already being handled.
     let mut retry_ids: HashSet<String> = retries.iter().map(|e| e.id.clone()).collect();
-    let source = tokio::spawn(async move {
+    let produce = async move {
         // Earlier runs' failures first, then the new logs.
         for event in retries {
             if tx.send(SourceItem::Event(event)).await.is_err() {
@@ -141,6 +146,10 @@ pub async fn run(
         }
         drop(tx);
         source_future.await
+    };
+    let source = tokio::spawn(async move {
+        let (result, ()) = tokio::join!(produce, hand_on(source_rx, batch_tx));
+        result
     });
 
     let mut dedup: Deduplicator<Fingerprint, Resolution, Pending> = Deduplicator::new();
@@ -219,7 +228,7 @@ pub async fn run(
                     }
                 }
             }
-            item = rx.recv(), if can_take => match item {
+            item = next_item(&mut rx, &mut buffered), if can_take => match item {
                 None => {
                     taking = false;
                     source_ended = true;
@@ -295,6 +304,7 @@ pub async fn run(
     // (limit, interrupt) may be blocked on input that never comes (an open stdin), so it is
     // stopped: nothing it could still say matters to this run.
     drop(rx);
+    drop(buffered);
     let source_error = if source_ended {
         match source.await {
             Ok(Ok(())) => None,
@@ -362,6 +372,39 @@ pub async fn run(
     interrupted |= shutdown.fired();
     let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + tickets.analyzer_breaker_trips();
     collector.finish(interrupted, fatal.or(source_error), trips)
+}
+
+/// Items handed from the source to the loop at once.
+const HANDOFF_BATCH: usize = 256;
+
+/// Move the source's items on to the loop in batches of what is there, up to `HANDOFF_BATCH`.
+async fn hand_on(mut items: mpsc::Receiver<SourceItem>, batches: mpsc::Sender<Vec<SourceItem>>) {
+    loop {
+        let mut batch = Vec::with_capacity(HANDOFF_BATCH);
+        if items.recv_many(&mut batch, HANDOFF_BATCH).await == 0 {
+            return;
+        }
+        if batches.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The next item from the source: from the batch at hand, else the next batch (cancel-safe:
+/// a batch is taken only in the poll that returns its first item).
+async fn next_item(
+    rx: &mut mpsc::Receiver<Vec<SourceItem>>,
+    buffered: &mut std::vec::IntoIter<SourceItem>,
+) -> Option<SourceItem> {
+    if let Some(item) = buffered.next() {
+        return Some(item);
+    }
+    loop {
+        *buffered = rx.recv().await?.into_iter();
+        if let Some(item) = buffered.next() {
+            return Some(item);
+        }
+    }
 }
 
 /// The next thing the interrupt does: come, or (once it came) end its grace period.
