@@ -344,8 +344,9 @@ fn sigterm_stops_taking_logs_finishes_in_flight_and_exits_130() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(generated_logs(50, 5).as_bytes()).unwrap();
     stdin.flush().unwrap();
-    // stdin stays open: the source would wait forever for more logs.
-    std::thread::sleep(Duration::from_millis(700));
+    // stdin stays open: the source would wait forever for more logs. (Time enough to take the
+    // 50 logs on a loaded machine.)
+    std::thread::sleep(Duration::from_millis(1500));
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
