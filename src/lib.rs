@@ -4,13 +4,18 @@
 //! The data flow (see `pipeline` for the loop that drives it):
 //!
 //! ```text
-//! source ──LogEvent──▶ ingest ──(event, fingerprint)──▶ worker pool ──Outcome──▶ collector
-//! (datadog | file)    (ordered)                         (N permits)             (stats, report,
-//!                                                            │                    progress)
-//!                                deduplicator ◀── claim(fp): Leader | Follower
-//!                                                            │
-//!                          leader only: analyze ──▶ ticket stage (find → create | comment)
+//! source ──LogEvent──▶ ingest ─────────────────────────▶ worker pool ──Outcome──▶ collector
+//! (datadog | file)    (one loop, arrival order:          (leaders only,         (stats, report,
+//!                      fingerprint, claim in `dedup`:     N slots; N = 1 is      progress; the
+//!                      Leader → pool, Follower → parked)  sequential)            only adder)
+//!                                  leader, in `ticket`: find ──▶ known: record
+//!                                                            └─▶ new: analyze ──▶ create
+//! end of run, in `ticket::recurrence`: new tickets brought up to date, recurrences commented
 //! ```
+//!
+//! Around it: `http` (limiter, retry, request; the one way out, inside each log's deadline),
+//! `state` (one writer thread, batched commits), `shutdown` (the interrupt every phase listens
+//! to, with its grace period).
 //!
 //! `main.rs` only parses the command line into a checked [`config::Config`] and calls [`run`].
 
