@@ -8,6 +8,9 @@
 //!   (this bench executable again), which prints its own peak RSS (`VmHWM` in
 //!   /proc/self/status) after the run.
 //!
+//! Each row is the best of its runs; `CPU µs/log` (user + system time of the whole process per
+//! log) is steadier than wall time on a machine shared with other work.
+//!
 //! `BENCH_LOGS=N` changes the throughput input; `BENCH_MEM_LOGS=N` and `BENCH_MEM_PROBLEMS=N`
 //! the memory one; `BENCH_SKIP_MEM=1` skips the memory run. Fails (panics) if a run fails.
 
@@ -42,8 +45,23 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// CPU time this process has used (user + system), from /proc/self/stat; zero elsewhere.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Clock ticks of 10 ms (USER_HZ = 100 on Linux).
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
 /// Run the library as the binary does, with no environment but `args`.
-fn run(args: &[String]) -> (triage::Report, Duration) {
+fn run(args: &[String]) -> (triage::Report, Duration, Duration) {
     let cli = triage::cli::Cli::try_parse_from(args).expect("valid command line");
     let env: HashMap<String, String> = HashMap::new();
     let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
@@ -53,12 +71,14 @@ fn run(args: &[String]) -> (triage::Report, Duration) {
         .build()
         .expect("runtime");
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let report = runtime
         .block_on(triage::run(config, std::future::pending()))
         .expect("the run succeeds");
     let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
     runtime.shutdown_background();
-    (report, elapsed)
+    (report, elapsed, cpu)
 }
 
 fn args(input: &str, state: &Path, extra: &[&str]) -> Vec<String> {
@@ -81,7 +101,7 @@ fn args(input: &str, state: &Path, extra: &[&str]) -> Vec<String> {
 /// The child of the memory run: the pipeline over stdin, then its peak RSS on stdout.
 fn memory_child(state: &str) {
     let a = args("-", Path::new(state), &[]);
-    let (report, elapsed) = run(&a);
+    let (report, elapsed, _) = run(&a);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm_kb: u64 = status
         .lines()
@@ -124,8 +144,8 @@ fn main() {
 
     println!("pipeline benchmark: dry run from a file, rules analyzer, state on");
     println!(
-        "{:<28} {:>10} {:>9} {:>10} {:>14}",
-        "run", "logs", "problems", "seconds", "logs/s"
+        "{:<28} {:>10} {:>9} {:>10} {:>14} {:>14}",
+        "run", "logs", "problems", "seconds", "logs/s", "CPU µs/log"
     );
     for (name, extra) in [
         ("sequential", vec![]),
@@ -134,21 +154,24 @@ fn main() {
     ] {
         let a = args(&input, &state, &extra);
         let mut best = Duration::MAX;
+        let mut best_cpu = Duration::MAX;
         let mut report = None;
         for _ in 0..3 {
-            let (r, t) = run(&a);
+            let (r, t, cpu) = run(&a);
             assert_eq!(r.summary.processed as usize, logs, "every log processed");
             best = best.min(t);
+            best_cpu = best_cpu.min(cpu);
             report = Some(r);
         }
         let report = report.expect("three runs");
         println!(
-            "{:<28} {:>10} {:>9} {:>10.3} {:>14.0}",
+            "{:<28} {:>10} {:>9} {:>10.3} {:>14.0} {:>14.2}",
             name,
             logs,
             report.summary.problems,
             best.as_secs_f64(),
-            logs as f64 / best.as_secs_f64()
+            logs as f64 / best.as_secs_f64(),
+            best_cpu.as_secs_f64() * 1e6 / logs as f64
         );
     }
 

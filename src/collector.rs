@@ -199,24 +199,23 @@ impl Collector {
             })?;
         }
         if let (Some(fp), Some(seen)) = (outcome.fingerprint, outcome.seen) {
-            if !self.problems.contains_key(&fp) {
-                let problem = Problem {
-                    fingerprint: fp.clone(),
-                    service: seen.service.clone(),
-                    template: seen.template.clone(),
-                    occurrences: 0,
-                    first_seen: None,
-                    last_seen: None,
-                    hosts: BTreeSet::new(),
-                    more_hosts: false,
-                    leader: None,
-                };
-                self.problems.insert(fp.clone(), problem);
-            }
-            let problem = self
-                .problems
-                .get_mut(&fp)
-                .expect("the problem was inserted above");
+            let problem = match self.problems.entry(fp) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let fingerprint = e.key().clone();
+                    e.insert(Problem {
+                        fingerprint,
+                        service: seen.service.clone(),
+                        template: seen.template.clone(),
+                        occurrences: 0,
+                        first_seen: None,
+                        last_seen: None,
+                        hosts: BTreeSet::new(),
+                        more_hosts: false,
+                        leader: None,
+                    })
+                }
+            };
             problem.occurrences += 1;
             if let Some(ts) = seen.timestamp {
                 problem.first_seen = Some(problem.first_seen.map_or(ts, |f| f.min(ts)));

@@ -228,51 +228,64 @@ pub async fn run(
                     }
                 }
             }
-            item = next_item(&mut rx, &mut buffered), if can_take => match item {
-                None => {
-                    taking = false;
-                    source_ended = true;
-                }
-                Some(SourceItem::Event(event)) => {
-                    collector.fetched();
-                    let retry = retry_ids.remove(&event.id);
-                    if !retry {
-                        events += 1;
-                        last_fetched = event.timestamp.max(last_fetched);
-                        if let Some(state) = &source_state {
-                            let id = event.id.clone();
-                            if state.call(move |s| s.is_seen(&id)).await? {
-                                collector.add(Outcome::already_processed(event.id))?;
-                                if config.limit.is_some_and(|limit| events >= limit) {
-                                    taking = false;
+            first = next_item(&mut rx, &mut buffered), if can_take => {
+                // The rest of the batch at hand is taken in the same turn, as long as the loop
+                // may take: one pass through this `select!` per batch, not per log.
+                let mut item = first;
+                loop {
+                    match item {
+                        None => {
+                            taking = false;
+                            source_ended = true;
+                        }
+                        Some(SourceItem::Event(event)) => {
+                            collector.fetched();
+                            let retry = retry_ids.remove(&event.id);
+                            let mut already = false;
+                            if !retry {
+                                events += 1;
+                                last_fetched = event.timestamp.max(last_fetched);
+                                if let Some(state) = &source_state {
+                                    let id = event.id.clone();
+                                    already = state.call(move |s| s.is_seen(&id)).await?;
                                 }
-                                continue;
+                            }
+                            if already {
+                                collector.add(Outcome::already_processed(event.id))?;
+                            } else {
+                                let printed = fingerprint::fingerprint(&event);
+                                let pending = Pending { event, template: printed.template };
+                                match dedup.claim(&printed.fingerprint, pending) {
+                                    Claim::Lead(p) => waiting.push_back((printed.fingerprint, p)),
+                                    Claim::Parked => {}
+                                    Claim::Resolved(res, p) => {
+                                        collector.add(follower(p, &printed.fingerprint, &res))?;
+                                    }
+                                }
+                            }
+                            if config.limit.is_some_and(|limit| events >= limit) {
+                                taking = false;
                             }
                         }
-                    }
-                    let printed = fingerprint::fingerprint(&event);
-                    let pending = Pending { event, template: printed.template };
-                    match dedup.claim(&printed.fingerprint, pending) {
-                        Claim::Lead(p) => waiting.push_back((printed.fingerprint, p)),
-                        Claim::Parked => {}
-                        Claim::Resolved(res, p) => {
-                            collector.add(follower(p, &printed.fingerprint, &res))?;
+                        Some(SourceItem::Skipped(s)) => {
+                            collector.fetched();
+                            collector.add(Outcome::skipped_record(s.location, s.reason))?;
                         }
+                        Some(SourceItem::Warning(w)) => {
+                            warnings_seen = true;
+                            collector.warning(w);
+                        }
+                        Some(SourceItem::Fetched { latency, .. }) => collector.fetch_latency(latency),
                     }
-                    if config.limit.is_some_and(|limit| events >= limit) {
-                        taking = false;
+                    if !(taking && waiting.is_empty() && dedup.parked() < MAX_PARKED) {
+                        break;
+                    }
+                    match buffered.next() {
+                        Some(next) => item = Some(next),
+                        None => break,
                     }
                 }
-                Some(SourceItem::Skipped(s)) => {
-                    collector.fetched();
-                    collector.add(Outcome::skipped_record(s.location, s.reason))?;
-                }
-                Some(SourceItem::Warning(w)) => {
-                    warnings_seen = true;
-                    collector.warning(w);
-                }
-                Some(SourceItem::Fetched { latency, .. }) => collector.fetch_latency(latency),
-            },
+            }
             else => break,
         }
     }
@@ -380,13 +393,16 @@ const HANDOFF_BATCH: usize = 256;
 /// Move the source's items on to the loop in batches of what is there, up to `HANDOFF_BATCH`.
 async fn hand_on(mut items: mpsc::Receiver<SourceItem>, batches: mpsc::Sender<Vec<SourceItem>>) {
     loop {
+        // Room at the loop first: meanwhile the source fills its channel without waking
+        // anyone, and the batch taken next is a full one.
+        let Ok(room) = batches.reserve().await else {
+            return;
+        };
         let mut batch = Vec::with_capacity(HANDOFF_BATCH);
         if items.recv_many(&mut batch, HANDOFF_BATCH).await == 0 {
             return;
         }
-        if batches.send(batch).await.is_err() {
-            return;
-        }
+        room.send(batch);
     }
 }
 
