@@ -175,6 +175,12 @@ pub struct Cli {
           value_parser = parse_duration, global = true, help_heading = "Jira")]
     pub comment_cooldown: std::time::Duration,
 
+    /// After Ctrl-C or SIGTERM: how long calls in flight may take to finish before the run
+    /// stops them and exits 130 (a second signal ends the run at once).
+    #[arg(long, value_name = "DURATION", env = "TRIAGE_SHUTDOWN_GRACE", default_value = "10s",
+          value_parser = parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+
     /// Consecutive failures of a service (Jira, the LLM) that open its circuit breaker.
     #[arg(long, value_name = "K", env = "TRIAGE_BREAKER_THRESHOLD", default_value_t = 5,
           value_parser = whole_number::<u32>(1, u64::from(u32::MAX)), global = true, help_heading = "Pipeline")]

@@ -19,13 +19,11 @@ use crate::progress::Progress;
 use crate::report::{LogEntry, Report, ReportWriter, Stages, Summary, TicketEntry};
 use crate::state::{Processed, StateHandle};
 use crate::stats::Stats;
+use crate::ticket::facts::{self, Span};
+use crate::ticket::recurrence::{PhaseResult, TicketWork};
 
 /// Hosts listed per problem; more are counted, not kept.
 const MAX_HOSTS: usize = 50;
-/// Outcomes written to the state store per transaction. One: a run killed at any moment has
-/// recorded every outcome it reached, so the next run neither loses nor repeats a log (a commit
-/// costs about 60 µs in WAL mode, far below any Jira round trip).
-const STATE_BATCH: usize = 1;
 /// Skipped records reported one by one on stderr before they are only counted.
 const MAX_SKIPPED_SHOWN: u64 = 50;
 
@@ -44,26 +42,23 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// The facts a ticket or comment about this problem is written from.
+    /// The facts a ticket or comment about this problem is written from: the whole run.
     pub fn facts(&self, site: &DatadogSite) -> Option<ProblemFacts> {
         let leader = self.leader.as_ref()?;
-        Some(ProblemFacts {
-            fingerprint: self.fingerprint.to_string(),
-            service: self.service.clone(),
-            title: leader.analysis.title.clone(),
-            summary: leader.analysis.summary.clone(),
-            category: leader.analysis.category.as_str().to_string(),
-            severity: leader.analysis.severity.as_str().to_string(),
-            template: self.template.clone(),
-            sample_message: leader.sample_message.clone(),
-            sample_log_id: leader.sample_id.clone(),
-            log_link: Some(site.log_link(&leader.sample_id, leader.sample_timestamp)),
-            hosts: self.hosts.iter().cloned().collect(),
-            first_seen: self.first_seen,
-            last_seen: self.last_seen,
-            occurrences: self.occurrences,
-            recurrence_of: leader.resolution.recurrence_of.clone(),
-        })
+        let hosts: Vec<String> = self.hosts.iter().cloned().collect();
+        Some(facts::build(
+            &self.fingerprint,
+            self.service.as_deref(),
+            &self.template,
+            leader,
+            Span {
+                occurrences: self.occurrences,
+                first_seen: self.first_seen,
+                last_seen: self.last_seen,
+                hosts: &hosts,
+            },
+            site,
+        ))
     }
 }
 
@@ -71,7 +66,6 @@ pub struct Collector {
     stats: Stats,
     /// Where final outcomes are recorded (only when this run may write).
     state: Option<StateHandle>,
-    batch: Vec<Processed>,
     already_processed: u64,
     given_up: u64,
     problems: HashMap<Fingerprint, Problem>,
@@ -108,7 +102,6 @@ impl Collector {
         Ok(Collector {
             stats: Stats::default(),
             state: state.filter(|s| s.writable),
-            batch: Vec::new(),
             already_processed: 0,
             given_up: 0,
             problems: HashMap::new(),
@@ -240,29 +233,32 @@ impl Collector {
             let recurrence = matches!(outcome.kind, OutcomeKind::Existing | OutcomeKind::Duplicate)
                 .then(|| outcome.ticket.clone())
                 .flatten();
-            self.batch.push(Processed {
+            // Queued to the state writer, committed with its batch.
+            state.record(Processed {
                 id: outcome.log_id.clone(),
                 timestamp: seen.timestamp,
                 failed,
                 recurrence,
-            });
-            if self.batch.len() >= STATE_BATCH {
-                let batch = std::mem::take(&mut self.batch);
-                state.with(|s| s.record(&batch))?;
-            }
+            })?;
         }
         if let (Some(fp), Some(seen)) = (outcome.fingerprint, outcome.seen) {
-            let problem = self.problems.entry(fp.clone()).or_insert_with(|| Problem {
-                fingerprint: fp,
-                service: seen.service.clone(),
-                template: seen.template.clone(),
-                occurrences: 0,
-                first_seen: None,
-                last_seen: None,
-                hosts: BTreeSet::new(),
-                more_hosts: false,
-                leader: None,
-            });
+            let problem = match self.problems.entry(fp) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let fingerprint = e.key().clone();
+                    e.insert(Problem {
+                        fingerprint,
+                        service: seen.service.clone(),
+                        template: seen.template.clone(),
+                        occurrences: 0,
+                        first_seen: None,
+                        last_seen: None,
+                        hosts: BTreeSet::new(),
+                        more_hosts: false,
+                        leader: None,
+                    })
+                }
+            };
             problem.occurrences += 1;
             if let Some(ts) = seen.timestamp {
                 problem.first_seen = Some(problem.first_seen.map_or(ts, |f| f.min(ts)));
@@ -315,23 +311,60 @@ impl Collector {
         }
     }
 
-    /// Write what is still batched to the state store.
-    pub fn flush_state(&mut self) -> anyhow::Result<()> {
+    /// Commit every outcome recorded so far to the state store.
+    pub async fn flush_state(&mut self) -> anyhow::Result<()> {
         if let Some(state) = &self.state {
-            let batch = std::mem::take(&mut self.batch);
-            state.with(|s| s.record(&batch))?;
+            state.flush().await?;
         }
         Ok(())
     }
 
+    /// The tickets the end of the run tells Jira about: those created in this run (brought up
+    /// to date with the whole run), and those that existed before it or were reopened (a
+    /// recurrence comment).
+    pub fn ticket_work(&self, site: &DatadogSite) -> (Vec<TicketWork>, Vec<TicketWork>) {
+        let mut created = Vec::new();
+        let mut recurring = Vec::new();
+        let mut problems: Vec<&Problem> = self.problems().collect();
+        // A stable order: the same run makes the same calls.
+        problems.sort_by(|a, b| a.fingerprint.as_str().cmp(b.fingerprint.as_str()));
+        for p in problems {
+            let Some(leader) = &p.leader else { continue };
+            let (Some(key), Some(facts)) = (&leader.resolution.key, p.facts(site)) else {
+                continue;
+            };
+            let work = TicketWork {
+                key: key.clone(),
+                facts,
+            };
+            match leader.resolution.action {
+                TicketAction::Created => created.push(work),
+                TicketAction::Existing | TicketAction::Reopened => recurring.push(work),
+                _ => {}
+            }
+        }
+        (created, recurring)
+    }
+
+    /// Add up what the end-of-run ticket phase did.
+    pub fn ticket_phase(&mut self, phase: PhaseResult) {
+        self.stats.commented += phase.commented;
+        self.stats.updated += phase.updated;
+        for t in phase.jira_times {
+            self.stats.jira.record(t);
+        }
+        for w in phase.warnings {
+            self.warning(w);
+        }
+    }
+
     /// Close the run: build the summary and tickets, and write the report file.
     pub fn finish(
-        mut self,
+        self,
         interrupted: bool,
         error: Option<String>,
         breaker_trips: u64,
     ) -> anyhow::Result<Report> {
-        self.flush_state()?;
         self.progress.finish();
         // Input that held records, none of them readable: nothing was done, and that is fatal.
         let error = error.or_else(|| {
@@ -354,12 +387,12 @@ impl Collector {
                     return None;
                 }
                 let facts = p.facts(&self.site)?;
-                let draft = content::ticket(&facts);
+                let (summary, labels) = content::summary_and_labels(&facts);
                 Some(TicketEntry {
                     fingerprint: p.fingerprint.to_string(),
                     key: res.key.clone(),
                     action: res.action.as_str(),
-                    summary: draft.summary.clone(),
+                    summary,
                     severity: leader.analysis.severity.as_str(),
                     occurrences: p.occurrences,
                     category: leader.analysis.category.as_str(),
@@ -367,18 +400,8 @@ impl Collector {
                     first_seen: p.first_seen,
                     last_seen: p.last_seen,
                     hosts: p.hosts.iter().cloned().collect(),
-                    labels: draft.labels.clone(),
-                    draft: (res.action == TicketAction::WouldCreate).then(|| {
-                        serde_json::json!({
-                            "summary": draft.summary,
-                            "labels": draft.labels,
-                            "description": if self.wiki {
-                                serde_json::Value::String(draft.description_wiki.clone())
-                            } else {
-                                draft.description_adf.clone()
-                            },
-                        })
-                    }),
+                    labels,
+                    draft: None,
                 })
             })
             .collect();
@@ -403,6 +426,7 @@ impl Collector {
             processed,
             created: s.created,
             commented: s.commented,
+            updated: s.updated,
             duplicates: s.duplicates,
             failed: s.failed,
             skipped: s.skipped,
@@ -433,7 +457,26 @@ impl Collector {
         };
         let report = Report { summary, tickets };
         if let Some(writer) = self.report {
-            writer.finish(&report)?;
+            // A dry run's drafts: built one at a time as the report is written, never all at
+            // once (they are the largest thing a problem has).
+            let (problems, site, wiki) = (&self.problems, &self.site, self.wiki);
+            writer.finish(&report, |t| {
+                if t.action != TicketAction::WouldCreate.as_str() {
+                    return None;
+                }
+                let fp = Fingerprint::from_raw(t.fingerprint.clone());
+                let facts = problems.get(&fp)?.facts(site)?;
+                let draft = content::ticket(&facts);
+                Some(serde_json::json!({
+                    "summary": draft.summary,
+                    "labels": draft.labels,
+                    "description": if wiki {
+                        serde_json::Value::String(draft.description_wiki)
+                    } else {
+                        draft.description_adf
+                    },
+                }))
+            })?;
         }
         Ok(report)
     }

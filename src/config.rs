@@ -80,6 +80,8 @@ pub struct Config {
     pub max_retries: u32,
     /// Least time between two recurrence comments on one ticket.
     pub comment_cooldown: Duration,
+    /// After an interrupt, how long calls in flight may take to finish.
+    pub shutdown_grace: Duration,
     /// Consecutive failures that open a service's circuit breaker, and for how long.
     pub breaker: (u32, Duration),
     /// Where to write Prometheus metrics.
@@ -432,6 +434,7 @@ impl Config {
                 now,
                 max_retries: cli.max_retries,
                 comment_cooldown: cli.comment_cooldown,
+                shutdown_grace: cli.shutdown_grace,
                 breaker: (cli.breaker_threshold, cli.breaker_cooldown),
                 metrics_file: cli.metrics_file.clone(),
                 max_line_bytes: usize::try_from(cli.max_line_bytes).unwrap_or(usize::MAX),

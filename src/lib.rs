@@ -4,13 +4,18 @@
 //! The data flow (see `pipeline` for the loop that drives it):
 //!
 //! ```text
-//! source ──LogEvent──▶ ingest ──(event, fingerprint)──▶ worker pool ──Outcome──▶ collector
-//! (datadog | file)    (ordered)                         (N permits)             (stats, report,
-//!                                                            │                    progress)
-//!                                deduplicator ◀── claim(fp): Leader | Follower
-//!                                                            │
-//!                          leader only: analyze ──▶ ticket stage (find → create | comment)
+//! source ──LogEvent──▶ ingest ─────────────────────────▶ worker pool ──Outcome──▶ collector
+//! (datadog | file)    (one loop, arrival order:          (leaders only,         (stats, report,
+//!                      fingerprint, claim in `dedup`:     N slots; N = 1 is      progress; the
+//!                      Leader → pool, Follower → parked)  sequential)            only adder)
+//!                                  leader, in `ticket`: find ──▶ known: record
+//!                                                            └─▶ new: analyze ──▶ create
+//! end of run, in `ticket::recurrence`: new tickets brought up to date, recurrences commented
 //! ```
+//!
+//! Around it: `http` (limiter, retry, request; the one way out, inside each log's deadline),
+//! `state` (one writer thread, batched commits), `shutdown` (the interrupt every phase listens
+//! to, with its grace period).
 //!
 //! `main.rs` only parses the command line into a checked [`config::Config`] and calls [`run`].
 
@@ -31,6 +36,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod shutdown;
 pub mod source;
 pub mod state;
 pub mod stats;
@@ -49,12 +55,16 @@ pub const CHECKPOINT_OVERLAP: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Process logs as `config` says until the source is exhausted or `shutdown` resolves.
 ///
+/// `shutdown` is the interrupt (Ctrl-C / SIGTERM in the binary): when it resolves, no new work
+/// starts, calls in flight get `--shutdown-grace`, and the run returns its partial report
+/// (`summary.interrupted`, exit 130) with the state consistent.
+///
 /// Errors are fatal problems found before any log was processed (the state lock is held,
 /// Jira refuses the credentials, the report file cannot be written, ...). A source that fails
 /// midway returns `Ok` with `summary.error` set, since the logs fetched before the failure were
 /// processed and are reported.
 pub async fn run(
-    mut config: Config,
+    config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
     let started = chrono::Utc::now();
@@ -70,6 +80,7 @@ pub async fn run(
             "writing to Jira"
         }
     );
+    let mut shutdown = shutdown::Shutdown::new(shutdown, config.shutdown_grace);
     let scope = state::Scope {
         source: match &config.source {
             config::SourceConfig::Datadog(dd) => {
@@ -83,16 +94,38 @@ pub async fn run(
             .map(|j| state::Scope::jira(&j.base_url, &j.project))
             .unwrap_or_default(),
     };
+    let state = match &config.state {
+        Some(path) => state::StateHandle::open(path, scope.clone(), !config.dry_run).await?,
+        None => None,
+    };
+    let result = run_with_state(config, scope, state.clone(), &mut shutdown, started).await;
+    // The store is closed (its last batch committed, its lock released) before `run` returns;
+    // after an interrupt, within what is left of the grace period.
+    if let Some(state) = state {
+        match shutdown.bounded(state.close()).await {
+            Some(closed) => closed?,
+            None => tracing::warn!("interrupted while closing the state store"),
+        }
+    }
+    result
+}
+
+async fn run_with_state(
+    mut config: Config,
+    scope: state::Scope,
+    state: Option<state::StateHandle>,
+    shutdown: &mut shutdown::Shutdown<'_>,
+    started: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Report> {
     // Checkpoints, processed ids and the retry list belong to a Datadog source; a file is
     // read whole each time it is given.
     let checkpoint_key = (!scope.source.is_empty()).then(|| scope.source.clone());
-    let state = open_state(&config, scope)?;
-    let _release = ReleaseLock(state.clone());
     if let (Some(state), Some(key), config::SourceConfig::Datadog(dd)) =
         (&state, &checkpoint_key, &mut config.source)
     {
         if !config.from_explicit {
-            let checkpoint = state.with(|s| s.checkpoint(key))?;
+            let k = key.clone();
+            let checkpoint = state.call(move |s| s.checkpoint(&k)).await?;
             // Far ahead of the clock, a checkpoint came from a log stamped in the future (older
             // versions let it move there); it would make every run fetch nothing.
             let checkpoint = checkpoint.filter(|&c| {
@@ -120,8 +153,8 @@ pub async fn run(
         Some(jira) => Some(Arc::new(connect_jira(jira, &config).await?)),
         None => None,
     };
-    let analyzer = match &config.analyzer {
-        config::AnalyzerConfig::Rules => analyze::Analyzer::Rules,
+    let (analyzer, cache_key) = match &config.analyzer {
+        config::AnalyzerConfig::Rules => (analyze::Analyzer::Rules, None),
         config::AnalyzerConfig::Llm {
             base_url,
             model,
@@ -133,27 +166,44 @@ pub async fn run(
             };
             let service = http::Service::new("LLM", config.rate_limit, policy)?
                 .with_breaker(config.breaker.0, config.breaker.1);
-            analyze::Analyzer::Llm(analyze::llm::LlmAnalyzer::new(
-                service,
-                base_url,
-                model,
-                api_key.clone(),
-            ))
+            (
+                analyze::Analyzer::Llm(analyze::llm::LlmAnalyzer::new(
+                    service,
+                    base_url,
+                    model,
+                    api_key.clone(),
+                )),
+                Some(format!("llm {model}")),
+            )
         }
     };
     // Only once every service is reachable: a run that cannot start gives nothing up.
     let (retries, given_up) = match &state {
-        Some(state) if checkpoint_key.is_some() => take_retries(state, config.max_retries)?,
+        Some(state) if checkpoint_key.is_some() => take_retries(state, config.max_retries).await?,
         _ => (Vec::new(), Vec::new()),
     };
     let run_id = match state.as_ref().filter(|s| s.writable) {
-        Some(s) => Some(s.with(|s| s.begin_run(config.now))?),
+        Some(s) => {
+            let now = config.now;
+            Some(s.call(move |s| s.begin_run(now)).await?)
+        }
         None => None,
     };
     let progress = progress::Progress::new(config.progress, config.limit);
     let metrics_file = config.metrics_file.clone();
-    let deps = pipeline::Deps {
+    let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
+    let tickets = Arc::new(ticket::TicketStage::new(
+        jira.clone(),
+        state.clone(),
         analyzer,
+        cache_key,
+        config.site.clone(),
+        config.dry_run,
+        reopen,
+        config.max_tickets,
+    ));
+    let deps = pipeline::Deps {
+        tickets,
         jira,
         state: state.clone(),
         retries,
@@ -166,15 +216,15 @@ pub async fn run(
     if let Some(state) = &state {
         if let Some(id) = run_id {
             let summary = serde_json::to_value(&report.summary)?;
-            state.with(|s| s.end_run(id, code, &summary))?;
+            state
+                .call_durable(move |s| s.end_run(id, code, &summary))
+                .await?;
             let versioned = serde_json::to_value(report::Versioned(&report.summary))?;
-            let record = state.clone();
-            tokio::task::spawn_blocking(move || {
-                record.with(|s| s.record_run(started, chrono::Utc::now(), code, &versioned))
-            })
-            .await??;
+            state
+                .call_durable(move |s| s.record_run(started, chrono::Utc::now(), code, &versioned))
+                .await?;
         }
-        last_success = state.with(|s| s.last_success())?;
+        last_success = state.call(|s| s.last_success()).await?;
     }
     if let Some(path) = metrics_file {
         let last_success = last_success.or_else(|| (code == exit::OK).then(chrono::Utc::now));
@@ -183,42 +233,12 @@ pub async fn run(
     Ok(report)
 }
 
-/// Marks the state lock released however `run` returns (other handles may outlive it in tasks
-/// the runtime has not dropped yet).
-struct ReleaseLock(Option<state::StateHandle>);
-
-impl Drop for ReleaseLock {
-    fn drop(&mut self) {
-        if let Some(state) = &self.0 {
-            let _ = state.with(|s| {
-                s.release_lock();
-                Ok(())
-            });
-        }
-    }
-}
-
-/// Open the state store: locked for a real run, read-only (and unlocked) for a dry run.
-fn open_state(config: &Config, scope: state::Scope) -> anyhow::Result<Option<state::StateHandle>> {
-    let Some(path) = &config.state else {
-        return Ok(None);
-    };
-    if config.dry_run {
-        return Ok(state::StateStore::open_read_only(path, scope)?
-            .map(|s| state::StateHandle::new(s, false)));
-    }
-    Ok(Some(state::StateHandle::new(
-        state::StateStore::open(path, scope)?,
-        true,
-    )))
-}
-
 /// Split the retry list: logs to retry now, and ids given up after `max_retries` runs.
-fn take_retries(
+async fn take_retries(
     state: &state::StateHandle,
     max_retries: u32,
 ) -> anyhow::Result<(Vec<event::LogEvent>, Vec<String>)> {
-    let failed = state.with(|s| s.failed_logs())?;
+    let failed = state.call(|s| s.failed_logs()).await?;
     let mut retries = Vec::new();
     let mut given_up = Vec::new();
     for log in failed {
@@ -229,7 +249,8 @@ fn take_retries(
         }
     }
     if state.writable && !given_up.is_empty() {
-        state.with(|s| s.give_up(&given_up))?;
+        let ids = given_up.clone();
+        state.call_durable(move |s| s.give_up(&ids)).await?;
     }
     Ok((retries, given_up))
 }

@@ -377,10 +377,25 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    stderr_line("interrupted: finishing the logs in flight (press Ctrl-C again to abort)");
-    // A second Ctrl-C aborts at once.
+    stderr_line("interrupted: finishing the calls in flight (--shutdown-grace; press Ctrl-C again to stop at once)");
+    // A second Ctrl-C or SIGTERM ends the run at once. The state store is consistent after
+    // every commit, so ending here loses at most its last uncommitted batch, which the next
+    // run processes again.
     tokio::spawn(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                stderr_line("interrupted again: stopping now");
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
         if tokio::signal::ctrl_c().await.is_ok() {
+            stderr_line("interrupted again: stopping now");
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     });

@@ -1,70 +1,57 @@
-//! The pipeline: source → ingest → bounded worker pool → collector. The only place with
+//! The pipeline: source → ingest → worker pool (leaders only) → collector. The only place with
 //! concurrency.
 //!
-//! One loop owns the run. It takes items from the source's bounded channel only while fewer than
-//! `workers` logs are in flight (so `workers = 1` is the sequential mode, on the same code path),
-//! fingerprints each log in arrival order (so a fingerprint never depends on scheduling), spawns
-//! one task per log, and feeds every finished outcome to the collector. On shutdown (Ctrl-C,
-//! SIGTERM) it stops taking new logs and lets the ones in flight finish.
+//! One loop owns the run, and it is the single consumer of everything:
+//! - **ingest**, in arrival order: take a log from the source's bounded channel, fingerprint it,
+//!   and claim its fingerprint in the deduplicator. The first log of a problem *leads*; a later
+//!   one is *parked* while its leader works (no task, no worker slot, no deadline of its own), or
+//!   is done at once when its leader already finished. So neither a fingerprint nor the leader of
+//!   a problem depends on the worker count or on scheduling.
+//! - **worker pool**: at most `workers` leaders in flight (a `JoinSet`); without `--async` that
+//!   is 1, on the same code path, so both modes file the same tickets and differ only in time.
+//!   Each leader has one deadline (`--timeout`), passed down to the HTTP layer. A leader that
+//!   fails hands its problem to the oldest parked log of it, which starts with a fresh deadline.
+//! - **collector**: every outcome is added up there, in the order the loop sees it.
 //!
-//! Each log task claims its fingerprint from the deduplicator: the leader analyzes the problem
-//! and files its ticket, followers wait for the leader's ticket. A log that fails or exceeds its
-//! deadline becomes a `failed` outcome; its problem's next log takes over as leader.
+//! Stopping: an interrupt (`Shutdown`) stops taking logs and starting leaders at once; leaders
+//! in flight get the grace period (`--shutdown-grace`), then are cancelled and their logs (and
+//! their parked logs) become `failed` (kept for the next run's retry). The ticket phase and the
+//! state flush that follow listen to the same interrupt. Nothing started here outlives `run`.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
-use crate::analyze::Analyzer;
 use crate::collector::Collector;
-use crate::config::{Config, DatadogSite, SourceConfig};
-use crate::dedup::{Claim, Deduplicator, Followed};
+use crate::config::{Config, SourceConfig};
+use crate::dedup::{Claim, Deduplicator};
 use crate::event::LogEvent;
 use crate::fingerprint::{self, Fingerprint};
 use crate::http::{HttpError, RetryPolicy, Service};
-use crate::jira::content::ProblemFacts;
 use crate::jira::JiraClient;
 use crate::outcome::{LeaderReport, Outcome, OutcomeKind, Resolution, Seen, Stage, TicketAction};
 use crate::progress::Progress;
 use crate::report::Report;
+use crate::shutdown::Shutdown;
 use crate::source::datadog::DatadogSource;
 use crate::source::{self, SourceItem};
-use crate::state::{CommentState, StateHandle};
-use crate::ticket::TicketStage;
-use chrono::{DateTime, Utc};
-use std::collections::HashSet;
-use tokio_util::sync::CancellationToken;
+use crate::state::StateHandle;
+use crate::ticket::{self, LeadFailure, TicketStage};
 
-/// What every log task shares.
-struct Shared {
-    dedup: Deduplicator<Fingerprint, Resolution>,
-    analyzer: Analyzer,
-    tickets: TicketStage,
-    site: DatadogSite,
-    per_log_timeout: Duration,
-    /// Whether the ticket stage talks to Jira (its latency is then the `jira` stage's).
-    jira_enabled: bool,
-    /// Set when a failure ends the whole run (Jira refused the credentials midway).
-    fatal: CancellationToken,
-    fatal_reason: std::sync::Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn fail_run(&self, reason: String) {
-        if let Ok(mut slot) = self.fatal_reason.lock() {
-            slot.get_or_insert(reason);
-        }
-        self.fatal.cancel();
-    }
-}
+/// Logs parked behind their leaders before the loop stops taking more from the source: a slow
+/// leader with a burst of its problem behind it holds memory, not the other problems.
+const MAX_PARKED: usize = 100_000;
 
 /// What the pipeline works with besides its configuration.
 pub struct Deps {
-    pub analyzer: Analyzer,
+    pub tickets: Arc<TicketStage>,
     pub jira: Option<Arc<JiraClient>>,
     pub state: Option<StateHandle>,
     /// Logs that failed in earlier runs: processed first, before the source's.
@@ -75,16 +62,31 @@ pub struct Deps {
     pub checkpoint_key: Option<String>,
 }
 
+/// A log waiting to lead, or parked behind its leader.
+struct Pending {
+    event: LogEvent,
+    template: String,
+}
+
+/// A leader's work, finished.
+struct LeaderDone {
+    fingerprint: Fingerprint,
+    event: Arc<LogEvent>,
+    template: Arc<str>,
+    result: Result<LeaderReport, LeadFailure>,
+    timings: ticket::Timings,
+}
+
 /// Run the whole pipeline until the source is exhausted, `--limit` is reached, or `shutdown`
-/// resolves.
+/// fires.
 pub async fn run(
     config: Config,
     deps: Deps,
     progress: Progress,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: &mut Shutdown<'_>,
 ) -> anyhow::Result<Report> {
     let Deps {
-        analyzer,
+        tickets,
         jira,
         state,
         retries,
@@ -95,23 +97,16 @@ pub async fn run(
     let source_state = state.clone().filter(|_| checkpoint_key.is_some());
     let mut collector = Collector::new(&config, progress, source_state.clone())?;
     collector.given_up(&given_up.0, given_up.1);
-    let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
     let writable_state = state.clone().filter(|s| s.writable);
-    let shared = Arc::new(Shared {
-        dedup: Deduplicator::new(),
-        analyzer,
-        tickets: TicketStage::new(jira.clone(), config.dry_run, reopen, config.max_tickets)
-            .with_state(state.clone()),
-        site: config.site.clone(),
-        per_log_timeout: config.per_log_timeout,
-        jira_enabled: jira.is_some(),
-        fatal: CancellationToken::new(),
-        fatal_reason: std::sync::Mutex::new(None),
-    });
     let workers = config.workers.max(1);
     // Room for a couple of Datadog pages, or a few thousand file records, ahead of the workers.
-    let (tx, mut rx) =
-        mpsc::channel::<SourceItem>((config.batch_size as usize * 2).max(workers * 4).max(256));
+    // The source writes one item at a time into a channel read in the same task, which hands
+    // them on in batches: one cross-thread wake per batch instead of one per log. Room for a
+    // couple of Datadog pages, or a few thousand file records, ahead of the workers.
+    let (tx, source_rx) = mpsc::channel::<SourceItem>(HANDOFF_BATCH);
+    let ahead = (config.batch_size as usize * 2).max(workers * 4).max(256);
+    let (batch_tx, mut rx) = mpsc::channel::<Vec<SourceItem>>(ahead.div_ceil(HANDOFF_BATCH));
+    let mut buffered: std::vec::IntoIter<SourceItem> = Vec::new().into_iter();
     let window_end = match &config.source {
         SourceConfig::Datadog(dd) => Some(dd.to),
         SourceConfig::File(_) => None,
@@ -145,7 +140,7 @@ pub async fn run(
     // Ids on the retry list not yet taken: the first time an id comes it is the retry; the
     // window may bring the same log again, and that copy is already being handled.
     let mut retry_ids: HashSet<String> = retries.iter().map(|e| e.id.clone()).collect();
-    let source = tokio::spawn(async move {
+    let produce = async move {
         // Earlier runs' failures first, then the new logs.
         for event in retries {
             if tx.send(SourceItem::Event(event)).await.is_err() {
@@ -154,77 +149,184 @@ pub async fn run(
         }
         drop(tx);
         source_future.await
+    };
+    let source = tokio::spawn(async move {
+        let (result, ()) = tokio::join!(produce, hand_on(source_rx, batch_tx));
+        result
     });
 
-    let mut in_flight = FuturesUnordered::new();
+    let mut dedup: Deduplicator<Fingerprint, Resolution, Pending> = Deduplicator::new();
+    let mut leaders: JoinSet<LeaderDone> = JoinSet::new();
+    // Leaders in flight, by fingerprint: what is left of them if they are cancelled.
+    let mut running: HashMap<Fingerprint, Arc<LogEvent>> = HashMap::new();
+    // Leaders waiting for a worker slot, in the order they became leaders.
+    let mut waiting: VecDeque<(Fingerprint, Pending)> = VecDeque::new();
     let mut taking = true;
     let mut interrupted = false;
+    let mut fatal: Option<String> = None;
     let mut source_ended = false;
     let mut events: u64 = 0;
     let mut warnings_seen = false;
     // The newest timestamp taken from the source (logs come oldest first): the checkpoint can
     // move up to it when the run stops before its window is done.
     let mut last_fetched: Option<DateTime<Utc>> = None;
-    tokio::pin!(shutdown);
+    let per_log_timeout = config.per_log_timeout;
     loop {
+        let stopping = interrupted || fatal.is_some();
+        while !stopping && leaders.len() < workers {
+            let Some((fp, pending)) = waiting.pop_front() else {
+                break;
+            };
+            let event = Arc::new(pending.event);
+            running.insert(fp.clone(), event.clone());
+            leaders.spawn(lead(
+                tickets.clone(),
+                fp,
+                event,
+                Arc::from(pending.template),
+                per_log_timeout,
+            ));
+        }
+        if leaders.is_empty() && (!taking || (stopping && waiting.is_empty())) {
+            break;
+        }
+        let can_take = taking && waiting.is_empty() && dedup.parked() < MAX_PARKED;
         tokio::select! {
             biased;
-            () = &mut shutdown, if taking => {
-                taking = false;
-                interrupted = true;
-            }
-            () = shared.fatal.cancelled(), if taking => taking = false,
-            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => collector.add(outcome)?,
-            item = rx.recv(), if taking && in_flight.len() < workers => match item {
-                None => {
+            () = interrupt_step(shutdown, interrupted), if !interrupted || !leaders.is_empty() => {
+                if !interrupted {
+                    interrupted = true;
                     taking = false;
-                    source_ended = true;
+                } else {
+                    // The grace period is over: cancel what is still in flight.
+                    leaders.abort_all();
+                    tickets.abort().await;
+                    while leaders.join_next().await.is_some() {}
+                    break;
                 }
-                Some(SourceItem::Event(event)) => {
-                    collector.fetched();
-                    let retry = retry_ids.remove(&event.id);
-                    if !retry {
-                        events += 1;
-                        last_fetched = event.timestamp.max(last_fetched);
-                        if let Some(state) = &source_state {
-                            if state.with(|s| s.is_seen(&event.id))? {
-                                collector.add(Outcome::already_processed(event.id))?;
-                                if config.limit.is_some_and(|limit| events >= limit) {
-                                    taking = false;
-                                }
-                                continue;
-                            }
+            }
+            Some(joined) = leaders.join_next(), if !leaders.is_empty() => {
+                let done = match joined {
+                    Ok(done) => done,
+                    // Only an abort ends a leader task without its result, and aborts leave
+                    // the loop above.
+                    Err(e) => anyhow::bail!("a leader task ended without its result: {e}"),
+                };
+                running.remove(&done.fingerprint);
+                let fp = done.fingerprint.clone();
+                match leader_finished(done, &mut collector)? {
+                    Ok(resolution) => {
+                        for p in dedup.resolve(&fp, resolution.clone()) {
+                            collector.add(follower(p, &fp, &resolution))?;
                         }
                     }
-                    let printed = fingerprint::fingerprint(&event);
-                    in_flight.push(spawn_log(shared.clone(), event, printed.fingerprint, printed.template));
-                    if config.limit.is_some_and(|limit| events >= limit) {
-                        taking = false;
+                    Err(auth) => {
+                        if let Some(reason) = auth {
+                            fatal.get_or_insert(reason);
+                            taking = false;
+                        }
+                        if let Some(next) = dedup.fail(&fp) {
+                            waiting.push_back((fp, next));
+                        }
                     }
                 }
-                Some(SourceItem::Skipped(s)) => {
-                    if s.unreadable {
-                        collector.unreadable(&s);
+            }
+            first = next_item(&mut rx, &mut buffered), if can_take => {
+                // The rest of the batch at hand is taken in the same turn, as long as the loop
+                // may take: one pass through this `select!` per batch, not per log.
+                let mut item = first;
+                loop {
+                    match item {
+                        None => {
+                            taking = false;
+                            source_ended = true;
+                        }
+                        Some(SourceItem::Event(event)) => {
+                            collector.fetched();
+                            let retry = retry_ids.remove(&event.id);
+                            let mut already = false;
+                            if !retry {
+                                events += 1;
+                                last_fetched = event.timestamp.max(last_fetched);
+                                if let Some(state) = &source_state {
+                                    let id = event.id.clone();
+                                    already = state.call(move |s| s.is_seen(&id)).await?;
+                                }
+                            }
+                            if already {
+                                collector.add(Outcome::already_processed(event.id))?;
+                            } else {
+                                let printed = fingerprint::fingerprint(&event);
+                                let pending = Pending { event, template: printed.template };
+                                match dedup.claim(&printed.fingerprint, pending) {
+                                    Claim::Lead(p) => waiting.push_back((printed.fingerprint, p)),
+                                    Claim::Parked => {}
+                                    Claim::Resolved(res, p) => {
+                                        collector.add(follower(p, &printed.fingerprint, &res))?;
+                                    }
+                                }
+                            }
+                            if config.limit.is_some_and(|limit| events >= limit) {
+                                taking = false;
+                            }
+                        }
+                        Some(SourceItem::Skipped(s)) => {
+                            if s.unreadable {
+                                collector.unreadable(&s);
+                            }
+                            collector.fetched();
+                            collector.add(Outcome::skipped_record(s.location, s.reason))?;
+                        }
+                        Some(SourceItem::Warning(w)) => {
+                            warnings_seen = true;
+                            collector.warning(w);
+                        }
+                        Some(SourceItem::Fetched { latency, .. }) => collector.fetch_latency(latency),
+                        // Shown, but the result is complete: the checkpoint may move.
+                        Some(SourceItem::Notice(n)) => collector.notice(n),
+                        Some(SourceItem::Cut(c)) => collector.cut(&c),
                     }
-                    collector.fetched();
-                    collector.add(Outcome::skipped_record(s.location, s.reason))?;
+                    if !(taking && waiting.is_empty() && dedup.parked() < MAX_PARKED) {
+                        break;
+                    }
+                    match buffered.next() {
+                        Some(next) => item = Some(next),
+                        None => break,
+                    }
                 }
-                Some(SourceItem::Warning(w)) => {
-                    warnings_seen = true;
-                    collector.warning(w);
-                }
-                Some(SourceItem::Fetched { latency, .. }) => collector.fetch_latency(latency),
-                // Shown, but the result is complete: the checkpoint may move.
-                Some(SourceItem::Notice(n)) => collector.notice(n),
-                Some(SourceItem::Cut(c)) => collector.cut(&c),
-            },
+            }
             else => break,
         }
     }
+    // Whatever did not finish: leaders cancelled after the grace period, leaders that never
+    // got a slot, and the logs parked behind them. Each is failed and kept for a retry.
+    let why = if interrupted {
+        "interrupted before it was processed"
+    } else {
+        "not processed: the run stopped"
+    };
+    let unfinished: Vec<Fingerprint> = running.keys().cloned().collect();
+    for fp in unfinished {
+        if let Some(event) = running.remove(&fp) {
+            let event = Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone());
+            collector.add(unprocessed(event, &fp, String::new(), why))?;
+        }
+        for p in dedup.abandon(&fp) {
+            collector.add(unprocessed(p.event, &fp, p.template, why))?;
+        }
+    }
+    for (fp, p) in std::mem::take(&mut waiting) {
+        collector.add(unprocessed(p.event, &fp, p.template, why))?;
+        for p in dedup.abandon(&fp) {
+            collector.add(unprocessed(p.event, &fp, p.template, why))?;
+        }
+    }
+    debug_assert_eq!(dedup.parked(), 0, "every parked log has an outcome");
     // Hang up. A source that ended by itself is asked how it ended; one we stopped taking from
     // (limit, interrupt) may be blocked on input that never comes (an open stdin), so it is
-    // dropped: nothing it could still say matters to this run.
+    // stopped: nothing it could still say matters to this run.
     drop(rx);
+    drop(buffered);
     let source_error = if source_ended {
         match source.await {
             Ok(Ok(())) => None,
@@ -233,267 +335,216 @@ pub async fn run(
         }
     } else {
         source.abort();
+        let _ = source.await;
         None
     };
-    let fatal = shared.fatal_reason.lock().ok().and_then(|mut r| r.take());
-    if let (Some(jira), false, None) = (&jira, config.dry_run, &fatal) {
+    // Creates still at Jira after their log's deadline finish (or, after an interrupt, get
+    // what is left of the grace period).
+    if shutdown.bounded(tickets.drain()).await.is_none() {
+        interrupted = true;
+        tickets.abort().await;
+    }
+    interrupted |= shutdown.poll_now();
+    if let (Some(jira), false, None, false) = (&jira, config.dry_run, &fatal, interrupted) {
         let cooldown =
             chrono::Duration::from_std(config.comment_cooldown).unwrap_or(chrono::Duration::MAX);
-        comment_recurrences(
+        let (created, recurring) = collector.ticket_work(&config.site);
+        let phase = ticket::recurrence::run(
             jira,
-            &mut collector,
-            &config.site,
             writable_state.as_ref(),
+            collector.counts_occurrences(),
+            created,
+            recurring,
             cooldown,
             config.now,
+            shutdown,
         )
         .await;
+        interrupted |= phase.interrupted;
+        collector.ticket_phase(phase);
     }
-    collector.flush_state()?;
+    // Saving state: every outcome, then the checkpoint, within the grace period if interrupted.
+    let saved = shutdown
+        .bounded(save_state(
+            &mut collector,
+            writable_state.as_ref(),
+            checkpoint_key.as_deref(),
+            window_end,
+            Completion {
+                complete: source_ended
+                    && source_error.is_none()
+                    && fatal.is_none()
+                    && !interrupted
+                    && !warnings_seen,
+                warnings_seen,
+                last_fetched,
+            },
+        ))
+        .await;
+    match saved {
+        Some(result) => result?,
+        None => {
+            interrupted = true;
+            collector.warning(
+                "interrupted while saving the state: the logs not yet saved are processed again next run"
+                    .into(),
+            );
+        }
+    }
+    interrupted |= shutdown.fired();
+    let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + tickets.analyzer_breaker_trips();
+    collector.llm_fallbacks(tickets.analyzer_fallbacks());
+    collector.finish(interrupted, fatal.or(source_error), trips)
+}
+
+/// Items handed from the source to the loop at once.
+const HANDOFF_BATCH: usize = 256;
+
+/// Move the source's items on to the loop in batches of what is there, up to `HANDOFF_BATCH`.
+async fn hand_on(mut items: mpsc::Receiver<SourceItem>, batches: mpsc::Sender<Vec<SourceItem>>) {
+    loop {
+        // Room at the loop first: meanwhile the source fills its channel without waking
+        // anyone, and the batch taken next is a full one.
+        let Ok(room) = batches.reserve().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(HANDOFF_BATCH);
+        if items.recv_many(&mut batch, HANDOFF_BATCH).await == 0 {
+            return;
+        }
+        room.send(batch);
+    }
+}
+
+/// The next item from the source: from the batch at hand, else the next batch (cancel-safe:
+/// a batch is taken only in the poll that returns its first item).
+async fn next_item(
+    rx: &mut mpsc::Receiver<Vec<SourceItem>>,
+    buffered: &mut std::vec::IntoIter<SourceItem>,
+) -> Option<SourceItem> {
+    if let Some(item) = buffered.next() {
+        return Some(item);
+    }
+    loop {
+        *buffered = rx.recv().await?.into_iter();
+        if let Some(item) = buffered.next() {
+            return Some(item);
+        }
+    }
+}
+
+/// The next thing the interrupt does: come, or (once it came) end its grace period.
+async fn interrupt_step(shutdown: &mut Shutdown<'_>, interrupted: bool) {
+    if interrupted {
+        shutdown.grace_over().await;
+    } else {
+        shutdown.signalled().await;
+    }
+}
+
+/// How far the source got, for the checkpoint.
+struct Completion {
+    complete: bool,
+    warnings_seen: bool,
+    last_fetched: Option<DateTime<Utc>>,
+}
+
+/// Commit every outcome, then move the checkpoint as far as it is safe.
+async fn save_state(
+    collector: &mut Collector,
+    state: Option<&StateHandle>,
+    checkpoint_key: Option<&str>,
+    window_end: Option<DateTime<Utc>>,
+    done: Completion,
+) -> anyhow::Result<()> {
+    collector.flush_state().await?;
     // Every log up to the checkpoint now has a final outcome recorded (or is on the retry list).
-    if let (Some(state), Some(key), Some(end)) = (&writable_state, &checkpoint_key, window_end) {
-        let complete = source_ended
-            && source_error.is_none()
-            && fatal.is_none()
-            && !interrupted
-            && !warnings_seen;
+    if let (Some(state), Some(key), Some(end)) = (state, checkpoint_key, window_end) {
         // A partial result (Datadog's timeout status or warnings) may lack logs older than the
         // newest one it returned: the checkpoint stays, and the next run reads the span again.
-        let until = if complete {
+        let until = if done.complete {
             Some(end)
-        } else if warnings_seen {
+        } else if done.warnings_seen {
             None
         } else {
-            last_fetched
+            done.last_fetched
         };
         // A log stamped past the window (a clock far ahead) must not carry the checkpoint with it.
         let until = until.map(|t| t.min(end));
         if let Some(until) = until {
-            state.with(|s| s.advance_checkpoint(key, until, CHECKPOINT_KEEP_IDS))?;
+            let key = key.to_string();
+            state
+                .call_durable(move |s| s.advance_checkpoint(&key, until, CHECKPOINT_KEEP_IDS))
+                .await?;
         }
     }
-    let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + shared.analyzer.breaker_trips();
-    collector.llm_fallbacks(shared.analyzer.fallbacks());
-    collector.finish(interrupted, fatal.or(source_error), trips)
+    Ok(())
 }
 
 /// How far behind the checkpoint processed ids are kept, to recognise logs an overlapping window
 /// fetches again.
 const CHECKPOINT_KEEP_IDS: chrono::Duration = chrono::Duration::hours(6);
 
-/// One comment per ticket per run, now that the run knows each problem's count: on tickets that
-/// existed before this run (and on reopened ones). With a state store, at most one comment per
-/// `--comment-cooldown` across runs: occurrences in between are added up into the next comment.
-async fn comment_recurrences(
-    jira: &JiraClient,
-    collector: &mut Collector,
-    site: &DatadogSite,
-    state: Option<&StateHandle>,
-    cooldown: chrono::Duration,
-    now: DateTime<Utc>,
-) {
-    // With a checkpointed source, each log's occurrence was added to its ticket's pending
-    // count as the log was recorded; otherwise this run's counts are added here.
-    let counted = collector.counts_occurrences();
-    let stored = |collector: &mut Collector, key: &str| match state {
-        Some(state) => match state.with(|s| s.comment_state(key)) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                collector.warning(format!("state store: {e:#}"));
-                None
-            }
-        },
-        None => None,
-    };
-    // A ticket created in this run describes its first log: that starts its cooldown, and this
-    // run's other occurrences wait for its next comment.
-    let created: Vec<(String, ProblemFacts)> = collector
-        .problems()
-        .filter_map(|p| {
-            let res = &p.leader.as_ref()?.resolution;
-            (res.action == TicketAction::Created)
-                .then(|| Some((res.key.clone()?, p.facts(site)?)))
-                .flatten()
-        })
-        .collect();
-    for (key, mut facts) in created {
-        facts.occurrences = if counted {
-            stored(collector, &key).map_or(0, |p| p.pending)
-        } else {
-            facts.occurrences.saturating_sub(1)
-        };
-        save_pending(state, collector, &key, Some(now), &facts);
-    }
-    let due: Vec<(String, ProblemFacts)> = collector
-        .problems()
-        .filter_map(|p| {
-            let res = &p.leader.as_ref()?.resolution;
-            matches!(res.action, TicketAction::Existing | TicketAction::Reopened)
-                .then(|| Some((res.key.clone()?, p.facts(site)?)))
-                .flatten()
-        })
-        .collect();
-    for (key, mut facts) in due {
-        let mut pending = stored(collector, &key);
-        if let Some(p) = &mut pending {
-            // What recurred since the last comment, with this run's figures.
-            if counted {
-                facts.occurrences = p.pending;
-            } else {
-                facts.occurrences += p.pending;
-            }
-            facts.first_seen = facts
-                .first_seen
-                .min(p.first_seen)
-                .or(facts.first_seen)
-                .or(p.first_seen);
-            facts.last_seen = facts.last_seen.max(p.last_seen);
-            for h in p.hosts.drain(..) {
-                if !facts.hosts.contains(&h) && facts.hosts.len() < 50 {
-                    facts.hosts.push(h);
-                }
-            }
-            if p.last_comment.is_some_and(|last| now - last < cooldown) {
-                save_pending(state, collector, &key, p.last_comment, &facts);
-                continue;
-            }
-        }
-        // Keep the counts until Jira has the comment: a run killed meanwhile leaves them for
-        // the next comment instead of losing them.
-        let last = pending.as_ref().and_then(|p| p.last_comment);
-        save_pending(state, collector, &key, last, &facts);
-        let started = Instant::now();
-        let result = jira.comment(&key, &facts).await;
-        collector.stats_mut().jira.record(started.elapsed());
-        match result {
-            Ok(()) => {
-                collector.stats_mut().commented += 1;
-                if let Some(state) = state {
-                    let fresh = CommentState {
-                        last_comment: Some(now),
-                        ..CommentState::default()
-                    };
-                    if let Err(e) = state.with(|s| s.save_comment_state(&key, &fresh)) {
-                        collector.warning(format!("state store: {e:#}"));
-                    }
-                }
-            }
-            Err(e) => {
-                // The counts stay pending for the next run's comment.
-                collector.warning(format!("could not comment on {key}: {e:#}"));
-            }
-        }
-    }
-}
-
-/// Remember occurrences not yet commented on, to add them to the ticket's next comment.
-fn save_pending(
-    state: Option<&StateHandle>,
-    collector: &mut Collector,
-    key: &str,
-    last_comment: Option<DateTime<Utc>>,
-    facts: &ProblemFacts,
-) {
-    let Some(state) = state else { return };
-    let saved = CommentState {
-        last_comment,
-        pending: facts.occurrences,
-        first_seen: facts.first_seen,
-        last_seen: facts.last_seen,
-        hosts: facts.hosts.clone(),
-    };
-    if let Err(e) = state.with(|s| s.save_comment_state(key, &saved)) {
-        collector.warning(format!("state store: {e:#}"));
-    }
-}
-
-/// Spawn one log's task; a panic inside it becomes that log's `failed` outcome.
-fn spawn_log(
-    shared: Arc<Shared>,
-    event: LogEvent,
+/// One leader's work under its deadline; a panic inside it becomes its failure.
+async fn lead(
+    tickets: Arc<TicketStage>,
     fingerprint: Fingerprint,
-    template: String,
-) -> impl Future<Output = Outcome> {
-    let id = event.id.clone();
-    let fp = fingerprint.clone();
-    let task = tokio::spawn(process(shared, event, fingerprint, template));
-    async move {
-        task.await.unwrap_or_else(|e| Outcome {
-            log_id: id,
-            fingerprint: Some(fp),
-            kind: OutcomeKind::Failed,
-            ticket: None,
-            stage: None,
-            error: Some(format!("internal error: {e}")),
-            seen: None,
-            leader: None,
-            analyze_time: None,
-            jira_time: None,
-            warning: None,
-            retry_event: None,
-        })
-    }
-}
-
-/// The stage a log is in, readable after its future was dropped by the deadline.
-struct StageMark(AtomicU8);
-
-impl StageMark {
-    fn set(&self, stage: Stage) {
-        self.0.store(stage as u8, Ordering::Relaxed);
-    }
-    fn get(&self) -> Stage {
-        match self.0.load(Ordering::Relaxed) {
-            x if x == Stage::Analyze as u8 => Stage::Analyze,
-            x if x == Stage::Jira as u8 => Stage::Jira,
-            _ => Stage::Dedup,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Timings {
-    analyze: Option<Duration>,
-    jira: Option<Duration>,
-    /// A problem worth a warning that did not fail the log (the llm analyzer fell back).
-    warning: Option<String>,
-}
-
-/// What one log's work came to, before it is turned into an `Outcome`.
-enum Handled {
-    Followed(Resolution),
-    Led(Box<LeaderReport>),
-}
-
-async fn process(
-    shared: Arc<Shared>,
-    event: LogEvent,
-    fingerprint: Fingerprint,
-    template: String,
-) -> Outcome {
-    let mark = StageMark(AtomicU8::new(Stage::Dedup as u8));
-    let timings = std::sync::Mutex::new(Timings::default());
-    let work = handle(&shared, &event, &fingerprint, &template, &mark, &timings);
-    let result = match tokio::time::timeout(shared.per_log_timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err((
-            mark.get(),
-            anyhow::anyhow!(
-                "timed out after {} s (--timeout)",
-                shared.per_log_timeout.as_secs()
-            ),
-        )),
+    event: Arc<LogEvent>,
+    template: Arc<str>,
+    timeout: Duration,
+) -> LeaderDone {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let progress = Arc::new(ticket::Progress::default());
+    let work = tickets.lead(
+        event.clone(),
+        fingerprint.clone(),
+        template.clone(),
+        deadline,
+        progress.clone(),
+    );
+    let work = crate::http::with_deadline(deadline, tokio::time::timeout_at(deadline, work));
+    let result = match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(LeadFailure {
+            stage: progress.stage.get(),
+            error: anyhow::anyhow!("timed out after {} s (--timeout)", timeout.as_secs()),
+        }),
+        Err(_) => Err(LeadFailure {
+            stage: progress.stage.get(),
+            error: anyhow::anyhow!("internal error: the leader's work panicked"),
+        }),
     };
-    let timings = timings.into_inner().unwrap_or_default();
-    let retry_value = result.is_err().then(|| event.to_value());
+    LeaderDone {
+        fingerprint,
+        event,
+        template,
+        result,
+        timings: progress.take_timings(),
+    }
+}
+
+/// Add a finished leader's outcome. `Ok(resolution)` for its followers, or `Err(fatal reason)`
+/// when it failed (`Some` when the failure ends the run: Jira refused the credentials).
+fn leader_finished(
+    done: LeaderDone,
+    collector: &mut Collector,
+) -> anyhow::Result<Result<Resolution, Option<String>>> {
+    let LeaderDone {
+        fingerprint,
+        event,
+        template,
+        result,
+        timings,
+    } = done;
+    let event = Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone());
     let seen = Seen {
         timestamp: event.timestamp,
         host: event.host.clone(),
         service: event.service.clone(),
-        template,
+        template: template.to_string(),
     };
     let mut outcome = Outcome {
-        log_id: event.id,
+        log_id: String::new(),
         fingerprint: Some(fingerprint),
         kind: OutcomeKind::Failed,
         ticket: None,
@@ -506,19 +557,9 @@ async fn process(
         warning: timings.warning,
         retry_event: None,
     };
-    match result {
-        Ok(Handled::Followed(res)) => {
-            outcome.ticket = res.key;
-            outcome.kind = if res.action == TicketAction::Capped {
-                outcome.error =
-                    Some("the --max-tickets cap was reached before this problem's ticket".into());
-                OutcomeKind::Skipped
-            } else {
-                OutcomeKind::Duplicate
-            };
-        }
-        Ok(Handled::Led(report)) => {
-            let res = &report.resolution;
+    let answer = match result {
+        Ok(report) => {
+            let res = report.resolution.clone();
             outcome.ticket = res.key.clone();
             outcome.kind = match res.action {
                 TicketAction::Created => OutcomeKind::Created,
@@ -526,87 +567,80 @@ async fn process(
                 TicketAction::WouldCreate => OutcomeKind::WouldCreate,
                 TicketAction::Reopened | TicketAction::WouldReopen => OutcomeKind::Existing,
                 TicketAction::Capped => {
-                    outcome.error = Some(
-                        "the --max-tickets cap was reached before this problem's ticket".into(),
-                    );
+                    outcome.error = Some(CAPPED.into());
                     OutcomeKind::Skipped
                 }
             };
-            outcome.leader = Some(report);
+            outcome.leader = Some(Box::new(report));
+            Ok(res)
         }
-        Err((stage, e)) => {
-            outcome.retry_event = retry_value;
-            if let Some(auth) = e.downcast_ref::<HttpError>().filter(|h| h.is_auth()) {
-                shared.fail_run(format!("{auth}: check JIRA_URL and the Jira credentials (JIRA_EMAIL + JIRA_API_TOKEN, or JIRA_PAT)"));
-            }
+        Err(LeadFailure { stage, error }) => {
+            outcome.retry_event = Some(event.to_value());
+            let fatal = error
+                .downcast_ref::<HttpError>()
+                .filter(|h| h.is_auth())
+                .map(|auth| format!("{auth}: check JIRA_URL and the Jira credentials (JIRA_EMAIL + JIRA_API_TOKEN, or JIRA_PAT)"));
             outcome.stage = Some(stage);
-            outcome.error = Some(format!("{e:#}"));
+            outcome.error = Some(format!("{error:#}"));
+            Err(fatal)
         }
-    }
-    outcome
+    };
+    outcome.log_id = event.id;
+    collector.add(outcome)?;
+    Ok(answer)
 }
 
-async fn handle(
-    shared: &Shared,
-    event: &LogEvent,
-    fingerprint: &Fingerprint,
-    template: &str,
-    mark: &StageMark,
-    timings: &std::sync::Mutex<Timings>,
-) -> Result<Handled, (Stage, anyhow::Error)> {
-    let guard = match shared.dedup.claim(fingerprint) {
-        Claim::Leader(guard) => guard,
-        Claim::Follower(follower) => match follower.wait().await {
-            Followed::Resolved(res) => return Ok(Handled::Followed(res)),
-            Followed::Promoted(guard) => guard,
-        },
-    };
-    mark.set(Stage::Analyze);
-    let started = Instant::now();
-    let (analysis, fallback) = shared.analyzer.analyze(event, template).await;
-    record(timings, |t| {
-        t.analyze = Some(started.elapsed());
-        t.warning = fallback;
-    });
+const CAPPED: &str = "the --max-tickets cap was reached before this problem's ticket";
 
-    mark.set(Stage::Jira);
-    let facts = ProblemFacts {
-        fingerprint: fingerprint.to_string(),
-        service: event.service.clone(),
-        title: analysis.title.clone(),
-        summary: analysis.summary.clone(),
-        category: analysis.category.as_str().to_string(),
-        severity: analysis.severity.as_str().to_string(),
-        template: template.to_string(),
-        sample_message: event.message.clone(),
-        sample_log_id: event.id.clone(),
-        log_link: Some(shared.site.log_link(&event.id, event.timestamp)),
-        hosts: event.host.iter().cloned().collect(),
-        first_seen: event.timestamp,
-        last_seen: event.timestamp,
-        occurrences: 1,
-        recurrence_of: None,
+/// A log whose problem's leader resolved: one more occurrence of that ticket.
+fn follower(p: Pending, fingerprint: &Fingerprint, res: &Resolution) -> Outcome {
+    let (kind, error) = if res.action == TicketAction::Capped {
+        (OutcomeKind::Skipped, Some(CAPPED.to_string()))
+    } else {
+        (OutcomeKind::Duplicate, None)
     };
-    let started = Instant::now();
-    let filed = shared.tickets.file(fingerprint, &facts).await;
-    if shared.jira_enabled {
-        record(timings, |t| t.jira = Some(started.elapsed()));
+    let event = p.event;
+    Outcome {
+        log_id: event.id,
+        fingerprint: Some(fingerprint.clone()),
+        kind,
+        ticket: res.key.clone(),
+        stage: None,
+        error,
+        seen: Some(Seen {
+            timestamp: event.timestamp,
+            host: event.host,
+            service: event.service,
+            template: p.template,
+        }),
+        leader: None,
+        analyze_time: None,
+        jira_time: None,
+        warning: None,
+        retry_event: None,
     }
-    let resolution = filed.map_err(|e| (Stage::Jira, e))?;
-    // Followers get the resolution only after the leader's work is complete; a guard dropped
-    // before this line (error, deadline, panic) hands the problem to the next log instead.
-    guard.resolve(resolution.clone());
-    Ok(Handled::Led(Box::new(LeaderReport {
-        analysis,
-        sample_id: event.id.clone(),
-        sample_message: event.message.clone(),
-        sample_timestamp: event.timestamp,
-        resolution,
-    })))
 }
 
-fn record(timings: &std::sync::Mutex<Timings>, f: impl FnOnce(&mut Timings)) {
-    if let Ok(mut t) = timings.lock() {
-        f(&mut t);
+/// A log the run stopped before it was done with: failed, kept for the next run's retry.
+fn unprocessed(event: LogEvent, fingerprint: &Fingerprint, template: String, why: &str) -> Outcome {
+    let retry_event = Some(event.to_value());
+    Outcome {
+        fingerprint: Some(fingerprint.clone()),
+        kind: OutcomeKind::Failed,
+        ticket: None,
+        stage: Some(Stage::Dedup),
+        error: Some(why.to_string()),
+        seen: Some(Seen {
+            timestamp: event.timestamp,
+            host: event.host,
+            service: event.service,
+            template,
+        }),
+        leader: None,
+        analyze_time: None,
+        jira_time: None,
+        warning: None,
+        retry_event,
+        log_id: event.id,
     }
 }

@@ -52,6 +52,8 @@ pub struct Summary {
     pub processed: u64,
     pub created: u64,
     pub commented: u64,
+    /// Tickets created in this run that its end brought up to date (whole-run figures).
+    pub updated: u64,
     pub duplicates: u64,
     pub failed: u64,
     pub skipped: u64,
@@ -171,8 +173,14 @@ impl ReportWriter {
         Ok(())
     }
 
-    /// Write `{"summary":..,"logs":[..],"tickets":[..]}` and move it into place.
-    pub fn finish(mut self, report: &Report) -> anyhow::Result<()> {
+    /// Write `{"summary":..,"logs":[..],"tickets":[..]}` and move it into place. `draft` gives
+    /// a ticket's dry-run draft, built as its entry is written (so drafts are never all in
+    /// memory at once); an entry that already holds one keeps it.
+    pub fn finish(
+        mut self,
+        report: &Report,
+        draft: impl Fn(&TicketEntry) -> Option<serde_json::Value>,
+    ) -> anyhow::Result<()> {
         self.logs.flush()?;
         drop(self.logs);
         let tmp = sibling(&self.path, ".tmp");
@@ -182,9 +190,19 @@ impl ReportWriter {
             serde_json::to_writer_pretty(&mut out, &Versioned(&report.summary))?;
             out.write_all(b",\n\"logs\":[\n")?;
             std::io::copy(&mut File::open(&self.partial)?, &mut out)?;
-            out.write_all(b"\n],\n\"tickets\":")?;
-            serde_json::to_writer_pretty(&mut out, &report.tickets)?;
-            out.write_all(b"}\n")?;
+            out.write_all(b"\n],\n\"tickets\":[")?;
+            for (i, ticket) in report.tickets.iter().enumerate() {
+                out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+                match (&ticket.draft, draft(ticket)) {
+                    (None, Some(d)) => {
+                        let mut entry = ticket.clone();
+                        entry.draft = Some(d);
+                        serde_json::to_writer_pretty(&mut out, &entry)?;
+                    }
+                    _ => serde_json::to_writer_pretty(&mut out, ticket)?,
+                }
+            }
+            out.write_all(b"\n]}\n")?;
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             Ok(())
         };
@@ -357,6 +375,7 @@ mod tests {
             fetched: 2,
             processed: 2,
             created: 0,
+            updated: 0,
             commented: 0,
             duplicates: 1,
             failed: 0,
@@ -404,7 +423,7 @@ mod tests {
             summary: empty_summary(),
             tickets: vec![],
         };
-        w.finish(&report).unwrap();
+        w.finish(&report, |_| None).unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(v["logs"].as_array().unwrap().len(), 2);

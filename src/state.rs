@@ -9,10 +9,13 @@
 //! - fingerprint → ticket key, written the moment a ticket is created;
 //! - per ticket, when it was last commented and what has recurred since (the comment cooldown);
 //! - logs that failed, with the number of runs that tried them, to retry first next time;
+//! - what the analyzer said about each fingerprint (a cache with a time to live);
 //! - a row per run (start, end, counts, exit code), and one per finished run of each job.
 //!
-//! Every write is a transaction (WAL journal), so a run killed at any point leaves the store as
-//! it was after its last commit. A store written by an older schema is migrated in place
+//! A run reaches the store only through a [`StateHandle`]: one writer thread that owns the
+//! connection, applies operations in order and commits them in batches (WAL journal), so a run
+//! killed at any point leaves the store as it was after its last commit, and no SQLite call
+//! runs on the async runtime. A store written by an older schema is migrated in place
 //! (`MIGRATIONS`), never rejected. One run at a time: an exclusive lock on `<db>.lock` held for
 //! the store's lifetime; the kernel drops it when a process dies, so a killed run's lock is
 //! simply taken over by the next one.
@@ -77,6 +80,10 @@ const MIGRATIONS: &[&str] = &[
                             existing INTEGER NOT NULL, commented INTEGER NOT NULL, duplicates INTEGER NOT NULL,
                             skipped INTEGER NOT NULL, failed INTEGER NOT NULL, summary TEXT NOT NULL);
      CREATE INDEX job_runs_by_job ON job_runs (source, jira, id);",
+    // 6: the analysis cache: what the analyzer said about a fingerprint, so a problem whose
+    // ticket is reopened or filed again is not analyzed again while the entry is fresh.
+    "CREATE TABLE analyses (fingerprint TEXT NOT NULL, analyzer TEXT NOT NULL, analysis TEXT NOT NULL,
+                            created_ms INTEGER NOT NULL, PRIMARY KEY (fingerprint, analyzer));",
 ];
 
 /// A state store problem.
@@ -129,33 +136,339 @@ pub struct Processed {
     pub recurrence: Option<String>,
 }
 
-/// The store as the run shares it: behind a mutex (calls are short), and whether this run may
-/// write (a dry run only reads).
+/// How many queued writes one transaction may hold before it is committed.
+pub const BATCH_MAX: usize = 512;
+/// How long a queued write may wait for its commit.
+pub const BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(200);
+
+type Job = Box<dyn FnOnce(&mut StateStore) + Send>;
+
+enum Op {
+    /// Run a closure inside the open batch; `durable` commits the batch (and it) first.
+    Call { job: Job, durable: bool },
+    /// Record one final outcome (batched).
+    Record(Processed),
+    /// Commit what is batched, then answer.
+    Flush(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// The store as the run shares it: one writer thread owns the SQLite connection, fed by a
+/// channel, so no SQLite call ever runs on an async runtime thread. Writes are batched into
+/// transactions of at most [`BATCH_MAX`] operations or [`BATCH_AGE`], whichever comes first:
+/// a run killed meanwhile loses at most the batch not yet committed, and the next run handles
+/// those logs again. A fact that must be on disk before something else happens (a create about
+/// to be sent to Jira) goes through [`StateHandle::call_durable`], which commits first.
 #[derive(Debug, Clone)]
 pub struct StateHandle {
-    pub store: std::sync::Arc<std::sync::Mutex<StateStore>>,
+    tx: std::sync::mpsc::Sender<Op>,
+    /// The writer thread, joined by [`StateHandle::close`].
+    thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Transactions committed so far (for tests and the benchmark).
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub writable: bool,
 }
 
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::Call { .. } => "Call",
+            Op::Record(_) => "Record",
+            Op::Flush(_) => "Flush",
+        })
+    }
+}
+
+thread_local! {
+    /// Set on the writer thread: the one thread allowed to touch the connection of a handle.
+    static WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is a state writer thread.
+pub fn on_writer_thread() -> bool {
+    WRITER_THREAD.with(|w| w.get())
+}
+
 impl StateHandle {
-    pub fn new(store: StateStore, writable: bool) -> Self {
-        StateHandle {
-            store: std::sync::Arc::new(std::sync::Mutex::new(store)),
+    /// Open the store on its own writer thread: locked and writable, or read-only (a dry run;
+    /// `Ok(None)` when there is no store yet).
+    pub async fn open(path: &Path, scope: Scope, writable: bool) -> anyhow::Result<Option<Self>> {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = std::sync::mpsc::channel::<Op>();
+        let path = path.to_path_buf();
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = commits.clone();
+        let thread = std::thread::Builder::new()
+            .name("triage-state".into())
+            .spawn(move || {
+                WRITER_THREAD.with(|w| w.set(true));
+                let opened = if writable {
+                    StateStore::open(&path, scope).map(Some)
+                } else {
+                    StateStore::open_read_only(&path, scope)
+                };
+                match opened {
+                    Ok(Some(store)) => {
+                        let _ = ready_tx.send(Ok(true));
+                        writer_loop(store, rx, writable, &counted);
+                    }
+                    Ok(None) => {
+                        let _ = ready_tx.send(Ok(false));
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        let opened = ready_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the state writer thread stopped while opening"))?;
+        let handle = StateHandle {
+            tx,
+            thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
+            commits,
             writable,
+        };
+        match opened {
+            Ok(true) => Ok(Some(handle)),
+            Ok(false) => {
+                handle.join().await;
+                Ok(None)
+            }
+            Err(e) => {
+                handle.join().await;
+                Err(e.into())
+            }
         }
     }
 
-    /// Run `f` on the store; a poisoned lock (a panic elsewhere) is reported, not propagated.
-    pub fn with<T>(
+    /// Run `f` on the store, in order after everything sent before it, inside the open batch.
+    pub async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut StateStore) -> Result<T, StateError>,
+        f: impl FnOnce(&mut StateStore) -> Result<T, StateError> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let mut guard = self
-            .store
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the state store lock was poisoned"))?;
-        Ok(f(&mut guard)?)
+        self.call_inner(f, false).await
     }
+
+    /// Like [`StateHandle::call`], and the batch with `f`'s writes is committed before this
+    /// returns: a fact that must survive a kill before the next step is taken.
+    pub async fn call_durable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut StateStore) -> Result<T, StateError> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        self.call_inner(f, true).await
+    }
+
+    async fn call_inner<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut StateStore) -> Result<T, StateError> + Send + 'static,
+        durable: bool,
+    ) -> anyhow::Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            let _ = tx.send(f(store));
+        });
+        self.tx
+            .send(Op::Call { job, durable })
+            .map_err(|_| anyhow::anyhow!("the state writer has stopped"))?;
+        Ok(rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the state writer stopped before answering"))??)
+    }
+
+    /// Queue one final outcome; it is committed with its batch.
+    pub fn record(&self, processed: Processed) -> anyhow::Result<()> {
+        self.tx
+            .send(Op::Record(processed))
+            .map_err(|_| anyhow::anyhow!("the state writer has stopped"))
+    }
+
+    /// Commit everything queued so far.
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Op::Flush(tx))
+            .map_err(|_| anyhow::anyhow!("the state writer has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the state writer stopped before committing"))?
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Transactions the writer has committed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Commit what is queued, stop the writer and wait for it: the store is closed and its run
+    /// lock released when this returns (other clones of the handle can no longer write).
+    pub async fn close(&self) -> anyhow::Result<()> {
+        let flushed = if self.thread.lock().map(|t| t.is_some()).unwrap_or(false) {
+            self.flush().await
+        } else {
+            Ok(())
+        };
+        self.join().await;
+        flushed
+    }
+
+    /// Stop the writer after what is queued, and wait until it has closed the store.
+    async fn join(&self) {
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            // Closing: the writer ends when it reads this, after what was queued before it.
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let stop: Job = Box::new(move |store| {
+                store.stop = true;
+                let _ = done_tx.send(());
+            });
+            let _ = self.tx.send(Op::Call {
+                job: stop,
+                durable: true,
+            });
+            let _ = done_rx.await;
+            // The thread has left its loop (or is about to): joining it waits only for the
+            // store's drop (closing the connection, freeing the lock file).
+            let (joined_tx, joined_rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let _ = thread.join();
+                let _ = joined_tx.send(());
+            });
+            let _ = joined_rx.await;
+        }
+    }
+}
+
+/// The writer thread: apply operations in order, commit by count and by age.
+fn writer_loop(
+    mut store: StateStore,
+    rx: std::sync::mpsc::Receiver<Op>,
+    writable: bool,
+    commits: &std::sync::atomic::AtomicU64,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut pending = 0usize;
+    let mut opened: Option<std::time::Instant> = None;
+    let mut records: Vec<Processed> = Vec::new();
+    // Commit what is open; a failure is reported to whoever asks next (a flush), and logged.
+    let mut last_error: Option<String> = None;
+    let commit = |store: &mut StateStore,
+                  records: &mut Vec<Processed>,
+                  pending: &mut usize,
+                  opened: &mut Option<std::time::Instant>,
+                  last_error: &mut Option<String>| {
+        if !records.is_empty() {
+            if let Err(e) = store.record(records) {
+                tracing::warn!("{e}");
+                last_error.get_or_insert(e.to_string());
+            }
+            records.clear();
+        }
+        if opened.take().is_some() {
+            match store.conn.execute_batch("COMMIT") {
+                Ok(()) => {
+                    commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let e = store.err(e);
+                    tracing::warn!("{e}");
+                    last_error.get_or_insert(e.to_string());
+                    let _ = store.conn.execute_batch("ROLLBACK");
+                }
+            }
+        }
+        *pending = 0;
+    };
+    loop {
+        let op = match opened {
+            Some(since) => {
+                let left = BATCH_AGE.saturating_sub(since.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => {
+                        commit(
+                            &mut store,
+                            &mut records,
+                            &mut pending,
+                            &mut opened,
+                            &mut last_error,
+                        );
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            None => match rx.recv() {
+                Ok(op) => op,
+                Err(_) => break,
+            },
+        };
+        if writable && opened.is_none() {
+            match store.conn.execute_batch("BEGIN") {
+                Ok(()) => opened = Some(std::time::Instant::now()),
+                Err(e) => tracing::warn!("{}", store.err(e)),
+            }
+        }
+        match op {
+            Op::Record(p) => {
+                if writable {
+                    records.push(p);
+                    pending += 1;
+                }
+            }
+            Op::Call { job, durable } => {
+                // Closures read what was recorded before them.
+                if !records.is_empty() {
+                    if let Err(e) = store.record(&records) {
+                        tracing::warn!("{e}");
+                        last_error.get_or_insert(e.to_string());
+                    }
+                    records.clear();
+                }
+                job(&mut store);
+                pending += 1;
+                if durable {
+                    commit(
+                        &mut store,
+                        &mut records,
+                        &mut pending,
+                        &mut opened,
+                        &mut last_error,
+                    );
+                }
+            }
+            Op::Flush(answer) => {
+                commit(
+                    &mut store,
+                    &mut records,
+                    &mut pending,
+                    &mut opened,
+                    &mut last_error,
+                );
+                let _ = answer.send(match last_error.take() {
+                    None => Ok(()),
+                    Some(e) => Err(e),
+                });
+            }
+        }
+        if pending >= BATCH_MAX {
+            commit(
+                &mut store,
+                &mut records,
+                &mut pending,
+                &mut opened,
+                &mut last_error,
+            );
+        }
+        if store.stop {
+            break;
+        }
+    }
+    commit(
+        &mut store,
+        &mut records,
+        &mut pending,
+        &mut opened,
+        &mut last_error,
+    );
 }
 
 /// Which job a store is opened for. One state file can serve several jobs (another query,
@@ -193,6 +506,8 @@ pub struct StateStore {
     scope: Scope,
     /// The run lock; `None` for a read-only store (a dry run).
     _lock: Option<RunLock>,
+    /// Set by [`StateHandle::close`]: the writer thread ends after this operation.
+    stop: bool,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -240,6 +555,7 @@ impl StateStore {
             path: path.to_path_buf(),
             scope,
             _lock: Some(lock),
+            stop: false,
         })
     }
 
@@ -269,6 +585,7 @@ impl StateStore {
             path: path.to_path_buf(),
             scope,
             _lock: None,
+            stop: false,
         }))
     }
 
@@ -311,7 +628,7 @@ impl StateStore {
         until: DateTime<Utc>,
         keep_ids_for: chrono::Duration,
     ) -> Result<(), StateError> {
-        let tx = self.conn.transaction().map_err(|e| StateError::Sqlite {
+        let tx = self.conn.savepoint().map_err(|e| StateError::Sqlite {
             path: self.path.clone(),
             source: e,
         })?;
@@ -351,7 +668,7 @@ impl StateStore {
         };
         let jira = self.scope.jira.clone();
         let source = self.scope.source.clone();
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.savepoint().map_err(err)?;
         {
             let mut seen = tx
                 .prepare_cached(
@@ -431,7 +748,7 @@ impl StateStore {
             source,
         };
         let source = self.scope.source.clone();
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.savepoint().map_err(err)?;
         for id in ids {
             tx.execute(
                 "DELETE FROM failed WHERE source = ?1 AND log_id = ?2",
@@ -462,7 +779,7 @@ impl StateStore {
             source,
         };
         let jira = self.scope.jira.clone();
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self.conn.savepoint().map_err(err)?;
         tx.execute(
             "INSERT INTO tickets (jira, fingerprint, key, created_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(jira, fingerprint) DO UPDATE SET key = excluded.key",
@@ -500,6 +817,40 @@ impl StateStore {
             )
             .optional()
             .map(|t| t.and_then(from_ms))
+            .map_err(|e| self.err(e))
+    }
+
+    /// What `analyzer` said about `fingerprint`, if it said it less than `ttl` ago (JSON).
+    pub fn cached_analysis(
+        &self,
+        fingerprint: &str,
+        analyzer: &str,
+        ttl: chrono::Duration,
+    ) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT analysis FROM analyses WHERE fingerprint = ?1 AND analyzer = ?2 AND created_ms >= ?3",
+                params![fingerprint, analyzer, ms(Utc::now() - ttl)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Remember what `analyzer` said about `fingerprint` (JSON), replacing an older answer.
+    pub fn cache_analysis(
+        &self,
+        fingerprint: &str,
+        analyzer: &str,
+        analysis: &str,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO analyses (fingerprint, analyzer, analysis, created_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(fingerprint, analyzer) DO UPDATE SET analysis = excluded.analysis, created_ms = excluded.created_ms",
+                params![fingerprint, analyzer, analysis, ms(Utc::now())],
+            )
+            .map(|_| ())
             .map_err(|e| self.err(e))
     }
 

@@ -71,6 +71,8 @@ pub struct Stats {
     pub failed: u64,
     /// Recurrence comments posted.
     pub commented: u64,
+    /// Tickets created in this run and brought up to date at its end.
+    pub updated: u64,
     /// Warnings from the source (partial Datadog results).
     pub warnings: u64,
     pub fetch: Latency,

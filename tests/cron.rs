@@ -99,6 +99,8 @@ struct Issue {
     label: String,
     created: Instant,
     created_sim: DateTime<Utc>,
+    /// The occurrence count its description shows (from the create, then the last update).
+    described: u64,
 }
 
 struct SimComment {
@@ -202,7 +204,8 @@ impl Sim {
                 w.creates += 1;
                 let id = 10_000 + w.issues.len() as u64;
                 let key = format!("{PROJECT}-{}", w.issues.len() + 1);
-                let label = body_label(&json_of(req));
+                let body = json_of(req);
+                let label = body_label(&body);
                 let created_sim = w.now.unwrap_or_else(Utc::now);
                 w.issues.push(Issue {
                     id,
@@ -210,6 +213,7 @@ impl Sim {
                     label,
                     created: Instant::now(),
                     created_sim,
+                    described: described_count(&body["fields"]["description"]),
                 });
                 ResponseTemplate::new(201)
                     .set_body_json(created(id, &key))
@@ -226,6 +230,19 @@ impl Sim {
                     "post",
                     "201",
                 ))
+            }
+            // The end-of-run update of a ticket created in the run: its description now shows
+            // the whole run.
+            ("PUT", _) if issue_key.is_some() => {
+                let key = issue_key.unwrap_or_default();
+                let described = described_count(&json_of(req)["fields"]["description"]);
+                match w.issues.iter_mut().find(|i| i.key == key) {
+                    Some(issue) => {
+                        issue.described = described;
+                        ResponseTemplate::new(204)
+                    }
+                    None => ResponseTemplate::new(404),
+                }
             }
             ("GET", _) if issue_key.is_some() => {
                 let key = issue_key.unwrap_or_default();
@@ -401,9 +418,20 @@ async fn kill_when(
     }
 }
 
+/// The occurrence count a ticket description shows.
+fn described_count(description: &Value) -> u64 {
+    let count = regex::Regex::new(r"Occurrences:?\s*(\d+)").unwrap();
+    let text = adf_text(description);
+    count
+        .captures(&text)
+        .unwrap_or_else(|| panic!("no occurrence count in {text}"))[1]
+        .parse()
+        .unwrap()
+}
+
 /// The occurrence count a recurrence comment reports.
 fn comment_count(text: &str) -> u64 {
-    let count = regex::Regex::new(r"Seen again: (\d+) occurrences? in this run").unwrap();
+    let count = regex::Regex::new(r"Seen again: (\d+) occurrences? since the last update").unwrap();
     count
         .captures(text)
         .unwrap_or_else(|| panic!("no count in {text}"))[1]
@@ -557,9 +585,11 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
         "unexpected calls: {:?}",
         w.unexpected
     );
-    // No occurrence lost: each ticket's description (1), its comments and what is still
-    // pending add up to at least its logs. (A count can be told twice: a comment Jira took just
-    // before a kill, or a lost create's first log, which its description already shows.)
+    // No occurrence lost: each ticket's description (its first log, or the whole run that
+    // created it once the end-of-run update landed), its comments and what is still pending
+    // add up to at least its logs. (A count can be told twice: a comment or an update Jira
+    // took just before a kill, or a lost create's first log, which its description already
+    // shows.)
     let store = triage::state::StateStore::open_read_only(&state, job(&server.uri()))
         .unwrap()
         .unwrap();
@@ -572,7 +602,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
             .filter(|c| c.key == issue.key)
             .map(|c| comment_count(&c.text))
             .sum();
-        let told = 1 + commented + store.comment_state(&issue.key).unwrap().pending;
+        let told = issue.described + commented + store.comment_state(&issue.key).unwrap().pending;
         let total = logs.iter().filter(|l| l.problem == *problem).count() as u64;
         assert!(told >= total, "{}: {told} told of {total}", issue.key);
         surplus += told - total;
@@ -751,8 +781,8 @@ async fn thirty_minutes_of_cron_with_late_logs_leave_no_gap_and_no_overlap() {
     assert!(missing.is_empty(), "never processed: {missing:?}");
 
     // One ticket per problem, and each ticket's recurrences commented at most every 10 minutes,
-    // with the occurrences in between added up: description (1) + comments + still pending
-    // equals every log of the problem.
+    // with the occurrences in between added up: the description (the whole run that created
+    // the ticket) + comments + still pending equals every log of the problem.
     let per_label = sim.issues_per_label();
     assert_eq!(per_label.len(), fps.len());
     assert!(per_label.values().all(|n| *n == 1), "{per_label:?}");
@@ -765,7 +795,7 @@ async fn thirty_minutes_of_cron_with_late_logs_leave_no_gap_and_no_overlap() {
         let issue = w.issues.iter().find(|i| i.label == label(fp)).unwrap();
         let comments: Vec<&SimComment> = w.comments.iter().filter(|c| c.key == issue.key).collect();
         let mut last = issue.created_sim;
-        let mut reported = 1;
+        let mut reported = issue.described;
         for c in &comments {
             assert!(
                 c.at - last >= chrono::Duration::minutes(10),

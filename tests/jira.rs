@@ -259,10 +259,19 @@ fn comment_mock(key: &str) -> Mock {
         .named(format!("POST issue/{key}/comment"))
 }
 
-/// A Jira Cloud server for one run: myself once, the catch-all last.
+/// `PUT {prefix}/issue/{key}`: the end-of-run update of a ticket this run created → 204.
+fn update_mock(prefix: &str) -> Mock {
+    Mock::given(method("PUT"))
+        .and(path_regex(format!("^{prefix}/issue/[A-Z]+-[0-9]+$")))
+        .respond_with(ResponseTemplate::new(204))
+        .named("PUT issue (end-of-run update)")
+}
+
+/// A Jira Cloud server for one run: myself once, ticket updates, the catch-all last.
 async fn cloud_server() -> MockServer {
     let server = MockServer::start().await;
     mount_myself(&server, V3, myself_v3()).await;
+    update_mock(V3).mount(&server).await;
     mount_catch_all(&server).await;
     server
 }
@@ -292,7 +301,7 @@ fn problem_zero_first(n: usize, problems: usize, lead: usize) -> String {
 // 1. Jira Cloud: the create path and its bodies
 // ---------------------------------------------------------------------------------------------
 
-/// 100 logs of 5 problems, 8 workers: one search and one create per problem, each body what
+/// 100 logs of 5 problems, one leader at a time: one search and one create per problem, each body what
 /// Jira Cloud accepts (ADF description validated), basic auth on every call, quoted JQL asking
 /// for key and status, and the ids this run created passed in `reconcileIssues`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,8 +314,9 @@ async fn v3_creates_one_ticket_per_problem_with_bodies_jira_accepts() {
     search_mock(|_, _| vec![]).expect(5).mount(&server).await;
     create_mock().expect(5).mount(&server).await;
 
+    // One leader at a time, so every search after the first create carries its id.
     let report = run_lib(
-        &case.cloud_args(&server.uri(), &["--async", "--workers", "8"]),
+        &case.cloud_args(&server.uri(), &["--async", "--workers", "1"]),
         CLOUD_ENV,
     )
     .await;
@@ -473,6 +483,7 @@ async fn v2_server_uses_bearer_auth_v2_paths_and_wiki_markup() {
         .expect(1)
         .mount(&server)
         .await;
+    update_mock(v2).mount(&server).await;
     mount_catch_all(&server).await;
 
     let args: Vec<String> = [
@@ -1346,7 +1357,8 @@ async fn refused_credentials_mid_run_stop_the_run_with_exit_1() {
     .await;
     assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
     let summary: Value = serde_json::from_str(&stdout).expect("the summary is printed");
-    assert!(summary["fetched"].as_u64().unwrap() <= 4, "{summary}");
+    // The 4 leaders in flight, and the one read while they held every worker slot.
+    assert!(summary["fetched"].as_u64().unwrap() <= 5, "{summary}");
     let error = summary["error"].as_str().expect("summary.error");
     assert!(
         error.contains("401") && error.contains("JIRA_API_TOKEN"),
@@ -1482,6 +1494,7 @@ impl FakeJira {
             .insert_header("Retry-After", "0")
             .set_body_string("Service Unavailable");
         let (status, template) = match endpoint.as_str() {
+            e if e.starts_with("PUT /rest/api/3/issue/") => (204, ResponseTemplate::new(204)),
             "GET /rest/api/3/myself" if unlucky => (503, unavailable),
             "GET /rest/api/3/myself" => {
                 (200, ResponseTemplate::new(200).set_body_json(myself_v3()))

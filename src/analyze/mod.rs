@@ -182,7 +182,7 @@ impl fmt::Display for Severity {
 }
 
 /// The result of analyzing one problem: what the ticket is filed with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Analysis {
     pub category: Category,
     pub severity: Severity,

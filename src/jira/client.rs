@@ -384,6 +384,28 @@ impl JiraClient {
         json!({ "fields": fields })
     }
 
+    /// Bring a ticket this run created up to date: its summary, labels and description become
+    /// `draft` (the whole run's figures). `PUT /issue/{key}`, safe to repeat.
+    pub async fn update(&self, key: &str, draft: &TicketDraft) -> anyhow::Result<()> {
+        let mut fields = json!({
+            "summary": draft.summary,
+            "labels": draft.labels,
+        });
+        fields["description"] = match self.config.api {
+            JiraApi::V3 => draft.description_adf.clone(),
+            JiraApi::V2 => Value::String(draft.description_wiki.clone()),
+        };
+        let url = self.url(&format!("issue/{key}"));
+        let body = json!({ "fields": fields });
+        self.service
+            .send(
+                |c| self.authorize(c.put(&url)).json(&body),
+                Retry::Idempotent,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Post the run's recurrence comment on a ticket.
     pub async fn comment(&self, key: &str, facts: &ProblemFacts) -> anyhow::Result<()> {
         let body = match self.config.api {

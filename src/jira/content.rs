@@ -50,6 +50,10 @@ pub struct ProblemFacts {
     pub occurrences: u64,
     /// Key of a Done ticket this problem recurred from.
     pub recurrence_of: Option<String>,
+    /// A recurrence comment: when the ticket was last told about this problem (its last
+    /// comment, or the end-of-run update of the run that created it); `occurrences` counts only
+    /// what came after.
+    pub counted_since: Option<DateTime<Utc>>,
 }
 
 /// The ticket the Jira sink will send.
@@ -115,6 +119,12 @@ pub fn ticket(facts: &ProblemFacts) -> TicketDraft {
         labels: labels(facts),
         severity: facts.severity.trim().to_lowercase(),
     }
+}
+
+/// A ticket's summary line and labels alone (what the report lists for every problem), without
+/// the cost of rendering its description.
+pub fn summary_and_labels(facts: &ProblemFacts) -> (String, Vec<String>) {
+    (summary_line(facts), labels(facts))
 }
 
 /// The comment added to an existing ticket when its problem shows up again: the occurrences in
@@ -286,6 +296,7 @@ struct Prepared {
     last_seen: Option<String>,
     occurrences: u64,
     recurrence_of: Option<String>,
+    counted_since: Option<String>,
 }
 
 impl Prepared {
@@ -339,6 +350,16 @@ impl Prepared {
             last_seen: f.last_seen.map(rfc3339),
             occurrences: f.occurrences,
             recurrence_of: opt_field(f.recurrence_of.as_deref()),
+            counted_since: f.counted_since.map(rfc3339),
+        }
+    }
+
+    /// The first line of a recurrence comment: how many, counted since when.
+    fn seen_again(&self) -> String {
+        let n = plural(self.occurrences, "occurrence");
+        match &self.counted_since {
+            Some(t) => format!("Seen again: {n} since the last update ({t})."),
+            None => format!("Seen again: {n} since the last update."),
         }
     }
 
@@ -444,10 +465,7 @@ fn description_doc(p: &Prepared, show_title: bool) -> Doc {
 }
 
 fn comment_doc(p: &Prepared) -> Doc {
-    let mut doc = Doc::new().paragraph(vec![Inline::strong(format!(
-        "Seen again: {} in this run.",
-        plural(p.occurrences, "occurrence")
-    ))]);
+    let mut doc = Doc::new().paragraph(vec![Inline::strong(p.seen_again())]);
     doc = doc.bullet_list(fact_items(p.fact_rows(false)));
     if !p.sample.is_empty() {
         doc = doc
@@ -526,10 +544,7 @@ fn description_wiki(p: &Prepared, show_title: bool) -> String {
 }
 
 fn comment_wiki(p: &Prepared) -> String {
-    let mut out = format!(
-        "*Seen again: {} in this run.*\n",
-        plural(p.occurrences, "occurrence")
-    );
+    let mut out = format!("*{}*\n", p.seen_again());
     wiki_facts(&mut out, p.fact_rows(false));
     if !p.sample.is_empty() {
         out.push_str("\nSample message:\n");
@@ -725,6 +740,7 @@ mod tests {
             last_seen: Some(Utc.with_ymd_and_hms(2024, 5, 1, 12, 14, 59).unwrap()),
             occurrences: 41,
             recurrence_of: None,
+            counted_since: None,
         }
     }
 
@@ -781,6 +797,7 @@ mod tests {
             last_seen: None,
             occurrences: 0,
             recurrence_of: None,
+            counted_since: None,
         };
         let draft = ticket(&f);
         validate(&draft.description_adf).unwrap();
@@ -997,7 +1014,17 @@ mod tests {
         assert!(wiki.contains("* *Hosts:* web-1, web-2"));
         let mut one = facts();
         one.occurrences = 1;
-        assert!(adf_text(&recurrence_comment_adf(&one)).contains("1 occurrence in"));
+        assert!(adf_text(&recurrence_comment_adf(&one)).contains("1 occurrence since"));
+        // A comment says since when it counts.
+        one.counted_since = Some(Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap());
+        let text = adf_text(&recurrence_comment_adf(&one));
+        assert!(
+            text.contains("Seen again: 1 occurrence since the last update (2024-05-01T10:00:00Z)."),
+            "{text}"
+        );
+        assert!(recurrence_comment_wiki(&one).starts_with(
+            "*Seen again: 1 occurrence since the last update (2024-05-01T10:00:00Z).*"
+        ));
     }
 
     #[test]

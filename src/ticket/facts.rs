@@ -1,0 +1,116 @@
+//! The one place [`ProblemFacts`] are built: what a ticket, its end-of-run update, a recurrence
+//! comment and the dry-run draft say about a problem.
+//!
+//! In: the problem as the collector added it up (or as its leader log shows it) and the
+//! analysis. Out: `ProblemFacts`, pure, no I/O, cannot fail.
+
+use chrono::{DateTime, Utc};
+
+use crate::analyze::Analysis;
+use crate::config::DatadogSite;
+use crate::event::LogEvent;
+use crate::fingerprint::Fingerprint;
+use crate::jira::content::ProblemFacts;
+use crate::outcome::LeaderReport;
+
+/// What a problem looked like over a span of logs (one log, or a whole run).
+#[derive(Debug, Clone, Copy)]
+pub struct Span<'a> {
+    pub occurrences: u64,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub hosts: &'a [String],
+}
+
+/// The facts of a problem seen over `span`, described by its leader's analysis and sample.
+pub fn build(
+    fingerprint: &Fingerprint,
+    service: Option<&str>,
+    template: &str,
+    leader: &LeaderReport,
+    span: Span<'_>,
+    site: &DatadogSite,
+) -> ProblemFacts {
+    from_parts(
+        fingerprint,
+        service,
+        template,
+        &leader.analysis,
+        Sample {
+            id: &leader.sample_id,
+            message: &leader.sample_message,
+            timestamp: leader.sample_timestamp,
+        },
+        span,
+        leader.resolution.recurrence_of.clone(),
+        site,
+    )
+}
+
+/// The facts a new ticket is created with: its leader log alone.
+pub fn of_leader_log(
+    fingerprint: &Fingerprint,
+    event: &LogEvent,
+    template: &str,
+    analysis: &Analysis,
+    recurrence_of: Option<String>,
+    site: &DatadogSite,
+) -> ProblemFacts {
+    let hosts: Vec<String> = event.host.iter().cloned().collect();
+    from_parts(
+        fingerprint,
+        event.service.as_deref(),
+        template,
+        analysis,
+        Sample {
+            id: &event.id,
+            message: &event.message,
+            timestamp: event.timestamp,
+        },
+        Span {
+            occurrences: 1,
+            first_seen: event.timestamp,
+            last_seen: event.timestamp,
+            hosts: &hosts,
+        },
+        recurrence_of,
+        site,
+    )
+}
+
+struct Sample<'a> {
+    id: &'a str,
+    message: &'a str,
+    timestamp: Option<DateTime<Utc>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn from_parts(
+    fingerprint: &Fingerprint,
+    service: Option<&str>,
+    template: &str,
+    analysis: &Analysis,
+    sample: Sample<'_>,
+    span: Span<'_>,
+    recurrence_of: Option<String>,
+    site: &DatadogSite,
+) -> ProblemFacts {
+    ProblemFacts {
+        fingerprint: fingerprint.to_string(),
+        service: service.map(str::to_string),
+        title: analysis.title.clone(),
+        summary: analysis.summary.clone(),
+        category: analysis.category.as_str().to_string(),
+        severity: analysis.severity.as_str().to_string(),
+        template: template.to_string(),
+        sample_message: sample.message.to_string(),
+        sample_log_id: sample.id.to_string(),
+        log_link: Some(site.log_link(sample.id, sample.timestamp)),
+        hosts: span.hosts.to_vec(),
+        first_seen: span.first_seen,
+        last_seen: span.last_seen,
+        occurrences: span.occurrences,
+        recurrence_of,
+        counted_since: None,
+    }
+}

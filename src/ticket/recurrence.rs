@@ -1,0 +1,209 @@
+//! The end of a run, on Jira: tickets say what happened.
+//!
+//! In: the problems the collector added up (their ticket key and whole-run facts), the state,
+//! and the run's interrupt. Out: a [`PhaseResult`] for the collector to add up (comments and
+//! updates made, Jira latencies, warnings); a failed call becomes a warning, never an error.
+//!
+//! - A ticket created in this run was written from its first log; it is brought up to date with
+//!   the whole run's occurrence count, first and last seen, and hosts (the same text a dry run
+//!   shows as its `draft`). That update is the ticket's baseline: what recurs later is counted
+//!   from it.
+//! - A ticket that existed before this run (or was reopened) gets at most one comment per run,
+//!   and with a state store at most one per `--comment-cooldown`: the occurrences since the last
+//!   comment (or update), and it says since when. Counts are saved as pending before each call,
+//!   so a run killed meanwhile leaves them for the next comment instead of losing them.
+//!
+//! An interrupt stops this phase: no new call starts, the one in flight gets the grace period.
+
+use chrono::{DateTime, Utc};
+
+use crate::jira::content::ProblemFacts;
+use crate::jira::JiraClient;
+use crate::shutdown::Shutdown;
+use crate::state::{CommentState, StateHandle};
+
+/// What the collector hands over: one ticket and its whole-run facts.
+#[derive(Debug)]
+pub struct TicketWork {
+    pub key: String,
+    pub facts: ProblemFacts,
+}
+
+/// What the phase did, for the collector to add up.
+#[derive(Debug, Default)]
+pub struct PhaseResult {
+    pub commented: u64,
+    pub updated: u64,
+    pub jira_times: Vec<std::time::Duration>,
+    pub warnings: Vec<String>,
+    /// The phase stopped early (interrupt).
+    pub interrupted: bool,
+}
+
+/// Bring created tickets up to date, then comment on recurring ones.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    jira: &JiraClient,
+    state: Option<&StateHandle>,
+    counted: bool,
+    created: Vec<TicketWork>,
+    recurring: Vec<TicketWork>,
+    cooldown: chrono::Duration,
+    now: DateTime<Utc>,
+    shutdown: &mut Shutdown<'_>,
+) -> PhaseResult {
+    let mut out = PhaseResult::default();
+    for TicketWork { key, facts } in created {
+        if shutdown.fired() {
+            out.interrupted = true;
+            break;
+        }
+        // Until the update lands, this run's other logs wait as pending for the next comment
+        // (with a checkpointed source they were counted as they were recorded).
+        let pending = if counted {
+            stored(state, &key, &mut out).await.map_or(0, |p| p.pending)
+        } else {
+            facts.occurrences.saturating_sub(1)
+        };
+        let described_by_create =
+            facts.occurrences == 1 && facts.first_seen == facts.last_seen && facts.hosts.len() <= 1;
+        if !described_by_create {
+            let started = std::time::Instant::now();
+            let draft = crate::jira::content::ticket(&facts);
+            let call = jira.update(&key, &draft);
+            let Some(result) = shutdown.bounded(call).await else {
+                out.interrupted = true;
+                let waiting = CommentState {
+                    last_comment: Some(now),
+                    pending,
+                    ..CommentState::default()
+                };
+                save(state, &key, waiting, &mut out).await;
+                break;
+            };
+            out.jira_times.push(started.elapsed());
+            if let Err(e) = result {
+                out.warnings
+                    .push(format!("could not bring {key} up to date: {e:#}"));
+                let waiting = CommentState {
+                    last_comment: Some(now),
+                    pending,
+                    first_seen: facts.first_seen,
+                    last_seen: facts.last_seen,
+                    hosts: facts.hosts.clone(),
+                };
+                save(state, &key, waiting, &mut out).await;
+                continue;
+            }
+            out.updated += 1;
+        }
+        // The ticket now tells the whole run: later occurrences count from here.
+        let baseline = CommentState {
+            last_comment: Some(now),
+            ..CommentState::default()
+        };
+        save(state, &key, baseline, &mut out).await;
+    }
+    for TicketWork { key, mut facts } in recurring {
+        if out.interrupted || shutdown.fired() {
+            out.interrupted = true;
+            break;
+        }
+        let mut pending = stored(state, &key, &mut out).await;
+        if let Some(p) = &mut pending {
+            // What recurred since the last comment, with this run's figures.
+            if counted {
+                facts.occurrences = p.pending;
+            } else {
+                facts.occurrences += p.pending;
+            }
+            facts.first_seen = facts
+                .first_seen
+                .min(p.first_seen)
+                .or(facts.first_seen)
+                .or(p.first_seen);
+            facts.last_seen = facts.last_seen.max(p.last_seen);
+            for h in p.hosts.drain(..) {
+                if !facts.hosts.contains(&h) && facts.hosts.len() < 50 {
+                    facts.hosts.push(h);
+                }
+            }
+            facts.counted_since = p.last_comment;
+            if p.last_comment.is_some_and(|last| now - last < cooldown) {
+                save_pending(state, &key, p.last_comment, &facts, &mut out).await;
+                continue;
+            }
+        }
+        if facts.occurrences == 0 {
+            continue;
+        }
+        let last = pending.as_ref().and_then(|p| p.last_comment);
+        save_pending(state, &key, last, &facts, &mut out).await;
+        let started = std::time::Instant::now();
+        let Some(result) = shutdown.bounded(jira.comment(&key, &facts)).await else {
+            out.interrupted = true;
+            break;
+        };
+        out.jira_times.push(started.elapsed());
+        match result {
+            Ok(()) => {
+                out.commented += 1;
+                let fresh = CommentState {
+                    last_comment: Some(now),
+                    ..CommentState::default()
+                };
+                save(state, &key, fresh, &mut out).await;
+            }
+            // The counts stay pending for the next run's comment.
+            Err(e) => out
+                .warnings
+                .push(format!("could not comment on {key}: {e:#}")),
+        }
+    }
+    out
+}
+
+async fn stored(
+    state: Option<&StateHandle>,
+    key: &str,
+    out: &mut PhaseResult,
+) -> Option<CommentState> {
+    let state = state?;
+    let key = key.to_string();
+    match state.call(move |s| s.comment_state(&key)).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            out.warnings.push(format!("state store: {e:#}"));
+            None
+        }
+    }
+}
+
+async fn save(state: Option<&StateHandle>, key: &str, saved: CommentState, out: &mut PhaseResult) {
+    let Some(state) = state else { return };
+    let key = key.to_string();
+    if let Err(e) = state
+        .call(move |s| s.save_comment_state(&key, &saved))
+        .await
+    {
+        out.warnings.push(format!("state store: {e:#}"));
+    }
+}
+
+/// Remember occurrences not yet commented on, to add them to the ticket's next comment.
+async fn save_pending(
+    state: Option<&StateHandle>,
+    key: &str,
+    last_comment: Option<DateTime<Utc>>,
+    facts: &ProblemFacts,
+    out: &mut PhaseResult,
+) {
+    let saved = CommentState {
+        last_comment,
+        pending: facts.occurrences,
+        first_seen: facts.first_seen,
+        last_seen: facts.last_seen,
+        hosts: facts.hosts.clone(),
+    };
+    save(state, key, saved, out).await;
+}
