@@ -178,7 +178,7 @@ pub struct Cli {
     /// After Ctrl-C or SIGTERM: how long calls in flight may take to finish before the run
     /// stops them and exits 130 (a second signal ends the run at once).
     #[arg(long, value_name = "DURATION", env = "TRIAGE_SHUTDOWN_GRACE", default_value = "10s",
-          value_parser = parse_duration)]
+          value_parser = parse_duration, global = true, help_heading = "Pipeline")]
     pub shutdown_grace: std::time::Duration,
 
     /// Consecutive failures of a service (Jira, the LLM) that open its circuit breaker.

@@ -41,8 +41,8 @@ use reqwest::{RequestBuilder, Response};
 use crate::breaker::Breaker;
 
 pub use limiter::Limiter;
-pub use request::{error_message, read_body_capped, BodyError, HttpError};
 use request::{error_body, reason, transport_error};
+pub use request::{error_message, read_body_capped, BodyError, HttpError};
 use retry::{backoff, classify, jitter, Verdict};
 pub use retry::{Retry, RetryPolicy};
 
