@@ -30,7 +30,7 @@ use crate::event::LogEvent;
 /// Longest template that is hashed, in characters.
 const MAX_TEMPLATE_CHARS: usize = 1_000;
 /// Longest line that is masked, in bytes; a bound on the work done for one pathological log.
-const MAX_LINE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Longest `error.fingerprint` value used verbatim, in characters.
 const MAX_VERBATIM_CHARS: usize = 200;
 /// Jira's limit on the length of a label.
@@ -80,6 +80,10 @@ pub struct Fingerprinted {
     pub fingerprint: Fingerprint,
     /// The normalized message template (see [`template`]); always computed from the message.
     pub template: String,
+    /// Other labels the problem's ticket may carry and be found by: fingerprints of templates
+    /// merged into this one, and the label the masking-only fingerprint gave this log before
+    /// templates were learned (see `grouping`).
+    pub also: Vec<Fingerprint>,
 }
 
 /// Fingerprint and template of one event.
@@ -99,6 +103,7 @@ pub fn fingerprint(event: &LogEvent) -> Fingerprinted {
     Fingerprinted {
         fingerprint,
         template,
+        also: Vec::new(),
     }
 }
 
@@ -119,7 +124,7 @@ pub fn template(message: &str) -> String {
 }
 
 /// The `error.fingerprint` attribute as a fingerprint, if the event has a usable one.
-fn explicit_fingerprint(event: &LogEvent) -> Option<Fingerprint> {
+pub(crate) fn explicit_fingerprint(event: &LogEvent) -> Option<Fingerprint> {
     let (raw, scalar) = match event.attribute("error.fingerprint")? {
         Value::Null => return None,
         Value::String(s) => (s.clone(), true),
@@ -150,7 +155,7 @@ fn is_label_safe(s: &str) -> bool {
 const _: () = assert!(LABEL_PREFIX.len() + MAX_VERBATIM_CHARS <= MAX_LABEL_CHARS);
 
 /// First 16 lowercase hex characters of SHA-256 over `parts` joined by `"\n"`.
-fn hash16(parts: &[&str]) -> String {
+pub(crate) fn hash16(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
@@ -169,7 +174,7 @@ fn hash16(parts: &[&str]) -> String {
 }
 
 /// The line of a message that names the problem.
-fn significant_line(message: &str) -> Cow<'_, str> {
+pub(crate) fn significant_line(message: &str) -> Cow<'_, str> {
     let whole = message.trim();
     if whole.starts_with('{') && whole.contains('\n') {
         // Pretty-printed JSON: its first line is a lone `{`.
@@ -239,7 +244,7 @@ fn collapse_whitespace(line: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-fn truncate_bytes(s: &str, max: usize) -> &str {
+pub(crate) fn truncate_bytes(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod dedup;
 pub mod event;
 pub mod fingerprint;
+pub mod grouping;
 pub mod http;
 pub mod jira;
 pub mod metrics;

@@ -24,7 +24,8 @@ use crate::collector::Collector;
 use crate::config::{Config, DatadogSite, SourceConfig};
 use crate::dedup::{Claim, Deduplicator, Followed};
 use crate::event::LogEvent;
-use crate::fingerprint::{self, Fingerprint};
+use crate::fingerprint::Fingerprint;
+use crate::grouping::{MinerConfig, TemplateMiner, TemplateSnapshot};
 use crate::http::{HttpError, RetryPolicy, Service};
 use crate::jira::content::ProblemFacts;
 use crate::jira::JiraClient;
@@ -153,6 +154,7 @@ pub async fn run(
         source_future.await
     });
 
+    let mut miner = load_miner(state.as_ref())?;
     let mut in_flight = FuturesUnordered::new();
     let mut taking = true;
     let mut interrupted = false;
@@ -171,7 +173,13 @@ pub async fn run(
                 interrupted = true;
             }
             () = shared.fatal.cancelled(), if taking => taking = false,
-            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => collector.add(outcome)?,
+            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                let outcome: Outcome = outcome;
+                if let (Some(fp), Some(key)) = (&outcome.fingerprint, &outcome.ticket) {
+                    miner.note_ticket(fp, key);
+                }
+                collector.add(outcome)?
+            }
             item = rx.recv(), if taking && in_flight.len() < workers => match item {
                 None => {
                     taking = false;
@@ -193,7 +201,12 @@ pub async fn run(
                             }
                         }
                     }
-                    let printed = fingerprint::fingerprint(&event);
+                    let printed = miner.fingerprint(&event);
+                    // A template is saved before any ticket can carry its label.
+                    save_templates(&mut miner, writable_state.as_ref(), false)?;
+                    if !printed.also.is_empty() {
+                        shared.tickets.search_also(&printed.fingerprint, &printed.also);
+                    }
                     in_flight.push(spawn_log(shared.clone(), event, printed.fingerprint, printed.template));
                     if config.limit.is_some_and(|limit| events >= limit) {
                         taking = false;
@@ -240,6 +253,12 @@ pub async fn run(
         )
         .await;
     }
+    let merges = miner.take_run_merges();
+    if let (Some(jira), false, None) = (&jira, config.dry_run, &fatal) {
+        label_merged_tickets(jira, &mut collector, &merges).await;
+    }
+    save_templates(&mut miner, writable_state.as_ref(), true)?;
+    collector.regroup(&miner);
     collector.flush_state()?;
     // Every log up to the checkpoint now has a final outcome recorded (or is on the retry list).
     if let (Some(state), Some(key), Some(end)) = (&writable_state, &checkpoint_key, window_end) {
@@ -263,6 +282,71 @@ pub async fn run(
     }
     let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + shared.analyzer.breaker_trips();
     collector.finish(interrupted, fatal.or(source_error), trips)
+}
+
+/// The template miner, continuing from what the state store learned in earlier runs.
+fn load_miner(state: Option<&StateHandle>) -> anyhow::Result<TemplateMiner> {
+    let snapshot = match state {
+        Some(state) => state.with(|s| s.load_templates())?,
+        None => TemplateSnapshot::default(),
+    };
+    Ok(TemplateMiner::from_snapshot(
+        MinerConfig::default(),
+        snapshot,
+    ))
+}
+
+/// Save the miner's changes: at once when a template was born, generalised, merged or
+/// evicted (`needs_save`), and everything (counts too) when `all`.
+fn save_templates(
+    miner: &mut TemplateMiner,
+    state: Option<&StateHandle>,
+    all: bool,
+) -> anyhow::Result<()> {
+    let Some(state) = state else { return Ok(()) };
+    if all || miner.needs_save() {
+        let changes = miner.take_changes();
+        state.with(|s| s.save_templates(&changes))?;
+    }
+    Ok(())
+}
+
+/// Two known templates turned out to be one problem: the ticket that survives carries both
+/// labels, so either finds it. The survivor's own ticket wins; otherwise the merged one's
+/// ticket gets the survivor's label. Nothing is created here.
+async fn label_merged_tickets(
+    jira: &JiraClient,
+    collector: &mut Collector,
+    merges: &[crate::grouping::TemplateMerge],
+) {
+    for merge in merges {
+        let into = crate::jira::content::fingerprint_label(&merge.into);
+        let from = crate::jira::content::fingerprint_label(&merge.from);
+        let tickets = match jira.open_with_labels(&[into.clone(), from.clone()]).await {
+            Ok(t) => t,
+            Err(e) => {
+                collector.warning(format!(
+                    "could not look up the tickets of merged problem {}: {e:#}",
+                    merge.into
+                ));
+                continue;
+            }
+        };
+        let chosen = tickets
+            .iter()
+            .find(|(_, labels)| labels.contains(&into))
+            .or_else(|| tickets.iter().find(|(_, labels)| labels.contains(&from)));
+        let Some((key, labels)) = chosen else {
+            continue;
+        };
+        for label in [&into, &from] {
+            if !labels.contains(label) {
+                if let Err(e) = jira.add_label(key, label).await {
+                    collector.warning(format!("could not label {key} with {label}: {e:#}"));
+                }
+            }
+        }
+    }
 }
 
 /// How far behind the checkpoint processed ids are kept, to recognise logs an overlapping window

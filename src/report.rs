@@ -76,6 +76,8 @@ pub struct LogEntry<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct TicketEntry {
     pub fingerprint: String,
+    /// The problem's message template (variable parts as `<*>`), as the miner learned it.
+    pub template: String,
     pub key: Option<String>,
     pub action: &'static str,
     pub summary: String,
@@ -106,6 +108,8 @@ pub struct ReportWriter {
     partial: PathBuf,
     logs: BufWriter<File>,
     entries: u64,
+    /// Fingerprints merged into another during the run: their log entries show the survivor.
+    remap: std::collections::HashMap<String, String>,
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -127,6 +131,7 @@ impl ReportWriter {
             partial,
             logs: BufWriter::new(file),
             entries: 0,
+            remap: std::collections::HashMap::new(),
         })
     }
 
@@ -139,6 +144,42 @@ impl ReportWriter {
         Ok(())
     }
 
+    /// Show these fingerprints as the ones they were merged into, in every log entry.
+    pub fn remap(&mut self, remap: std::collections::HashMap<String, String>) {
+        self.remap = remap;
+    }
+}
+
+/// Copy the streamed log entries (one per line), rewriting merged fingerprints.
+fn copy_logs(
+    partial: &Path,
+    remap: &std::collections::HashMap<String, String>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    {
+        let partial = File::open(partial)?;
+        if remap.is_empty() {
+            std::io::copy(&mut std::io::BufReader::new(partial), out)?;
+            return Ok(());
+        }
+        use std::io::BufRead;
+        for (i, line) in std::io::BufReader::new(partial).lines().enumerate() {
+            let line = line?;
+            let entry = line.strip_suffix(',').unwrap_or(&line);
+            let mut value: serde_json::Value = serde_json::from_str(entry)?;
+            if let Some(into) = value["fingerprint"].as_str().and_then(|fp| remap.get(fp)) {
+                value["fingerprint"] = serde_json::Value::String(into.clone());
+            }
+            if i > 0 {
+                out.write_all(b",\n")?;
+            }
+            serde_json::to_writer(&mut *out, &value)?;
+        }
+        Ok(())
+    }
+}
+
+impl ReportWriter {
     /// Write `{"summary":..,"logs":[..],"tickets":[..]}` and move it into place.
     pub fn finish(mut self, report: &Report) -> anyhow::Result<()> {
         self.logs.flush()?;
@@ -149,7 +190,7 @@ impl ReportWriter {
             out.write_all(b"{\"summary\":")?;
             serde_json::to_writer_pretty(&mut out, &report.summary)?;
             out.write_all(b",\n\"logs\":[\n")?;
-            std::io::copy(&mut File::open(&self.partial)?, &mut out)?;
+            copy_logs(&self.partial, &self.remap, &mut out)?;
             out.write_all(b"\n],\n\"tickets\":")?;
             serde_json::to_writer_pretty(&mut out, &report.tickets)?;
             out.write_all(b"}\n")?;

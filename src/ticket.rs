@@ -12,6 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dashmap::DashMap;
+
 use crate::fingerprint::Fingerprint;
 use crate::jira::client::Found;
 use crate::jira::content::{self, ProblemFacts};
@@ -28,6 +30,8 @@ pub struct TicketStage {
     dry_run: bool,
     reopen: bool,
     cap: Option<Arc<TicketCap>>,
+    /// Per fingerprint, other labels its ticket may carry (merged templates, the old label).
+    also: Arc<DashMap<Fingerprint, Vec<Fingerprint>>>,
 }
 
 /// An exact cap on tickets created in one run.
@@ -73,6 +77,7 @@ impl TicketStage {
             dry_run,
             reopen,
             cap: max_tickets.map(|m| Arc::new(TicketCap::new(m))),
+            also: Arc::new(DashMap::new()),
         }
     }
 
@@ -95,21 +100,36 @@ impl TicketStage {
         let (cap, dry_run, reopen) = (self.cap.clone(), self.dry_run, self.reopen);
         let state = self.state.clone();
         let (fingerprint, facts) = (fingerprint.clone(), facts.clone());
+        let also = self
+            .also
+            .get(&fingerprint)
+            .map(|a| a.value().clone())
+            .unwrap_or_default();
         tokio::spawn(async move {
             let _label = jira.lock_label(&fingerprint).await;
             file_with_jira(
                 &jira,
                 state.as_ref(),
                 cap.as_deref(),
-                dry_run,
-                reopen,
+                (dry_run, reopen),
                 &fingerprint,
+                &also,
                 facts,
             )
             .await
         })
         .await
         .map_err(|e| anyhow::anyhow!("the ticket task stopped unexpectedly: {e}"))?
+    }
+
+    /// Search these labels too when looking for `fingerprint`'s ticket (at most 20 kept).
+    pub fn search_also(&self, fingerprint: &Fingerprint, also: &[Fingerprint]) {
+        let mut entry = self.also.entry(fingerprint.clone()).or_default();
+        for fp in also {
+            if fp != fingerprint && !entry.contains(fp) && entry.len() < 20 {
+                entry.push(fp.clone());
+            }
+        }
     }
 
     /// Use the state store: remember created tickets, and find them by key when search lags.
@@ -127,21 +147,28 @@ async fn file_with_jira(
     jira: &JiraClient,
     state: Option<&StateHandle>,
     cap: Option<&TicketCap>,
-    dry_run: bool,
-    reopen: bool,
+    (dry_run, reopen): (bool, bool),
     fingerprint: &Fingerprint,
+    also: &[Fingerprint],
     facts: ProblemFacts,
 ) -> anyhow::Result<Resolution> {
     if let Some(refusal) = jira.refused(fingerprint) {
         anyhow::bail!(refusal);
     }
-    let mut found = jira.find(fingerprint).await?;
+    let mut found = jira.find_also(fingerprint, also).await?;
     if found == Found::default() {
-        // Nothing by label: search may lag behind a ticket an earlier run created moments ago.
-        let remembered = match state {
-            Some(s) => s.with(|s| s.ticket_for(fingerprint.as_str()))?,
-            None => None,
-        };
+        // Nothing by label: search may lag behind a ticket an earlier run created moments ago
+        // (under this fingerprint, or one of its other labels).
+        let mut remembered = None;
+        if let Some(s) = state {
+            for fp in std::iter::once(fingerprint).chain(also) {
+                remembered = s.with(|s| s.ticket_for(fp.as_str()))?;
+                if remembered.is_some() {
+                    found.needs_label = fp != fingerprint;
+                    break;
+                }
+            }
+        }
         if let Some(key) = remembered {
             match jira.issue(&key).await? {
                 Some(issue) if issue.is_done() => found.done = Some(key),
@@ -157,6 +184,17 @@ async fn file_with_jira(
         return Ok(Resolution::new(TicketAction::Created, Some(key)));
     }
     if let Some(key) = found.open {
+        if found.needs_label && !dry_run {
+            // Found by an old or merged label: give it this fingerprint's label, so the
+            // next search finds it directly.
+            let label = content::fingerprint_label(fingerprint.as_str());
+            jira.add_label(&key, &label).await?;
+            if let Some(state) = state.filter(|s| s.writable) {
+                if let Err(e) = state.with(|s| s.remember_ticket(fingerprint.as_str(), &key)) {
+                    tracing::warn!("state store: {e:#}");
+                }
+            }
+        }
         return Ok(Resolution::new(TicketAction::Existing, Some(key)));
     }
     if let (Some(done), true) = (&found.done, reopen) {

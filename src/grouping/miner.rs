@@ -1,0 +1,856 @@
+//! The template miner: which logs are one problem, learned across logs and across runs.
+//!
+//! In: each log in arrival order (`TemplateMiner::fingerprint`), and at the start the snapshot
+//! the state store kept. Out: the log's fingerprint and template, the changes to save, and the
+//! merges found (two known templates that turned out to be one problem). It cannot fail;
+//! memory is bounded by `cap` templates (least recently matched first out, never one with a
+//! ticket).
+//!
+//! Two levels, after masking (`mask`):
+//! 1. A *family* gathers the lines of one service with the same token count that look alike,
+//!    as Drain does: candidates come from an index on the first two tokens (either may match,
+//!    so a variable first token does not split a family), similarity is the share of the
+//!    family's constant words (not `<*>`) the line repeats (>= 0.5 joins), and two different words in the
+//!    first two positions never join (`Failed password` vs `Accepted password`).
+//! 2. Within a family, a *template* is one problem. A position is a variable once the family
+//!    has seen `distinct` different values there, or a masked value next to another value;
+//!    until then its values are structure (`HTTPS` vs `SOCKS5`, `user=root` vs `user=guest`).
+//!    When a position becomes a variable, templates that now read the same merge into the
+//!    oldest, which keeps its fingerprint; the others' fingerprints become aliases of it.
+//!
+//! A template's fingerprint is fixed at birth: the first 16 hex digits of SHA-256 over the
+//! service and the masked line that created it. It never changes when the template generalises,
+//! so a ticket's label stays valid. Everything that decides a fingerprint depends only on the
+//! order logs arrive in and on the snapshot, never on time, threads or hash seeds, so the same
+//! logs give the same fingerprints on every run, sequential or concurrent.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use chrono::{DateTime, Utc};
+
+use super::mask::{self, is_wordy, VAR};
+use super::store::{
+    StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
+};
+use crate::event::LogEvent;
+use crate::fingerprint::{self, Fingerprint, Fingerprinted};
+
+/// Tuning, with defaults that need no per-system setting.
+#[derive(Debug, Clone, Copy)]
+pub struct MinerConfig {
+    /// Most templates kept; beyond it the least recently matched without a ticket are evicted.
+    pub cap: usize,
+    /// Share of a family's constant tokens a line must repeat to join it.
+    pub similarity: f64,
+    /// Distinct values after which a position is a variable.
+    pub distinct: usize,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        MinerConfig {
+            cap: 50_000,
+            similarity: 0.5,
+            distinct: 4,
+        }
+    }
+}
+
+/// Aliases and old labels passed on per template, at most.
+const MAX_ALSO: usize = 20;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix(self.0, u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+#[inline]
+fn mix(h: u64, x: u64) -> u64 {
+    (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95)
+}
+
+fn hash_str(mut h: u64, s: &str) -> u64 {
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        h = mix(
+            h,
+            u64::from_le_bytes(c.try_into().expect("chunks_exact gives 8 bytes")),
+        );
+    }
+    let mut last = [0u8; 8];
+    let rest = chunks.remainder();
+    last[..rest.len()].copy_from_slice(rest);
+    mix(mix(h, u64::from_le_bytes(last)), s.len() as u64)
+}
+
+fn index_key(service: u32, len: usize, pos: usize, token: &str) -> u64 {
+    hash_str(
+        mix(mix(mix(7, u64::from(service)), len as u64), pos as u64),
+        token,
+    )
+}
+
+struct Family {
+    id: u64,
+    service: u32,
+    tokens: Vec<Option<Box<str>>>,
+    variable: Vec<bool>,
+    members: Vec<u32>,
+    alive: bool,
+    dirty: bool,
+}
+
+struct Member {
+    id: u64,
+    family: u32,
+    fingerprint: Fingerprint,
+    tokens: Vec<Box<str>>,
+    key: u64,
+    template: String,
+    count: u64,
+    first_seen: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+    last_used: u64,
+    ticket: Option<String>,
+    /// Fingerprints merged into this one.
+    absorbed: Vec<Fingerprint>,
+    merged_into: Option<u32>,
+    alive: bool,
+    dirty: bool,
+    /// Its aliases were already handed out in this run.
+    announced: bool,
+}
+
+/// The template miner. Owned by the ingest loop; one call per log, in arrival order.
+pub struct TemplateMiner {
+    config: MinerConfig,
+    services: HashMap<Box<str>, u32>,
+    service_names: Vec<Box<str>>,
+    families: Vec<Family>,
+    index: IdMap<Vec<u32>>,
+    members: Vec<Member>,
+    by_fp: HashMap<Fingerprint, u32>,
+    aliases: HashMap<Fingerprint, Fingerprint>,
+    alive: usize,
+    clock: u64,
+    next_family: u64,
+    next_member: u64,
+    structural: bool,
+    removed: Vec<String>,
+    merges: Vec<TemplateMerge>,
+    run_merges: Vec<TemplateMerge>,
+    dirty_families: Vec<u32>,
+    dirty_members: Vec<u32>,
+    buf: String,
+    spans: Vec<(usize, usize)>,
+    cands: Vec<u32>,
+}
+
+impl Default for TemplateMiner {
+    fn default() -> Self {
+        Self::new(MinerConfig::default())
+    }
+}
+
+impl TemplateMiner {
+    pub fn new(config: MinerConfig) -> Self {
+        TemplateMiner {
+            config: MinerConfig {
+                cap: config.cap.max(1),
+                distinct: config.distinct.max(2),
+                ..config
+            },
+            services: HashMap::new(),
+            service_names: Vec::new(),
+            families: Vec::new(),
+            index: IdMap::default(),
+            members: Vec::new(),
+            by_fp: HashMap::new(),
+            aliases: HashMap::new(),
+            alive: 0,
+            clock: 0,
+            next_family: 1,
+            next_member: 1,
+            structural: false,
+            removed: Vec::new(),
+            merges: Vec::new(),
+            run_merges: Vec::new(),
+            dirty_families: Vec::new(),
+            dirty_members: Vec::new(),
+            buf: String::new(),
+            spans: Vec::new(),
+            cands: Vec::new(),
+        }
+    }
+
+    /// A miner that continues from what earlier runs learned.
+    pub fn from_snapshot(config: MinerConfig, snapshot: TemplateSnapshot) -> Self {
+        let mut miner = Self::new(config);
+        let mut families = snapshot.families;
+        families.sort_by_key(|f| f.id);
+        let mut family_idx = HashMap::new();
+        for f in families {
+            if f.tokens.len() != f.variable.len() {
+                continue;
+            }
+            let service = miner.service_id(&f.service);
+            let idx = miner.families.len() as u32;
+            family_idx.insert(f.id, idx);
+            miner.next_family = miner.next_family.max(f.id + 1);
+            miner.families.push(Family {
+                id: f.id,
+                service,
+                tokens: f.tokens.into_iter().map(|t| t.map(Into::into)).collect(),
+                variable: f.variable,
+                members: Vec::new(),
+                alive: true,
+                dirty: false,
+            });
+            miner.register(idx);
+        }
+        let mut templates = snapshot.templates;
+        templates.sort_by_key(|t| t.id);
+        for t in templates {
+            let Some(&f) = family_idx.get(&t.family) else {
+                continue;
+            };
+            if t.tokens.len() != miner.families[f as usize].tokens.len() {
+                continue;
+            }
+            let idx = miner.members.len() as u32;
+            miner.next_member = miner.next_member.max(t.id + 1);
+            miner.clock = miner.clock.max(t.last_used);
+            let fingerprint = Fingerprint::from_raw(t.fingerprint);
+            miner.by_fp.insert(fingerprint.clone(), idx);
+            let tokens: Vec<Box<str>> = t.tokens.into_iter().map(Into::into).collect();
+            miner.members.push(Member {
+                id: t.id,
+                family: f,
+                fingerprint,
+                key: key_of(tokens.iter().map(|t| &**t)),
+                template: join(&tokens),
+                tokens,
+                count: t.count,
+                first_seen: t.first_seen,
+                last_seen: t.last_seen,
+                last_used: t.last_used,
+                ticket: t.ticket,
+                absorbed: Vec::new(),
+                merged_into: None,
+                alive: true,
+                dirty: false,
+                announced: false,
+            });
+            miner.families[f as usize].members.push(idx);
+            miner.alive += 1;
+        }
+        for m in snapshot.merges {
+            let (from, into) = (Fingerprint::from_raw(m.from), Fingerprint::from_raw(m.into));
+            miner.aliases.insert(from.clone(), into);
+        }
+        // Each template's aliases, to search the old labels too.
+        let froms: Vec<Fingerprint> = miner.aliases.keys().cloned().collect();
+        for from in froms {
+            let into = miner.resolve(&from);
+            if let Some(&m) = miner.by_fp.get(&into) {
+                let absorbed = &mut miner.members[m as usize].absorbed;
+                if absorbed.len() < MAX_ALSO {
+                    absorbed.push(from);
+                }
+            }
+        }
+        for m in &mut miner.members {
+            m.absorbed.sort();
+        }
+        for f in 0..miner.families.len() {
+            if miner.families[f].members.is_empty() {
+                miner.kill_family(f as u32);
+            }
+        }
+        miner
+    }
+
+    /// The fingerprint and template of one log; learns from it.
+    ///
+    /// `also` lists other labels the problem's ticket may carry (templates merged into this
+    /// one, and the label this log had before templates were learned); it is filled on the
+    /// first log of each template in a run, and again after a merge.
+    pub fn fingerprint(&mut self, event: &LogEvent) -> Fingerprinted {
+        let line = fingerprint::significant_line(&event.message);
+        let line = fingerprint::truncate_bytes(&line, fingerprint::MAX_LINE_BYTES);
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut spans = std::mem::take(&mut self.spans);
+        mask::mask_line(line, &mut buf, &mut spans);
+        let out = match fingerprint::explicit_fingerprint(event) {
+            Some(fp) => Fingerprinted {
+                fingerprint: fp,
+                template: buf.clone(),
+                also: Vec::new(),
+            },
+            None => {
+                let service = self.service_id(event.service.as_deref().unwrap_or(""));
+                let m = self.learn(service, &buf, &spans, event.timestamp) as usize;
+                let mut also = Vec::new();
+                if !self.members[m].announced {
+                    self.members[m].announced = true;
+                    also.extend(self.members[m].absorbed.iter().cloned());
+                    let legacy = fingerprint::fingerprint(event).fingerprint;
+                    if legacy != self.members[m].fingerprint && !also.contains(&legacy) {
+                        also.push(legacy);
+                    }
+                }
+                Fingerprinted {
+                    fingerprint: self.members[m].fingerprint.clone(),
+                    template: self.members[m].template.clone(),
+                    also,
+                }
+            }
+        };
+        self.buf = buf;
+        self.spans = spans;
+        out
+    }
+
+    /// The fingerprint a fingerprint stands for now (itself unless it was merged away).
+    pub fn resolve(&self, fp: &Fingerprint) -> Fingerprint {
+        let mut cur = fp;
+        for _ in 0..64 {
+            match self.aliases.get(cur) {
+                Some(next) if next != cur => cur = next,
+                _ => break,
+            }
+        }
+        cur.clone()
+    }
+
+    /// The current template of a fingerprint (resolved through merges).
+    pub fn template_of(&self, fp: &Fingerprint) -> Option<&str> {
+        let m = *self.by_fp.get(&self.resolve(fp))?;
+        Some(&self.members[m as usize].template)
+    }
+
+    /// A ticket now carries this fingerprint's label: never evict its template.
+    pub fn note_ticket(&mut self, fp: &Fingerprint, key: &str) {
+        if let Some(&m) = self.by_fp.get(&self.resolve(fp)) {
+            let member = &mut self.members[m as usize];
+            if member.ticket.is_none() {
+                member.ticket = Some(key.to_string());
+            }
+        }
+    }
+
+    /// Whether a template was born, generalised, merged or evicted since the last
+    /// `take_changes`: such changes must be saved before a ticket carries the label.
+    pub fn needs_save(&self) -> bool {
+        self.structural
+    }
+
+    /// Everything to save since the last call (counts included), and reset.
+    pub fn take_changes(&mut self) -> TemplateChanges {
+        self.structural = false;
+        let mut changes = TemplateChanges {
+            removed: std::mem::take(&mut self.removed),
+            merges: std::mem::take(&mut self.merges),
+            ..TemplateChanges::default()
+        };
+        for f in std::mem::take(&mut self.dirty_families) {
+            let fam = &mut self.families[f as usize];
+            fam.dirty = false;
+            if fam.alive {
+                changes.families.push(StoredFamily {
+                    id: fam.id,
+                    service: self.service_names[fam.service as usize].to_string(),
+                    tokens: fam
+                        .tokens
+                        .iter()
+                        .map(|t| t.as_deref().map(str::to_string))
+                        .collect(),
+                    variable: fam.variable.clone(),
+                });
+            }
+        }
+        for m in std::mem::take(&mut self.dirty_members) {
+            let member = &mut self.members[m as usize];
+            member.dirty = false;
+            if member.alive {
+                changes.templates.push(self.stored(m));
+            }
+        }
+        changes.families.sort_by_key(|f| f.id);
+        changes.templates.sort_by_key(|t| t.id);
+        changes
+    }
+
+    /// Merges found in this run (to label the surviving tickets), and reset.
+    pub fn take_run_merges(&mut self) -> Vec<TemplateMerge> {
+        std::mem::take(&mut self.run_merges)
+    }
+
+    /// Every live template, oldest first.
+    pub fn templates(&self) -> Vec<StoredTemplate> {
+        (0..self.members.len() as u32)
+            .filter(|&m| self.members[m as usize].alive)
+            .map(|m| self.stored(m))
+            .collect()
+    }
+
+    /// Number of live templates.
+    pub fn len(&self) -> usize {
+        self.alive
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alive == 0
+    }
+
+    fn stored(&self, m: u32) -> StoredTemplate {
+        let member = &self.members[m as usize];
+        let fam = &self.families[member.family as usize];
+        StoredTemplate {
+            fingerprint: member.fingerprint.to_string(),
+            id: member.id,
+            family: fam.id,
+            service: self.service_names[fam.service as usize].to_string(),
+            template: member.template.clone(),
+            tokens: member.tokens.iter().map(|t| t.to_string()).collect(),
+            count: member.count,
+            first_seen: member.first_seen,
+            last_seen: member.last_seen,
+            last_used: member.last_used,
+            ticket: member.ticket.clone(),
+        }
+    }
+
+    fn service_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.services.get(name) {
+            return id;
+        }
+        let id = self.service_names.len() as u32;
+        self.service_names.push(name.into());
+        self.services.insert(name.into(), id);
+        id
+    }
+
+    /// The index keys of a family: its first two tokens (`<*>` where it has none).
+    fn keys(&self, f: u32) -> impl Iterator<Item = u64> + '_ {
+        let fam = &self.families[f as usize];
+        let n = fam.tokens.len();
+        (0..n.clamp(1, 2)).map(move |p| {
+            let tok = fam
+                .tokens
+                .get(p)
+                .map_or("", |t| t.as_deref().unwrap_or(VAR));
+            index_key(fam.service, n, p, tok)
+        })
+    }
+
+    fn register(&mut self, f: u32) {
+        let keys: Vec<u64> = self.keys(f).collect();
+        for k in keys {
+            let list = self.index.entry(k).or_default();
+            if !list.contains(&f) {
+                list.push(f);
+            }
+        }
+    }
+
+    fn unregister(&mut self, f: u32) {
+        let keys: Vec<u64> = self.keys(f).collect();
+        for k in keys {
+            if let Some(list) = self.index.get_mut(&k) {
+                list.retain(|&x| x != f);
+                if list.is_empty() {
+                    self.index.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn kill_family(&mut self, f: u32) {
+        self.unregister(f);
+        let fam = &mut self.families[f as usize];
+        fam.alive = false;
+        fam.tokens = Vec::new();
+        fam.variable = Vec::new();
+        fam.members = Vec::new();
+    }
+
+    fn mark_family(&mut self, f: u32) {
+        let fam = &mut self.families[f as usize];
+        if !fam.dirty {
+            fam.dirty = true;
+            self.dirty_families.push(f);
+        }
+    }
+
+    fn mark_member(&mut self, m: u32) {
+        let member = &mut self.members[m as usize];
+        if !member.dirty {
+            member.dirty = true;
+            self.dirty_members.push(m);
+        }
+    }
+
+    /// The template for one masked line: returns the member index.
+    fn learn(
+        &mut self,
+        service: u32,
+        buf: &str,
+        spans: &[(usize, usize)],
+        ts: Option<DateTime<Utc>>,
+    ) -> u32 {
+        self.clock += 1;
+        let n = spans.len();
+        let tok = |p: usize| &buf[spans[p].0..spans[p].1];
+        self.cands.clear();
+        for p in 0..n.clamp(1, 2) {
+            let t = if n == 0 { "" } else { tok(p) };
+            if let Some(list) = self.index.get(&index_key(service, n, p, t)) {
+                self.cands.extend_from_slice(list);
+            }
+        }
+        self.cands.sort_unstable();
+        self.cands.dedup();
+        let mut best: Option<(u32, f64, usize)> = None;
+        for &f in &self.cands {
+            let fam = &self.families[f as usize];
+            if !fam.alive || fam.service != service || fam.tokens.len() != n {
+                continue;
+            }
+            let Some((sim, consts)) = similarity(fam, &tok) else {
+                continue;
+            };
+            let better = match best {
+                None => true,
+                Some((_, s, c)) => sim > s || (sim == s && consts > c),
+            };
+            if better {
+                best = Some((f, sim, consts));
+            }
+        }
+        let f = match best {
+            Some((f, sim, _)) if sim >= self.config.similarity => {
+                self.generalise(f, &tok);
+                f
+            }
+            _ => self.new_family(service, n, &tok),
+        };
+        let m = self.member(f, buf, &tok, n);
+        let member = &mut self.members[m as usize];
+        member.count += 1;
+        member.last_used = self.clock;
+        if let Some(ts) = ts {
+            member.first_seen = Some(member.first_seen.map_or(ts, |f| f.min(ts)));
+            member.last_seen = Some(member.last_seen.map_or(ts, |l| l.max(ts)));
+        }
+        self.mark_member(m);
+        if self.alive > self.config.cap {
+            self.evict(m);
+        }
+        m
+    }
+
+    fn new_family<'a>(&mut self, service: u32, n: usize, tok: &impl Fn(usize) -> &'a str) -> u32 {
+        let f = self.families.len() as u32;
+        self.families.push(Family {
+            id: self.next_family,
+            service,
+            tokens: (0..n).map(|p| Some(tok(p).into())).collect(),
+            variable: (0..n).map(|p| tok(p) == VAR).collect(),
+            members: Vec::new(),
+            alive: true,
+            dirty: false,
+        });
+        self.next_family += 1;
+        self.register(f);
+        self.mark_family(f);
+        self.structural = true;
+        f
+    }
+
+    /// Positions where the line differs from the family's shape lose their token.
+    fn generalise<'a>(&mut self, f: u32, tok: &impl Fn(usize) -> &'a str) {
+        let fam = &self.families[f as usize];
+        let differs: Vec<usize> = (0..fam.tokens.len())
+            .filter(|&p| fam.tokens[p].as_deref().is_some_and(|t| t != tok(p)))
+            .collect();
+        if differs.is_empty() {
+            return;
+        }
+        self.unregister(f);
+        for p in differs {
+            self.families[f as usize].tokens[p] = None;
+        }
+        self.register(f);
+        self.mark_family(f);
+        self.structural = true;
+    }
+
+    /// The member of family `f` this line belongs to, created if new; merges as needed.
+    fn member<'a>(&mut self, f: u32, buf: &str, tok: &impl Fn(usize) -> &'a str, n: usize) -> u32 {
+        let fam = &self.families[f as usize];
+        let value = |p: usize| if fam.variable[p] { VAR } else { tok(p) };
+        let key = key_of((0..n).map(value));
+        let found = fam.members.iter().copied().find(|&m| {
+            let member = &self.members[m as usize];
+            member.key == key && (0..n).all(|p| &*member.tokens[p] == value(p))
+        });
+        if let Some(m) = found {
+            return m;
+        }
+        let tokens: Vec<Box<str>> = (0..n).map(|p| value(p).into()).collect();
+        let service = self.service_names[fam.service as usize].to_string();
+        let service = service.as_str();
+        let mut fingerprint = Fingerprint::from_raw(fingerprint::hash16(&[service, buf]));
+        let mut salt = 0u32;
+        while self.by_fp.contains_key(&fingerprint) || self.aliases.contains_key(&fingerprint) {
+            salt += 1;
+            fingerprint =
+                Fingerprint::from_raw(fingerprint::hash16(&[service, buf, &salt.to_string()]));
+        }
+        let m = self.members.len() as u32;
+        self.members.push(Member {
+            id: self.next_member,
+            family: f,
+            fingerprint: fingerprint.clone(),
+            key,
+            template: join(&tokens),
+            tokens,
+            count: 0,
+            first_seen: None,
+            last_seen: None,
+            last_used: self.clock,
+            ticket: None,
+            absorbed: Vec::new(),
+            merged_into: None,
+            alive: true,
+            dirty: false,
+            announced: false,
+        });
+        self.next_member += 1;
+        self.by_fp.insert(fingerprint, m);
+        self.families[f as usize].members.push(m);
+        self.alive += 1;
+        self.structural = true;
+        self.mark_member(m);
+        self.settle(f);
+        let mut m = m;
+        while let Some(s) = self.members[m as usize].merged_into {
+            m = s;
+        }
+        m
+    }
+
+    /// Turn positions with enough distinct values into variables, merging what then reads
+    /// the same.
+    fn settle(&mut self, f: u32) {
+        let n = self.families[f as usize].tokens.len();
+        for p in 0..n {
+            let fam = &self.families[f as usize];
+            if fam.variable[p] {
+                continue;
+            }
+            let mut seen: Vec<&str> = Vec::with_capacity(self.config.distinct);
+            for &m in &fam.members {
+                let t = &*self.members[m as usize].tokens[p];
+                if !seen.contains(&t) {
+                    seen.push(t);
+                    if seen.len() >= self.config.distinct {
+                        break;
+                    }
+                }
+            }
+            let mixed = seen.len() >= 2 && seen.contains(&VAR);
+            if seen.len() >= self.config.distinct || mixed {
+                self.make_variable(f, p);
+            }
+        }
+    }
+
+    fn make_variable(&mut self, f: u32, p: usize) {
+        self.families[f as usize].variable[p] = true;
+        self.mark_family(f);
+        self.structural = true;
+        let mut ms = std::mem::take(&mut self.families[f as usize].members);
+        ms.sort_by_key(|&m| self.members[m as usize].id);
+        let mut kept: Vec<u32> = Vec::with_capacity(ms.len());
+        for m in ms {
+            {
+                let member = &mut self.members[m as usize];
+                if &*member.tokens[p] != VAR {
+                    member.tokens[p] = VAR.into();
+                    member.key = key_of(member.tokens.iter().map(|t| &**t));
+                    member.template = join(&member.tokens);
+                }
+            }
+            self.mark_member(m);
+            let twin = kept.iter().copied().find(|&s| {
+                let (a, b) = (&self.members[s as usize], &self.members[m as usize]);
+                a.key == b.key && a.tokens == b.tokens
+            });
+            match twin {
+                Some(s) => self.absorb(m, s),
+                None => kept.push(m),
+            }
+        }
+        self.families[f as usize].members = kept;
+    }
+
+    /// `from` is the same problem as the older `into`: `into` survives.
+    fn absorb(&mut self, from: u32, into: u32) {
+        let tombstone = Member {
+            alive: false,
+            merged_into: Some(into),
+            ..self.members[from as usize].shallow()
+        };
+        let gone = std::mem::replace(&mut self.members[from as usize], tombstone);
+        let survivor = &mut self.members[into as usize];
+        survivor.count += gone.count;
+        survivor.first_seen = match (survivor.first_seen, gone.first_seen) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        survivor.last_seen = survivor.last_seen.max(gone.last_seen);
+        survivor.last_used = survivor.last_used.max(gone.last_used);
+        if survivor.ticket.is_none() {
+            survivor.ticket = gone.ticket;
+        }
+        for fp in std::iter::once(gone.fingerprint.clone()).chain(gone.absorbed) {
+            if survivor.absorbed.len() < MAX_ALSO && !survivor.absorbed.contains(&fp) {
+                survivor.absorbed.push(fp);
+            }
+        }
+        survivor.announced = false;
+        let into_fp = survivor.fingerprint.clone();
+        self.by_fp.remove(&gone.fingerprint);
+        self.aliases
+            .insert(gone.fingerprint.clone(), into_fp.clone());
+        let merge = TemplateMerge {
+            from: gone.fingerprint.to_string(),
+            into: into_fp.to_string(),
+        };
+        self.merges.push(merge.clone());
+        self.run_merges.push(merge);
+        self.removed.push(gone.fingerprint.to_string());
+        self.alive -= 1;
+    }
+
+    /// Drop the least recently matched templates without a ticket, down to 90 % of the cap.
+    fn evict(&mut self, keep: u32) {
+        let target = self.config.cap - self.config.cap / 10;
+        let mut cands: Vec<u32> = (0..self.members.len() as u32)
+            .filter(|&m| {
+                let member = &self.members[m as usize];
+                member.alive && member.ticket.is_none() && m != keep
+            })
+            .collect();
+        cands.sort_by_key(|&m| {
+            (
+                self.members[m as usize].last_used,
+                self.members[m as usize].id,
+            )
+        });
+        let excess = self.alive.saturating_sub(target);
+        for m in cands.into_iter().take(excess) {
+            let member = &mut self.members[m as usize];
+            member.alive = false;
+            member.tokens = Vec::new();
+            member.template = String::new();
+            member.absorbed = Vec::new();
+            let (f, fp) = (member.family, member.fingerprint.clone());
+            self.by_fp.remove(&fp);
+            self.removed.push(fp.to_string());
+            self.alive -= 1;
+            self.structural = true;
+            let fam = &mut self.families[f as usize];
+            fam.members.retain(|&x| x != m);
+            if fam.members.is_empty() {
+                self.kill_family(f);
+            }
+        }
+    }
+}
+
+impl Member {
+    /// A copy of the scalar fields (for the tombstone a merged member leaves).
+    fn shallow(&self) -> Member {
+        Member {
+            id: self.id,
+            family: self.family,
+            fingerprint: self.fingerprint.clone(),
+            tokens: Vec::new(),
+            key: self.key,
+            template: String::new(),
+            count: 0,
+            first_seen: None,
+            last_seen: None,
+            last_used: self.last_used,
+            ticket: None,
+            absorbed: Vec::new(),
+            merged_into: self.merged_into,
+            alive: self.alive,
+            dirty: self.dirty,
+            announced: self.announced,
+        }
+    }
+}
+
+/// Share of the family's constant tokens the line repeats, and how many there are; `None`
+/// when a word in the first two positions differs (those name the event).
+fn similarity<'a>(fam: &Family, tok: &impl Fn(usize) -> &'a str) -> Option<(f64, usize)> {
+    let n = fam.tokens.len();
+    for p in 0..n.min(2) {
+        if let Some(t) = fam.tokens[p].as_deref() {
+            if t != tok(p) && is_wordy(t) && is_wordy(tok(p)) {
+                return None;
+            }
+        }
+    }
+    let mut consts = 0;
+    let mut same = 0;
+    // A masked value is no evidence either way: only real words count.
+    for (p, t) in fam.tokens.iter().enumerate() {
+        if let Some(t) = t.as_deref().filter(|&t| t != VAR) {
+            consts += 1;
+            if t == tok(p) {
+                same += 1;
+            }
+        }
+    }
+    let sim = if consts == 0 {
+        1.0
+    } else {
+        same as f64 / consts as f64
+    };
+    Some((sim, consts))
+}
+
+fn key_of<'a>(tokens: impl Iterator<Item = &'a str>) -> u64 {
+    tokens.fold(0x9e37_79b9_7f4a_7c15, hash_str)
+}
+
+fn join(tokens: &[Box<str>]) -> String {
+    let mut out = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
+    for (i, t) in tokens.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(t);
+    }
+    out
+}
