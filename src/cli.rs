@@ -253,6 +253,9 @@ pub enum Command {
     /// Check each configured service (Datadog keys, Jira account and project, the LLM), print
     /// one line per service, and exit 0 only if every configured one passes.
     Check,
+    /// List the templates the state store has learned: fingerprint, count, first and last
+    /// seen, ticket and template (`--output json` for an array of objects).
+    Templates,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,6 +7,11 @@
 //! `service + "\n" + template`. When the log carries its own `error.fingerprint` attribute, that
 //! wins: a short, label-safe value is used verbatim, anything else is hashed.
 //!
+//! Since templates are learned (`grouping`), this masking-only fingerprint is no longer what
+//! labels new tickets: it is kept, unchanged, because tickets filed before carry its label and
+//! the ticket stage searches that label too. The masking helpers here are shared with the
+//! miner.
+//!
 //! Stable across runs: the fingerprint is a pure function of the log. Nothing is learned, nothing
 //! depends on the order logs arrive in, on the worker count, on the process or on the clock, so
 //! the Jira label `triage-<fp>` written on a ticket today is found again by tomorrow's run. Any
@@ -81,9 +86,11 @@ pub struct Fingerprinted {
     /// The normalized message template (see [`template`]); always computed from the message.
     pub template: String,
     /// Other labels the problem's ticket may carry and be found by: fingerprints of templates
-    /// merged into this one, and the label the masking-only fingerprint gave this log before
-    /// templates were learned (see `grouping`).
+    /// merged into this one (see `grouping`).
     pub also: Vec<Fingerprint>,
+    /// The first log of its template in this run (or the first since a merge): the time to
+    /// tell the ticket stage which other labels to search.
+    pub new_in_run: bool,
 }
 
 /// Fingerprint and template of one event.
@@ -104,6 +111,7 @@ pub fn fingerprint(event: &LogEvent) -> Fingerprinted {
         fingerprint,
         template,
         also: Vec::new(),
+        new_in_run: false,
     }
 }
 
@@ -1239,7 +1247,9 @@ mod tests {
 
     #[test]
     fn known_input_has_a_fixed_fingerprint() {
-        // If this fails, every ticket filed so far would lose its label: change it on purpose only.
+        // The masking-only label that tickets filed before templates were learned carry; the
+        // ticket stage searches it to find them. If this fails those tickets are lost: never
+        // change it (new fingerprints come from `grouping`, pinned there).
         let out = fingerprint(&event(
             Some("checkout"),
             "Connection to 10.0.3.17:5432 timed out after 3000ms",

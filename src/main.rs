@@ -32,6 +32,9 @@ fn main() -> ExitCode {
     if cli.command == Some(Command::Check) {
         return check(&cli, &env);
     }
+    if cli.command == Some(Command::Templates) {
+        return templates(&cli, &env);
+    }
     let (mut config, notices) = match Config::from_cli(&cli, workers_given, &env) {
         Ok(ok) => ok,
         Err(e) => {
@@ -119,6 +122,32 @@ fn check(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
         }
         ExitCode::from(exit::FATAL)
     }
+}
+
+/// `triage templates`: the learned templates of the state store, as text or JSON, on stdout.
+fn templates(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    let Some(path) = triage::config::state_path(cli, env) else {
+        eprintln!("error: no state store: give --state PATH (or set XDG_STATE_HOME or HOME)");
+        return ExitCode::from(exit::USAGE);
+    };
+    let templates = match triage::grouping::list::list(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(exit::FATAL);
+        }
+    };
+    match cli.output {
+        OutputFormat::Text => print!("{}", triage::grouping::list::render_text(&templates)),
+        OutputFormat::Json => match serde_json::to_string_pretty(&templates) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("error: cannot print the templates: {e}");
+                return ExitCode::from(exit::FATAL);
+            }
+        },
+    }
+    ExitCode::from(exit::OK)
 }
 
 fn init_tracing(cli: &Cli) {

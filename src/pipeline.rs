@@ -24,7 +24,7 @@ use crate::collector::Collector;
 use crate::config::{Config, DatadogSite, SourceConfig};
 use crate::dedup::{Claim, Deduplicator, Followed};
 use crate::event::LogEvent;
-use crate::fingerprint::Fingerprint;
+use crate::fingerprint::{self, Fingerprint};
 use crate::grouping::{MinerConfig, TemplateMiner, TemplateSnapshot};
 use crate::http::{HttpError, RetryPolicy, Service};
 use crate::jira::content::ProblemFacts;
@@ -204,8 +204,12 @@ pub async fn run(
                     let printed = miner.fingerprint(&event);
                     // A template is saved before any ticket can carry its label.
                     save_templates(&mut miner, writable_state.as_ref(), false)?;
-                    if !printed.also.is_empty() {
-                        shared.tickets.search_also(&printed.fingerprint, &printed.also);
+                    if printed.new_in_run && jira.is_some() {
+                        // Tickets filed before templates were learned carry the masking-only
+                        // label: search it too (in the same query), and merged templates' labels.
+                        let mut also = printed.also.clone();
+                        also.push(fingerprint::fingerprint(&event).fingerprint);
+                        shared.tickets.search_also(&printed.fingerprint, &also);
                     }
                     in_flight.push(spawn_log(shared.clone(), event, printed.fingerprint, printed.template));
                     if config.limit.is_some_and(|limit| events >= limit) {

@@ -14,7 +14,8 @@
 //! - the values of `key=value` pairs, when the value itself looks variable (`uid=<*>`), so a
 //!   low-cardinality value such as `user=root` stays for the miner to judge;
 //! - booleans and null, month and weekday names, paths, URLs, e-mail addresses, long hex words,
-//!   host names ending in a top-level domain, and double-quoted strings that contain spaces;
+//!   host names ending in a top-level domain, quoted values (`'user_id'`), and double-quoted
+//!   strings that contain spaces;
 //! - a unit word after a masked number (`10 ms`, `512 bytes`), and then every run of adjacent
 //!   masked tokens collapses into one `<*>`, so a value written as one token or as several
 //!   (`lifetime 00:01` / `lifetime <1 sec`, a list of ids) does not change the token count.
@@ -173,6 +174,13 @@ fn mask_piece(piece: &str, out: &mut String) {
 }
 
 fn mask_simple(tok: &str, out: &mut String) {
+    // A quoted value: `'user_id'`, `"smtp_host",`.
+    if let Some(q @ (b'"' | b'\'')) = tok.bytes().next() {
+        if let Some(close) = tok.rfind(char::from(q)).filter(|&j| j > 1) {
+            out.push_str(VAR);
+            return out.push_str(&tok[close + 1..]);
+        }
+    }
     let (pre, core, post) = split_core(tok);
     out.push_str(pre);
     mask_core(core, out);
@@ -200,6 +208,9 @@ fn mask_core(core: &str, out: &mut String) {
         return;
     }
     if VALUE_WORDS.contains(&core) {
+        return out.push_str(VAR);
+    }
+    if core.contains("://") {
         return out.push_str(VAR);
     }
     let digit = has_digit(core);
@@ -408,6 +419,16 @@ mod tests {
         let mut spans = Vec::new();
         mask_line(&long, &mut out, &mut spans);
         assert_eq!(spans.len(), MAX_TOKENS);
+    }
+
+    #[test]
+    fn quoted_values() {
+        assert_eq!(masked("KeyError: 'locale'"), "KeyError: <*>");
+        assert_eq!(
+            masked("missing key \"smtp_host\", giving up"),
+            "missing key <*>, giving up"
+        );
+        assert_eq!(masked("can't connect"), "can't connect");
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! 1. A *family* gathers the lines of one service with the same token count that look alike,
 //!    as Drain does: candidates come from an index on the first two tokens (either may match,
 //!    so a variable first token does not split a family), similarity is the share of the
-//!    family's constant words (not `<*>`) the line repeats (>= 0.5 joins), and two different words in the
-//!    first two positions never join (`Failed password` vs `Accepted password`).
+//!    family's constant words (not `<*>`) the line repeats (>= 0.5 joins), and two lines whose
+//!    first words differ never join (`Failed password` vs `Accepted password`).
 //! 2. Within a family, a *template* is one problem. A position is a variable once the family
 //!    has seen `distinct` different values there, or a masked value next to another value;
 //!    until then its values are structure (`HTTPS` vs `SOCKS5`, `user=root` vs `user=guest`).
@@ -287,9 +287,8 @@ impl TemplateMiner {
 
     /// The fingerprint and template of one log; learns from it.
     ///
-    /// `also` lists other labels the problem's ticket may carry (templates merged into this
-    /// one, and the label this log had before templates were learned); it is filled on the
-    /// first log of each template in a run, and again after a merge.
+    /// `also` lists fingerprints merged into this template; it is filled, and `new_in_run` set,
+    /// on the first log of each template in a run and again after a merge.
     pub fn fingerprint(&mut self, event: &LogEvent) -> Fingerprinted {
         let line = fingerprint::significant_line(&event.message);
         let line = fingerprint::truncate_bytes(&line, fingerprint::MAX_LINE_BYTES);
@@ -301,23 +300,22 @@ impl TemplateMiner {
                 fingerprint: fp,
                 template: buf.clone(),
                 also: Vec::new(),
+                new_in_run: false,
             },
             None => {
                 let service = self.service_id(event.service.as_deref().unwrap_or(""));
                 let m = self.learn(service, &buf, &spans, event.timestamp) as usize;
                 let mut also = Vec::new();
-                if !self.members[m].announced {
+                let new_in_run = !self.members[m].announced;
+                if new_in_run {
                     self.members[m].announced = true;
                     also.extend(self.members[m].absorbed.iter().cloned());
-                    let legacy = fingerprint::fingerprint(event).fingerprint;
-                    if legacy != self.members[m].fingerprint && !also.contains(&legacy) {
-                        also.push(legacy);
-                    }
                 }
                 Fingerprinted {
                     fingerprint: self.members[m].fingerprint.clone(),
                     template: self.members[m].template.clone(),
                     also,
+                    new_in_run,
                 }
             }
         };
@@ -810,15 +808,12 @@ impl Member {
     }
 }
 
-/// Share of the family's constant tokens the line repeats, and how many there are; `None`
-/// when a word in the first two positions differs (those name the event).
+/// Share of the family's constant words the line repeats, and how many there are; `None`
+/// when the first word differs (it names the event).
 fn similarity<'a>(fam: &Family, tok: &impl Fn(usize) -> &'a str) -> Option<(f64, usize)> {
-    let n = fam.tokens.len();
-    for p in 0..n.min(2) {
-        if let Some(t) = fam.tokens[p].as_deref() {
-            if t != tok(p) && is_wordy(t) && is_wordy(tok(p)) {
-                return None;
-            }
+    if let Some(t) = fam.tokens.first().and_then(|t| t.as_deref()) {
+        if t != tok(0) && is_wordy(t) && is_wordy(tok(0)) {
+            return None;
         }
     }
     let mut consts = 0;
@@ -853,4 +848,216 @@ fn join(tokens: &[Box<str>]) -> String {
         out.push_str(t);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(service: &str, message: &str) -> LogEvent {
+        LogEvent::from_value(
+            json!({"id": "x", "service": service, "message": message}),
+            || "x".into(),
+        )
+        .unwrap()
+    }
+
+    fn run(miner: &mut TemplateMiner, lines: &[&str]) -> Vec<Fingerprint> {
+        let fps: Vec<Fingerprint> = lines
+            .iter()
+            .map(|l| miner.fingerprint(&ev("sshd", l)).fingerprint)
+            .collect();
+        fps.iter().map(|f| miner.resolve(f)).collect()
+    }
+
+    #[test]
+    fn known_input_has_a_fixed_fingerprint() {
+        // The label of every ticket filed from now on: change it on purpose only. A fresh
+        // template's fingerprint is SHA-256 over the service and the masked line.
+        let mut miner = TemplateMiner::default();
+        let out = miner.fingerprint(&ev(
+            "checkout",
+            "Connection to 10.0.3.17:5432 timed out after 3000ms",
+        ));
+        assert_eq!(out.template, "Connection to <*> timed out after <*>");
+        assert_eq!(out.fingerprint.as_str(), "af48ed29c66ca1d6");
+    }
+
+    #[test]
+    fn user_names_become_a_variable_and_the_first_fingerprint_survives() {
+        let mut miner = TemplateMiner::default();
+        let users = ["root", "admin", "uucp", "guest", "oracle"];
+        let lines: Vec<String> = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| format!("Failed password for {u} from 10.0.0.{i} port 22{i} ssh2"))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let first = miner.fingerprint(&ev("sshd", refs[0])).fingerprint;
+        let fps = run(&mut miner, &refs);
+        assert!(fps.iter().all(|f| *f == first), "{fps:?}");
+        assert_eq!(
+            miner.template_of(&first),
+            Some("Failed password for <*> from <*> port <*> ssh2")
+        );
+        let merges = miner.take_run_merges();
+        assert_eq!(
+            merges.len(),
+            3,
+            "three younger templates merged into the first"
+        );
+        assert!(merges.iter().all(|m| m.into == first.as_str()));
+        // A merged fingerprint stands for the survivor.
+        assert_eq!(
+            miner.resolve(&Fingerprint::from_raw(merges[0].from.clone())),
+            first
+        );
+    }
+
+    #[test]
+    fn a_few_distinct_words_stay_structure() {
+        let mut miner = TemplateMiner::default();
+        let fps = run(
+            &mut miner,
+            &[
+                "h1.example.com:80 open through proxy p.example.com:5070 HTTPS",
+                "h2.example.com:443 open through proxy p.example.com:5070 SOCKS5",
+                "10.0.0.1:80 open through proxy p.example.com:5070 HTTPS",
+                "Accepted password for root from 10.0.0.1 port 1 ssh2",
+                "Failed password for root from 10.0.0.1 port 1 ssh2",
+            ],
+        );
+        assert_eq!(fps[0], fps[2]);
+        assert_ne!(fps[0], fps[1]);
+        assert_ne!(fps[3], fps[4]);
+    }
+
+    #[test]
+    fn a_variable_first_token_does_not_split() {
+        let mut miner = TemplateMiner::default();
+        let fps = run(
+            &mut miner,
+            &[
+                "web-a: disk full on volume data",
+                "db-b: disk full on volume data",
+                "cache-c: disk full on volume data",
+                "queue-d: disk full on volume data",
+                "edge-e: disk full on volume data",
+            ],
+        );
+        assert!(fps.iter().all(|f| *f == fps[0]), "{fps:?}");
+    }
+
+    #[test]
+    fn services_are_part_of_the_key_and_error_fingerprint_wins() {
+        let mut miner = TemplateMiner::default();
+        let a = miner.fingerprint(&ev("a", "disk full")).fingerprint;
+        let b = miner.fingerprint(&ev("b", "disk full")).fingerprint;
+        assert_ne!(a, b);
+        let forced = LogEvent::from_value(
+            json!({"id": "y", "service": "a", "message": "disk full",
+                   "attributes": {"error": {"fingerprint": "disk-v2"}}}),
+            || "y".into(),
+        )
+        .unwrap();
+        assert_eq!(miner.fingerprint(&forced).fingerprint.as_str(), "disk-v2");
+    }
+
+    #[test]
+    fn the_same_logs_give_the_same_fingerprints_every_time() {
+        let lines: Vec<String> = (0..300)
+            .map(|i| match i % 3 {
+                0 => format!("session opened for user u{} by (uid={i})", i % 7),
+                1 => format!("worker {i} failed: GET https://x/{i} after {i}ms"),
+                _ => format!("Invalid user name{} from 10.1.{}.{}", i % 11, i % 5, i % 9),
+            })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let once = run(&mut TemplateMiner::default(), &refs);
+        let twice = run(&mut TemplateMiner::default(), &refs);
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn the_cap_evicts_the_least_recently_matched_but_never_a_ticketed_template() {
+        let mut miner = TemplateMiner::new(MinerConfig {
+            cap: 10,
+            ..MinerConfig::default()
+        });
+        let ticketed = miner.fingerprint(&ev("s", "alpha beta gamma")).fingerprint;
+        miner.note_ticket(&ticketed, "OPS-1");
+        let words = [
+            "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+            "eleven", "twelve", "thirteen", "fourteen", "fifteen",
+        ];
+        for w in words {
+            miner.fingerprint(&ev("s", &format!("{w} happened here")));
+        }
+        assert!(miner.len() <= 10);
+        assert_eq!(miner.template_of(&ticketed), Some("alpha beta gamma"));
+        let changes = miner.take_changes();
+        assert!(!changes.removed.is_empty());
+        // The most recent ones are kept.
+        let kept: Vec<String> = miner.templates().into_iter().map(|t| t.template).collect();
+        assert!(
+            kept.contains(&"fifteen happened here".to_string()),
+            "{kept:?}"
+        );
+        assert!(!kept.contains(&"one happened here".to_string()), "{kept:?}");
+    }
+
+    #[test]
+    fn a_miner_restored_from_its_changes_continues_exactly() {
+        let lines: Vec<String> = (0..400)
+            .map(|i| match i % 4 {
+                0 => format!(
+                    "Failed password for user{} from 10.0.0.{} port {i} ssh2",
+                    ["root", "adm", "bin", "sys", "ftp"][i % 5],
+                    i % 200
+                ),
+                1 => format!("Connection closed by 10.0.{}.1 [preauth]", i % 13),
+                2 => format!(
+                    "Received disconnect from 10.0.0.{}: 11: {} [preauth]",
+                    i % 17,
+                    ["Bye Bye", "normal"][i % 2]
+                ),
+                _ => format!(
+                    "pam_unix(sshd:auth): check pass; user {}",
+                    ["unknown", "known", "root", "x", "y"][i % 5]
+                ),
+            })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let mut whole = TemplateMiner::default();
+        let expected = run(&mut whole, &refs);
+
+        // The same logs in 10 windows, each with a miner rebuilt from what the last one saved.
+        let mut snapshot = TemplateSnapshot::default();
+        let mut raw = Vec::new();
+        for window in refs.chunks(40) {
+            let mut miner = TemplateMiner::from_snapshot(MinerConfig::default(), snapshot.clone());
+            for l in window {
+                raw.push(miner.fingerprint(&ev("sshd", l)).fingerprint);
+            }
+            apply(&mut snapshot, miner.take_changes());
+        }
+        let last = TemplateMiner::from_snapshot(MinerConfig::default(), snapshot);
+        let windowed: Vec<Fingerprint> = raw.iter().map(|f| last.resolve(f)).collect();
+        assert_eq!(windowed, expected);
+    }
+
+    /// What the state store does with a save, in memory.
+    fn apply(s: &mut TemplateSnapshot, c: TemplateChanges) {
+        for f in c.families {
+            s.families.retain(|x| x.id != f.id);
+            s.families.push(f);
+        }
+        for t in c.templates {
+            s.templates.retain(|x| x.fingerprint != t.fingerprint);
+            s.templates.push(t);
+        }
+        s.templates.retain(|t| !c.removed.contains(&t.fingerprint));
+        s.merges.extend(c.merges);
+    }
 }
