@@ -113,8 +113,8 @@ pub struct Cli {
     )]
     pub max_tickets: u64,
 
-    /// The summary on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    /// The summary on stdout (for `templates`: the list).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
     pub output: OutputFormat,
 
     /// Write the full JSON report (every log, every ticket) to PATH.
@@ -123,7 +123,7 @@ pub struct Cli {
 
     /// The state file: checkpoints, tickets, logs to retry, run history
     /// (default $XDG_STATE_HOME/triage/state.db, or ~/.local/state/triage/state.db).
-    #[arg(long, value_name = "PATH", env = "TRIAGE_STATE")]
+    #[arg(long, value_name = "PATH", env = "TRIAGE_STATE", global = true)]
     pub state: Option<PathBuf>,
 
     /// Use no state: no checkpoint, no retry list, no run lock (throwaway runs); wins over

@@ -31,6 +31,35 @@ const OPEN: &[u8] = b"([{<\"'";
 const CLOSE: &[u8] = b")]}>\"',;:.";
 const BRACKETS: &[u8] = b"()[]{}\"'";
 
+/// Byte classes, looked up once per byte.
+const IS_OPEN: u8 = 1;
+const IS_CLOSE: u8 = 2;
+const IS_BRACKET: u8 = 4;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < OPEN.len() {
+        t[OPEN[i] as usize] |= IS_OPEN;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < CLOSE.len() {
+        t[CLOSE[i] as usize] |= IS_CLOSE;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < BRACKETS.len() {
+        t[BRACKETS[i] as usize] |= IS_BRACKET;
+        i += 1;
+    }
+    t
+};
+
+fn class(b: u8) -> u8 {
+    CLASS[b as usize]
+}
+
 const VALUE_WORDS: &[&str] = &[
     "true", "false", "null", "nil", "True", "False", "NULL", "TRUE", "FALSE",
 ];
@@ -124,25 +153,27 @@ fn unquote(line: &str) -> Cow<'_, str> {
 /// bracketed value such as `()` or `""`.
 pub fn is_var(t: &str) -> bool {
     let b = t.as_bytes();
-    if let Some(i) = t.find(VAR) {
-        b[..i].iter().all(|c| OPEN.contains(c))
-            && b[i + VAR.len()..].iter().all(|c| CLOSE.contains(c))
-    } else {
-        b.len() >= 2
-            && b.iter().all(|c| OPEN.contains(c) || CLOSE.contains(c))
-            && b.iter().any(|c| BRACKETS.contains(c))
+    let var = VAR.as_bytes();
+    // Leading openers, then `<*>` (or not), then closers only.
+    let mut i = 0;
+    while i < b.len() && !b[i..].starts_with(var) && class(b[i]) & IS_OPEN != 0 {
+        i += 1;
     }
+    let masked = b[i..].starts_with(var);
+    let rest = if masked { &b[i + var.len()..] } else { &b[i..] };
+    rest.iter().all(|&c| class(c) & IS_CLOSE != 0)
+        && (masked || (b.len() >= 2 && b.iter().any(|&c| class(c) & IS_BRACKET != 0)))
 }
 
 /// Leading opening brackets/quotes, the core, trailing closing punctuation.
 pub fn split_core(tok: &str) -> (&str, &str, &str) {
     let b = tok.as_bytes();
     let mut i = 0;
-    while i < b.len() && OPEN.contains(&b[i]) {
+    while i < b.len() && class(b[i]) & IS_OPEN != 0 {
         i += 1;
     }
     let mut j = b.len();
-    while j > i && CLOSE.contains(&b[j - 1]) {
+    while j > i && class(b[j - 1]) & IS_CLOSE != 0 {
         j -= 1;
     }
     (&tok[..i], &tok[i..j], &tok[j..])
@@ -204,17 +235,31 @@ fn has_digit(s: &str) -> bool {
 }
 
 fn mask_core(core: &str, out: &mut String) {
-    if core.is_empty() {
-        return;
+    let b = core.as_bytes();
+    // One pass for what the rules below ask about.
+    let (mut digit, mut colon, mut other) = (false, None, false);
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            digit = true;
+        } else if c == b':' {
+            colon = colon.or(Some(i));
+        } else if !c.is_ascii_alphabetic() {
+            other = true;
+        }
     }
-    if VALUE_WORDS.contains(&core) {
+    if !digit && colon.is_none() && !other {
+        // A plain word: only a few words are values (`true`, `Jun`, `deadbeefcafe`).
+        let value = match b.len() {
+            3..=5 => VALUE_WORDS.contains(&core) || DATE_WORDS.contains(&core),
+            8.. => b.iter().all(u8::is_ascii_hexdigit),
+            _ => false,
+        };
+        return out.push_str(if value { VAR } else { core });
+    }
+    if VALUE_WORDS.contains(&core) || (colon.is_some() && core.contains("://")) {
         return out.push_str(VAR);
     }
-    if core.contains("://") {
-        return out.push_str(VAR);
-    }
-    let digit = has_digit(core);
-    if let Some(i) = core.find(':').filter(|&i| i > 0) {
+    if let Some(i) = colon.filter(|&i| i > 0) {
         let (head, rest) = (&core[..i], &core[i + 1..]);
         if alpha_word(head) && !rest.is_empty() && (VALUE_WORDS.contains(&rest) || has_digit(rest))
         {
@@ -232,11 +277,9 @@ fn mask_core(core: &str, out: &mut String) {
     let variable = if digit {
         !word_with_version(core)
     } else {
-        DATE_WORDS.contains(&core)
-            || is_path(core)
-            || core.contains("://")
+        is_path(core)
             || (core.contains('@') && core.contains('.'))
-            || (core.len() >= 8 && core.bytes().all(|b| b.is_ascii_hexdigit()))
+            || (b.len() >= 8 && b.iter().all(u8::is_ascii_hexdigit))
             || is_host(core)
     };
     out.push_str(if variable { VAR } else { core });

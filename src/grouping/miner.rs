@@ -73,7 +73,12 @@ impl Hasher for IdHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        // The keys are hashes already; mix the high bits into the low ones the table indexes by.
+        let mut x = n;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        self.0 = x;
     }
 }
 
@@ -141,9 +146,12 @@ pub struct TemplateMiner {
     config: MinerConfig,
     services: HashMap<Box<str>, u32>,
     service_names: Vec<Box<str>>,
+    last_service: Option<u32>,
     families: Vec<Family>,
     index: IdMap<Vec<u32>>,
     members: Vec<Member>,
+    /// Slots of evicted templates, reused for new ones.
+    free: Vec<u32>,
     by_fp: HashMap<Fingerprint, u32>,
     aliases: HashMap<Fingerprint, Fingerprint>,
     alive: usize,
@@ -177,9 +185,11 @@ impl TemplateMiner {
             },
             services: HashMap::new(),
             service_names: Vec::new(),
+            last_service: None,
             families: Vec::new(),
             index: IdMap::default(),
             members: Vec::new(),
+            free: Vec::new(),
             by_fp: HashMap::new(),
             aliases: HashMap::new(),
             alive: 0,
@@ -435,7 +445,14 @@ impl TemplateMiner {
     }
 
     fn service_id(&mut self, name: &str) -> u32 {
+        // Logs of one service tend to come together.
+        if let Some(last) = self.last_service {
+            if *self.service_names[last as usize] == *name {
+                return last;
+            }
+        }
         if let Some(&id) = self.services.get(name) {
+            self.last_service = Some(id);
             return id;
         }
         let id = self.service_names.len() as u32;
@@ -621,8 +638,7 @@ impl TemplateMiner {
             fingerprint =
                 Fingerprint::from_raw(fingerprint::hash16(&[service, buf, &salt.to_string()]));
         }
-        let m = self.members.len() as u32;
-        self.members.push(Member {
+        let fresh = Member {
             id: self.next_member,
             family: f,
             fingerprint: fingerprint.clone(),
@@ -639,7 +655,19 @@ impl TemplateMiner {
             alive: true,
             dirty: false,
             announced: false,
-        });
+        };
+        let m = match self.free.pop() {
+            Some(m) => {
+                // Still listed as dirty if the evicted one was: keep the flag so it is listed once.
+                let dirty = self.members[m as usize].dirty;
+                self.members[m as usize] = Member { dirty, ..fresh };
+                m
+            }
+            None => {
+                self.members.push(fresh);
+                (self.members.len() - 1) as u32
+            }
+        };
         self.next_member += 1;
         self.by_fp.insert(fingerprint, m);
         self.families[f as usize].members.push(m);
@@ -757,14 +785,20 @@ impl TemplateMiner {
                 member.alive && member.ticket.is_none() && m != keep
             })
             .collect();
-        cands.sort_by_key(|&m| {
+        let excess = self.alive.saturating_sub(target).min(cands.len());
+        if excess == 0 {
+            return;
+        }
+        // The `excess` oldest; (last_used, id) is unique, so the set is the same on every run.
+        let key = |m: &u32| {
             (
-                self.members[m as usize].last_used,
-                self.members[m as usize].id,
+                self.members[*m as usize].last_used,
+                self.members[*m as usize].id,
             )
-        });
-        let excess = self.alive.saturating_sub(target);
-        for m in cands.into_iter().take(excess) {
+        };
+        cands.select_nth_unstable_by_key(excess - 1, key);
+        cands.truncate(excess);
+        for m in cands {
             let member = &mut self.members[m as usize];
             member.alive = false;
             member.tokens = Vec::new();
@@ -775,6 +809,7 @@ impl TemplateMiner {
             self.removed.push(fp.to_string());
             self.alive -= 1;
             self.structural = true;
+            self.free.push(m);
             let fam = &mut self.families[f as usize];
             fam.members.retain(|&x| x != m);
             if fam.members.is_empty() {

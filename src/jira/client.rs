@@ -263,16 +263,6 @@ impl JiraClient {
                 ..Found::default()
             });
         }
-        if let Some(key) = labels[1..]
-            .iter()
-            .find_map(|l| self.created.get(l).map(|e| e.1.clone()))
-        {
-            return Ok(Found {
-                open: Some(key),
-                needs_label: true,
-                ..Found::default()
-            });
-        }
         let issues = self.search_labels(&labels).await?;
         let mut found = Found::default();
         let mut other_open = None;
@@ -293,7 +283,14 @@ impl JiraClient {
             }
         }
         if found.open.is_none() {
-            if let Some(key) = other_open {
+            // Another label's ticket: one search shows, else one this run created (search
+            // may not show it yet).
+            let created = || {
+                labels[1..]
+                    .iter()
+                    .find_map(|l| self.created.get(l).map(|e| e.1.clone()))
+            };
+            if let Some(key) = other_open.or_else(created) {
                 found.open = Some(key);
                 found.needs_label = true;
             }
