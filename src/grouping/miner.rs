@@ -50,7 +50,7 @@ pub struct MinerConfig {
 impl Default for MinerConfig {
     fn default() -> Self {
         MinerConfig {
-            cap: 50_000,
+            cap: 100_000,
             similarity: 0.5,
             distinct: 4,
         }
@@ -110,10 +110,59 @@ fn index_key(service: u32, len: usize, pos: usize, token: &str) -> u64 {
     )
 }
 
+/// Tokens kept in one allocation: the text joined by single spaces, and where each ends. The
+/// text is the template people read; one allocation keeps matching cache-friendly.
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Tokens {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Tokens {
+    fn new<'a>(tokens: impl Iterator<Item = &'a str>) -> Self {
+        let mut t = Tokens::default();
+        for tok in tokens {
+            if !t.ends.is_empty() {
+                t.text.push(' ');
+            }
+            t.text.push_str(tok);
+            t.ends.push(t.text.len() as u32);
+        }
+        t
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, p: usize) -> &str {
+        let start = if p == 0 {
+            0
+        } else {
+            self.ends[p - 1] as usize + 1
+        };
+        &self.text[start..self.ends[p] as usize]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).map(|p| self.get(p))
+    }
+
+    /// The same tokens with position `p` replaced.
+    fn with(&self, p: usize, token: &str) -> Self {
+        Tokens::new(
+            self.iter()
+                .enumerate()
+                .map(|(i, t)| if i == p { token } else { t }),
+        )
+    }
+}
+
 struct Family {
     id: u64,
     service: u32,
-    tokens: Vec<Option<Box<str>>>,
+    /// The family's shape; an empty token where its lines have differed.
+    tokens: Tokens,
     variable: Vec<bool>,
     members: Vec<u32>,
     alive: bool,
@@ -124,9 +173,9 @@ struct Member {
     id: u64,
     family: u32,
     fingerprint: Fingerprint,
-    tokens: Vec<Box<str>>,
+    /// Its tokens, `<*>` for variables; the text is its template.
+    tokens: Tokens,
     key: u64,
-    template: String,
     count: u64,
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
@@ -225,7 +274,7 @@ impl TemplateMiner {
             miner.families.push(Family {
                 id: f.id,
                 service,
-                tokens: f.tokens.into_iter().map(|t| t.map(Into::into)).collect(),
+                tokens: Tokens::new(f.tokens.iter().map(|t| t.as_deref().unwrap_or(""))),
                 variable: f.variable,
                 members: Vec::new(),
                 alive: true,
@@ -247,13 +296,12 @@ impl TemplateMiner {
             miner.clock = miner.clock.max(t.last_used);
             let fingerprint = Fingerprint::from_raw(t.fingerprint);
             miner.by_fp.insert(fingerprint.clone(), idx);
-            let tokens: Vec<Box<str>> = t.tokens.into_iter().map(Into::into).collect();
+            let tokens = Tokens::new(t.tokens.iter().map(String::as_str));
             miner.members.push(Member {
                 id: t.id,
                 family: f,
                 fingerprint,
-                key: key_of(tokens.iter().map(|t| &**t)),
-                template: join(&tokens),
+                key: key_of(tokens.iter()),
                 tokens,
                 count: t.count,
                 first_seen: t.first_seen,
@@ -323,7 +371,7 @@ impl TemplateMiner {
                 }
                 Fingerprinted {
                     fingerprint: self.members[m].fingerprint.clone(),
-                    template: self.members[m].template.clone(),
+                    template: self.members[m].tokens.text.clone(),
                     also,
                     new_in_run,
                 }
@@ -349,7 +397,7 @@ impl TemplateMiner {
     /// The current template of a fingerprint (resolved through merges).
     pub fn template_of(&self, fp: &Fingerprint) -> Option<&str> {
         let m = *self.by_fp.get(&self.resolve(fp))?;
-        Some(&self.members[m as usize].template)
+        Some(&self.members[m as usize].tokens.text)
     }
 
     /// A ticket now carries this fingerprint's label: never evict its template.
@@ -386,7 +434,7 @@ impl TemplateMiner {
                     tokens: fam
                         .tokens
                         .iter()
-                        .map(|t| t.as_deref().map(str::to_string))
+                        .map(|t| (!t.is_empty()).then(|| t.to_string()))
                         .collect(),
                     variable: fam.variable.clone(),
                 });
@@ -434,8 +482,8 @@ impl TemplateMiner {
             id: member.id,
             family: fam.id,
             service: self.service_names[fam.service as usize].to_string(),
-            template: member.template.clone(),
-            tokens: member.tokens.iter().map(|t| t.to_string()).collect(),
+            template: member.tokens.text.clone(),
+            tokens: member.tokens.iter().map(str::to_string).collect(),
             count: member.count,
             first_seen: member.first_seen,
             last_seen: member.last_seen,
@@ -466,10 +514,12 @@ impl TemplateMiner {
         let fam = &self.families[f as usize];
         let n = fam.tokens.len();
         (0..n.clamp(1, 2)).map(move |p| {
-            let tok = fam
-                .tokens
-                .get(p)
-                .map_or("", |t| t.as_deref().unwrap_or(VAR));
+            let tok = match n {
+                0 => "",
+                _ => Some(fam.tokens.get(p))
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or(VAR),
+            };
             index_key(fam.service, n, p, tok)
         })
     }
@@ -500,7 +550,7 @@ impl TemplateMiner {
         self.unregister(f);
         let fam = &mut self.families[f as usize];
         fam.alive = false;
-        fam.tokens = Vec::new();
+        fam.tokens = Tokens::default();
         fam.variable = Vec::new();
         fam.members = Vec::new();
     }
@@ -585,7 +635,7 @@ impl TemplateMiner {
         self.families.push(Family {
             id: self.next_family,
             service,
-            tokens: (0..n).map(|p| Some(tok(p).into())).collect(),
+            tokens: Tokens::new((0..n).map(tok)),
             variable: (0..n).map(|p| tok(p) == VAR).collect(),
             members: Vec::new(),
             alive: true,
@@ -602,15 +652,23 @@ impl TemplateMiner {
     fn generalise<'a>(&mut self, f: u32, tok: &impl Fn(usize) -> &'a str) {
         let fam = &self.families[f as usize];
         let differs: Vec<usize> = (0..fam.tokens.len())
-            .filter(|&p| fam.tokens[p].as_deref().is_some_and(|t| t != tok(p)))
+            .filter(|&p| {
+                let t = fam.tokens.get(p);
+                !t.is_empty() && t != tok(p)
+            })
             .collect();
         if differs.is_empty() {
             return;
         }
         self.unregister(f);
-        for p in differs {
-            self.families[f as usize].tokens[p] = None;
-        }
+        let fam = &mut self.families[f as usize];
+        fam.tokens = Tokens::new(fam.tokens.iter().enumerate().map(|(p, t)| {
+            if differs.contains(&p) {
+                ""
+            } else {
+                t
+            }
+        }));
         self.register(f);
         self.mark_family(f);
         self.structural = true;
@@ -623,12 +681,12 @@ impl TemplateMiner {
         let key = key_of((0..n).map(value));
         let found = fam.members.iter().copied().find(|&m| {
             let member = &self.members[m as usize];
-            member.key == key && (0..n).all(|p| &*member.tokens[p] == value(p))
+            member.key == key && (0..n).all(|p| member.tokens.get(p) == value(p))
         });
         if let Some(m) = found {
             return m;
         }
-        let tokens: Vec<Box<str>> = (0..n).map(|p| value(p).into()).collect();
+        let tokens = Tokens::new((0..n).map(value));
         let service = self.service_names[fam.service as usize].to_string();
         let service = service.as_str();
         let mut fingerprint = Fingerprint::from_raw(fingerprint::hash16(&[service, buf]));
@@ -643,7 +701,6 @@ impl TemplateMiner {
             family: f,
             fingerprint: fingerprint.clone(),
             key,
-            template: join(&tokens),
             tokens,
             count: 0,
             first_seen: None,
@@ -693,7 +750,7 @@ impl TemplateMiner {
             }
             let mut seen: Vec<&str> = Vec::with_capacity(self.config.distinct);
             for &m in &fam.members {
-                let t = &*self.members[m as usize].tokens[p];
+                let t = self.members[m as usize].tokens.get(p);
                 if !seen.contains(&t) {
                     seen.push(t);
                     if seen.len() >= self.config.distinct {
@@ -718,10 +775,9 @@ impl TemplateMiner {
         for m in ms {
             {
                 let member = &mut self.members[m as usize];
-                if &*member.tokens[p] != VAR {
-                    member.tokens[p] = VAR.into();
-                    member.key = key_of(member.tokens.iter().map(|t| &**t));
-                    member.template = join(&member.tokens);
+                if member.tokens.get(p) != VAR {
+                    member.tokens = member.tokens.with(p, VAR);
+                    member.key = key_of(member.tokens.iter());
                 }
             }
             self.mark_member(m);
@@ -801,8 +857,7 @@ impl TemplateMiner {
         for m in cands {
             let member = &mut self.members[m as usize];
             member.alive = false;
-            member.tokens = Vec::new();
-            member.template = String::new();
+            member.tokens = Tokens::default();
             member.absorbed = Vec::new();
             let (f, fp) = (member.family, member.fingerprint.clone());
             self.by_fp.remove(&fp);
@@ -826,9 +881,8 @@ impl Member {
             id: self.id,
             family: self.family,
             fingerprint: self.fingerprint.clone(),
-            tokens: Vec::new(),
+            tokens: Tokens::default(),
             key: self.key,
-            template: String::new(),
             count: 0,
             first_seen: None,
             last_seen: None,
@@ -846,8 +900,9 @@ impl Member {
 /// Share of the family's constant words the line repeats, and how many there are; `None`
 /// when the first word differs (it names the event).
 fn similarity<'a>(fam: &Family, tok: &impl Fn(usize) -> &'a str) -> Option<(f64, usize)> {
-    if let Some(t) = fam.tokens.first().and_then(|t| t.as_deref()) {
-        if t != tok(0) && is_wordy(t) && is_wordy(tok(0)) {
+    if fam.tokens.len() > 0 {
+        let t = fam.tokens.get(0);
+        if !t.is_empty() && t != tok(0) && is_wordy(t) && is_wordy(tok(0)) {
             return None;
         }
     }
@@ -855,7 +910,7 @@ fn similarity<'a>(fam: &Family, tok: &impl Fn(usize) -> &'a str) -> Option<(f64,
     let mut same = 0;
     // A masked value is no evidence either way: only real words count.
     for (p, t) in fam.tokens.iter().enumerate() {
-        if let Some(t) = t.as_deref().filter(|&t| t != VAR) {
+        if !t.is_empty() && t != VAR {
             consts += 1;
             if t == tok(p) {
                 same += 1;
@@ -872,17 +927,6 @@ fn similarity<'a>(fam: &Family, tok: &impl Fn(usize) -> &'a str) -> Option<(f64,
 
 fn key_of<'a>(tokens: impl Iterator<Item = &'a str>) -> u64 {
     tokens.fold(0x9e37_79b9_7f4a_7c15, hash_str)
-}
-
-fn join(tokens: &[Box<str>]) -> String {
-    let mut out = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
-    for (i, t) in tokens.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(t);
-    }
-    out
 }
 
 #[cfg(test)]
