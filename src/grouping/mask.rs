@@ -61,7 +61,7 @@ fn class(b: u8) -> u8 {
 }
 
 const VALUE_WORDS: &[&str] = &[
-    "true", "false", "null", "nil", "True", "False", "NULL", "TRUE", "FALSE",
+    "true", "false", "null", "True", "False", "NULL", "TRUE", "FALSE",
 ];
 const DATE_WORDS: &[&str] = &[
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Mon",

@@ -216,6 +216,22 @@ pub struct TemplateMiner {
     buf: String,
     spans: Vec<(usize, usize)>,
     cands: Vec<u32>,
+    /// Per index key, how often the families under it changed.
+    epochs: IdMap<u64>,
+    line_cache: IdMap<CachedLine>,
+}
+
+/// Lines seen before, at most this many (then the cache starts over).
+const LINE_CACHE: usize = 1 << 16;
+
+/// A masked line and the template it was matched to. Valid while the families under its
+/// index keys are unchanged: matching it again would then take the same family (whose shape
+/// already fits it) and the same template, so the cache never changes an answer, only its cost.
+struct CachedLine {
+    line: Box<str>,
+    service: u32,
+    epochs: [u64; 2],
+    member: u32,
 }
 
 impl Default for TemplateMiner {
@@ -254,6 +270,8 @@ impl TemplateMiner {
             buf: String::new(),
             spans: Vec::new(),
             cands: Vec::new(),
+            epochs: IdMap::default(),
+            line_cache: IdMap::default(),
         }
     }
 
@@ -582,10 +600,27 @@ impl TemplateMiner {
         self.clock += 1;
         let n = spans.len();
         let tok = |p: usize| &buf[spans[p].0..spans[p].1];
+        let mut keys = [0u64; 2];
+        for (p, k) in keys.iter_mut().enumerate().take(n.clamp(1, 2)) {
+            *k = index_key(service, n, p, if n == 0 { "" } else { tok(p) });
+        }
+        let keys = &keys[..n.clamp(1, 2)];
+        // The same masked line as before, and nothing changed since among the families it
+        // could match: the answer is the one learned then (see `LineCache`).
+        let line_key = hash_str(mix(17, u64::from(service)), buf);
+        let epochs = [0, 1].map(|i| keys.get(i).map_or(0, |k| self.epoch(*k)));
+        if let Some(hit) = self
+            .line_cache
+            .get(&line_key)
+            .filter(|e| e.service == service && e.epochs == epochs && *e.line == *buf)
+        {
+            let m = hit.member;
+            self.count(m, ts);
+            return m;
+        }
         self.cands.clear();
-        for p in 0..n.clamp(1, 2) {
-            let t = if n == 0 { "" } else { tok(p) };
-            if let Some(list) = self.index.get(&index_key(service, n, p, t)) {
+        for k in keys {
+            if let Some(list) = self.index.get(k) {
                 self.cands.extend_from_slice(list);
             }
         }
@@ -616,6 +651,28 @@ impl TemplateMiner {
             _ => self.new_family(service, n, &tok),
         };
         let m = self.member(f, buf, &tok, n);
+        self.count(m, ts);
+        if self.alive > self.config.cap {
+            self.evict(m);
+        }
+        if self.line_cache.len() >= LINE_CACHE {
+            self.line_cache.clear();
+        }
+        let epochs = [0, 1].map(|i| keys.get(i).map_or(0, |k| self.epoch(*k)));
+        self.line_cache.insert(
+            line_key,
+            CachedLine {
+                line: buf.into(),
+                service,
+                epochs,
+                member: m,
+            },
+        );
+        m
+    }
+
+    /// One more log of template `m`.
+    fn count(&mut self, m: u32, ts: Option<DateTime<Utc>>) {
         let member = &mut self.members[m as usize];
         member.count += 1;
         member.last_used = self.clock;
@@ -624,10 +681,18 @@ impl TemplateMiner {
             member.last_seen = Some(member.last_seen.map_or(ts, |l| l.max(ts)));
         }
         self.mark_member(m);
-        if self.alive > self.config.cap {
-            self.evict(m);
+    }
+
+    fn epoch(&self, key: u64) -> u64 {
+        self.epochs.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Family `f` changed (shape, members, index keys): lines cached under its keys are stale.
+    fn touch(&mut self, f: u32) {
+        let keys: Vec<u64> = self.keys(f).collect();
+        for k in keys {
+            *self.epochs.entry(k).or_insert(0) += 1;
         }
-        m
     }
 
     fn new_family<'a>(&mut self, service: u32, n: usize, tok: &impl Fn(usize) -> &'a str) -> u32 {
@@ -643,6 +708,7 @@ impl TemplateMiner {
         });
         self.next_family += 1;
         self.register(f);
+        self.touch(f);
         self.mark_family(f);
         self.structural = true;
         f
@@ -660,6 +726,7 @@ impl TemplateMiner {
         if differs.is_empty() {
             return;
         }
+        self.touch(f);
         self.unregister(f);
         let fam = &mut self.families[f as usize];
         fam.tokens = Tokens::new(fam.tokens.iter().enumerate().map(|(p, t)| {
@@ -670,6 +737,7 @@ impl TemplateMiner {
             }
         }));
         self.register(f);
+        self.touch(f);
         self.mark_family(f);
         self.structural = true;
     }
@@ -728,6 +796,7 @@ impl TemplateMiner {
         self.next_member += 1;
         self.by_fp.insert(fingerprint, m);
         self.families[f as usize].members.push(m);
+        self.touch(f);
         self.alive += 1;
         self.structural = true;
         self.mark_member(m);
@@ -766,6 +835,7 @@ impl TemplateMiner {
     }
 
     fn make_variable(&mut self, f: u32, p: usize) {
+        self.touch(f);
         self.families[f as usize].variable[p] = true;
         self.mark_family(f);
         self.structural = true;
@@ -865,6 +935,7 @@ impl TemplateMiner {
             self.alive -= 1;
             self.structural = true;
             self.free.push(m);
+            self.touch(f);
             let fam = &mut self.families[f as usize];
             fam.members.retain(|&x| x != m);
             if fam.members.is_empty() {
