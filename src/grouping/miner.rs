@@ -65,32 +65,38 @@ struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = mix(self.0, u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        // The keys are hashes already; mix the high bits into the low ones the table indexes by.
-        let mut x = n;
+        // Mix the high bits into the low ones the table indexes by.
+        let mut x = self.0;
         x ^= x >> 33;
         x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
         x ^= x >> 33;
-        self.0 = x;
+        x
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_str_bytes(self.0, bytes);
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Index keys are hashes already.
+        self.0 ^= n;
     }
 }
 
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+/// Keys that are not hashes yet (fingerprints): their bytes go through `mix`, then the
+/// finaliser. No protection against chosen collisions is needed for these keys.
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 #[inline]
 fn mix(h: u64, x: u64) -> u64 {
     (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95)
 }
 
-fn hash_str(mut h: u64, s: &str) -> u64 {
-    let mut chunks = s.as_bytes().chunks_exact(8);
+fn hash_str(h: u64, s: &str) -> u64 {
+    hash_str_bytes(h, s.as_bytes())
+}
+
+fn hash_str_bytes(mut h: u64, s: &[u8]) -> u64 {
+    let mut chunks = s.chunks_exact(8);
     for c in &mut chunks {
         h = mix(
             h,
@@ -201,8 +207,8 @@ pub struct TemplateMiner {
     members: Vec<Member>,
     /// Slots of evicted templates, reused for new ones.
     free: Vec<u32>,
-    by_fp: HashMap<Fingerprint, u32>,
-    aliases: HashMap<Fingerprint, Fingerprint>,
+    by_fp: FastMap<Fingerprint, u32>,
+    aliases: FastMap<Fingerprint, Fingerprint>,
     alive: usize,
     clock: u64,
     next_family: u64,
@@ -221,8 +227,21 @@ pub struct TemplateMiner {
     line_cache: IdMap<CachedLine>,
 }
 
+/// A family's index keys (one or two), without allocating.
+#[derive(Clone, Copy)]
+struct FamilyKeys([u64; 2], usize);
+
+impl IntoIterator for FamilyKeys {
+    type Item = u64;
+    type IntoIter = std::iter::Take<std::array::IntoIter<u64, 2>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().take(self.1)
+    }
+}
+
 /// Lines seen before, at most this many (then the cache starts over).
-const LINE_CACHE: usize = 1 << 16;
+const LINE_CACHE: usize = 1 << 18;
 
 /// A masked line and the template it was matched to. Valid while the families under its
 /// index keys are unchanged: matching it again would then take the same family (whose shape
@@ -255,8 +274,8 @@ impl TemplateMiner {
             index: IdMap::default(),
             members: Vec::new(),
             free: Vec::new(),
-            by_fp: HashMap::new(),
-            aliases: HashMap::new(),
+            by_fp: FastMap::default(),
+            aliases: FastMap::default(),
             alive: 0,
             clock: 0,
             next_family: 1,
@@ -528,22 +547,24 @@ impl TemplateMiner {
     }
 
     /// The index keys of a family: its first two tokens (`<*>` where it has none).
-    fn keys(&self, f: u32) -> impl Iterator<Item = u64> + '_ {
+    fn keys(&self, f: u32) -> FamilyKeys {
         let fam = &self.families[f as usize];
         let n = fam.tokens.len();
-        (0..n.clamp(1, 2)).map(move |p| {
+        let mut keys = FamilyKeys([0; 2], n.clamp(1, 2));
+        for p in 0..keys.1 {
             let tok = match n {
                 0 => "",
                 _ => Some(fam.tokens.get(p))
                     .filter(|t| !t.is_empty())
                     .unwrap_or(VAR),
             };
-            index_key(fam.service, n, p, tok)
-        })
+            keys.0[p] = index_key(fam.service, n, p, tok);
+        }
+        keys
     }
 
     fn register(&mut self, f: u32) {
-        let keys: Vec<u64> = self.keys(f).collect();
+        let keys = self.keys(f);
         for k in keys {
             let list = self.index.entry(k).or_default();
             if !list.contains(&f) {
@@ -553,7 +574,7 @@ impl TemplateMiner {
     }
 
     fn unregister(&mut self, f: u32) {
-        let keys: Vec<u64> = self.keys(f).collect();
+        let keys = self.keys(f);
         for k in keys {
             if let Some(list) = self.index.get_mut(&k) {
                 list.retain(|&x| x != f);
@@ -689,7 +710,7 @@ impl TemplateMiner {
 
     /// Family `f` changed (shape, members, index keys): lines cached under its keys are stale.
     fn touch(&mut self, f: u32) {
-        let keys: Vec<u64> = self.keys(f).collect();
+        let keys = self.keys(f);
         for k in keys {
             *self.epochs.entry(k).or_insert(0) += 1;
         }
