@@ -276,6 +276,9 @@ fn has_digit(s: &str) -> bool {
 
 fn mask_core(core: &str, out: &mut String) {
     let b = core.as_bytes();
+    if b.is_empty() {
+        return;
+    }
     // One pass for what the rules below ask about.
     let (mut digit, mut colon, mut other) = (false, None, false);
     for (i, &c) in b.iter().enumerate() {
@@ -289,9 +292,13 @@ fn mask_core(core: &str, out: &mut String) {
     }
     if !digit && colon.is_none() && !other {
         // A plain word: only a few words are values (`true`, `Jun`, `deadbeefcafe`).
-        let value = match b.len() {
-            3..=5 => VALUE_WORDS.contains(&core) || DATE_WORDS.contains(&core),
-            8.. => b.iter().all(u8::is_ascii_hexdigit),
+        let value = match (b.len(), b[0]) {
+            // Only these letters start a value or date word: most words are ruled out at once.
+            (3..=5, b't' | b'f' | b'n' | b'T' | b'F' | b'N') => {
+                VALUE_WORDS.contains(&core) || DATE_WORDS.contains(&core)
+            }
+            (3, b'A'..=b'Z') => DATE_WORDS.contains(&core),
+            (8.., _) => b.iter().all(u8::is_ascii_hexdigit),
             _ => false,
         };
         return out.push_str(if value { VAR } else { core });
@@ -502,6 +509,12 @@ mod tests {
         let mut spans = Vec::new();
         mask_line(&long, &mut out, &mut spans);
         assert_eq!(spans.len(), MAX_TOKENS);
+    }
+
+    #[test]
+    fn punctuation_only_tokens() {
+        // No core left after the brackets and punctuation: an empty value, or just text.
+        assert_eq!(masked("a () b ... c -- d"), "a <*> b ... c -- d");
     }
 
     #[test]
