@@ -137,7 +137,7 @@ pub struct Cli {
         default_value_t = 0, value_parser = whole_number::<u64>(0, u64::MAX), global = true, help_heading = "Jira")]
     pub max_tickets: u64,
 
-    /// The summary on stdout.
+    /// The summary on stdout (for `status` and `templates`: what they list).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true, help_heading = "Output")]
     pub output: OutputFormat,
 
@@ -421,6 +421,9 @@ pub enum Command {
     },
     /// Print the manual page (roff) on stdout, e.g. `triage man > ~/.local/share/man/man1/triage.1`.
     Man,
+    /// List the templates the state store has learned: fingerprint, count, first and last
+    /// seen, ticket and template (`--output json` for an array of objects).
+    Templates,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Config, DatadogSite};
 use crate::fingerprint::Fingerprint;
+use crate::grouping::TemplateMiner;
 use crate::jira::content::{self, ProblemFacts};
 use crate::outcome::{LeaderReport, Outcome, OutcomeKind, TicketAction};
 use crate::progress::Progress;
@@ -42,6 +43,27 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// Fold another problem (a template merged into this one) into this one.
+    fn absorb(&mut self, other: Problem) {
+        self.occurrences += other.occurrences;
+        self.first_seen = match (self.first_seen, other.first_seen) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_seen = self.last_seen.max(other.last_seen);
+        for host in other.hosts {
+            if self.hosts.len() < MAX_HOSTS {
+                self.hosts.insert(host);
+            } else {
+                self.more_hosts = true;
+            }
+        }
+        self.more_hosts |= other.more_hosts;
+        if self.leader.is_none() {
+            self.leader = other.leader;
+        }
+    }
+
     /// The facts a ticket or comment about this problem is written from: the whole run.
     pub fn facts(&self, site: &DatadogSite) -> Option<ProblemFacts> {
         let leader = self.leader.as_ref()?;
@@ -311,6 +333,45 @@ impl Collector {
         }
     }
 
+    /// Apply what the template miner knows at the end of the run: problems whose templates
+    /// merged become one (under the surviving fingerprint, in `tickets` and in every log entry
+    /// of the report), and each problem shows its final template.
+    pub fn regroup(&mut self, miner: &TemplateMiner) {
+        let mut remap = HashMap::new();
+        let mut fps: Vec<Fingerprint> = self.problems.keys().cloned().collect();
+        fps.sort();
+        for fp in fps {
+            let into = miner.resolve(&fp);
+            if into == fp {
+                continue;
+            }
+            remap.insert(fp.to_string(), into.to_string());
+            let Some(gone) = self.problems.remove(&fp) else {
+                continue;
+            };
+            match self.problems.get_mut(&into) {
+                Some(p) => p.absorb(gone),
+                None => {
+                    self.problems.insert(
+                        into.clone(),
+                        Problem {
+                            fingerprint: into,
+                            ..gone
+                        },
+                    );
+                }
+            }
+        }
+        for (fp, p) in &mut self.problems {
+            if let Some(t) = miner.template_of(fp) {
+                p.template = t.to_string();
+            }
+        }
+        if let Some(report) = &mut self.report {
+            report.remap(remap);
+        }
+    }
+
     /// Commit every outcome recorded so far to the state store.
     pub async fn flush_state(&mut self) -> anyhow::Result<()> {
         if let Some(state) = &self.state {
@@ -390,6 +451,7 @@ impl Collector {
                 let (summary, labels) = content::summary_and_labels(&facts);
                 Some(TicketEntry {
                     fingerprint: p.fingerprint.to_string(),
+                    template: p.template.clone(),
                     key: res.key.clone(),
                     action: res.action.as_str(),
                     summary,

@@ -337,12 +337,8 @@ impl Config {
         }
         let state = if cli.no_state {
             None
-        } else if let Some(path) = &cli.state {
-            Some(path.clone())
-        } else if let Some(dir) = env("XDG_STATE_HOME").filter(|d| !d.trim().is_empty()) {
-            Some(PathBuf::from(dir).join("triage/state.db"))
-        } else if let Some(home) = env("HOME").filter(|d| !d.trim().is_empty()) {
-            Some(PathBuf::from(home).join(".local/state/triage/state.db"))
+        } else if let Some(path) = state_path(cli, env) {
+            Some(path)
         } else {
             if cli.input.is_none() {
                 notices.push(
@@ -665,6 +661,22 @@ fn check_writable_parent(flag: &str, path: &std::path::Path) -> Result<(), Confi
             path.display(),
             parent.display()
         )))
+    }
+}
+
+/// The state file `--state` names, or the default one (`$XDG_STATE_HOME/triage/state.db`,
+/// else `~/.local/state/triage/state.db`); `None` with `--no-state` or when neither is set.
+pub fn state_path(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if cli.no_state {
+        None
+    } else if let Some(path) = &cli.state {
+        Some(path.clone())
+    } else if let Some(dir) = env("XDG_STATE_HOME").filter(|d| !d.trim().is_empty()) {
+        Some(PathBuf::from(dir).join("triage/state.db"))
+    } else {
+        env("HOME")
+            .filter(|d| !d.trim().is_empty())
+            .map(|home| PathBuf::from(home).join(".local/state/triage/state.db"))
     }
 }
 

@@ -7,6 +7,11 @@
 //! `service + "\n" + template`. When the log carries its own `error.fingerprint` attribute, that
 //! wins: a short, label-safe value is used verbatim, anything else is hashed.
 //!
+//! Since templates are learned (`grouping`), this masking-only fingerprint is no longer what
+//! labels new tickets: it is kept, unchanged, because tickets filed before carry its label and
+//! the ticket stage searches that label too. The masking helpers here are shared with the
+//! miner.
+//!
 //! Stable across runs: the fingerprint is a pure function of the log. Nothing is learned, nothing
 //! depends on the order logs arrive in, on the worker count, on the process or on the clock, so
 //! the Jira label `triage-<fp>` written on a ticket today is found again by tomorrow's run. Any
@@ -30,7 +35,7 @@ use crate::event::LogEvent;
 /// Longest template that is hashed, in characters.
 const MAX_TEMPLATE_CHARS: usize = 1_000;
 /// Longest line that is masked, in bytes; a bound on the work done for one pathological log.
-const MAX_LINE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Longest `error.fingerprint` value used verbatim, in characters.
 const MAX_VERBATIM_CHARS: usize = 200;
 /// Jira's limit on the length of a label.
@@ -80,6 +85,12 @@ pub struct Fingerprinted {
     pub fingerprint: Fingerprint,
     /// The normalized message template (see [`template`]); always computed from the message.
     pub template: String,
+    /// Other labels the problem's ticket may carry and be found by: fingerprints of templates
+    /// merged into this one (see `grouping`).
+    pub also: Vec<Fingerprint>,
+    /// The first log of its template in this run (or the first since a merge): the time to
+    /// tell the ticket stage which other labels to search.
+    pub new_in_run: bool,
 }
 
 /// Fingerprint and template of one event.
@@ -99,6 +110,8 @@ pub fn fingerprint(event: &LogEvent) -> Fingerprinted {
     Fingerprinted {
         fingerprint,
         template,
+        also: Vec::new(),
+        new_in_run: false,
     }
 }
 
@@ -119,7 +132,7 @@ pub fn template(message: &str) -> String {
 }
 
 /// The `error.fingerprint` attribute as a fingerprint, if the event has a usable one.
-fn explicit_fingerprint(event: &LogEvent) -> Option<Fingerprint> {
+pub(crate) fn explicit_fingerprint(event: &LogEvent) -> Option<Fingerprint> {
     let (raw, scalar) = match event.attribute("error.fingerprint")? {
         Value::Null => return None,
         Value::String(s) => (s.clone(), true),
@@ -150,7 +163,7 @@ fn is_label_safe(s: &str) -> bool {
 const _: () = assert!(LABEL_PREFIX.len() + MAX_VERBATIM_CHARS <= MAX_LABEL_CHARS);
 
 /// First 16 lowercase hex characters of SHA-256 over `parts` joined by `"\n"`.
-fn hash16(parts: &[&str]) -> String {
+pub(crate) fn hash16(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
@@ -169,7 +182,7 @@ fn hash16(parts: &[&str]) -> String {
 }
 
 /// The line of a message that names the problem.
-fn significant_line(message: &str) -> Cow<'_, str> {
+pub(crate) fn significant_line(message: &str) -> Cow<'_, str> {
     let whole = message.trim();
     if whole.starts_with('{') && whole.contains('\n') {
         // Pretty-printed JSON: its first line is a lone `{`.
@@ -239,7 +252,7 @@ fn collapse_whitespace(line: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-fn truncate_bytes(s: &str, max: usize) -> &str {
+pub(crate) fn truncate_bytes(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -1234,7 +1247,9 @@ mod tests {
 
     #[test]
     fn known_input_has_a_fixed_fingerprint() {
-        // If this fails, every ticket filed so far would lose its label: change it on purpose only.
+        // The masking-only label that tickets filed before templates were learned carry; the
+        // ticket stage searches it to find them. If this fails those tickets are lost: never
+        // change it (new fingerprints come from `grouping`, pinned there).
         let out = fingerprint(&event(
             Some("checkout"),
             "Connection to 10.0.3.17:5432 timed out after 3000ms",

@@ -29,6 +29,7 @@ pub mod dedup;
 pub mod envfile;
 pub mod event;
 pub mod fingerprint;
+pub mod grouping;
 pub mod http;
 pub mod jira;
 pub mod metrics;

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some(Command::Templates) => return templates(&cli, &env),
         None => {}
     }
     let (mut config, notices) = match Config::from_cli(&cli, workers_given, &env) {
@@ -329,6 +330,32 @@ fn status(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, runs: usize) -> ExitC
             ExitCode::from(exit::FATAL)
         }
     }
+}
+
+/// `triage templates`: the learned templates of the state store, as text or JSON, on stdout.
+fn templates(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    let Some(path) = triage::config::state_path(cli, env) else {
+        stderr_line("error: no state store: give --state PATH (or set XDG_STATE_HOME or HOME)");
+        return ExitCode::from(exit::USAGE);
+    };
+    let templates = match triage::grouping::list::list(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            stderr_line(&format!("error: {e:#}"));
+            return ExitCode::from(exit::FATAL);
+        }
+    };
+    match cli.output {
+        OutputFormat::Text => print!("{}", triage::grouping::list::render_text(&templates)),
+        OutputFormat::Json => match serde_json::to_string_pretty(&templates) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                stderr_line(&format!("error: cannot print the templates: {e}"));
+                return ExitCode::from(exit::FATAL);
+            }
+        },
+    }
+    ExitCode::from(exit::OK)
 }
 
 /// Logs on stderr: coloured only where colour is wanted, and stamped with the UTC time when

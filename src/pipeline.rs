@@ -34,6 +34,7 @@ use crate::config::{Config, SourceConfig};
 use crate::dedup::{Claim, Deduplicator};
 use crate::event::LogEvent;
 use crate::fingerprint::{self, Fingerprint};
+use crate::grouping::{MinerConfig, TemplateMiner, TemplateSnapshot};
 use crate::http::{HttpError, RetryPolicy, Service};
 use crate::jira::JiraClient;
 use crate::outcome::{LeaderReport, Outcome, OutcomeKind, Resolution, Seen, Stage, TicketAction};
@@ -161,6 +162,7 @@ pub async fn run(
     let mut running: HashMap<Fingerprint, Arc<LogEvent>> = HashMap::new();
     // Leaders waiting for a worker slot, in the order they became leaders.
     let mut waiting: VecDeque<(Fingerprint, Pending)> = VecDeque::new();
+    let mut miner = load_miner(state.as_ref()).await?;
     let mut taking = true;
     let mut interrupted = false;
     let mut fatal: Option<String> = None;
@@ -216,6 +218,9 @@ pub async fn run(
                 let fp = done.fingerprint.clone();
                 match leader_finished(done, &mut collector)? {
                     Ok(resolution) => {
+                        if let Some(key) = &resolution.key {
+                            miner.note_ticket(&fp, key);
+                        }
                         for p in dedup.resolve(&fp, resolution.clone()) {
                             collector.add(follower(p, &fp, &resolution))?;
                         }
@@ -256,7 +261,18 @@ pub async fn run(
                             if already {
                                 collector.add(Outcome::already_processed(event.id))?;
                             } else {
-                                let printed = fingerprint::fingerprint(&event);
+                                let printed = miner.fingerprint(&event);
+                                // A template is saved before any ticket can carry its label: the
+                                // writer applies operations in order, and a create commits first.
+                                save_templates(&mut miner, writable_state.as_ref(), false).await?;
+                                if printed.new_in_run && jira.is_some() {
+                                    // Tickets filed before templates were learned carry the
+                                    // masking-only label: search it too (in the same query), and
+                                    // merged templates' labels.
+                                    let mut also = printed.also.clone();
+                                    also.push(fingerprint::fingerprint(&event).fingerprint);
+                                    tickets.search_also(&printed.fingerprint, &also);
+                                }
                                 let pending = Pending { event, template: printed.template };
                                 match dedup.claim(&printed.fingerprint, pending) {
                                     Claim::Lead(p) => waiting.push_back((printed.fingerprint, p)),
@@ -363,23 +379,39 @@ pub async fn run(
         interrupted |= phase.interrupted;
         collector.ticket_phase(phase);
     }
-    // Saving state: every outcome, then the checkpoint, within the grace period if interrupted.
+    let merges = miner.take_run_merges();
+    if let (Some(jira), false, None, false) = (&jira, config.dry_run, &fatal, interrupted) {
+        if shutdown
+            .bounded(label_merged_tickets(jira, &mut collector, &merges))
+            .await
+            .is_none()
+        {
+            interrupted = true;
+        }
+    }
+    collector.regroup(&miner);
+    // Saving state: the templates, every outcome, then the checkpoint, within the grace period
+    // if interrupted.
     let saved = shutdown
-        .bounded(save_state(
-            &mut collector,
-            writable_state.as_ref(),
-            checkpoint_key.as_deref(),
-            window_end,
-            Completion {
-                complete: source_ended
-                    && source_error.is_none()
-                    && fatal.is_none()
-                    && !interrupted
-                    && !warnings_seen,
-                warnings_seen,
-                last_fetched,
-            },
-        ))
+        .bounded(async {
+            save_templates(&mut miner, writable_state.as_ref(), true).await?;
+            save_state(
+                &mut collector,
+                writable_state.as_ref(),
+                checkpoint_key.as_deref(),
+                window_end,
+                Completion {
+                    complete: source_ended
+                        && source_error.is_none()
+                        && fatal.is_none()
+                        && !interrupted
+                        && !warnings_seen,
+                    warnings_seen,
+                    last_fetched,
+                },
+            )
+            .await
+        })
         .await;
     match saved {
         Some(result) => result?,
@@ -450,6 +482,71 @@ struct Completion {
 }
 
 /// Commit every outcome, then move the checkpoint as far as it is safe.
+/// The template miner, continuing from what the state store learned in earlier runs.
+async fn load_miner(state: Option<&StateHandle>) -> anyhow::Result<TemplateMiner> {
+    let snapshot = match state {
+        Some(state) => state.call(|s| s.load_templates()).await?,
+        None => TemplateSnapshot::default(),
+    };
+    Ok(TemplateMiner::from_snapshot(
+        MinerConfig::default(),
+        snapshot,
+    ))
+}
+
+/// Save the miner's changes: at once when a template was born, generalised, merged or
+/// evicted (`needs_save`), and everything (counts too) when `all`.
+async fn save_templates(
+    miner: &mut TemplateMiner,
+    state: Option<&StateHandle>,
+    all: bool,
+) -> anyhow::Result<()> {
+    let Some(state) = state else { return Ok(()) };
+    if all || miner.needs_save() {
+        let changes = miner.take_changes();
+        state.call(move |s| s.save_templates(&changes)).await?;
+    }
+    Ok(())
+}
+
+/// Two known templates turned out to be one problem: the ticket that survives carries both
+/// labels, so either finds it. The survivor's own ticket wins; otherwise the merged one's
+/// ticket gets the survivor's label. Nothing is created here.
+async fn label_merged_tickets(
+    jira: &JiraClient,
+    collector: &mut Collector,
+    merges: &[crate::grouping::TemplateMerge],
+) {
+    for merge in merges {
+        let into = crate::jira::content::fingerprint_label(&merge.into);
+        let from = crate::jira::content::fingerprint_label(&merge.from);
+        let tickets = match jira.open_with_labels(&[into.clone(), from.clone()]).await {
+            Ok(t) => t,
+            Err(e) => {
+                collector.warning(format!(
+                    "could not look up the tickets of merged problem {}: {e:#}",
+                    merge.into
+                ));
+                continue;
+            }
+        };
+        let chosen = tickets
+            .iter()
+            .find(|(_, labels)| labels.contains(&into))
+            .or_else(|| tickets.iter().find(|(_, labels)| labels.contains(&from)));
+        let Some((key, labels)) = chosen else {
+            continue;
+        };
+        for label in [&into, &from] {
+            if !labels.contains(label) {
+                if let Err(e) = jira.add_label(key, label).await {
+                    collector.warning(format!("could not label {key} with {label}: {e:#}"));
+                }
+            }
+        }
+    }
+}
+
 async fn save_state(
     collector: &mut Collector,
     state: Option<&StateHandle>,

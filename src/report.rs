@@ -110,6 +110,8 @@ pub struct LogEntry<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct TicketEntry {
     pub fingerprint: String,
+    /// The problem's message template (variable parts as `<*>`), as the miner learned it.
+    pub template: String,
     pub key: Option<String>,
     pub action: &'static str,
     pub summary: String,
@@ -140,6 +142,8 @@ pub struct ReportWriter {
     partial: PathBuf,
     logs: BufWriter<File>,
     entries: u64,
+    /// Fingerprints merged into another during the run: their log entries show the survivor.
+    remap: std::collections::HashMap<String, String>,
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -161,6 +165,7 @@ impl ReportWriter {
             partial,
             logs: BufWriter::new(file),
             entries: 0,
+            remap: std::collections::HashMap::new(),
         })
     }
 
@@ -173,6 +178,42 @@ impl ReportWriter {
         Ok(())
     }
 
+    /// Show these fingerprints as the ones they were merged into, in every log entry.
+    pub fn remap(&mut self, remap: std::collections::HashMap<String, String>) {
+        self.remap = remap;
+    }
+}
+
+/// Copy the streamed log entries (one per line), rewriting merged fingerprints.
+fn copy_logs(
+    partial: &Path,
+    remap: &std::collections::HashMap<String, String>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    {
+        let partial = File::open(partial)?;
+        if remap.is_empty() {
+            std::io::copy(&mut std::io::BufReader::new(partial), out)?;
+            return Ok(());
+        }
+        use std::io::BufRead;
+        for (i, line) in std::io::BufReader::new(partial).lines().enumerate() {
+            let line = line?;
+            let entry = line.strip_suffix(',').unwrap_or(&line);
+            let mut value: serde_json::Value = serde_json::from_str(entry)?;
+            if let Some(into) = value["fingerprint"].as_str().and_then(|fp| remap.get(fp)) {
+                value["fingerprint"] = serde_json::Value::String(into.clone());
+            }
+            if i > 0 {
+                out.write_all(b",\n")?;
+            }
+            serde_json::to_writer(&mut *out, &value)?;
+        }
+        Ok(())
+    }
+}
+
+impl ReportWriter {
     /// Write `{"summary":..,"logs":[..],"tickets":[..]}` and move it into place. `draft` gives
     /// a ticket's dry-run draft, built as its entry is written (so drafts are never all in
     /// memory at once); an entry that already holds one keeps it.
@@ -189,7 +230,7 @@ impl ReportWriter {
             write!(out, "{{\"schema_version\":{SCHEMA_VERSION},\n\"summary\":")?;
             serde_json::to_writer_pretty(&mut out, &Versioned(&report.summary))?;
             out.write_all(b",\n\"logs\":[\n")?;
-            std::io::copy(&mut File::open(&self.partial)?, &mut out)?;
+            copy_logs(&self.partial, &self.remap, &mut out)?;
             out.write_all(b"\n],\n\"tickets\":[")?;
             for (i, ticket) in report.tickets.iter().enumerate() {
                 out.write_all(if i == 0 { b"\n" } else { b",\n" })?;

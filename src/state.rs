@@ -10,7 +10,9 @@
 //! - per ticket, when it was last commented and what has recurred since (the comment cooldown);
 //! - logs that failed, with the number of runs that tried them, to retry first next time;
 //! - what the analyzer said about each fingerprint (a cache with a time to live);
-//! - a row per run (start, end, counts, exit code), and one per finished run of each job.
+//! - a row per run (start, end, counts, exit code), and one per finished run of each job;
+//! - the template miner's learned templates, families and merges (`grouping`), shared by every
+//!   job on the store, so a problem keeps its fingerprint from run to run.
 //!
 //! A run reaches the store only through a [`StateHandle`]: one writer thread that owns the
 //! connection, applies operations in order and commits them in batches (WAL journal), so a run
@@ -27,6 +29,15 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
+
+use crate::grouping::{
+    StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
+};
+
+/// JSON text of a list of tokens or flags (these cannot fail to serialize).
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
+}
 
 /// Schema migrations, applied in order; `user_version` counts how many have run.
 /// Never edit a released step: add a new one.
@@ -84,6 +95,14 @@ const MIGRATIONS: &[&str] = &[
     // ticket is reopened or filed again is not analyzed again while the entry is fresh.
     "CREATE TABLE analyses (fingerprint TEXT NOT NULL, analyzer TEXT NOT NULL, analysis TEXT NOT NULL,
                             created_ms INTEGER NOT NULL, PRIMARY KEY (fingerprint, analyzer));",
+    // 7: the template miner's store (see `grouping`): families, learned templates with the
+    // fingerprint each was born with, and merges (an old fingerprint now meaning another).
+    "CREATE TABLE template_families (id INTEGER PRIMARY KEY, service TEXT NOT NULL, tokens TEXT NOT NULL,
+                                     variable TEXT NOT NULL);
+     CREATE TABLE templates (fingerprint TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE, family INTEGER NOT NULL,
+                             service TEXT NOT NULL, template TEXT NOT NULL, tokens TEXT NOT NULL,
+                             count INTEGER NOT NULL, first_ms INTEGER, last_ms INTEGER, last_used INTEGER NOT NULL);
+     CREATE TABLE template_merges (fingerprint TEXT PRIMARY KEY, into_fingerprint TEXT NOT NULL, merged_ms INTEGER NOT NULL);",
 ];
 
 /// A state store problem.
@@ -893,6 +912,160 @@ impl StateStore {
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// Everything the template miner learned, with the ticket recorded for each template
+    /// (under its own fingerprint or one merged into it; any Jira).
+    pub fn load_templates(&self) -> Result<TemplateSnapshot, StateError> {
+        let err = |e| self.err(e);
+        let json_err = |e: serde_json::Error| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        };
+        let mut snapshot = TemplateSnapshot::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, service, tokens, variable FROM template_families ORDER BY id")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredFamily {
+                    id: r.get::<_, i64>(0)? as u64,
+                    service: r.get(1)?,
+                    tokens: serde_json::from_str(&r.get::<_, String>(2)?).map_err(json_err)?,
+                    variable: serde_json::from_str(&r.get::<_, String>(3)?).map_err(json_err)?,
+                })
+            })
+            .map_err(err)?;
+        for row in rows {
+            snapshot.families.push(row.map_err(err)?);
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.fingerprint, t.id, t.family, t.service, t.template, t.tokens, t.count,
+                        t.first_ms, t.last_ms, t.last_used,
+                        coalesce((SELECT min(key) FROM tickets k WHERE k.fingerprint = t.fingerprint),
+                                 (SELECT min(k.key) FROM tickets k JOIN template_merges m
+                                    ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint))
+                 FROM templates t ORDER BY t.id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredTemplate {
+                    fingerprint: r.get(0)?,
+                    id: r.get::<_, i64>(1)? as u64,
+                    family: r.get::<_, i64>(2)? as u64,
+                    service: r.get(3)?,
+                    template: r.get(4)?,
+                    tokens: serde_json::from_str(&r.get::<_, String>(5)?).map_err(json_err)?,
+                    count: r.get::<_, i64>(6)?.max(0) as u64,
+                    first_seen: r.get::<_, Option<i64>>(7)?.and_then(from_ms),
+                    last_seen: r.get::<_, Option<i64>>(8)?.and_then(from_ms),
+                    last_used: r.get::<_, i64>(9)?.max(0) as u64,
+                    ticket: r.get(10)?,
+                })
+            })
+            .map_err(err)?;
+        for row in rows {
+            snapshot.templates.push(row.map_err(err)?);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT fingerprint, into_fingerprint FROM template_merges ORDER BY merged_ms, fingerprint")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(TemplateMerge {
+                    from: r.get(0)?,
+                    into: r.get(1)?,
+                })
+            })
+            .map_err(err)?;
+        for row in rows {
+            snapshot.merges.push(row.map_err(err)?);
+        }
+        Ok(snapshot)
+    }
+
+    /// Save what the template miner changed, in one transaction.
+    pub fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let now = ms(Utc::now());
+        let tx = self.conn.savepoint().map_err(err)?;
+        {
+            let mut family = tx
+                .prepare_cached(
+                    "INSERT INTO template_families (id, service, tokens, variable) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(id) DO UPDATE SET tokens = excluded.tokens, variable = excluded.variable",
+                )
+                .map_err(err)?;
+            for f in &changes.families {
+                family
+                    .execute(params![
+                        f.id as i64,
+                        f.service,
+                        json_text(&f.tokens),
+                        json_text(&f.variable)
+                    ])
+                    .map_err(err)?;
+            }
+            let mut template = tx
+                .prepare_cached(
+                    "INSERT INTO templates (fingerprint, id, family, service, template, tokens, count, first_ms, last_ms, last_used)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT(fingerprint) DO UPDATE SET template = excluded.template, tokens = excluded.tokens,
+                       count = excluded.count, first_ms = excluded.first_ms, last_ms = excluded.last_ms,
+                       last_used = excluded.last_used",
+                )
+                .map_err(err)?;
+            for t in &changes.templates {
+                template
+                    .execute(params![
+                        t.fingerprint,
+                        t.id as i64,
+                        t.family as i64,
+                        t.service,
+                        t.template,
+                        json_text(&t.tokens),
+                        t.count as i64,
+                        t.first_seen.map(ms),
+                        t.last_seen.map(ms),
+                        t.last_used as i64
+                    ])
+                    .map_err(err)?;
+            }
+            let mut remove = tx
+                .prepare_cached("DELETE FROM templates WHERE fingerprint = ?1")
+                .map_err(err)?;
+            for fp in &changes.removed {
+                remove.execute([fp]).map_err(err)?;
+            }
+            let mut merge = tx
+                .prepare_cached(
+                    "INSERT INTO template_merges (fingerprint, into_fingerprint, merged_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(fingerprint) DO UPDATE SET into_fingerprint = excluded.into_fingerprint",
+                )
+                .map_err(err)?;
+            for m in &changes.merges {
+                merge.execute(params![m.from, m.into, now]).map_err(err)?;
+            }
+        }
+        if !changes.removed.is_empty() {
+            tx.execute(
+                "DELETE FROM template_families WHERE id NOT IN (SELECT family FROM templates)",
+                [],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 
     /// Start a run's row; returns its id.

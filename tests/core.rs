@@ -91,7 +91,9 @@ fn create_mock() -> Mock {
 fn fingerprint_of(line: &str) -> String {
     let value: Value = serde_json::from_str(line).expect("log line is JSON");
     let event = triage::event::LogEvent::from_value(value, || "no-id".into()).expect("a log");
-    triage::fingerprint::fingerprint(&event)
+    // The fingerprint a run gives this log as the first of its problem.
+    triage::grouping::TemplateMiner::default()
+        .fingerprint(&event)
         .fingerprint
         .as_str()
         .to_string()

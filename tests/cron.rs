@@ -466,18 +466,19 @@ fn store_view(state: &Path, uri: &str, logs: &[SimLog]) -> (HashSet<String>, Vec
     (seen, failed)
 }
 
+/// Each problem's fingerprint, as the pipeline computes it over these logs in order (one
+/// template miner; a template merged into an older one counts as that one).
 fn fingerprints_of(logs: &[SimLog]) -> BTreeMap<usize, String> {
-    let mut out = BTreeMap::new();
+    let mut miner = triage::grouping::TemplateMiner::default();
+    let mut raw = BTreeMap::new();
     for l in logs {
-        out.entry(l.problem).or_insert_with(|| {
-            let event = triage::event::LogEvent::from_value(l.event(), || l.id.clone()).unwrap();
-            triage::fingerprint::fingerprint(&event)
-                .fingerprint
-                .as_str()
-                .to_string()
-        });
+        let event = triage::event::LogEvent::from_value(l.event(), || l.id.clone()).unwrap();
+        let fp = miner.fingerprint(&event).fingerprint;
+        raw.entry(l.problem).or_insert(fp);
     }
-    out
+    raw.into_iter()
+        .map(|(p, fp)| (p, miner.resolve(&fp).as_str().to_string()))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

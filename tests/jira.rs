@@ -109,22 +109,21 @@ async fn run_lib(args: &[String], env: &[(&str, &str)]) -> triage::Report {
         .expect("the run starts")
 }
 
-/// The fingerprint of one JSONL log line, as the pipeline computes it.
-fn fingerprint_of(line: &str) -> String {
-    let value: Value = serde_json::from_str(line).expect("log line is JSON");
-    let event =
-        triage::event::LogEvent::from_value(value, || "no-id".into()).expect("a usable log");
-    triage::fingerprint::fingerprint(&event)
-        .fingerprint
-        .as_str()
-        .to_string()
-}
-
-/// The distinct fingerprints of a JSONL text, in order of first appearance.
+/// The distinct fingerprints of a JSONL text, in order of first appearance, as the pipeline
+/// computes them (one template miner over the logs in order, without a state store; a
+/// template merged into an older one counts as that one).
 fn fingerprints(jsonl: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    let mut miner = triage::grouping::TemplateMiner::default();
+    let mut raw = Vec::new();
     for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
-        let fp = fingerprint_of(line);
+        let value: Value = serde_json::from_str(line).expect("log line is JSON");
+        let event =
+            triage::event::LogEvent::from_value(value, || "no-id".into()).expect("a usable log");
+        raw.push(miner.fingerprint(&event).fingerprint);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for fp in raw {
+        let fp = miner.resolve(&fp).as_str().to_string();
         if !out.contains(&fp) {
             out.push(fp);
         }
@@ -400,9 +399,23 @@ async fn v3_creates_one_ticket_per_problem_with_bodies_jira_accepts() {
     for req in &searches {
         let body = json_of(req);
         let l = jql_label(req);
+        // The problem's label, and the masking-only label its first log had before templates
+        // were learned (tickets filed by older versions carry it), in one search.
+        let labels = jql_labels(req);
+        let restriction = match labels.as_slice() {
+            [one] => format!("labels = \"{one}\""),
+            many => format!(
+                "labels in ({})",
+                many.iter()
+                    .map(|l| format!("\"{l}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        assert!(labels.len() <= 2, "{labels:?}");
         assert_eq!(
             body["jql"].as_str().unwrap(),
-            format!("project = \"{PROJECT}\" AND labels = \"{l}\" ORDER BY created DESC")
+            format!("project = \"{PROJECT}\" AND {restriction} ORDER BY created DESC")
         );
         let fields: Vec<&str> = body["fields"]
             .as_array()
@@ -521,10 +534,12 @@ async fn v2_server_uses_bearer_auth_v2_paths_and_wiki_markup() {
         assert_eq!(body["startAt"], 0, "{body}");
         assert!(body["maxResults"].as_u64().is_some_and(|n| n > 0), "{body}");
         assert!(body.get("reconcileIssues").is_none(), "v3 only: {body}");
-        assert!(body["jql"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("project = \"{PROJECT}\" AND labels = \"triage-")));
+        let jql = body["jql"].as_str().unwrap();
+        assert!(
+            jql.starts_with(&format!("project = \"{PROJECT}\" AND labels = \"triage-"))
+                || jql.starts_with(&format!("project = \"{PROJECT}\" AND labels in (\"triage-")),
+            "{jql}"
+        );
     }
     let create = json_of(&calls(&server, "POST", &format!("{v2}/issue")).await[0]);
     let f = &create["fields"];

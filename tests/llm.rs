@@ -21,7 +21,7 @@ async fn the_model_classifies_each_problem_once() {
         .and(path("/v1/chat/completions"))
         .and(header("authorization", "Bearer sk-test-llm-key"))
         .respond_with(reply(r#"{"category":"dependency","severity":"critical","title":"Model title","summary":"Model summary."}"#))
-        .expect(14) // one call per problem, not per log
+        .expect(SAMPLE_PROBLEMS) // one call per problem, not per log
         .mount(&server)
         .await;
     let mut t = triage();

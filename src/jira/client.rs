@@ -45,6 +45,9 @@ pub struct Found {
     pub open: Option<String>,
     /// The most recent Done ticket, when there is no open one.
     pub done: Option<String>,
+    /// The open ticket was found by another of the problem's labels only (an old or merged
+    /// fingerprint): it should be given this fingerprint's label.
+    pub needs_label: bool,
 }
 
 /// Map from severity to Jira priority name; `None` leaves the priority to Jira's default.
@@ -235,11 +238,112 @@ impl JiraClient {
         Ok(found)
     }
 
+    /// Find this problem's tickets by its own label or any of `also` (fingerprints merged into
+    /// it, or the label it had before templates were learned), in one search. An open ticket
+    /// with the problem's own label wins; one found by another label only is `needs_label`.
+    pub async fn find_also(
+        &self,
+        fingerprint: &Fingerprint,
+        also: &[Fingerprint],
+    ) -> anyhow::Result<Found> {
+        let label = content::fingerprint_label(fingerprint.as_str());
+        let mut labels = vec![label.clone()];
+        for fp in also {
+            let l = content::fingerprint_label(fp.as_str());
+            if !labels.contains(&l) {
+                labels.push(l);
+            }
+        }
+        if labels.len() == 1 {
+            return self.find(fingerprint).await;
+        }
+        if let Some(entry) = self.created.get(&label) {
+            return Ok(Found {
+                created_in_run: Some(entry.1.clone()),
+                ..Found::default()
+            });
+        }
+        let issues = self.search_labels(&labels).await?;
+        let mut found = Found::default();
+        let mut other_open = None;
+        for issue in issues {
+            let own = issue.fields.labels.is_empty() || issue.fields.labels.contains(&label);
+            let any = own || labels.iter().any(|l| issue.fields.labels.contains(l));
+            if !any {
+                continue;
+            }
+            if issue.is_done() {
+                if own || found.done.is_none() {
+                    found.done.get_or_insert(issue.key);
+                }
+            } else if own {
+                found.open.get_or_insert(issue.key);
+            } else {
+                other_open.get_or_insert(issue.key);
+            }
+        }
+        if found.open.is_none() {
+            // Another label's ticket: one search shows, else one this run created (search
+            // may not show it yet).
+            let created = || {
+                labels[1..]
+                    .iter()
+                    .find_map(|l| self.created.get(l).map(|e| e.1.clone()))
+            };
+            if let Some(key) = other_open.or_else(created) {
+                found.open = Some(key);
+                found.needs_label = true;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Open tickets carrying any of `labels`, with the labels each carries (newest first).
+    pub async fn open_with_labels(
+        &self,
+        labels: &[String],
+    ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+        Ok(self
+            .search_labels(labels)
+            .await?
+            .into_iter()
+            .filter(|i| !i.is_done())
+            .map(|i| (i.key, i.fields.labels))
+            .collect())
+    }
+
+    /// Add a label to a ticket (`PUT issue/{key}` with an `update.labels.add`); adding a label
+    /// it already has changes nothing, so a retry is safe.
+    pub async fn add_label(&self, key: &str, label: &str) -> anyhow::Result<()> {
+        let url = self.url(&format!("issue/{key}"));
+        let body = json!({"update": {"labels": [{"add": label}]}});
+        self.service
+            .send(
+                |c| self.authorize(c.put(&url)).json(&body),
+                Retry::Idempotent,
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn search_label(&self, label: &str) -> anyhow::Result<Vec<Issue>> {
+        self.search_labels(&[label.to_string()]).await
+    }
+
+    async fn search_labels(&self, labels: &[String]) -> anyhow::Result<Vec<Issue>> {
+        let restriction = match labels {
+            [one] => format!("labels = {}", jql_string(one)),
+            many => format!(
+                "labels in ({})",
+                many.iter()
+                    .map(|l| jql_string(l))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let jql = format!(
-            "project = {} AND labels = {} ORDER BY created DESC",
+            "project = {} AND {restriction} ORDER BY created DESC",
             jql_string(&self.config.project),
-            jql_string(label)
         );
         let body = match self.config.api {
             JiraApi::V3 => {

@@ -37,6 +37,8 @@ use tokio::task::JoinSet;
 use crate::analyze::{rules, Analysis, Analyzer};
 use crate::config::DatadogSite;
 use crate::event::LogEvent;
+use dashmap::DashMap;
+
 use crate::fingerprint::Fingerprint;
 use crate::jira::client::Found;
 use crate::jira::content;
@@ -64,6 +66,9 @@ pub struct TicketStage {
     cap: Option<TicketCap>,
     /// Leader work started on Jira, finished or not: [`TicketStage::drain`] waits for it.
     tasks: Mutex<JoinSet<()>>,
+    /// Per fingerprint, other labels its ticket may carry (merged templates, the old
+    /// masking-only label).
+    also: DashMap<Fingerprint, Vec<Fingerprint>>,
 }
 
 /// An exact cap on tickets created in one run.
@@ -175,6 +180,17 @@ impl TicketStage {
             reopen,
             cap: max_tickets.map(TicketCap::new),
             tasks: Mutex::new(JoinSet::new()),
+            also: DashMap::new(),
+        }
+    }
+
+    /// Search these labels too when looking for `fingerprint`'s ticket (at most 20 kept).
+    pub fn search_also(&self, fingerprint: &Fingerprint, also: &[Fingerprint]) {
+        let mut entry = self.also.entry(fingerprint.clone()).or_default();
+        for fp in also {
+            if fp != fingerprint && !entry.contains(fp) && entry.len() < 20 {
+                entry.push(fp.clone());
+            }
         }
     }
 
@@ -286,6 +302,18 @@ impl TicketStage {
         let known_resolution = if let Some(key) = &found.created_in_run {
             Some(known(TicketAction::Created, key))
         } else if let Some(key) = &found.open {
+            if found.needs_label && !self.dry_run {
+                // Found by an old or merged label: give it this fingerprint's label, so the
+                // next search finds it directly.
+                let label = content::fingerprint_label(fingerprint.as_str());
+                jira.add_label(key, &label).await.map_err(jira_err)?;
+                if let Some(state) = self.state.as_ref().filter(|s| s.writable) {
+                    let (fp, k) = (fingerprint.to_string(), key.clone());
+                    if let Err(e) = state.call(move |s| s.remember_ticket(&fp, &k)).await {
+                        tracing::warn!("state store: {e:#}");
+                    }
+                }
+            }
             Some(known(TicketAction::Existing, key))
         } else if let (Some(done), true) = (&found.done, self.reopen) {
             if self.dry_run {
@@ -357,16 +385,26 @@ impl TicketStage {
 
     /// The problem's ticket as Jira and the state know it.
     async fn find(&self, jira: &JiraClient, fingerprint: &Fingerprint) -> anyhow::Result<Found> {
-        let mut found = jira.find(fingerprint).await?;
+        let also = self
+            .also
+            .get(fingerprint)
+            .map(|a| a.value().clone())
+            .unwrap_or_default();
+        let mut found = jira.find_also(fingerprint, &also).await?;
         if found == Found::default() {
-            // Nothing by label: search may lag behind a ticket an earlier run created moments ago.
-            let remembered = match &self.state {
-                Some(s) => {
-                    let fp = fingerprint.to_string();
-                    s.call(move |s| s.ticket_for(&fp)).await?
+            // Nothing by label: search may lag behind a ticket an earlier run created moments ago
+            // (under this fingerprint, or one of its other labels).
+            let mut remembered = None;
+            if let Some(s) = &self.state {
+                for fp in std::iter::once(fingerprint).chain(&also) {
+                    let key = fp.to_string();
+                    remembered = s.call(move |s| s.ticket_for(&key)).await?;
+                    if remembered.is_some() {
+                        found.needs_label = fp != fingerprint;
+                        break;
+                    }
                 }
-                None => None,
-            };
+            }
             if let Some(key) = remembered {
                 match jira.issue(&key).await? {
                     Some(issue) if issue.is_done() => found.done = Some(key),
