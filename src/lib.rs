@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod progress;
+pub mod redact;
 pub mod report;
 pub mod source;
 pub mod state;
