@@ -545,16 +545,22 @@ pub(crate) fn jira_config(
 
 /// Parse a base URL: http(s) only, no query or fragment, trailing slash removed.
 fn parse_base_url(name: &str, raw: &str) -> Result<String, ConfigError> {
+    // The URL is echoed in messages only with any `user:password@` hidden.
+    let shown = crate::redact::url_userinfo(raw.trim());
     let url = Url::parse(raw.trim()).map_err(|e| {
         ConfigError::Usage(format!(
-            "{name} '{}' is not a URL ({e}); expected e.g. https://host[:port][/path]",
-            raw.trim()
+            "{name} '{shown}' is not a URL ({e}); expected e.g. https://host[:port][/path]"
         ))
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ConfigError::Usage(format!(
-            "{name} '{}' must be an http:// or https:// URL with a host",
-            raw.trim()
+            "{name} '{shown}' must be an http:// or https:// URL with a host"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Usage(format!(
+            "{name} '{shown}' must not carry credentials (user:password@); \
+             give them in their own settings (see docs/security.md)"
         )));
     }
     if url.query().is_some() || url.fragment().is_some() {

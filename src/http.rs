@@ -149,6 +149,7 @@ impl Service {
         let client = reqwest::Client::builder()
             .user_agent(concat!("triage/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            .redirect(same_origin_redirects(name))
             .build()?;
         Ok(Service {
             name,
@@ -387,6 +388,26 @@ impl Service {
             "rate limit low: pacing calls"
         );
     }
+}
+
+/// Follow a redirect only to the origin (scheme, host and port) the request went to, at most 5
+/// times: reqwest strips `Authorization` on a cross-host redirect but not `DD-API-KEY` or
+/// `DD-APPLICATION-KEY`, so a redirect elsewhere is refused and nothing is sent there.
+fn same_origin_redirects(service: &'static str) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        let next = attempt.url().origin();
+        if first.is_some_and(|f| f != next) {
+            let to = next.ascii_serialization();
+            attempt.error(format!(
+                "{service} redirected to another host ({to}); refused, so the credentials are not sent there"
+            ))
+        } else if attempt.previous().len() > 5 {
+            attempt.error(format!("{service} redirected more than 5 times"))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// A response body that could not be read whole.
