@@ -106,6 +106,12 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
     pub max_line_bytes: u64,
 
+    /// Personal data to redact besides the secrets, which are always redacted (tokens, JWTs,
+    /// passwords, keys, card numbers): a comma-separated list of `emails`, `ips`, `all`, or `none`.
+    #[arg(long, value_name = "LIST", env = "TRIAGE_REDACT", default_value = "none",
+          value_parser = parse_redact)]
+    pub redact: crate::redact::Redactor,
+
     /// How each problem is analyzed.
     #[arg(long, env = "TRIAGE_ANALYZER", value_enum, default_value_t = AnalyzerKind::Rules)]
     pub analyzer: AnalyzerKind,
@@ -294,4 +300,8 @@ mod tests {
         assert_eq!(parse_duration("60").unwrap().as_secs(), 60);
         assert!(parse_duration("2 weeks").is_err());
     }
+}
+
+fn parse_redact(raw: &str) -> Result<crate::redact::Redactor, String> {
+    crate::redact::Redactor::parse(raw)
 }

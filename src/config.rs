@@ -86,6 +86,8 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// Longest input line read from `--input`; longer ones are cut.
     pub max_line_bytes: usize,
+    /// What is removed from every log before it goes anywhere (secrets always).
+    pub redact: crate::redact::Redactor,
 }
 
 /// The source of logs.
@@ -435,6 +437,7 @@ impl Config {
                 breaker: (cli.breaker_threshold, cli.breaker_cooldown),
                 metrics_file: cli.metrics_file.clone(),
                 max_line_bytes: usize::try_from(cli.max_line_bytes).unwrap_or(usize::MAX),
+                redact: cli.redact,
             },
             notices,
         ))

@@ -770,7 +770,10 @@ mod hostile_wait_tests {
                 let mut h = HeaderMap::new();
                 h.insert(name, HeaderValue::from_str(raw).unwrap());
                 let w = retry_after(&h).or_else(|| reset_delay(&h)).unwrap();
-                assert!(w > Duration::from_secs(365 * 24 * 3600), "{name}: {raw} gave {w:?}");
+                assert!(
+                    w > Duration::from_secs(365 * 24 * 3600),
+                    "{name}: {raw} gave {w:?}"
+                );
             }
         }
         for raw in ["NaN", "-1", "-inf"] {

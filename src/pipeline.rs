@@ -197,7 +197,10 @@ pub async fn run(
                         }
                     }
                     let printed = fingerprint::fingerprint(&event);
-                    in_flight.push(spawn_log(shared.clone(), event, printed.fingerprint, printed.template));
+                    // Fingerprinted first, so redaction never changes a fingerprint; nothing
+                    // after this line sees the raw text.
+                    let (event, template) = redact_event(&config.redact, event, printed.template);
+                    in_flight.push(spawn_log(shared.clone(), event, printed.fingerprint, template));
                     if config.limit.is_some_and(|limit| events >= limit) {
                         taking = false;
                     }
@@ -609,4 +612,14 @@ fn record(timings: &std::sync::Mutex<Timings>, f: impl FnOnce(&mut Timings)) {
     if let Ok(mut t) = timings.lock() {
         f(&mut t);
     }
+}
+
+/// The event and its template with secrets (and the chosen personal data) removed.
+fn redact_event(
+    redactor: &crate::redact::Redactor,
+    event: LogEvent,
+    template: String,
+) -> (LogEvent, String) {
+    let template = redactor.text(&template).into_owned();
+    (redactor.event(event), template)
 }

@@ -154,7 +154,10 @@ async fn a_redirect_to_another_port_of_the_same_host_is_another_host() {
     let service = Service::new("Datadog", None, policy()).unwrap();
     let url = format!("{}/start", home.uri());
     let err = service
-        .send(|c| c.get(&url).header("DD-API-KEY", API_KEY), Retry::Idempotent)
+        .send(
+            |c| c.get(&url).header("DD-API-KEY", API_KEY),
+            Retry::Idempotent,
+        )
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("another host"), "{err}");
