@@ -28,6 +28,7 @@ pub mod jira;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
+pub mod private;
 pub mod progress;
 pub mod redact;
 pub mod report;

@@ -43,6 +43,12 @@ struct Sent {
 /// Run the binary against a wiremock Jira; collect every request body, the report, stdout and
 /// stderr.
 fn run_against_jira(extra: &[&str]) -> Sent {
+    run_with(extra, |_| {})
+}
+
+/// As `run_against_jira`, with `check` called on the run's folder (report.json inside it)
+/// before it is removed.
+fn run_with(extra: &[&str], check: impl FnOnce(&std::path::Path)) -> Sent {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(async {
         let server = MockServer::start().await;
@@ -80,7 +86,6 @@ fn run_against_jira(extra: &[&str]) -> Sent {
             "--report",
             report.to_str().unwrap(),
             "--no-rate-limit",
-            "--no-state",
         ])
         .args(extra)
         .env("JIRA_URL", server.uri())
@@ -95,6 +100,7 @@ fn run_against_jira(extra: &[&str]) -> Sent {
     everything.push_str(&String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{everything}");
     everything.push_str(&std::fs::read_to_string(&report).unwrap());
+    check(t.dir.path());
     let requests = rt.block_on(server.received_requests()).unwrap();
     let creates = requests
         .iter()
@@ -109,7 +115,7 @@ fn run_against_jira(extra: &[&str]) -> Sent {
 
 #[test]
 fn secrets_in_a_log_never_reach_the_ticket_the_report_or_the_terminal() {
-    let sent = run_against_jira(&[]);
+    let sent = run_against_jira(&["--no-state"]);
     let (_, secrets) = leaky_log();
     for s in secrets {
         assert!(
@@ -125,7 +131,7 @@ fn secrets_in_a_log_never_reach_the_ticket_the_report_or_the_terminal() {
 
 #[test]
 fn redact_emails_and_ips_removes_personal_data_too() {
-    let sent = run_against_jira(&["--redact", "emails,ips"]);
+    let sent = run_against_jira(&["--no-state", "--redact", "emails,ips"]);
     for s in [
         "bob@example.com",
         "carol@example.com",
@@ -178,6 +184,62 @@ fn redaction_never_changes_a_fingerprint() {
             triage::fingerprint::fingerprint(&redacted).fingerprint,
             "{message:?} -> {:?}",
             redacted.message
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_state_store_its_folder_and_the_report_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    run_with(&["--state", "private/state/triage.db"], |dir| {
+        assert_eq!(mode(&dir.join("report.json")), 0o600, "report");
+        assert_eq!(mode(&dir.join("private")), 0o700, "state folder");
+        assert_eq!(mode(&dir.join("private/state")), 0o700, "state folder");
+        let db = dir.join("private/state/triage.db");
+        assert_eq!(mode(&db), 0o600, "state database");
+        for entry in std::fs::read_dir(dir.join("private/state")).unwrap() {
+            let p = entry.unwrap().path();
+            assert_eq!(mode(&p) & 0o077, 0, "{} is readable by others", p.display());
+        }
+    });
+}
+
+#[test]
+fn a_state_written_by_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+    }
+    let input = dir.path().join("logs.jsonl");
+    std::fs::write(&input, "{\"message\":\"boom\"}\n").unwrap();
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let mut t = triage();
+        let out = t
+            .cmd
+            .args([
+                "--input",
+                input.to_str().unwrap(),
+                "--state",
+                db.to_str().unwrap(),
+                "-q",
+            ])
+            .args(extra)
+            .env("JIRA_URL", "http://127.0.0.1:9")
+            .env("JIRA_PROJECT", "OPS")
+            .env("JIRA_EMAIL", "bot@example.com")
+            .env("JIRA_API_TOKEN", TOKEN)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("newer version of triage"),
+            "{extra:?}: {stderr}"
         );
     }
 }
