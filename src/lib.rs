@@ -20,6 +20,7 @@ pub mod check;
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod decode;
 pub mod dedup;
 pub mod event;
 pub mod fingerprint;

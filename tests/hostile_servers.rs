@@ -215,3 +215,168 @@ fn credentials_in_jira_url_are_never_printed() {
         assert!(all.contains("***@127.0.0.1"), "{url}: {all}");
     }
 }
+
+/// A Jira whose search answers `search`; every request is kept. Returns the run's exit code,
+/// its stderr and report, and the paths Jira received.
+fn run_against(search: ResponseTemplate) -> (Option<i32>, String, String, Vec<String>) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/rest/api/3/myself"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/rest/api/3/search/jql"))
+            .respond_with(search)
+            .mount(&server)
+            .await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(201).set_body_json(created(10_000, "OPS-1")))
+            .mount(&server)
+            .await;
+        server
+    });
+    let mut t = triage();
+    let input = t.dir.path().join("logs.jsonl");
+    let report = t.dir.path().join("report.json");
+    std::fs::write(
+        &input,
+        "{\"message\":\"payment failed\",\"service\":\"api\"}\n",
+    )
+    .unwrap();
+    let out = t
+        .cmd
+        .args([
+            "--input",
+            input.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .args(["--no-rate-limit", "--no-state", "-q"])
+        .env("JIRA_URL", server.uri())
+        .env("JIRA_PROJECT", "OPS")
+        .env("JIRA_EMAIL", "bot@example.com")
+        .env("JIRA_API_TOKEN", TOKEN)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let paths = rt
+        .block_on(server.received_requests())
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        std::fs::read_to_string(&report).unwrap_or_default(),
+        paths,
+    )
+}
+
+#[test]
+fn a_search_result_key_that_is_not_a_jira_key_is_never_put_in_a_url() {
+    let evil = search_page(vec![cloud_issue(
+        1,
+        "../../../myself?x=",
+        "triage-x",
+        false,
+    )]);
+    let (code, stderr, report, paths) = run_against(ResponseTemplate::new(200).set_body_json(evil));
+    assert_eq!(code, Some(3), "{stderr}\n{report}");
+    assert_eq!(
+        paths,
+        vec!["GET /rest/api/3/myself", "POST /rest/api/3/search/jql"],
+        "{report}"
+    );
+    assert!(report.contains("issue key that is not one"), "{report}");
+}
+
+#[test]
+fn a_jira_answer_in_html_names_the_service_the_endpoint_and_the_problem() {
+    let html = ResponseTemplate::new(200)
+        .insert_header("content-type", "text/html")
+        .set_body_string("<html><body>Please log in</body></html>");
+    let (code, stderr, report, _) = run_against(html);
+    assert_eq!(code, Some(3), "{stderr}\n{report}");
+    assert!(
+        report.contains("Jira POST search/jql: expected JSON, got HTML"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_arrives_too_slowly_says_timed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (release, hold) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 4096];
+        let _ = socket.read(&mut request).await;
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"issues\":")
+            .await
+            .unwrap();
+        // The rest never comes until the test is done.
+        let _ = hold.await;
+    });
+    let service = Service::new(
+        "Jira",
+        None,
+        RetryPolicy {
+            attempt_timeout: Duration::from_millis(300),
+            ..policy()
+        },
+    )
+    .unwrap();
+    let url = format!("http://{addr}/rest/api/3/search/jql");
+    let resp = service
+        .send(|c| c.post(&url), Retry::Idempotent)
+        .await
+        .expect("the headers arrive");
+    let err = triage::decode::json::<serde_json::Value>("Jira", "POST search/jql", resp, 1 << 20)
+        .await
+        .expect_err("the body never completes");
+    let msg = err.to_string();
+    assert!(msg.starts_with("Jira POST search/jql: "), "{msg}");
+    assert!(msg.contains("timed out"), "{msg}");
+    assert!(!msg.contains("error decoding"), "{msg}");
+    let _ = release.send(());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_log_without_an_id_keeps_its_id_when_lines_are_added_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("logs.jsonl");
+    let ids = |text: &'static str| {
+        let file = file.clone();
+        async move {
+            std::fs::write(&file, text).unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            triage::source::file::run(triage::config::InputPath::Path(file), 1 << 16, tx)
+                .await
+                .unwrap();
+            let mut ids = Vec::new();
+            while let Some(item) = rx.recv().await {
+                if let triage::source::SourceItem::Event(e) = item {
+                    ids.push(e.id);
+                }
+            }
+            ids
+        }
+    };
+    let first = ids("{\"message\":\"a\"}\n{\"message\":\"b\"}\n{\"message\":\"b\"}\n").await;
+    let later = ids(
+        "{\"message\":\"new\"}\n{\"message\":\"a\"}\n{\"message\":\"b\"}\n{\"message\":\"b\"}\n",
+    )
+    .await;
+    assert_eq!(first.len(), 3);
+    assert_eq!(&later[1..], &first[..], "the same logs keep their ids");
+    assert!(!first.contains(&later[0]), "a new log gets a new id");
+    assert_ne!(first[1], first[2], "two identical lines are two logs");
+}
