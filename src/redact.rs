@@ -127,12 +127,20 @@ enum Kind {
     KeepPrefix,
     /// A digit run that is replaced only when it passes the Luhn check.
     Card,
+    /// A multi-line block: one placeholder, and the block's line breaks kept, so the message's
+    /// first line (which the template is made of) is the same redacted or not.
+    Block(&'static str),
 }
 
 fn replace(re: &Regex, kind: Kind, text: &str) -> String {
     re.replace_all(text, |c: &Captures| match kind {
         Kind::Whole(p) => p.to_string(),
         Kind::KeepPrefix => format!("{}{VALUE_REDACTED}", &c[1]),
+        Kind::Block(p) => {
+            let mut out = p.to_string();
+            out.extend(c[0].chars().filter(|&ch| ch == '\n'));
+            out
+        }
         Kind::Card => {
             if luhn(&c[0]) {
                 // Zeros of the same shape: the template masks them exactly as it masks the
@@ -159,7 +167,7 @@ static SECRETS: LazyLock<Vec<(Regex, Kind)>> = LazyLock::new(|| {
     let table: [(String, Kind); 9] = [
         (
             r"-----BEGIN[A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z ]*PRIVATE KEY-----|\z)".into(),
-            Kind::Whole("[REDACTED PRIVATE KEY]"),
+            Kind::Block("[REDACTED PRIVATE KEY]"),
         ),
         (
             r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*".into(),
