@@ -109,7 +109,7 @@ pub struct Cli {
     /// Personal data to redact besides the secrets, which are always redacted (tokens, JWTs,
     /// passwords, keys, card numbers): a comma-separated list of `emails`, `ips`, `all`, or `none`.
     #[arg(long, value_name = "LIST", env = "TRIAGE_REDACT", default_value = "none",
-          value_parser = parse_redact)]
+          value_parser = crate::redact::Redactor::parse)]
     pub redact: crate::redact::Redactor,
 
     /// How each problem is analyzed.
@@ -300,8 +300,4 @@ mod tests {
         assert_eq!(parse_duration("60").unwrap().as_secs(), 60);
         assert!(parse_duration("2 weeks").is_err());
     }
-}
-
-fn parse_redact(raw: &str) -> Result<crate::redact::Redactor, String> {
-    crate::redact::Redactor::parse(raw)
 }

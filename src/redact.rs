@@ -245,7 +245,7 @@ fn luhn(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A URL for messages: any `user:password@` (or `user@`) before the host becomes `***@`.

@@ -846,6 +846,15 @@ impl<'de> Visitor<'de> for Events<'_> {
     }
 }
 
+/// Whether a record carries an id `LogEvent::from_value` uses.
+fn has_id(value: &Value) -> bool {
+    match value.get("id") {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Number(_)) => true,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1273,14 +1282,5 @@ mod properties {
             prop_assert!(serde_json::from_slice::<Value>(&closed).is_ok(),
                 "{} -> {}", String::from_utf8_lossy(prefix), String::from_utf8_lossy(&closed));
         }
-    }
-}
-
-/// Whether a record carries an id `LogEvent::from_value` uses.
-fn has_id(value: &Value) -> bool {
-    match value.get("id") {
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Number(_)) => true,
-        _ => false,
     }
 }
