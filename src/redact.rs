@@ -127,6 +127,8 @@ enum Kind {
     KeepPrefix,
     /// A digit run that is replaced only when it passes the Luhn check.
     Card,
+    /// `scheme://user:password@`: the scheme kept, the credentials replaced, the `@` kept.
+    Userinfo,
     /// A multi-line block: one placeholder, and the block's line breaks kept, so the message's
     /// first line (which the template is made of) is the same redacted or not.
     Block(&'static str),
@@ -136,6 +138,7 @@ fn replace(re: &Regex, kind: Kind, text: &str) -> String {
     re.replace_all(text, |c: &Captures| match kind {
         Kind::Whole(p) => p.to_string(),
         Kind::KeepPrefix => format!("{}{VALUE_REDACTED}", &c[1]),
+        Kind::Userinfo => format!("{}{VALUE_REDACTED}@", &c[1]),
         Kind::Block(p) => {
             let mut out = p.to_string();
             out.extend(c[0].chars().filter(|&ch| ch == '\n'));
@@ -197,7 +200,7 @@ static SECRETS: LazyLock<Vec<(Regex, Kind)>> = LazyLock::new(|| {
         ),
         (r"\b\d(?:[ -]?\d){12,18}\b".into(), Kind::Card),
         // URL userinfo: scheme://user:pass@
-        (r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@".into(), Kind::KeepPrefix),
+        (r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@".into(), Kind::Userinfo),
     ];
     table
         .into_iter()
@@ -304,6 +307,14 @@ mod tests {
                 "{input:?} gave {out:?}"
             );
         }
+    }
+
+    #[test]
+    fn url_credentials_in_a_message_keep_the_url_readable() {
+        assert_eq!(
+            secrets("db postgres://app:pa55w0rd@db:5432/x down"),
+            "db postgres://REDACTED@db:5432/x down"
+        );
     }
 
     #[test]
