@@ -366,7 +366,7 @@ impl Service {
         let limit = header_u64(headers, "x-ratelimit-limit").unwrap_or(0);
         // Pace only in the last tenth of the budget (or when it is gone).
         let low = remaining == 0
-            || (limit > 0 && remaining * 10 <= limit)
+            || (limit > 0 && remaining.saturating_mul(10) <= limit)
             || (limit == 0 && remaining <= 2);
         if !low {
             return;
@@ -782,6 +782,36 @@ mod hostile_wait_tests {
             h.insert("x-ratelimit-reset", HeaderValue::from_str(raw).unwrap());
             assert_eq!(retry_after(&h), None, "{raw}");
             assert_eq!(reset_delay(&h), None, "{raw}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod hostile_pacing_tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn absurd_rate_limit_headers_on_a_success_never_panic_and_pace_at_most_max_wait() {
+        let service = Service::new("Datadog", None, RetryPolicy::default()).unwrap();
+        for (remaining, limit, reset) in [
+            ("18446744073709551615", "18446744073709551615", "1e30"),
+            ("4294967295", "18446744073709551615", "inf"),
+            ("0", "0", "99999999999999999999"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-ratelimit-remaining",
+                HeaderValue::from_str(remaining).unwrap(),
+            );
+            h.insert("x-ratelimit-limit", HeaderValue::from_str(limit).unwrap());
+            h.insert("x-ratelimit-reset", HeaderValue::from_str(reset).unwrap());
+            service.pace(&h);
+            let until = service.not_before.lock().unwrap().expect("paced");
+            assert!(
+                until <= Instant::now() + service.policy.max_wait,
+                "{remaining} {reset}"
+            );
         }
     }
 }
