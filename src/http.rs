@@ -229,6 +229,16 @@ impl Service {
                     }
                     (verdict, format!("HTTP {}", status.as_u16()), Some(resp))
                 }
+                Err(e) if e.is_redirect() => {
+                    // A refused redirect (another host, or too many): trying again would be
+                    // refused the same way. The server answered, so nothing was applied.
+                    return Err(HttpError::Unavailable {
+                        service: self.name,
+                        attempts: attempt,
+                        last: transport_error(e),
+                        maybe_applied: false,
+                    });
+                }
                 Err(e) => {
                     // A connection that never opened did not deliver the request.
                     let sent = !e.is_connect();

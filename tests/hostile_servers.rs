@@ -134,6 +134,10 @@ async fn credentials_never_follow_a_redirect_to_another_host() {
                 .expect_err("a cross-host redirect is refused");
             let msg = err.to_string();
             assert!(msg.contains("redirected to another host"), "{msg}");
+            assert!(
+                msg.contains("after 1 attempt"),
+                "a refusal is not retried: {msg}"
+            );
             assert!(!msg.contains(API_KEY) && !msg.contains(TOKEN), "{msg}");
         }
         // `elsewhere` verifies on drop that it saw no request at all.
@@ -379,4 +383,50 @@ async fn a_log_without_an_id_keeps_its_id_when_lines_are_added_before_it() {
     assert_eq!(&later[1..], &first[..], "the same logs keep their ids");
     assert!(!first.contains(&later[0]), "a new log gets a new id");
     assert_ne!(first[1], first[2], "two identical lines are two logs");
+}
+
+#[test]
+fn datadog_keys_never_follow_a_redirect_to_another_host_in_a_run() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (home, elsewhere) = rt.block_on(async {
+        let home = MockServer::start().await;
+        let elsewhere = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(307)
+                    .insert_header("location", format!("{}/steal", elsewhere.uri()).as_str()),
+            )
+            .mount(&home)
+            .await;
+        (home, elsewhere)
+    });
+    let mut t = triage();
+    let out = t
+        .cmd
+        .args([
+            "--dry-run",
+            "--no-state",
+            "--no-rate-limit",
+            "--dd-api-url",
+            &home.uri(),
+        ])
+        .env("DD_API_KEY", API_KEY)
+        .env("DD_APP_KEY", APP_KEY)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("redirected to another host"), "{all}");
+    assert!(!all.contains(API_KEY) && !all.contains(APP_KEY), "{all}");
+    let stolen = rt.block_on(elsewhere.received_requests()).unwrap();
+    assert!(
+        stolen.is_empty(),
+        "the other host got {} request(s)",
+        stolen.len()
+    );
 }
