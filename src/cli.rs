@@ -125,6 +125,12 @@ pub struct Cli {
           value_parser = whole_number::<u64>(1024, 1 << 30), global = true, help_heading = "Input")]
     pub max_line_bytes: u64,
 
+    /// Personal data to redact besides the secrets, which are always redacted (tokens, JWTs,
+    /// passwords, keys, card numbers): a comma-separated list of `emails`, `ips`, `all`, or `none`.
+    #[arg(long, value_name = "LIST", env = "TRIAGE_REDACT", default_value = "none",
+          value_parser = crate::redact::Redactor::parse, global = true, help_heading = "Input")]
+    pub redact: crate::redact::Redactor,
+
     /// How each problem is analyzed.
     #[arg(long, env = "TRIAGE_ANALYZER", value_enum, default_value_t = AnalyzerKind::Rules, global = true, help_heading = "Pipeline")]
     pub analyzer: AnalyzerKind,

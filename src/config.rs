@@ -88,6 +88,8 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// Longest input line read from `--input`; longer ones are cut.
     pub max_line_bytes: usize,
+    /// What is removed from every log before it goes anywhere (secrets always).
+    pub redact: crate::redact::Redactor,
 }
 
 /// The source of logs.
@@ -434,6 +436,7 @@ impl Config {
                 breaker: (cli.breaker_threshold, cli.breaker_cooldown),
                 metrics_file: cli.metrics_file.clone(),
                 max_line_bytes: usize::try_from(cli.max_line_bytes).unwrap_or(usize::MAX),
+                redact: cli.redact,
             },
             notices,
         ))
@@ -612,16 +615,22 @@ fn jira_parts(
 
 /// Parse a base URL: http(s) only, no query or fragment, trailing slash removed.
 pub(crate) fn parse_base_url(name: &str, raw: &str) -> Result<String, ConfigError> {
+    // The URL is echoed in messages only with any `user:password@` hidden.
+    let shown = crate::redact::url_userinfo(raw.trim());
     let url = Url::parse(raw.trim()).map_err(|e| {
         ConfigError::Usage(format!(
-            "{name} '{}' is not a URL ({e}); expected e.g. https://host[:port][/path]",
-            raw.trim()
+            "{name} '{shown}' is not a URL ({e}); expected e.g. https://host[:port][/path]"
         ))
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ConfigError::Usage(format!(
-            "{name} '{}' must be an http:// or https:// URL with a host",
-            raw.trim()
+            "{name} '{shown}' must be an http:// or https:// URL with a host"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Usage(format!(
+            "{name} '{shown}' must not carry credentials (user:password@); \
+             give them in their own settings (see docs/security.md)"
         )));
     }
     if url.query().is_some() || url.fragment().is_some() {

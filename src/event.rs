@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 /// One log event, normalised from whatever shape the source delivered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogEvent {
-    /// Datadog's event id; sources that have none synthesise a stable one (`<origin>:<n>`).
+    /// Datadog's event id; a file record without one gets `content:<hash>` from its content.
     pub id: String,
     /// When the log was emitted, if the event said so.
     pub timestamp: Option<DateTime<Utc>>,

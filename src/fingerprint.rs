@@ -125,6 +125,9 @@ pub fn template(message: &str) -> String {
     let line = significant_line(message);
     let line = truncate_bytes(&line, MAX_LINE_BYTES);
     let collapsed = collapse_whitespace(line);
+    // Secrets the masks below would keep (tokens, keys) are taken out first, so a secret never
+    // splits a problem in two and a log read back redacted has the same template.
+    let collapsed = crate::redact::Redactor::default().text(&collapsed);
     let mut out = String::with_capacity(collapsed.len());
     mask_into(&collapsed, &mut out);
     truncate_chars(&mut out, MAX_TEMPLATE_CHARS);

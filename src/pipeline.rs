@@ -261,6 +261,9 @@ pub async fn run(
                             if already {
                                 collector.add(Outcome::already_processed(event.id))?;
                             } else {
+                                // Redacted first: nothing after this line sees the raw text,
+                                // and the templates the miner learns and stores hold no secret.
+                                let event = config.redact.event(event);
                                 let printed = miner.fingerprint(&event);
                                 // A template is saved before any ticket can carry its label: the
                                 // writer applies operations in order, and a create commits first.

@@ -158,7 +158,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 impl ReportWriter {
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         let partial = sibling(path, ".partial");
-        let file = File::create(&partial)
+        let file = crate::private::create_file(&partial)
             .with_context(|| format!("cannot write the report next to {}", path.display()))?;
         Ok(ReportWriter {
             path: path.to_path_buf(),
@@ -226,7 +226,7 @@ impl ReportWriter {
         drop(self.logs);
         let tmp = sibling(&self.path, ".tmp");
         let write = || -> anyhow::Result<()> {
-            let mut out = BufWriter::new(File::create(&tmp)?);
+            let mut out = BufWriter::new(crate::private::create_file(&tmp)?);
             write!(out, "{{\"schema_version\":{SCHEMA_VERSION},\n\"summary\":")?;
             serde_json::to_writer_pretty(&mut out, &Versioned(&report.summary))?;
             out.write_all(b",\n\"logs\":[\n")?;

@@ -22,7 +22,7 @@
 //! the store's lifetime; the kernel drops it when a process dies, so a killed run's lock is
 //! simply taken over by the next one.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -553,9 +553,11 @@ impl StateStore {
             source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            crate::private::create_dir_all(dir).map_err(io)?;
         }
         let lock = take_lock(path, &scope)?;
+        // SQLite gives its -wal and -shm files the database file's mode.
+        crate::private::create_if_missing(path).map_err(io)?;
         let sql = |source| StateError::Sqlite {
             path: path.to_path_buf(),
             source,
@@ -595,6 +597,7 @@ impl StateStore {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql)?;
+        check_not_newer(version).map_err(sql)?;
         if version as usize != MIGRATIONS.len() {
             // An older layout: a dry run does not migrate it; the next real run will.
             return Ok(None);
@@ -1166,11 +1169,28 @@ fn adopt_unscoped(conn: &mut Connection, scope: &Scope) -> rusqlite::Result<()> 
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    check_not_newer(version)?;
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Refuse a store written by a newer version of triage: its layout is unknown here, and using it
+/// could lose or misread what that version recorded.
+fn check_not_newer(version: i64) -> rusqlite::Result<()> {
+    if version > MIGRATIONS.len() as i64 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "written by a newer version of triage (schema {version}; this version knows up to {}): \
+                 upgrade triage, or use another --state PATH",
+                MIGRATIONS.len()
+            )),
+        ));
     }
     Ok(())
 }
@@ -1194,7 +1214,7 @@ fn take_lock(db: &Path, scope: &Scope) -> Result<RunLock, StateError> {
         path: path.clone(),
         source,
     };
-    let mut file = OpenOptions::new()
+    let mut file = crate::private::options()
         .read(true)
         .write(true)
         .create(true)

@@ -128,11 +128,9 @@ impl LlmAnalyzer {
         };
         let bytes = read_body_capped(resp, MAX_BODY_BYTES)
             .await
-            .map_err(|e| anyhow::anyhow!("reading the model's reply: {e}"))?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow::anyhow!(
-                "the model's reply is not a chat completion (expected a JSON object: {e})"
-            )
+            .map_err(|e| anyhow::anyhow!("LLM POST chat/completions: reading the reply: {e}"))?;
+        let v: Value = crate::decode::parse(&bytes).map_err(|e| {
+            anyhow::anyhow!("LLM POST chat/completions: the reply is not a chat completion: {e}")
         })?;
         let content = v["choices"][0]["message"]["content"]
             .as_str()

@@ -57,7 +57,7 @@ impl Limiter {
         let limit = header_u64(headers, "x-ratelimit-limit").unwrap_or(0);
         // Pace only in the last tenth of the budget (or when it is gone).
         let low = remaining == 0
-            || (limit > 0 && remaining * 10 <= limit)
+            || (limit > 0 && remaining.saturating_mul(10) <= limit)
             || (limit == 0 && remaining <= 2);
         if !low {
             return;
@@ -65,10 +65,11 @@ impl Limiter {
         let gap = if remaining == 0 {
             reset
         } else {
-            reset / (remaining as u32 + 1)
+            reset / u32::try_from(remaining.saturating_add(1)).unwrap_or(u32::MAX)
         };
         if let Ok(mut slot) = self.not_before.lock() {
-            let t = Instant::now() + gap.min(self.max_wait);
+            let gap = gap.min(self.max_wait);
+            let t = Instant::now().checked_add(gap).unwrap_or_else(Instant::now);
             *slot = Some(slot.map_or(t, |old| old.max(t)));
         }
         tracing::debug!(
@@ -77,5 +78,35 @@ impl Limiter {
             ?gap,
             "rate limit low: pacing calls"
         );
+    }
+}
+
+#[cfg(test)]
+mod hostile_pacing_tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn absurd_rate_limit_headers_on_a_success_never_panic_and_pace_at_most_max_wait() {
+        let limiter = Limiter::new("Datadog", None, Duration::from_secs(120));
+        for (remaining, limit, reset) in [
+            ("18446744073709551615", "18446744073709551615", "1e30"),
+            ("4294967295", "18446744073709551615", "inf"),
+            ("0", "0", "99999999999999999999"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-ratelimit-remaining",
+                HeaderValue::from_str(remaining).unwrap(),
+            );
+            h.insert("x-ratelimit-limit", HeaderValue::from_str(limit).unwrap());
+            h.insert("x-ratelimit-reset", HeaderValue::from_str(reset).unwrap());
+            limiter.pace(&h);
+            let until = limiter.not_before.lock().unwrap().expect("paced");
+            assert!(
+                until <= Instant::now() + Duration::from_secs(120),
+                "{remaining} {reset}"
+            );
+        }
     }
 }

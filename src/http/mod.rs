@@ -43,7 +43,7 @@ use crate::breaker::Breaker;
 pub use limiter::Limiter;
 use request::{error_body, reason, transport_error};
 pub use request::{error_message, read_body_capped, BodyError, HttpError};
-use retry::{backoff, classify, jitter, Verdict};
+use retry::{backoff, classify, describe_wait, jitter, Verdict};
 pub use retry::{Retry, RetryPolicy};
 
 tokio::task_local! {
@@ -99,6 +99,7 @@ impl Service {
         let client = reqwest::Client::builder()
             .user_agent(concat!("triage/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
+            .redirect(same_origin_redirects(name))
             .build()?;
         Ok(Service {
             name,
@@ -218,6 +219,16 @@ impl Service {
                     }
                     (verdict, format!("HTTP {}", status.as_u16()), Some(resp))
                 }
+                Err(e) if e.is_redirect() => {
+                    // A refused redirect (another host, or too many): trying again would be
+                    // refused the same way. The server answered, so nothing was applied.
+                    return Err(HttpError::Unavailable {
+                        service: self.name,
+                        attempts: attempt,
+                        last: transport_error(e),
+                        maybe_applied: false,
+                    });
+                }
                 Err(e) => {
                     // A connection that never opened did not deliver the request.
                     let sent = !e.is_connect();
@@ -302,7 +313,11 @@ impl Service {
                             return Err(HttpError::Unavailable {
                                 service: self.name,
                                 attempts: attempt,
-                                last: format!("{last}; the server asked to wait {} s, more than the {} s allowed", w.as_secs(), self.policy.max_wait.as_secs()),
+                                last: format!(
+                                    "{last}; the server asked to wait {}, more than the {} s allowed",
+                                    describe_wait(w),
+                                    self.policy.max_wait.as_secs()
+                                ),
                                 maybe_applied,
                             });
                         }
@@ -323,4 +338,23 @@ impl Service {
             }
         }
     }
+}
+/// Follow a redirect only to the origin (scheme, host and port) the request went to, at most 5
+/// times: reqwest strips `Authorization` on a cross-host redirect but not `DD-API-KEY` or
+/// `DD-APPLICATION-KEY`, so a redirect elsewhere is refused and nothing is sent there.
+fn same_origin_redirects(service: &'static str) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        let next = attempt.url().origin();
+        if first.is_some_and(|f| f != next) {
+            let to = next.ascii_serialization();
+            attempt.error(format!(
+                "{service} redirected to another host ({to}); refused, so the credentials are not sent there"
+            ))
+        } else if attempt.previous().len() > 5 {
+            attempt.error(format!("{service} redirected more than 5 times"))
+        } else {
+            attempt.follow()
+        }
+    })
 }

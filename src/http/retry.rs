@@ -92,7 +92,7 @@ pub(super) fn classify(status: StatusCode, headers: &HeaderMap, retry: Retry) ->
 pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let raw = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(secs) = raw.parse::<f64>() {
-        return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
+        return server_wait(secs);
     }
     let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
     Some(
@@ -107,11 +107,11 @@ pub(super) fn reset_delay(headers: &HeaderMap) -> Option<Duration> {
     let raw = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim();
     if let Ok(secs) = raw.parse::<f64>() {
         // Seconds from now; a value this large is an epoch timestamp instead.
-        if secs > 1_000_000_000.0 {
+        if secs.is_finite() && secs > 1_000_000_000.0 {
             let now = chrono::Utc::now().timestamp() as f64;
-            return Some(Duration::from_secs_f64((secs - now).max(0.0)));
+            return server_wait((secs - now).max(0.0));
         }
-        return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
+        return server_wait(secs);
     }
     // Jira documents `yyyy-MM-ddTHH:mmZ` (no seconds); accept full RFC 3339 as well.
     let at = chrono::DateTime::parse_from_rfc3339(raw)
@@ -134,6 +134,25 @@ pub(super) fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 
 pub(super) fn jitter(max: Duration) -> Duration {
     max.mul_f64(fastrand::f64())
+}
+
+/// A server-given wait in seconds, checked: not a number or negative is no wait at all (the
+/// policy's own backoff applies); infinite or too large for a `Duration` is `Duration::MAX`,
+/// which is past any deadline, so the call fails with a clear message instead of panicking.
+fn server_wait(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+}
+
+/// A wait for a message: seconds, or "an unbounded time" for a value no clock could reach.
+pub(super) fn describe_wait(w: Duration) -> String {
+    if w.as_secs() > 100 * 365 * 24 * 3600 {
+        "an unbounded time".to_string()
+    } else {
+        format!("{} s", w.as_secs())
+    }
 }
 
 #[cfg(test)]
@@ -203,5 +222,33 @@ mod tests {
             classify(StatusCode::BAD_REQUEST, &none, Retry::Idempotent),
             Verdict::Fail
         );
+    }
+}
+
+#[cfg(test)]
+mod hostile_wait_tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn absurd_server_waits_never_panic_and_are_past_any_deadline() {
+        for raw in ["1e30", "inf", "99999999999999999999", "1e400"] {
+            for name in ["retry-after", "x-ratelimit-reset"] {
+                let mut h = HeaderMap::new();
+                h.insert(name, HeaderValue::from_str(raw).unwrap());
+                let w = retry_after(&h).or_else(|| reset_delay(&h)).unwrap();
+                assert!(
+                    w > Duration::from_secs(365 * 24 * 3600),
+                    "{name}: {raw} gave {w:?}"
+                );
+            }
+        }
+        for raw in ["NaN", "-1", "-inf"] {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", HeaderValue::from_str(raw).unwrap());
+            h.insert("x-ratelimit-reset", HeaderValue::from_str(raw).unwrap());
+            assert_eq!(retry_after(&h), None, "{raw}");
+            assert_eq!(reset_delay(&h), None, "{raw}");
+        }
     }
 }

@@ -372,21 +372,33 @@ impl JiraClient {
             JiraApi::V2 => "search",
         };
         let resp = self.post(path, &body, Retry::Idempotent).await?;
-        let found: SearchResponse = resp
-            .json()
-            .await
-            .map_err(|e| anyhow::anyhow!("Jira search answered something unexpected: {e}"))?;
+        let found: SearchResponse = crate::decode::json(
+            "Jira",
+            &format!("POST {path}"),
+            resp,
+            crate::decode::DEFAULT_LIMIT,
+        )
+        .await?;
+        // A key goes into the path of later calls: one that is not a Jira key is refused.
+        for issue in &found.issues {
+            crate::jira::key::check(&issue.key)?;
+        }
         Ok(found.issues)
     }
 
     /// Look a ticket up by key (not by search, which lags): `Ok(None)` if it no longer exists.
     pub async fn issue(&self, key: &str) -> anyhow::Result<Option<Issue>> {
+        crate::jira::key::check(key)?;
         let path = format!("issue/{key}?fields={}", SEARCH_FIELDS.join(","));
         match self.get(&path).await {
             Ok(resp) => Ok(Some(
-                resp.json()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("Jira issue {key}: {e}"))?,
+                crate::decode::json(
+                    "Jira",
+                    &format!("GET issue/{key}"),
+                    resp,
+                    crate::decode::DEFAULT_LIMIT,
+                )
+                .await?,
             )),
             Err(HttpError::Status { status: 404, .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -423,9 +435,14 @@ impl JiraClient {
             let sent_priority = body["fields"].get("priority").is_some();
             match self.post("issue", &body, Retry::SafeOnly).await {
                 Ok(resp) => {
-                    let created: Created = resp.json().await.map_err(|e| {
-                        anyhow::anyhow!("Jira create answered something unexpected: {e}")
-                    })?;
+                    let created: Created = crate::decode::json(
+                        "Jira",
+                        "POST issue",
+                        resp,
+                        crate::decode::DEFAULT_LIMIT,
+                    )
+                    .await?;
+                    crate::jira::key::check(&created.key)?;
                     return Ok(self.remember(&label, Some(created.id), created.key));
                 }
                 // A refusal is an answer (nothing was created): send it again at once without
@@ -512,6 +529,7 @@ impl JiraClient {
 
     /// Post the run's recurrence comment on a ticket.
     pub async fn comment(&self, key: &str, facts: &ProblemFacts) -> anyhow::Result<()> {
+        crate::jira::key::check(key)?;
         let body = match self.config.api {
             JiraApi::V3 => json!({"body": content::recurrence_comment_adf(facts)}),
             JiraApi::V2 => json!({"body": content::recurrence_comment_wiki(facts)}),
@@ -523,6 +541,7 @@ impl JiraClient {
 
     /// Move a Done ticket back to an open status (the first transition whose target is not Done).
     pub async fn reopen(&self, key: &str) -> anyhow::Result<()> {
+        crate::jira::key::check(key)?;
         let resp = self.get(&format!("issue/{key}/transitions")).await?;
         let list: Transitions = resp.json().await.unwrap_or_default();
         let preferred = [

@@ -4,6 +4,7 @@
 pub mod adf;
 pub mod client;
 pub mod content;
+pub mod key;
 pub mod model;
 
 pub use client::JiraClient;

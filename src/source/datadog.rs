@@ -163,8 +163,8 @@ impl DatadogSource {
                     };
                     anyhow::anyhow!("reading Datadog page {page_number} failed: {e}{hint}; {sent} logs were fetched before it")
                 })?;
-            let page: SearchResponse = serde_json::from_slice(&body).map_err(|e| {
-                anyhow::anyhow!("Datadog page {page_number} is not a logs search response ({e}); {sent} logs were fetched before it")
+            let page: SearchResponse = crate::decode::parse(&body).map_err(|e| {
+                anyhow::anyhow!("Datadog POST /api/v2/logs/events/search: page {page_number} is not a logs search response: {e}; {sent} logs were fetched before it")
             })?;
             // The raw page is not needed once parsed: free it before the logs are built.
             drop(body);

@@ -1,0 +1,359 @@
+//! Redaction: secrets (and, when asked, personal data) removed from log text before it leaves
+//! the process.
+//!
+//! In: a [`Redactor`] (which optional kinds to remove, from `--redact` / `TRIAGE_REDACT`) and a
+//! text or a whole [`LogEvent`]. Out: the same text with every match replaced by a placeholder
+//! such as `[REDACTED]`; text without a match is returned unchanged. It cannot fail: the
+//! patterns are compiled once from constants, and every input string is accepted.
+//!
+//! Always removed (no flag turns these off): bearer/basic credentials, JWTs, the values of
+//! `password=`, `token=`, `secret=`, `api_key=` and similar keys (also in `key: value` and JSON
+//! `"key": "value"` forms, and attribute values under such keys), private key blocks, card
+//! numbers that pass the Luhn check, and cloud keys of well-known shapes (AWS `AKIA…`/`ASIA…`,
+//! GitHub `ghp_…`, Slack `xox…`, Stripe `sk_live_…`, Google `AIza…`).
+//! Optional: `emails` and `ips` (IPv4). `none` selects no optional kind.
+//!
+//! [`url_userinfo`] hides the `user:password@` part of a URL for messages.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+use serde_json::Value;
+
+use crate::event::LogEvent;
+
+/// What replaces a secret.
+pub const REDACTED: &str = "[REDACTED]";
+/// What replaces the value after a key (`password=REDACTED`): a plain word, so the template
+/// masks it as it masks any value and the fingerprint does not change.
+pub const VALUE_REDACTED: &str = "REDACTED";
+
+/// Which optional kinds of personal data are removed besides the secrets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Redactor {
+    pub emails: bool,
+    pub ips: bool,
+}
+
+impl Redactor {
+    /// Parse a `--redact` list: comma-separated `emails`, `ips`, `all` or `none`.
+    pub fn parse(list: &str) -> Result<Redactor, String> {
+        let mut r = Redactor::default();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.to_ascii_lowercase().as_str() {
+                "emails" | "email" => r.emails = true,
+                "ips" | "ip" => r.ips = true,
+                "all" => {
+                    r.emails = true;
+                    r.ips = true;
+                }
+                "none" => r = Redactor::default(),
+                other => {
+                    return Err(format!(
+                        "unknown redaction '{other}': expected emails, ips, all or none \
+                         (secrets are always redacted)"
+                    ))
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Remove secrets (always) and the selected personal data from `text`.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for (re, kind) in SECRETS.iter() {
+            if re.is_match(&out) {
+                out = Cow::Owned(replace(re, *kind, &out));
+            }
+        }
+        if self.emails && EMAIL.is_match(&out) {
+            out = Cow::Owned(EMAIL.replace_all(&out, "<email>").into_owned());
+        }
+        if self.ips && IPV4.is_match(&out) {
+            out = Cow::Owned(IPV4.replace_all(&out, "<ip>").into_owned());
+        }
+        out
+    }
+
+    /// The event with its message, tags, host and custom attributes redacted.
+    pub fn event(&self, mut event: LogEvent) -> LogEvent {
+        if let Cow::Owned(m) = self.text(&event.message) {
+            event.message = m;
+        }
+        for tag in &mut event.tags {
+            if let Cow::Owned(t) = self.text(tag) {
+                *tag = t;
+            }
+        }
+        if let Some(host) = &event.host {
+            if let Cow::Owned(h) = self.text(host) {
+                event.host = Some(h);
+            }
+        }
+        self.value(&mut event.attributes);
+        event
+    }
+
+    /// Redact every string in a JSON value; the value of a key that names a secret is replaced.
+    pub fn value(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => {
+                if let Cow::Owned(t) = self.text(s) {
+                    *s = t;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    if SECRET_KEY.is_match(key) && !v.is_object() && !v.is_array() && !v.is_null() {
+                        *v = Value::String(REDACTED.to_string());
+                    } else {
+                        self.value(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Replace the whole match with this text.
+    Whole(&'static str),
+    /// Keep group 1 (the key or scheme and separator), replace the rest.
+    KeepPrefix,
+    /// A digit run that is replaced only when it passes the Luhn check.
+    Card,
+    /// `scheme://user:password@`: the scheme kept, the credentials replaced, the `@` kept.
+    Userinfo,
+    /// A multi-line block: one placeholder, and the block's line breaks kept, so the message's
+    /// first line (which the template is made of) is the same redacted or not.
+    Block(&'static str),
+}
+
+fn replace(re: &Regex, kind: Kind, text: &str) -> String {
+    re.replace_all(text, |c: &Captures| match kind {
+        Kind::Whole(p) => p.to_string(),
+        Kind::KeepPrefix => format!("{}{VALUE_REDACTED}", &c[1]),
+        Kind::Userinfo => format!("{}{VALUE_REDACTED}@", &c[1]),
+        Kind::Block(p) => {
+            let mut out = p.to_string();
+            out.extend(c[0].chars().filter(|&ch| ch == '\n'));
+            out
+        }
+        Kind::Card => {
+            if luhn(&c[0]) {
+                // Zeros of the same shape: the template masks them exactly as it masks the
+                // digits, so the fingerprint is the same with or without this redaction.
+                c[0].chars()
+                    .map(|ch| if ch.is_ascii_digit() { '0' } else { ch })
+                    .collect()
+            } else {
+                c[0].to_string()
+            }
+        }
+    })
+    .into_owned()
+}
+
+/// Key names whose values are secrets.
+const KEY: &str = r"[A-Za-z0-9_.-]*(?i:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credentials?)";
+
+static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!("^{KEY}$")).expect("the secret key pattern is a valid regex")
+});
+
+static SECRETS: LazyLock<Vec<(Regex, Kind)>> = LazyLock::new(|| {
+    let table: [(String, Kind); 9] = [
+        (
+            r"-----BEGIN[A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z ]*PRIVATE KEY-----|\z)".into(),
+            Kind::Block("[REDACTED PRIVATE KEY]"),
+        ),
+        (
+            r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*".into(),
+            Kind::Whole("[REDACTED JWT]"),
+        ),
+        (
+            r"(?i)(\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=-]{8,}".into(),
+            Kind::KeepPrefix,
+        ),
+        // JSON: "password": "value"
+        (
+            format!(r#"("{KEY}"\s*:\s*")(?:[^"\\]|\\.)*"#),
+            Kind::KeepPrefix,
+        ),
+        // key=value, key: value, key="value"
+        (
+            format!(r#"(\b{KEY}\s*(?:=|:)\s*["']?)[^\s"'&,;)}}\]]+"#),
+            Kind::KeepPrefix,
+        ),
+        (
+            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b".into(),
+            Kind::Whole(REDACTED),
+        ),
+        (
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9-]{10,}|[rs]k_(?:live|test)_[A-Za-z0-9]{10,}|AIza[0-9A-Za-z_-]{35})".into(),
+            Kind::Whole(REDACTED),
+        ),
+        (r"\b\d(?:[ -]?\d){12,18}\b".into(), Kind::Card),
+        // URL userinfo: scheme://user:pass@
+        (r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@".into(), Kind::Userinfo),
+    ];
+    table
+        .into_iter()
+        .map(|(p, k)| {
+            (
+                Regex::new(&p).expect("every secret pattern is a valid regex"),
+                k,
+            )
+        })
+        .collect()
+});
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+        .expect("the email pattern is a valid regex")
+});
+
+static IPV4: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b",
+    )
+    .expect("the IPv4 pattern is a valid regex")
+});
+
+/// Whether the digits of `s` (spaces and dashes ignored) pass the Luhn check.
+fn luhn(s: &str) -> bool {
+    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let d2 = d * 2;
+                if d2 > 9 {
+                    d2 - 9
+                } else {
+                    d2
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// A URL for messages: any `user:password@` (or `user@`) before the host becomes `***@`.
+/// Works on text that does not parse as a URL too.
+pub fn url_userinfo(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_string();
+    };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &raw[..scheme_end + 3], &rest[at + 1..]),
+        None => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(s: &str) -> String {
+        Redactor::default().text(s).into_owned()
+    }
+
+    #[test]
+    fn every_kind_of_secret_is_redacted_by_default() {
+        let cases = [
+            ("login failed password=hunter2 for bob", "hunter2"),
+            (
+                "token=sk-live-abcdef123456 rejected",
+                "sk-live-abcdef123456",
+            ),
+            ("call with api_key: AbC123xyz failed", "AbC123xyz"),
+            (r#"body {"secret": "s3cr3t value"} refused"#, "s3cr3t value"),
+            (
+                "Authorization: Bearer abcdefghijklmnop123",
+                "abcdefghijklmnop123",
+            ),
+            (
+                "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl expired",
+                "eyJhbGciOiJIUzI1NiJ9",
+            ),
+            (
+                "key -----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY----- x",
+                "MIIEow",
+            ),
+            ("charge 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
+            ("aws AKIAIOSFODNN7EXAMPLE denied", "AKIAIOSFODNN7EXAMPLE"),
+            ("db postgres://app:pa55w0rd@db:5432/x down", "pa55w0rd"),
+        ];
+        for (input, secret) in cases {
+            let out = secrets(input);
+            assert!(!out.contains(secret), "{input:?} gave {out:?}");
+            assert!(
+                out.contains("REDACTED") || out.contains("0000"),
+                "{input:?} gave {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_credentials_in_a_message_keep_the_url_readable() {
+        assert_eq!(
+            secrets("db postgres://app:pa55w0rd@db:5432/x down"),
+            "db postgres://REDACTED@db:5432/x down"
+        );
+    }
+
+    #[test]
+    fn numbers_that_fail_luhn_and_plain_text_are_kept() {
+        assert_eq!(
+            secrets("order 1234567890123 failed after 30 s"),
+            "order 1234567890123 failed after 30 s"
+        );
+        let plain = "upstream timed out after 30s on host web-1";
+        assert!(matches!(Redactor::default().text(plain), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn personal_data_only_when_asked() {
+        let text = "user bob@example.com from 10.1.2.3 failed";
+        assert_eq!(secrets(text), text);
+        let all = Redactor::parse("emails,ips").unwrap();
+        assert_eq!(all.text(text), "user <email> from <ip> failed");
+        assert_eq!(Redactor::parse("none").unwrap(), Redactor::default());
+        assert!(Redactor::parse("phones").is_err());
+    }
+
+    #[test]
+    fn secret_attribute_values_are_replaced() {
+        let mut v = serde_json::json!({"db_password": "x", "nested": {"api_key": 7, "ok": "fine"}});
+        Redactor::default().value(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"db_password": REDACTED, "nested": {"api_key": REDACTED, "ok": "fine"}})
+        );
+    }
+
+    #[test]
+    fn url_credentials_are_hidden() {
+        assert_eq!(
+            url_userinfo("http://user:pass@jira.example.com/x"),
+            "http://***@jira.example.com/x"
+        );
+        assert_eq!(url_userinfo("https://h:1/a@b"), "https://h:1/a@b");
+        assert_eq!(url_userinfo("not a url"), "not a url");
+    }
+}
