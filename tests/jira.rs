@@ -1678,3 +1678,48 @@ async fn a_v2_dry_run_reports_the_draft_in_wiki_markup() {
     assert!(wiki.contains("{code}"), "{wiki}");
     server.verify().await;
 }
+
+/// Without a state store, a create answered 201 with a body that cannot be read is taken as
+/// "probably created": the label is searched until search has caught up (here it lags 3 s)
+/// instead of handing the problem to the next log, which would file a second ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_create_answer_without_state_is_searched_for_not_created_twice() {
+    let logs = generated_logs(2, 1);
+    let case = Case::new(&logs);
+    let server = cloud_server().await;
+    let sent: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let sent_at = sent.clone();
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/search/jql")))
+        .respond_with(move |req: &Request| {
+            let lagged = sent_at
+                .lock()
+                .unwrap()
+                .is_some_and(|t| t.elapsed() >= Duration::from_secs(3));
+            let issues = match lagged {
+                true => vec![cloud_issue(10_007, "OPS-7", &jql_label(req), false)],
+                false => vec![],
+            };
+            ResponseTemplate::new(200).set_body_json(search_page(issues))
+        })
+        .named("POST search/jql (lags 3 s behind the create)")
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/issue")))
+        .respond_with(move |_: &Request| {
+            sent.lock().unwrap().get_or_insert_with(Instant::now);
+            ResponseTemplate::new(201).set_body_string("<html>created</html>")
+        })
+        .named("POST issue: 201, unreadable body")
+        .mount(&server)
+        .await;
+
+    let report = run_lib(&case.cloud_args(&server.uri(), &["--no-state"]), CLOUD_ENV).await;
+
+    let creates = calls(&server, "POST", &format!("{V3}/issue")).await;
+    assert_eq!(creates.len(), 1, "one create, not a second ticket");
+    let s = &report.summary;
+    assert_eq!((s.created, s.duplicates, s.failed), (1, 1, 0), "{s:?}");
+    assert_eq!(report.tickets[0].key.as_deref(), Some("OPS-7"));
+}

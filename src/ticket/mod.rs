@@ -69,6 +69,10 @@ pub struct TicketStage {
     /// Per fingerprint, other labels its ticket may carry (merged templates, the old
     /// masking-only label).
     also: DashMap<Fingerprint, Vec<Fingerprint>>,
+    /// Per fingerprint, when this run sent a create whose answer was lost or unreadable (the
+    /// ticket probably exists though search may not show it yet): the in-memory twin of the
+    /// state's unfinished-create record, so a run without state settles the same way.
+    ambiguous: DashMap<Fingerprint, chrono::DateTime<chrono::Utc>>,
 }
 
 /// An exact cap on tickets created in one run.
@@ -181,6 +185,7 @@ impl TicketStage {
             cap: max_tickets.map(TicketCap::new),
             tasks: Mutex::new(JoinSet::new()),
             also: DashMap::new(),
+            ambiguous: DashMap::new(),
         }
     }
 
@@ -375,10 +380,46 @@ impl TicketStage {
                 },
             )),
             Err(e) => {
+                if self.ambiguous.contains_key(fingerprint) {
+                    // The create may have gone through: look for it until search has caught up
+                    // before this problem is handed to a log that would create again.
+                    tracing::warn!("the create for {fingerprint} got no usable answer ({e:#}): searching for it before creating again");
+                    if let Ok(Found {
+                        open: Some(key), ..
+                    }) = self
+                        .settle_unfinished_create(jira, fingerprint, Found::default())
+                        .await
+                    {
+                        self.ambiguous.remove(fingerprint);
+                        self.remember_created(fingerprint, &key).await;
+                        return Ok(leader_report(
+                            event,
+                            analysis,
+                            Resolution {
+                                action: TicketAction::Created,
+                                key: Some(key),
+                                recurrence_of,
+                            },
+                        ));
+                    }
+                }
                 if let Some(cap) = &self.cap {
                     cap.release();
                 }
                 Err(jira_err(e))
+            }
+        }
+    }
+
+    /// Record in the state (when writable) that `fingerprint`'s ticket is `key`.
+    async fn remember_created(&self, fingerprint: &Fingerprint, key: &str) {
+        if let Some(state) = self.state.as_ref().filter(|s| s.writable) {
+            let (fp, k) = (fingerprint.to_string(), key.to_string());
+            if let Err(e) = state
+                .call_durable(move |s| s.remember_ticket(&fp, &k))
+                .await
+            {
+                tracing::warn!("state store: {e:#}");
             }
         }
     }
@@ -449,16 +490,21 @@ impl TicketStage {
             let fp = fingerprint.to_string();
             state.call_durable(move |s| s.begin_create(&fp)).await?;
         }
-        let key = jira.create(fingerprint, &content::ticket(&facts)).await?;
-        if let Some(state) = writable {
-            let (fp, k) = (fingerprint.to_string(), key.clone());
-            if let Err(e) = state
-                .call_durable(move |s| s.remember_ticket(&fp, &k))
-                .await
-            {
-                tracing::warn!("state store: {e:#}");
+        // In memory too, for a run without (writable) state: kept unless Jira's answer says
+        // nothing was created.
+        self.ambiguous
+            .insert(fingerprint.clone(), chrono::Utc::now());
+        let key = match jira.create(fingerprint, &content::ticket(&facts)).await {
+            Ok(key) => key,
+            Err(e) => {
+                if !maybe_created(&e) {
+                    self.ambiguous.remove(fingerprint);
+                }
+                return Err(e);
             }
-        }
+        };
+        self.ambiguous.remove(fingerprint);
+        self.remember_created(fingerprint, &key).await;
         Ok(key)
     }
 
@@ -531,11 +577,15 @@ impl TicketStage {
         fingerprint: &Fingerprint,
         mut found: Found,
     ) -> anyhow::Result<Found> {
-        let Some(state) = &self.state else {
-            return Ok(found);
+        let recorded = match &self.state {
+            Some(state) => {
+                let fp = fingerprint.to_string();
+                state.call(move |s| s.create_begun(&fp)).await?
+            }
+            None => None,
         };
-        let fp = fingerprint.to_string();
-        let Some(begun) = state.call(move |s| s.create_begun(&fp)).await? else {
+        let in_memory = self.ambiguous.get(fingerprint).map(|b| *b.value());
+        let Some(begun) = recorded.max(in_memory) else {
             return Ok(found);
         };
         let mut wait = Duration::from_millis(500);
@@ -548,6 +598,20 @@ impl TicketStage {
             found = jira.find(fingerprint).await?;
         }
         Ok(found)
+    }
+}
+
+/// Whether a failed create may still have made a ticket: anything but an answer from Jira that
+/// says nothing was made (a refusal, or a failure before the request was sent). A 2xx whose
+/// body cannot be read, a timeout or a 5xx after sending all count as "probably created".
+fn maybe_created(error: &anyhow::Error) -> bool {
+    use crate::http::HttpError;
+    match error.downcast_ref::<HttpError>() {
+        Some(HttpError::Auth { .. } | HttpError::Status { .. } | HttpError::CircuitOpen { .. }) => {
+            false
+        }
+        Some(HttpError::Unavailable { maybe_applied, .. }) => *maybe_applied,
+        None => true,
     }
 }
 
