@@ -196,16 +196,19 @@ async fn run_with_state(
     let progress = progress::Progress::new(config.progress, config.limit);
     let metrics_file = config.metrics_file.clone();
     let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
-    let tickets = Arc::new(ticket::TicketStage::new(
-        jira.clone(),
-        state.clone(),
-        analyzer,
-        cache_key,
-        config.site.clone(),
-        config.dry_run,
-        reopen,
-        config.max_tickets,
-    ));
+    let tickets = Arc::new(
+        ticket::TicketStage::new(
+            jira.clone(),
+            state.clone(),
+            analyzer,
+            cache_key,
+            config.site.clone(),
+            config.dry_run,
+            reopen,
+            config.max_tickets,
+        )
+        .with_now(config.now),
+    );
     let deps = pipeline::Deps {
         tickets,
         jira,

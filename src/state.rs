@@ -896,6 +896,20 @@ impl StateStore {
             .map_err(|e| self.err(e))
     }
 
+    /// A ticket was just created at `at`: its creation counts as its last update, so the comment
+    /// cooldown covers it even when the run dies before it brings the ticket up to date (a later
+    /// update or comment replaces this).
+    pub fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO comments (jira, ticket, last_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(jira, ticket) DO UPDATE SET last_ms = COALESCE(last_ms, excluded.last_ms)",
+                params![self.scope.jira, ticket, ms(at)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Save what a ticket has accumulated (`last_comment` set when a comment was just posted).
     pub fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError> {
         self.conn

@@ -1723,3 +1723,124 @@ async fn an_unreadable_create_answer_without_state_is_searched_for_not_created_t
     assert_eq!((s.created, s.duplicates, s.failed), (1, 1, 0), "{s:?}");
     assert_eq!(report.tickets[0].key.as_deref(), Some("OPS-7"));
 }
+
+/// A run creates a ticket and is killed (SIGKILL) while it brings the ticket up to date; the
+/// next run, within `--comment-cooldown`, sees the same problem again. The ticket was created
+/// moments ago, so its creation counts as its last update: no recurrence comment yet, the new
+/// occurrences wait for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_created_by_a_killed_run_is_covered_by_the_comment_cooldown() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state.db");
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{V3}/myself")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let created_flag = Arc::new(AtomicU64::new(0));
+    let flag = created_flag.clone();
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/search/jql")))
+        .respond_with(move |req: &Request| {
+            let issues = match flag.load(Ordering::SeqCst) {
+                0 => vec![],
+                _ => vec![cloud_issue(10_000, "OPS-1", &jql_label(req), false)],
+            };
+            ResponseTemplate::new(200).set_body_json(search_page(issues))
+        })
+        .mount(&server)
+        .await;
+    let flag = created_flag.clone();
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/issue")))
+        .respond_with(move |_: &Request| {
+            flag.store(1, Ordering::SeqCst);
+            ResponseTemplate::new(201).set_body_json(created(10_000, "OPS-1"))
+        })
+        .mount(&server)
+        .await;
+    // The end-of-run update never answers: the run is killed while it waits.
+    Mock::given(method("PUT"))
+        .and(path(format!("{V3}/issue/OPS-1")))
+        .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_secs(120)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/issue/OPS-1/comment")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(spec_example(
+            "/rest/api/3/issue/{issueIdOrKey}/comment",
+            "post",
+            "201",
+        )))
+        .mount(&server)
+        .await;
+    mount_catch_all(&server).await;
+
+    // Logs 0..4 of one problem: the first run reads two, the second run the next two.
+    let logs = generated_logs(4, 1);
+    let lines: Vec<&str> = logs.lines().collect();
+    let command = |input: &std::path::Path| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_triage"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("JIRA_API_TOKEN", TOKEN)
+            .args([
+                "--input",
+                input.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
+                "--jira-url",
+                &server.uri(),
+                "--jira-project",
+                PROJECT,
+                "--jira-email",
+                EMAIL,
+                "--comment-cooldown",
+                "1h",
+                "--no-rate-limit",
+                "-q",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let first = dir.path().join("first.jsonl");
+    std::fs::write(&first, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let mut child = command(&first).spawn().expect("start triage");
+    let started = Instant::now();
+    loop {
+        let requests = server.received_requests().await.unwrap();
+        if requests.iter().any(|r| r.method.as_str() == "PUT") {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the first run ended before its update"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no update sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    let second = dir.path().join("second.jsonl");
+    std::fs::write(&second, format!("{}\n{}\n", lines[2], lines[3])).unwrap();
+    let mut cmd = command(&second);
+    let status = tokio::task::spawn_blocking(move || cmd.status())
+        .await
+        .unwrap()
+        .expect("run triage");
+    assert_eq!(status.code(), Some(0));
+    let comments = calls(&server, "POST", &format!("{V3}/issue/OPS-1/comment")).await;
+    assert!(
+        comments.is_empty(),
+        "no comment within the cooldown of the ticket's creation"
+    );
+    let creates = calls(&server, "POST", &format!("{V3}/issue")).await;
+    assert_eq!(creates.len(), 1, "the second run found the ticket");
+}

@@ -6,7 +6,8 @@
 //! problem to its next parked log).
 //!
 //! Find before analyse: the open ticket is looked up first (by label, else by the key the state
-//! remembers, waiting for search to catch up with an unanswered create of an earlier run), and
+//! remembers, waiting for search to catch up with an unanswered create of an earlier run or of
+//! this one: a create without a usable answer is taken as probably created), and
 //! only a problem that needs a new ticket is analyzed; the analysis is cached by fingerprint in
 //! the state (with a time to live, [`ANALYSIS_TTL`]), so a reopened or re-created ticket does
 //! not ask the analyzer again. A known ticket is described by the cached analysis, else by the
@@ -73,6 +74,8 @@ pub struct TicketStage {
     /// ticket probably exists though search may not show it yet): the in-memory twin of the
     /// state's unfinished-create record, so a run without state settles the same way.
     ambiguous: DashMap<Fingerprint, chrono::DateTime<chrono::Utc>>,
+    /// The run's clock (`--now`): when a ticket created in this run counts as last updated.
+    now: chrono::DateTime<chrono::Utc>,
 }
 
 /// An exact cap on tickets created in one run.
@@ -186,7 +189,14 @@ impl TicketStage {
             tasks: Mutex::new(JoinSet::new()),
             also: DashMap::new(),
             ambiguous: DashMap::new(),
+            now: chrono::Utc::now(),
         }
+    }
+
+    /// Date the tickets this run creates by the run's clock rather than the wall clock.
+    pub fn with_now(mut self, now: chrono::DateTime<chrono::Utc>) -> Self {
+        self.now = now;
+        self
     }
 
     /// Search these labels too when looking for `fingerprint`'s ticket (at most 20 kept).
@@ -411,12 +421,16 @@ impl TicketStage {
         }
     }
 
-    /// Record in the state (when writable) that `fingerprint`'s ticket is `key`.
+    /// Record in the state (when writable) that `fingerprint`'s ticket is `key`, created now
+    /// (which the comment cooldown counts as its last update).
     async fn remember_created(&self, fingerprint: &Fingerprint, key: &str) {
         if let Some(state) = self.state.as_ref().filter(|s| s.writable) {
-            let (fp, k) = (fingerprint.to_string(), key.to_string());
+            let (fp, k, at) = (fingerprint.to_string(), key.to_string(), self.now);
             if let Err(e) = state
-                .call_durable(move |s| s.remember_ticket(&fp, &k))
+                .call_durable(move |s| {
+                    s.remember_ticket(&fp, &k)?;
+                    s.note_created_ticket(&k, at)
+                })
                 .await
             {
                 tracing::warn!("state store: {e:#}");

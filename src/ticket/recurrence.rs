@@ -10,7 +10,8 @@
 //!   from it.
 //! - A ticket that existed before this run (or was reopened) gets at most one comment per run,
 //!   and with a state store at most one per `--comment-cooldown`: the occurrences since the last
-//!   comment (or update), and it says since when. Counts are saved as pending before each call,
+//!   comment (or update; a ticket's creation counts as one, so a ticket created by a run killed
+//!   before its update is covered too), and it says since when. Counts are saved as pending before each call,
 //!   so a run killed meanwhile leaves them for the next comment instead of losing them.
 //!
 //! An interrupt stops this phase: no new call starts, the one in flight gets the grace period.
