@@ -3,8 +3,13 @@
 //! the next calls are spread over what is left of the window, and at zero they wait for the
 //! reset (never longer than the policy's longest wait).
 //!
+//! The quota is one call every `1/R` seconds (rounded up to the nanosecond) with a burst of one,
+//! so no one-second window ever holds more than `R` calls, from the first second on: `R + 1`
+//! calls need `R` gaps of at least `1/R` s, a full second (see [`quota`]).
+//!
 //! In: the configured rate and each response's headers. Out: [`Limiter::wait_turn`], which
-//! resolves when the next attempt may start. Cannot fail.
+//! resolves when the next attempt may start, and [`Limiter::held`], the wall time during which
+//! at least one call was held back by the local limit. Cannot fail.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -24,16 +29,54 @@ pub struct Limiter {
     not_before: Mutex<Option<Instant>>,
     /// Longest pause the headers may impose.
     max_wait: Duration,
+    /// The configured calls per second, if the limiter is on.
+    rate: Option<NonZeroU32>,
+    /// Calls waiting on the local limiter now, and since when one has been waiting.
+    held: Mutex<Held>,
+}
+
+/// Wall time during which at least one call waited on the local limiter.
+#[derive(Debug, Default)]
+struct Held {
+    waiting: u32,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+/// The quota for `rate` calls per second: one cell every `ceil(1e9 / rate)` ns, burst one.
+///
+/// With a burst of one, consecutive calls are at least one period apart, so `R + 1` calls span
+/// at least `R` periods; rounding the period up makes that at least one second, hence at most
+/// `R` calls in any half-open one-second window. (Rounding down would let `R + 1` through: at
+/// `R = 3` three periods of 333 333 333 ns fall 1 ns short of a second.)
+pub fn quota(rate: NonZeroU32) -> Quota {
+    let nanos = 1_000_000_000u64.div_ceil(u64::from(rate.get()));
+    Quota::with_period(Duration::from_nanos(nanos))
+        .expect("the period of a positive rate is at least one nanosecond")
 }
 
 impl Limiter {
     pub fn new(name: &'static str, rate: Option<NonZeroU32>, max_wait: Duration) -> Self {
         Limiter {
             name,
-            limiter: rate.map(|r| RateLimiter::direct(Quota::per_second(r))),
+            limiter: rate.map(|r| RateLimiter::direct(quota(r))),
             not_before: Mutex::new(None),
             max_wait,
+            rate,
+            held: Mutex::new(Held::default()),
         }
+    }
+
+    /// The configured calls per second, if the limiter is on.
+    pub fn rate(&self) -> Option<NonZeroU32> {
+        self.rate
+    }
+
+    /// Wall time during which at least one call waited on the local limiter (so far).
+    pub fn held(&self) -> Duration {
+        self.held.lock().map_or(Duration::ZERO, |h| {
+            h.total + h.since.map_or(Duration::ZERO, |s| s.elapsed())
+        })
     }
 
     /// Wait for the server-side pacing window, then for the local limiter.
@@ -43,6 +86,10 @@ impl Limiter {
             tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
         }
         if let Some(limiter) = &self.limiter {
+            if limiter.check().is_ok() {
+                return;
+            }
+            let _guard = HeldGuard::enter(&self.held);
             limiter.until_ready().await;
         }
     }
@@ -78,6 +125,124 @@ impl Limiter {
             ?gap,
             "rate limit low: pacing calls"
         );
+    }
+}
+
+/// Counts one waiting call for as long as it lives (also when the wait is cancelled).
+struct HeldGuard<'a>(&'a Mutex<Held>);
+
+impl<'a> HeldGuard<'a> {
+    fn enter(held: &'a Mutex<Held>) -> Self {
+        if let Ok(mut h) = held.lock() {
+            if h.waiting == 0 {
+                h.since = Some(Instant::now());
+            }
+            h.waiting += 1;
+        }
+        HeldGuard(held)
+    }
+}
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut h) = self.0.lock() {
+            h.waiting = h.waiting.saturating_sub(1);
+            if h.waiting == 0 {
+                if let Some(since) = h.since.take() {
+                    h.total += since.elapsed();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::{Clock, FakeRelativeClock};
+
+    /// Greedy callers against the quota on a fake clock: every call goes through as soon as
+    /// the limiter allows. Returns the instants (ns) of the first `calls` permitted calls.
+    fn greedy(rate: u32, calls: usize) -> Vec<u64> {
+        let clock = FakeRelativeClock::default();
+        let rate = NonZeroU32::new(rate).expect("test rates are positive");
+        let limiter = RateLimiter::direct_with_clock(quota(rate), clock.clone());
+        let mut at = Vec::with_capacity(calls);
+        while at.len() < calls {
+            match limiter.check() {
+                Ok(()) => at.push(Duration::from(clock.now()).as_nanos() as u64),
+                Err(not_until) => clock.advance(not_until.wait_time_from(clock.now())),
+            }
+        }
+        at
+    }
+
+    /// The most calls in any half-open one-second window `[t, t + 1 s)`.
+    fn most_in_any_second(at: &[u64]) -> usize {
+        let mut most = 0;
+        let mut lo = 0;
+        for hi in 0..at.len() {
+            while at[hi] - at[lo] >= 1_000_000_000 {
+                lo += 1;
+            }
+            most = most.max(hi - lo + 1);
+        }
+        most
+    }
+
+    #[test]
+    fn no_second_holds_more_than_the_rate_from_the_first_on() {
+        for rate in [1, 3, 7, 10, 20, 100, 999] {
+            let at = greedy(rate, rate as usize * 5 + 1);
+            let first_second = at.iter().filter(|&&t| t < 1_000_000_000).count();
+            assert_eq!(first_second, rate as usize, "rate {rate}: first second");
+            assert_eq!(most_in_any_second(&at), rate as usize, "rate {rate}");
+        }
+    }
+
+    #[test]
+    fn the_limit_is_used_not_just_respected() {
+        // 5 R + 1 calls take five seconds (to the nanosecond rounding), not more.
+        for rate in [3, 10, 20] {
+            let at = greedy(rate, rate as usize * 5 + 1);
+            let span = at[at.len() - 1] - at[0];
+            assert!(
+                span <= 5_000_000_000 + 5 * rate as u64,
+                "rate {rate}: {span} ns"
+            );
+        }
+    }
+
+    #[test]
+    fn a_default_burst_would_break_the_ceiling() {
+        // The check above can fail: governor's per-second quota starts with a full bucket.
+        let clock = FakeRelativeClock::default();
+        let rate = NonZeroU32::new(20).expect("positive");
+        let limiter = RateLimiter::direct_with_clock(Quota::per_second(rate), clock.clone());
+        let mut at = Vec::new();
+        while at.len() < 60 {
+            match limiter.check() {
+                Ok(()) => at.push(Duration::from(clock.now()).as_nanos() as u64),
+                Err(n) => clock.advance(n.wait_time_from(clock.now())),
+            }
+        }
+        assert!(most_in_any_second(&at) > 20);
+    }
+
+    #[tokio::test]
+    async fn time_held_back_is_measured_as_wall_time() {
+        let limiter = Limiter::new("test", NonZeroU32::new(50), Duration::from_secs(1));
+        assert_eq!(limiter.rate().map(|r| r.get()), Some(50));
+        // The first call passes at once; the next ten wait about 20 ms each, one after another.
+        let started = Instant::now();
+        futures::future::join_all((0..11).map(|_| limiter.wait_turn())).await;
+        let elapsed = started.elapsed();
+        let held = limiter.held();
+        assert!(held >= Duration::from_millis(150), "{held:?}");
+        assert!(held <= elapsed, "{held:?} > {elapsed:?}");
+        let off = Limiter::new("test", None, Duration::from_secs(1));
+        off.wait_turn().await;
+        assert_eq!(off.held(), Duration::ZERO);
     }
 }
 
