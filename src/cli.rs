@@ -64,7 +64,7 @@ pub struct Cli {
     pub workers: u16,
 
     /// Datadog page size.
-    #[arg(long, env = "ASYNC_BATCH_SIZE", default_value_t = 100,
+    #[arg(long, env = "ASYNC_BATCH_SIZE", default_value_t = 1000,
           value_parser = whole_number::<u16>(1, 1000), global = true, help_heading = "Input")]
     pub batch_size: u16,
 
@@ -74,7 +74,7 @@ pub struct Cli {
     pub timeout_secs: u64,
 
     /// Outbound calls per second, per service.
-    #[arg(long, env = "TRIAGE_RATE_LIMIT", default_value_t = 10,
+    #[arg(long, env = "TRIAGE_RATE_LIMIT", default_value_t = 20,
           value_parser = whole_number::<u32>(1, 10_000), global = true, help_heading = "Pipeline")]
     pub rate_limit: u32,
 

@@ -108,6 +108,8 @@ pub struct Collector {
     lines_cut: u64,
     /// Problems the `llm` analyzer failed on.
     llm_fallbacks: u64,
+    /// How long calls waited on each service's local rate limit.
+    limiter_waits: Vec<crate::report::LimiterWait>,
 }
 
 impl Collector {
@@ -143,6 +145,7 @@ impl Collector {
             first_unreadable: None,
             lines_cut: 0,
             llm_fallbacks: 0,
+            limiter_waits: Vec::new(),
         })
     }
 
@@ -193,6 +196,12 @@ impl Collector {
     /// How many problems the `llm` analyzer fell back to the rules on.
     pub fn llm_fallbacks(&mut self, count: u64) {
         self.llm_fallbacks = count;
+    }
+
+    /// How long calls waited on each service's rate limit; the summary names those that
+    /// bounded the run.
+    pub fn limiter_waits(&mut self, waits: Vec<crate::report::LimiterWait>) {
+        self.limiter_waits = waits;
     }
 
     pub fn add(&mut self, mut outcome: Outcome) -> anyhow::Result<()> {
@@ -516,6 +525,11 @@ impl Collector {
             unreadable: self.unreadable,
             lines_cut: self.lines_cut,
             llm_fallbacks: self.llm_fallbacks,
+            rate_limited: self
+                .limiter_waits
+                .into_iter()
+                .filter(|w| w.bounded(elapsed))
+                .collect(),
         };
         let report = Report { summary, tickets };
         if let Some(writer) = self.report {

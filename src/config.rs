@@ -897,6 +897,7 @@ mod tests {
         .unwrap();
         assert!(c.rate_limit.is_none());
         let (c, _) = parse(&["--dry-run", "--input", "-"], &[]).unwrap();
-        assert_eq!(c.rate_limit.map(|n| n.get()), Some(10));
+        assert_eq!(c.rate_limit.map(|n| n.get()), Some(20));
+        assert_eq!(c.batch_size, 1000, "Datadog pages of 1000 logs by default");
     }
 }

@@ -112,6 +112,8 @@ pub async fn run(
         SourceConfig::Datadog(dd) => Some(dd.to),
         SourceConfig::File(_) => None,
     };
+    // A handle on the Datadog service (its limiter) for the summary.
+    let mut datadog_service: Option<Service> = None;
     let source_future: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> =
         match config.source.clone() {
             SourceConfig::File(input) => {
@@ -128,7 +130,12 @@ pub async fn run(
             }
             SourceConfig::Datadog(dd) => Box::pin(
                 DatadogSource {
-                    service: Service::new("Datadog", config.rate_limit, RetryPolicy::default())?,
+                    service: {
+                        let service =
+                            Service::new("Datadog", config.rate_limit, RetryPolicy::default())?;
+                        datadog_service = Some(service.clone());
+                        service
+                    },
                     api_base: config.site.api_base.clone(),
                     config: dd,
                     page_size: config.batch_size,
@@ -429,6 +436,13 @@ pub async fn run(
     interrupted |= shutdown.fired();
     let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + tickets.analyzer_breaker_trips();
     collector.llm_fallbacks(tickets.analyzer_fallbacks());
+    collector.limiter_waits(
+        datadog_service
+            .iter()
+            .filter_map(Service::limiter_wait)
+            .chain(jira.as_ref().and_then(|j| j.limiter_wait()))
+            .collect(),
+    );
     collector.finish(interrupted, fatal.or(source_error), trips)
 }
 

@@ -85,6 +85,27 @@ pub struct Summary {
     pub lines_cut: u64,
     /// Problems the `llm` analyzer failed on, analyzed by the rules instead.
     pub llm_fallbacks: u64,
+    /// Services whose local rate limit bounded the run: calls waited on it for at least a
+    /// tenth of the run (and 100 ms). Empty when no limit slowed the run down.
+    pub rate_limited: Vec<LimiterWait>,
+}
+
+/// How long calls to one service waited on its local rate limit (wall time during which at
+/// least one call was held back).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LimiterWait {
+    pub service: &'static str,
+    /// `--rate-limit`: calls per second.
+    pub limit: u32,
+    pub waited_ms: u64,
+}
+
+impl LimiterWait {
+    /// Whether this wait bounded a run that took `elapsed`: at least 100 ms and a tenth of it.
+    pub fn bounded(&self, elapsed: std::time::Duration) -> bool {
+        let waited = std::time::Duration::from_millis(self.waited_ms);
+        waited >= std::time::Duration::from_millis(100) && waited * 10 >= elapsed
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,6 +382,16 @@ pub fn render_text(report: &Report) -> String {
             plural(s.given_up, "failed log was", "failed logs were")
         );
     }
+    for w in &s.rate_limited {
+        let _ = writeln!(
+            out,
+            "waited {:.1} s for the {} limit of {}/s; raise --rate-limit if your {} allows more",
+            w.waited_ms as f64 / 1000.0,
+            w.service,
+            w.limit,
+            w.service
+        );
+    }
     if s.breaker_trips > 0 {
         let _ = writeln!(
             out,
@@ -441,6 +472,7 @@ mod tests {
             unreadable: 0,
             lines_cut: 0,
             llm_fallbacks: 0,
+            rate_limited: Vec::new(),
         }
     }
 
@@ -471,6 +503,39 @@ mod tests {
         assert_eq!(v["summary"]["processed"], 2);
         assert_eq!(v["summary"]["stages"]["analyze"], serde_json::json!({}));
         assert!(!dir.path().join("r.json.partial").exists());
+    }
+
+    #[test]
+    fn text_summary_says_when_a_rate_limit_bounded_the_run() {
+        let wait = LimiterWait {
+            service: "Jira",
+            limit: 10,
+            waited_ms: 3_140,
+        };
+        assert!(wait.bounded(std::time::Duration::from_secs(5)));
+        assert!(!wait.bounded(std::time::Duration::from_secs(60)));
+        let short = LimiterWait {
+            waited_ms: 90,
+            ..wait.clone()
+        };
+        assert!(!short.bounded(std::time::Duration::from_millis(100)));
+        let mut summary = empty_summary();
+        let text = render_text(&Report {
+            summary: summary.clone(),
+            tickets: Vec::new(),
+        });
+        assert!(!text.contains("raise --rate-limit"), "{text}");
+        summary.rate_limited = vec![wait];
+        let text = render_text(&Report {
+            summary,
+            tickets: Vec::new(),
+        });
+        assert!(
+            text.contains(
+                "waited 3.1 s for the Jira limit of 10/s; raise --rate-limit if your Jira allows more"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1843,4 +1843,41 @@ async fn a_ticket_created_by_a_killed_run_is_covered_by_the_comment_cooldown() {
     );
     let creates = calls(&server, "POST", &format!("{V3}/issue")).await;
     assert_eq!(creates.len(), 1, "the second run found the ticket");
+/// When the local limit is what held the run back, the summary names it and says how long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_says_when_the_jira_limit_bounded_the_run() {
+    let logs = generated_logs(12, 6);
+    let case = Case::new(&logs);
+    let server = MockServer::start().await;
+    let fake = Arc::new(FakeJira::new());
+    let f = fake.clone();
+    Mock::given(any())
+        .respond_with(move |req: &Request| f.respond(req))
+        .mount(&server)
+        .await;
+    let args: Vec<String> = case
+        .cloud_args(
+            &server.uri(),
+            &["--async", "--workers", "8", "--rate-limit", "10"],
+        )
+        .into_iter()
+        .filter(|a| a != "--no-rate-limit")
+        .collect();
+    let report = run_lib(&args, CLOUD_ENV).await;
+    let s = &report.summary;
+    assert_eq!((s.created, s.failed), (6, 0), "{s:?}");
+    let jira: Vec<_> = s
+        .rate_limited
+        .iter()
+        .filter(|w| w.service == "Jira")
+        .collect();
+    assert_eq!(jira.len(), 1, "{s:?}");
+    assert_eq!(jira[0].limit, 10);
+    // Over a dozen calls at 10/s: about a second spent waiting on the limit.
+    assert!(jira[0].waited_ms >= 500, "{:?}", jira[0]);
+    let text = triage::report::render_text(&report);
+    assert!(
+        text.contains("for the Jira limit of 10/s; raise --rate-limit if your Jira allows more"),
+        "{text}"
+    );
 }

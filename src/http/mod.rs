@@ -125,6 +125,16 @@ impl Service {
         self.name
     }
 
+    /// The configured rate and the wall time calls waited on it, when the limiter is on.
+    pub fn limiter_wait(&self) -> Option<crate::report::LimiterWait> {
+        let rate = self.limiter.rate()?;
+        Some(crate::report::LimiterWait {
+            service: self.name,
+            limit: rate.get(),
+            waited_ms: u64::try_from(self.limiter.held().as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }

@@ -140,6 +140,11 @@ impl JiraClient {
         self.service.breaker_trips()
     }
 
+    /// The Jira limit and how long calls waited on it (when the limiter is on).
+    pub fn limiter_wait(&self) -> Option<crate::report::LimiterWait> {
+        self.service.limiter_wait()
+    }
+
     pub fn api(&self) -> JiraApi {
         self.config.api
     }
