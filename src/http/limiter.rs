@@ -3,9 +3,11 @@
 //! the next calls are spread over what is left of the window, and at zero they wait for the
 //! reset (never longer than the policy's longest wait).
 //!
-//! The quota is one call every `1/R` seconds (rounded up to the nanosecond) with a burst of one,
-//! so no one-second window ever holds more than `R` calls, from the first second on: `R + 1`
-//! calls need `R` gaps of at least `1/R` s, a full second (see [`quota`]).
+//! The quota is one call every `1.02/R` seconds (rounded up to the nanosecond) with a burst of
+//! one, so no one-second window ever holds more than `R` calls, from the first second on: `R + 1`
+//! calls need `R` gaps of at least `1.02/R` s, 1.02 s (see [`quota`]). The 2 % margin keeps the
+//! ceiling where the server counts too, when calls reach it up to 20 ms unevenly (connection
+//! set-up, scheduling), and still uses 98 % of the limit.
 //!
 //! In: the configured rate and each response's headers. Out: [`Limiter::wait_turn`], which
 //! resolves when the next attempt may start, and [`Limiter::held`], the wall time during which
@@ -35,6 +37,9 @@ pub struct Limiter {
     held: Mutex<Held>,
 }
 
+/// Nanoseconds that `R` gaps between `R + 1` calls span at least: a second and 2 %.
+const SPAN: u64 = 1_020_000_000;
+
 /// Wall time during which at least one call waited on the local limiter.
 #[derive(Debug, Default)]
 struct Held {
@@ -43,14 +48,14 @@ struct Held {
     total: Duration,
 }
 
-/// The quota for `rate` calls per second: one cell every `ceil(1e9 / rate)` ns, burst one.
+/// The quota for `rate` calls per second: one cell every `ceil(1.02e9 / rate)` ns, burst one.
 ///
 /// With a burst of one, consecutive calls are at least one period apart, so `R + 1` calls span
-/// at least `R` periods; rounding the period up makes that at least one second, hence at most
-/// `R` calls in any half-open one-second window. (Rounding down would let `R + 1` through: at
-/// `R = 3` three periods of 333 333 333 ns fall 1 ns short of a second.)
+/// at least `R` periods; rounding the period up makes that at least [`SPAN`] (over a second),
+/// hence at most `R` calls in any half-open one-second window, even with up to 20 ms of jitter
+/// on the way to the server.
 pub fn quota(rate: NonZeroU32) -> Quota {
-    let nanos = 1_000_000_000u64.div_ceil(u64::from(rate.get()));
+    let nanos = SPAN.div_ceil(u64::from(rate.get()));
     Quota::with_period(Duration::from_nanos(nanos))
         .expect("the period of a positive rate is at least one nanosecond")
 }
@@ -195,21 +200,41 @@ mod tests {
         for rate in [1, 3, 7, 10, 20, 100, 999] {
             let at = greedy(rate, rate as usize * 5 + 1);
             let first_second = at.iter().filter(|&&t| t < 1_000_000_000).count();
-            assert_eq!(first_second, rate as usize, "rate {rate}: first second");
-            assert_eq!(most_in_any_second(&at), rate as usize, "rate {rate}");
+            assert!(first_second <= rate as usize, "rate {rate}: first second");
+            assert!(
+                first_second * 100 >= rate as usize * 97,
+                "rate {rate}: first second"
+            );
+            assert!(most_in_any_second(&at) <= rate as usize, "rate {rate}");
+            // Still at most R when a call reaches the server 19 ms late (without the margin
+            // the R calls after it would share its second).
+            let jittered: Vec<u64> = at
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    t + if i % (rate as usize + 1) == 0 {
+                        19_000_000
+                    } else {
+                        0
+                    }
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            assert!(
+                most_in_any_second(&jittered) <= rate as usize,
+                "rate {rate} + jitter"
+            );
         }
     }
 
     #[test]
     fn the_limit_is_used_not_just_respected() {
-        // 5 R + 1 calls take five seconds (to the nanosecond rounding), not more.
+        // 5 R + 1 calls take 5.1 seconds (to the nanosecond rounding): 98 % of the limit.
         for rate in [3, 10, 20] {
             let at = greedy(rate, rate as usize * 5 + 1);
             let span = at[at.len() - 1] - at[0];
-            assert!(
-                span <= 5_000_000_000 + 5 * rate as u64,
-                "rate {rate}: {span} ns"
-            );
+            assert!(span <= 5 * SPAN + 5 * rate as u64, "rate {rate}: {span} ns");
         }
     }
 
