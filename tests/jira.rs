@@ -1843,6 +1843,8 @@ async fn a_ticket_created_by_a_killed_run_is_covered_by_the_comment_cooldown() {
     );
     let creates = calls(&server, "POST", &format!("{V3}/issue")).await;
     assert_eq!(creates.len(), 1, "the second run found the ticket");
+}
+
 /// When the local limit is what held the run back, the summary names it and says how long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_says_when_the_jira_limit_bounded_the_run() {
