@@ -2,9 +2,10 @@
 //!
 //! `cargo bench --bench fingerprint [-- CORPUS_DIR]`
 //!
-//! 1. The labelled dev corpus, when present: every `<System>/<System>_2k.log_structured_corrected.csv`
-//!    under the folder given as argument, or in `TRIAGE_BENCH_CORPUS`, or by default
-//!    `../shared/corpus/loghub-dev` (skipped with a message when absent). A fresh miner learns
+//! 1. A labelled corpus, when one is named: every `<System>/<System>_2k.log_structured_corrected.csv`
+//!    under the folder given as argument or in `TRIAGE_BENCH_CORPUS` (skipped with a message
+//!    when none is named or the folder is absent; nothing outside the repository is read unless
+//!    named). A fresh miner learns
 //!    all systems' lines, several times over, and the lines/s is printed.
 //! 2. A generated set: 1,000,000 lines drawn from 100,000 distinct templates (random words,
 //!    with numbers, addresses and ids in their variable slots), generated in chunks so only the
@@ -32,9 +33,13 @@ fn main() {
             .iter()
             .find(|a| a.as_str() != "corpus" && a.as_str() != "generated")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("TRIAGE_BENCH_CORPUS").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("../shared/corpus/loghub-dev"));
-        corpus(&dir);
+            .or_else(|| std::env::var_os("TRIAGE_BENCH_CORPUS").map(PathBuf::from));
+        match dir {
+            Some(dir) => corpus(&dir),
+            None => println!(
+                "corpus: skipped (name a folder: TRIAGE_BENCH_CORPUS=DIR cargo bench --bench fingerprint)"
+            ),
+        }
     }
     if named("generated") || !named("corpus") {
         generated(1_000_000, 100_000);
