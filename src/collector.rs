@@ -136,7 +136,7 @@ impl Collector {
             wiki: config
                 .jira
                 .as_ref()
-                .is_some_and(|j| j.api == crate::config::JiraApi::V2),
+                .is_some_and(|j| j.api == crate::jira::config::JiraApi::V2),
             dry_run: config.dry_run,
             async_mode: config.async_mode,
             workers: config.workers,

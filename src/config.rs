@@ -15,7 +15,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 use crate::cli::{AnalyzerKind, Cli};
-use crate::jira::client::PriorityMap;
+use crate::jira::config::{JiraApi, JiraAuth, JiraConfig, PriorityMap};
 
 /// The Datadog sites DESIGN.md lists, with the web host that serves their UI.
 pub const DATADOG_SITES: &[(&str, &str)] = &[
@@ -224,35 +224,6 @@ pub fn parse_time(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String
         }
     }
     Err(format!("'{raw}' is not a time: use Datadog date math (now-15m, now-2h, now-1d) or RFC 3339 (2026-11-23T09:00:00Z)"))
-}
-
-/// Which Jira REST API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JiraApi {
-    /// Jira Cloud, REST v3, Atlassian Document Format.
-    V3,
-    /// Jira Server / Data Center, REST v2, wiki markup.
-    V2,
-}
-
-#[derive(Debug, Clone)]
-pub enum JiraAuth {
-    Basic { email: String, token: SecretString },
-    Bearer(SecretString),
-}
-
-#[derive(Debug, Clone)]
-pub struct JiraConfig {
-    /// Base URL without a trailing slash; may carry a port and a context path.
-    pub base_url: String,
-    pub project: String,
-    pub issue_type: String,
-    pub api: JiraApi,
-    pub auth: JiraAuth,
-    /// Severity → priority name.
-    pub priorities: PriorityMap,
-    /// Reopen a Done ticket instead of filing a recurrence.
-    pub reopen: bool,
 }
 
 #[derive(Debug, Clone)]

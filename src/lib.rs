@@ -264,7 +264,7 @@ async fn take_retries(
 
 /// Build the Jira client and check the credentials once (`GET /myself`).
 async fn connect_jira(
-    jira: &config::JiraConfig,
+    jira: &jira::config::JiraConfig,
     config: &Config,
 ) -> anyhow::Result<jira::JiraClient> {
     let service = http::Service::new("Jira", config.rate_limit, http::RetryPolicy::default())?
@@ -279,8 +279,9 @@ async fn connect_jira(
             "{e}: check JIRA_URL ({}) and {}",
             jira.base_url,
             match jira.auth {
-                config::JiraAuth::Basic { .. } => "JIRA_EMAIL and JIRA_API_TOKEN (Jira Cloud)",
-                config::JiraAuth::Bearer(_) => "JIRA_PAT (Jira Server / Data Center)",
+                jira::config::JiraAuth::Basic { .. } =>
+                    "JIRA_EMAIL and JIRA_API_TOKEN (Jira Cloud)",
+                jira::config::JiraAuth::Bearer(_) => "JIRA_PAT (Jira Server / Data Center)",
             }
         )),
         Err(e) => Err(anyhow::anyhow!(

@@ -18,11 +18,11 @@ use dashmap::DashMap;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
+use super::config::{JiraApi, JiraAuth, JiraConfig, PriorityMap};
 use super::content::{self, ProblemFacts, TicketDraft};
 use super::model::{
     Created, Issue, Myself, SearchJqlRequest, SearchResponse, SearchV2Request, Transitions,
 };
-use crate::config::{JiraApi, JiraAuth, JiraConfig};
 use crate::fingerprint::Fingerprint;
 use crate::http::{HttpError, Retry, Service};
 
@@ -48,51 +48,6 @@ pub struct Found {
     /// The open ticket was found by another of the problem's labels only (an old or merged
     /// fingerprint): it should be given this fingerprint's label.
     pub needs_label: bool,
-}
-
-/// Map from severity to Jira priority name; `None` leaves the priority to Jira's default.
-#[derive(Debug, Clone)]
-pub struct PriorityMap(Vec<(String, String)>);
-
-impl PriorityMap {
-    /// Jira's default priority names for each API: Cloud (Highest..Lowest), Server (Blocker..Trivial).
-    pub fn default_for(api: JiraApi) -> Self {
-        let names: [&str; 4] = match api {
-            JiraApi::V3 => ["Highest", "High", "Medium", "Low"],
-            JiraApi::V2 => ["Blocker", "Critical", "Major", "Minor"],
-        };
-        PriorityMap(
-            ["critical", "high", "medium", "low"]
-                .iter()
-                .zip(names)
-                .map(|(s, p)| (s.to_string(), p.to_string()))
-                .collect(),
-        )
-    }
-
-    /// Parse `critical=P1,high=P2,...` over the defaults. An empty value for a severity sends no priority.
-    pub fn parse(api: JiraApi, spec: &str) -> Result<Self, String> {
-        let mut map = Self::default_for(api);
-        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (sev, name) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("'{pair}' is not severity=Priority"))?;
-            let sev = sev.trim().to_ascii_lowercase();
-            let slot = map.0.iter_mut().find(|(s, _)| *s == sev).ok_or_else(|| {
-                format!("'{sev}' is not a severity (critical, high, medium, low)")
-            })?;
-            slot.1 = name.trim().to_string();
-        }
-        Ok(map)
-    }
-
-    pub fn get(&self, severity: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(s, _)| s == severity)
-            .map(|(_, p)| p.as_str())
-            .filter(|p| !p.is_empty())
-    }
 }
 
 /// A Jira site, one project.
@@ -613,19 +568,5 @@ mod tests {
     fn jql_values_are_quoted_and_escaped() {
         assert_eq!(jql_string("OPS"), "\"OPS\"");
         assert_eq!(jql_string(r#"a"b\c"#), r#""a\"b\\c""#);
-    }
-
-    #[test]
-    fn priority_map_defaults_and_overrides() {
-        let m = PriorityMap::default_for(JiraApi::V3);
-        assert_eq!(m.get("critical"), Some("Highest"));
-        assert_eq!(
-            PriorityMap::default_for(JiraApi::V2).get("critical"),
-            Some("Blocker")
-        );
-        let m = PriorityMap::parse(JiraApi::V3, "critical=P1, low=").unwrap();
-        assert_eq!(m.get("critical"), Some("P1"));
-        assert_eq!(m.get("low"), None);
-        assert!(PriorityMap::parse(JiraApi::V3, "urgent=P0").is_err());
     }
 }
