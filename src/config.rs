@@ -90,6 +90,8 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// What is removed from every log before it goes anywhere (secrets always).
     pub redact: crate::redact::Redactor,
+    /// The config file's `[[route]]` rules, in order (empty: every ticket goes to the project).
+    pub routes: crate::route::Routes,
 }
 
 /// The source of logs.
@@ -408,6 +410,7 @@ impl Config {
                 metrics_file: cli.metrics_file.clone(),
                 max_line_bytes: usize::try_from(cli.max_line_bytes).unwrap_or(usize::MAX),
                 redact: cli.redact,
+                routes: crate::route::Routes::default(),
             },
             notices,
         ))

@@ -25,10 +25,12 @@ pub mod check;
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod config_file;
 pub mod decode;
 pub mod dedup;
 pub mod envfile;
 pub mod event;
+pub mod explain;
 pub mod fingerprint;
 pub mod grouping;
 pub mod http;
@@ -40,6 +42,7 @@ pub mod private;
 pub mod progress;
 pub mod redact;
 pub mod report;
+pub mod route;
 pub mod shutdown;
 pub mod source;
 pub mod state;
@@ -207,7 +210,8 @@ async fn run_with_state(
             reopen,
             config.max_tickets,
         )
-        .with_now(config.now),
+        .with_now(config.now)
+        .with_routes(config.routes.clone()),
     );
     let deps = pipeline::Deps {
         tickets,
@@ -269,7 +273,8 @@ async fn connect_jira(
 ) -> anyhow::Result<jira::JiraClient> {
     let service = http::Service::new("Jira", config.rate_limit, http::RetryPolicy::default())?
         .with_breaker(config.breaker.0, config.breaker.1);
-    let client = jira::JiraClient::new(service, jira.clone());
+    let client = jira::JiraClient::new(service, jira.clone())
+        .with_search_projects(config.routes.projects(&jira.project));
     match client.myself().await {
         Ok(name) => {
             tracing::debug!("Jira: signed in as {name}");

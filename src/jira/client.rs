@@ -25,6 +25,7 @@ use super::model::{
 };
 use crate::fingerprint::Fingerprint;
 use crate::http::{HttpError, Retry, Service};
+use crate::route::Fields;
 
 /// Fields a search asks for (v3 returns only ids unless told).
 const SEARCH_FIELDS: &[&str] = &["key", "summary", "status", "labels", "resolution"];
@@ -66,6 +67,9 @@ pub struct JiraClient {
     label_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Fingerprint label → Jira's refusal (a 4xx) of its create: not sent again this run.
     refused: DashMap<String, String>,
+    /// The projects a problem's ticket is searched in: the configured one, then every project
+    /// a route names (a problem whose route changed is still found where it was filed).
+    search_projects: Vec<String>,
 }
 
 impl JiraClient {
@@ -73,13 +77,24 @@ impl JiraClient {
         JiraClient {
             service,
             priorities: config.priorities.clone(),
-            config,
             created: DashMap::new(),
             created_ids: Mutex::new(Vec::new()),
             skip_priority: AtomicBool::new(false),
             label_locks: DashMap::new(),
             refused: DashMap::new(),
+            search_projects: vec![config.project.clone()],
+            config,
         }
+    }
+
+    /// Search these projects as well as the configured one (the projects the routes name).
+    pub fn with_search_projects(mut self, projects: Vec<String>) -> Self {
+        for p in projects {
+            if !self.search_projects.contains(&p) {
+                self.search_projects.push(p);
+            }
+        }
+        self
     }
 
     /// Hold this while finding and creating a fingerprint's ticket: a leader that replaces one
@@ -152,14 +167,30 @@ impl JiraClient {
 
     /// `GET /project/{key}`: does the project exist for this account? Returns its name.
     pub async fn project(&self) -> Result<String, HttpError> {
+        let project = self.config.project.clone();
+        self.project_info(&project).await.map(|(name, _)| name)
+    }
+
+    /// `GET /project/{key}`: the project's name and the names of its issue types.
+    pub async fn project_info(&self, key: &str) -> Result<(String, Vec<String>), HttpError> {
+        let resp = self.get(&format!("project/{}", url_segment(key))).await?;
+        let v: Value = resp.json().await.unwrap_or_default();
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(key)
+            .to_string();
+        let types = names(v.get("issueTypes"));
+        Ok((name, types))
+    }
+
+    /// `GET /project/{key}/components`: the names of the project's components.
+    pub async fn components(&self, key: &str) -> Result<Vec<String>, HttpError> {
         let resp = self
-            .get(&format!("project/{}", self.config.project))
+            .get(&format!("project/{}/components", url_segment(key)))
             .await?;
         let v: Value = resp.json().await.unwrap_or_default();
-        Ok(v.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(&self.config.project)
-            .to_string())
+        Ok(names(Some(&v)))
     }
 
     /// Why Jira refused this problem's ticket earlier in this run (a 4xx on its create), if it
@@ -302,8 +333,8 @@ impl JiraClient {
             ),
         };
         let jql = format!(
-            "project = {} AND {restriction} ORDER BY created DESC",
-            jql_string(&self.config.project),
+            "{} AND {restriction} ORDER BY created DESC",
+            project_clause(&self.search_projects),
         );
         let body = match self.config.api {
             JiraApi::V3 => {
@@ -365,11 +396,13 @@ impl JiraClient {
         }
     }
 
-    /// Create the ticket; never twice for one fingerprint, even when a response is lost.
+    /// Create the ticket, with what its route sets (project, issue type, components, assignee,
+    /// priority, labels); never twice for one fingerprint, even when a response is lost.
     pub async fn create(
         &self,
         fingerprint: &Fingerprint,
         draft: &TicketDraft,
+        route: &Fields,
     ) -> anyhow::Result<String> {
         let label = content::fingerprint_label(fingerprint.as_str());
         let mut last: Option<HttpError> = None;
@@ -391,7 +424,7 @@ impl JiraClient {
                     }
                 }
             }
-            let body = self.create_body(draft);
+            let body = self.create_body(draft, route);
             let sent_priority = body["fields"].get("priority").is_some();
             match self.post("issue", &body, Retry::SafeOnly).await {
                 Ok(resp) => {
@@ -446,19 +479,43 @@ impl JiraClient {
         key
     }
 
-    fn create_body(&self, draft: &TicketDraft) -> Value {
+    fn create_body(&self, draft: &TicketDraft, route: &Fields) -> Value {
+        let mut labels = draft.labels.clone();
+        for l in &route.labels {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
         let mut fields = json!({
-            "project": {"key": self.config.project},
-            "issuetype": {"name": self.config.issue_type},
+            "project": {"key": route.project.as_deref().unwrap_or(&self.config.project)},
+            "issuetype": {"name": route.issue_type.as_deref().unwrap_or(&self.config.issue_type)},
             "summary": draft.summary,
-            "labels": draft.labels,
+            "labels": labels,
         });
         fields["description"] = match self.config.api {
             JiraApi::V3 => draft.description_adf.clone(),
             JiraApi::V2 => Value::String(draft.description_wiki.clone()),
         };
+        if !route.components.is_empty() {
+            fields["components"] = route
+                .components
+                .iter()
+                .map(|c| json!({"name": c}))
+                .collect();
+        }
+        if let Some(assignee) = &route.assignee {
+            // Cloud names a user by accountId; Server / Data Center by user name.
+            fields["assignee"] = match self.config.api {
+                JiraApi::V3 => json!({"accountId": assignee}),
+                JiraApi::V2 => json!({"name": assignee}),
+            };
+        }
         if !self.skip_priority.load(Ordering::SeqCst) {
-            if let Some(p) = self.priorities.get(&draft.severity) {
+            let priority = route
+                .priority
+                .as_deref()
+                .or_else(|| self.priorities.get(&draft.severity));
+            if let Some(p) = priority {
                 fields["priority"] = json!({"name": p});
             }
         }
@@ -546,6 +603,40 @@ impl JiraClient {
     }
 }
 
+/// The JQL clause that restricts a search to `projects`: `project = "A"`, or
+/// `project in ("A", "B")` when the routes name several.
+pub fn project_clause(projects: &[String]) -> String {
+    match projects {
+        [one] => format!("project = {}", jql_string(one)),
+        many => format!(
+            "project in ({})",
+            many.iter()
+                .map(|p| jql_string(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The `name` of each object in a JSON array (issue types, components).
+fn names(list: Option<&Value>) -> Vec<String> {
+    list.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A project key as one URL path segment.
+fn url_segment(key: &str) -> String {
+    key.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
 /// A JQL string literal: double-quoted, with `"` and `\` escaped.
 pub fn jql_string(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -568,5 +659,14 @@ mod tests {
     fn jql_values_are_quoted_and_escaped() {
         assert_eq!(jql_string("OPS"), "\"OPS\"");
         assert_eq!(jql_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn the_project_clause_names_one_project_or_lists_several() {
+        assert_eq!(project_clause(&["OPS".into()]), r#"project = "OPS""#);
+        assert_eq!(
+            project_clause(&["OPS".into(), "PAY".into()]),
+            r#"project in ("OPS", "PAY")"#
+        );
     }
 }
