@@ -457,7 +457,11 @@ impl JiraClient {
                     },
                 ) => last = Some(e),
                 Err(e @ HttpError::Status { .. }) => {
-                    self.refused.insert(label, e.to_string());
+                    let refusal = match &route.route {
+                        Some(name) => format!("route '{name}': {e}"),
+                        None => e.to_string(),
+                    };
+                    self.refused.insert(label, refusal);
                     return Err(e.into());
                 }
                 Err(e) => return Err(e.into()),
