@@ -624,6 +624,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/triage.toml");
+        let s = load(&path, &crate::cli::command()).expect("examples/triage.toml is valid");
+        let names: Vec<&str> = s.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["payments", "database", "search-timeouts", "staging"]
+        );
+        assert!(!s.args.is_empty());
+    }
+
+    #[test]
     fn routes_keep_the_contract_keys() {
         let s = check(
             r#"

@@ -544,6 +544,7 @@ impl TicketStage {
     }
 
     /// Send the create, recorded before it leaves and after it is answered.
+    #[allow(clippy::too_many_arguments)]
     async fn create(
         &self,
         jira: &JiraClient,
