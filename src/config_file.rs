@@ -215,6 +215,38 @@ pub fn parse(
     }
 }
 
+/// The command line with the file's settings under it: each setting that no flag and no
+/// environment variable (`.env` included: it is applied to the environment first) gave in
+/// `matches` is put before the user's arguments, so flag > environment > `.env` > file.
+pub fn combine(
+    settings: &FileSettings,
+    matches: &clap::ArgMatches,
+    args: &[OsString],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<OsString> {
+    use clap::parser::ValueSource;
+    let from_user = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    let mut combined = vec![args.first().cloned().unwrap_or_else(|| "triage".into())];
+    for arg in &settings.args {
+        let overridden = from_user(&arg.id)
+            // The environment's other name for a setting wins over the file too.
+            || (arg.id == "jira_project" && env("JIRA_PROJECT_KEY").is_some())
+            // -q and -v exclude each other: the user's choice wins over the file's.
+            || (arg.id == "verbose" && from_user("quiet"))
+            || (arg.id == "quiet" && from_user("verbose"));
+        if !overridden {
+            combined.extend(arg.args.iter().cloned());
+        }
+    }
+    combined.extend(args.iter().skip(1).cloned());
+    combined
+}
+
 struct Checker<'a> {
     path: &'a str,
     text: &'a str,
@@ -621,6 +653,48 @@ mod tests {
             syntax[0].to_string().contains("not valid TOML"),
             "{syntax:?}"
         );
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
+        use clap::FromArgMatches;
+        let command = crate::cli::command();
+        let settings = check(
+            "async = true\nworkers = 7\nrate_limit = 5\njira_project = \"OPS\"\nverbose = 2\n",
+        )
+        .unwrap();
+        let parse = |user: &[&str], env: &[(&str, &str)]| {
+            let args: Vec<OsString> = std::iter::once("triage")
+                .chain(user.iter().copied())
+                .map(OsString::from)
+                .collect();
+            let first = command.clone().try_get_matches_from(&args).unwrap();
+            let env: std::collections::HashMap<String, String> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let combined = combine(&settings, &first, &args, &|k| env.get(k).cloned());
+            let m = command.clone().try_get_matches_from(combined).unwrap();
+            crate::cli::Cli::from_arg_matches(&m).unwrap()
+        };
+        let cli = parse(&[], &[]);
+        assert!(cli.async_mode);
+        assert_eq!((cli.workers, cli.rate_limit, cli.verbose), (7, 5, 2));
+        assert_eq!(cli.jira_project.as_deref(), Some("OPS"));
+        assert_eq!(cli.batch_size, 1000, "not in the file: the default");
+        let cli = parse(&["--workers", "3", "status", "--rate-limit=9", "-q"], &[]);
+        assert_eq!(
+            (cli.workers, cli.rate_limit),
+            (3, 9),
+            "flags, also after a subcommand"
+        );
+        assert!(
+            cli.quiet && cli.verbose == 0,
+            "-q on the command line drops the file's -v"
+        );
+        // JIRA_PROJECT_KEY, the environment's other name for --jira-project, wins too.
+        let cli = parse(&[], &[("JIRA_PROJECT_KEY", "ENV")]);
+        assert_eq!(cli.jira_project, None);
     }
 
     #[test]

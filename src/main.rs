@@ -148,7 +148,6 @@ fn parse_with_config_file(
     args: &[OsString],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(clap::ArgMatches, triage::route::Routes), ExitCode> {
-    use clap::parser::ValueSource;
     let matches = match command.clone().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => return Err(usage_error(e, command, args)),
@@ -176,30 +175,10 @@ fn parse_with_config_file(
             return Err(ExitCode::from(exit::USAGE));
         }
     };
-    let from_user = |id: &str| {
-        matches!(
-            matches.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        )
-    };
-    let mut file_args = Vec::new();
-    for arg in &settings.args {
-        let overridden = from_user(&arg.id)
-            // The environment's other name for a setting wins over the file too.
-            || (arg.id == "jira_project" && env("JIRA_PROJECT_KEY").is_some())
-            // -q and -v exclude each other: the user's choice wins over the file's.
-            || (arg.id == "verbose" && from_user("quiet"))
-            || (arg.id == "quiet" && from_user("verbose"));
-        if !overridden {
-            file_args.extend(arg.args.iter().cloned());
-        }
-    }
-    if file_args.is_empty() {
+    let combined = triage::config_file::combine(&settings, &matches, args, env);
+    if combined.len() == args.len() {
         return Ok((matches, settings.routes));
     }
-    let mut combined = vec![args.first().cloned().unwrap_or_else(|| "triage".into())];
-    combined.extend(file_args);
-    combined.extend(args.iter().skip(1).cloned());
     match command.clone().try_get_matches_from(&combined) {
         Ok(m) => Ok((m, settings.routes)),
         Err(e) => {
