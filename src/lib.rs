@@ -17,6 +17,11 @@
 //! `state` (one writer thread, batched commits), `shutdown` (the interrupt every phase listens
 //! to, with its grace period).
 //!
+//! Settings: `cli` (flags and their environment names), `config_file` (`triage.toml`, under
+//! the flags), `config` (all of it checked into a [`config::Config`]); each service owns its
+//! own part (`jira::config`). `route` decides, per problem, where its ticket goes (in the
+//! leader, before the create); `explain` shows those decisions for `triage route --explain`.
+//!
 //! `main.rs` only parses the command line into a checked [`config::Config`] and calls [`run`].
 
 pub mod analyze;

@@ -39,7 +39,7 @@ labels = ["team-payments"]
 "#;
 
 struct Case {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     input: PathBuf,
     report: PathBuf,
 }
@@ -50,7 +50,11 @@ impl Case {
         let input = dir.path().join("logs.jsonl");
         std::fs::write(&input, logs).expect("write logs");
         let report = dir.path().join("report.json");
-        Case { dir, input, report }
+        Case {
+            _dir: dir,
+            input,
+            report,
+        }
     }
 
     fn logs(&self) -> Vec<Value> {
@@ -252,7 +256,7 @@ async fn a_routed_problem_is_created_with_the_routes_fields_on_server_v2() {
         .await;
     catch_all(&server).await;
     // One problem, the routed one.
-    let case = Case::new(&generated_logs(1, 1).replace("svc0", "svc0"));
+    let case = Case::new(&generated_logs(1, 1));
     let toml = ROUTES
         .replace(ACCOUNT, "jsmith")
         .replace("Highest", "Blocker");

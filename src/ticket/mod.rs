@@ -388,13 +388,19 @@ impl TicketStage {
             None
         };
         if let Some(resolution) = known_resolution {
-            let (analysis, route) = match known_analysis {
-                Some(known) => known,
-                // Capped: described the cheap way, routed for the report.
+            let (analysis, route, resolution) = match known_analysis {
+                Some((analysis, route)) => (analysis, route, resolution),
+                // Capped: described the cheap way and routed; a muted problem is muted, not
+                // capped (it would not have taken a place under the cap).
                 None => {
                     let analysis = self.known_analysis(event, fingerprint, template).await;
                     let route = self.route(event, template, &analysis);
-                    (analysis, route)
+                    let resolution = if route.muted {
+                        Resolution::new(TicketAction::Muted, None)
+                    } else {
+                        resolution
+                    };
+                    (analysis, route, resolution)
                 }
             };
             progress.record(|t| t.jira = Some(started.elapsed()));
