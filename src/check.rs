@@ -1,7 +1,8 @@
 //! `triage check`: one line per configured service, OK or the reason, for the first step of a
 //! CI job. Datadog: a one-log search over the last minute (proves both keys, the site, and the
-//! `logs_read_data` permission). Jira: `GET /myself` and `GET /project/{key}`. The LLM: a
-//! one-token chat completion. Unconfigured services are listed as skipped; a service that is
+//! `logs_read_data` permission). Jira: `GET /myself` and `GET /project/{key}`. Routes (when the
+//! config file has any): every project they name, with its issue types, and its components
+//! where they name some, one read call each. The LLM: a one-token chat completion. Unconfigured services are listed as skipped; a service that is
 //! only partly configured (say `JIRA_URL` set and `JIRA_API_TOKEN` empty, as a missing CI secret
 //! gives) fails and names the missing variables, so a broken setup never looks healthy.
 

@@ -1,10 +1,12 @@
-//! The `triage` binary: glue only. Loads `.env` (or `--env-file`), parses the command line, sets
-//! up logging to stderr, runs the pipeline (or `check`, `status`, `completions`, `man`) on a
-//! tokio runtime, prints the result on stdout, and exits with the code DESIGN.md fixes.
+//! The `triage` binary: glue only. Loads `.env` (or `--env-file`), parses the command line with
+//! the config file's settings under it, sets up logging to stderr, runs the pipeline (or
+//! `check`, `status`, `templates`, `route --explain`, `completions`, `man`) on a tokio runtime,
+//! prints the result on stdout, and exits with the code DESIGN.md fixes.
 //!
-//! Fails with exit 2 on a bad flag, a bad environment value (the message names the variable)
-//! or a malformed `.env` line (the message names the file and line, never its content, and
-//! nothing from that file is applied).
+//! Fails with exit 2 on a bad flag, a bad environment value (the message names the variable),
+//! a malformed `.env` line (the message names the file and line, never its content, and
+//! nothing from that file is applied) or a bad config file entry (every one is named by
+//! FILE:LINE:COLUMN, and nothing from that file is applied).
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
