@@ -1,7 +1,8 @@
 //! `triage check`: one line per configured service, OK or the reason, for the first step of a
 //! CI job. Datadog: a one-log search over the last minute (proves both keys, the site, and the
-//! `logs_read_data` permission). Jira: `GET /myself` and `GET /project/{key}`. The LLM: a
-//! one-token chat completion. Unconfigured services are listed as skipped; a service that is
+//! `logs_read_data` permission). Jira: `GET /myself` and `GET /project/{key}`. Routes (when the
+//! config file has any): every project they name, with its issue types, and its components
+//! where they name some, one read call each. The LLM: a one-token chat completion. Unconfigured services are listed as skipped; a service that is
 //! only partly configured (say `JIRA_URL` set and `JIRA_API_TOKEN` empty, as a missing CI secret
 //! gives) fails and names the missing variables, so a broken setup never looks healthy.
 
@@ -13,7 +14,75 @@ use serde_json::json;
 
 use crate::config::{AnalyzerConfig, Config, DatadogSite, PartialService, SourceConfig};
 use crate::http::{Retry, RetryPolicy, Service};
+use crate::jira::config::JiraConfig;
 use crate::jira::JiraClient;
+use crate::route::Routes;
+
+/// Every project the routes name exists, with the issue types and components they name (one
+/// `GET project/{key}` per project, with its issue types, and one `GET project/{key}/components`
+/// per project whose routes name components). Every problem is listed, not just the first.
+async fn check_routes(
+    client: &JiraClient,
+    jira: &JiraConfig,
+    routes: &Routes,
+) -> Result<String, String> {
+    let mut problems = Vec::new();
+    let projects = routes.projects(&jira.project);
+    for project in &projects {
+        // The routes whose tickets go to this project (no project: the configured one).
+        let here: Vec<_> = routes
+            .iter()
+            .filter(|r| r.project.as_deref().unwrap_or(&jira.project) == project)
+            .collect();
+        let types = match client.project_info(project).await {
+            Ok((_, types)) => types,
+            Err(e) => {
+                let named: Vec<&str> = here.iter().map(|r| r.name.as_str()).collect();
+                problems.push(format!(
+                    "project {project} (route {}): {e}",
+                    named.join(", ")
+                ));
+                continue;
+            }
+        };
+        for r in &here {
+            let wanted = r.issue_type.as_deref().unwrap_or(&jira.issue_type);
+            if !types.is_empty() && !types.iter().any(|t| t.eq_ignore_ascii_case(wanted)) {
+                problems.push(format!(
+                    "route '{}': project {project} has no issue type '{wanted}' (it has {})",
+                    r.name,
+                    types.join(", ")
+                ));
+            }
+        }
+        if here.iter().any(|r| !r.components.is_empty()) {
+            match client.components(project).await {
+                Ok(have) => {
+                    for r in &here {
+                        for c in &r.components {
+                            if !have.iter().any(|h| h == c) {
+                                problems.push(format!(
+                                    "route '{}': project {project} has no component '{c}'",
+                                    r.name
+                                ));
+                            }
+                        }
+                    }
+                }
+                Err(e) => problems.push(format!("project {project} components: {e}")),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(format!(
+            "{} route(s): projects {} exist with the issue types and components named",
+            routes.iter().count(),
+            projects.join(", ")
+        ))
+    } else {
+        Err(problems.join("; "))
+    }
+}
 
 /// One service's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +171,32 @@ pub async fn run(config: &Config, partial: &[PartialService]) -> Vec<CheckLine> 
         },
         }
     });
+    if !config.routes.is_empty() {
+        lines.push(match (&config.jira, partly("jira", partial)) {
+            (Some(jira), None) => {
+                let result = async {
+                    let service =
+                        Service::new("Jira", None, policy.clone()).map_err(|e| e.to_string())?;
+                    let client = JiraClient::new(service, jira.clone());
+                    check_routes(&client, jira, &config.routes).await
+                }
+                .await;
+                CheckLine {
+                    service: "routes",
+                    ok: Some(result.is_ok()),
+                    detail: result.unwrap_or_else(|e| e),
+                }
+            }
+            _ => CheckLine {
+                service: "routes",
+                ok: None,
+                detail: format!(
+                    "{} route(s), not verified (Jira is not configured)",
+                    config.routes.iter().count()
+                ),
+            },
+        });
+    }
     lines.push(if let Some(line) = partly("llm", partial) {
         line
     } else {

@@ -136,7 +136,7 @@ impl Collector {
             wiki: config
                 .jira
                 .as_ref()
-                .is_some_and(|j| j.api == crate::config::JiraApi::V2),
+                .is_some_and(|j| j.api == crate::jira::config::JiraApi::V2),
             dry_run: config.dry_run,
             async_mode: config.async_mode,
             workers: config.workers,
@@ -406,6 +406,7 @@ impl Collector {
             let work = TicketWork {
                 key: key.clone(),
                 facts,
+                cooldown: leader.resolution.comment_cooldown,
             };
             match leader.resolution.action {
                 TicketAction::Created => created.push(work),
@@ -447,7 +448,7 @@ impl Collector {
             })
         });
         let elapsed = self.started.elapsed();
-        let mut tickets: Vec<TicketEntry> = self
+        let tickets: Vec<TicketEntry> = self
             .problems
             .values()
             .filter_map(|p| {
@@ -472,10 +473,15 @@ impl Collector {
                     last_seen: p.last_seen,
                     hosts: p.hosts.iter().cloned().collect(),
                     labels,
+                    route: res.route.clone(),
                     draft: None,
                 })
             })
             .collect();
+        // Muted problems have no ticket: kept beside the report (`triage route --explain`).
+        let (muted, mut tickets): (Vec<TicketEntry>, Vec<TicketEntry>) = tickets
+            .into_iter()
+            .partition(|t| t.action == TicketAction::Muted.as_str());
         // Most severe and most frequent first; the fingerprint breaks ties so the order is stable.
         tickets.sort_by(|a, b| {
             severity_rank(b.severity)
@@ -531,7 +537,11 @@ impl Collector {
                 .filter(|w| w.bounded(elapsed))
                 .collect(),
         };
-        let report = Report { summary, tickets };
+        let report = Report {
+            summary,
+            tickets,
+            muted,
+        };
         if let Some(writer) = self.report {
             // A dry run's drafts: built one at a time as the report is written, never all at
             // once (they are the largest thing a problem has).

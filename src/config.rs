@@ -15,7 +15,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 
 use crate::cli::{AnalyzerKind, Cli};
-use crate::jira::client::PriorityMap;
+use crate::jira::config::{JiraApi, JiraAuth, JiraConfig, PriorityMap};
 
 /// The Datadog sites DESIGN.md lists, with the web host that serves their UI.
 pub const DATADOG_SITES: &[(&str, &str)] = &[
@@ -90,6 +90,8 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// What is removed from every log before it goes anywhere (secrets always).
     pub redact: crate::redact::Redactor,
+    /// The config file's `[[route]]` rules, in order (empty: every ticket goes to the project).
+    pub routes: crate::route::Routes,
 }
 
 /// The source of logs.
@@ -224,35 +226,6 @@ pub fn parse_time(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String
         }
     }
     Err(format!("'{raw}' is not a time: use Datadog date math (now-15m, now-2h, now-1d) or RFC 3339 (2026-11-23T09:00:00Z)"))
-}
-
-/// Which Jira REST API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JiraApi {
-    /// Jira Cloud, REST v3, Atlassian Document Format.
-    V3,
-    /// Jira Server / Data Center, REST v2, wiki markup.
-    V2,
-}
-
-#[derive(Debug, Clone)]
-pub enum JiraAuth {
-    Basic { email: String, token: SecretString },
-    Bearer(SecretString),
-}
-
-#[derive(Debug, Clone)]
-pub struct JiraConfig {
-    /// Base URL without a trailing slash; may carry a port and a context path.
-    pub base_url: String,
-    pub project: String,
-    pub issue_type: String,
-    pub api: JiraApi,
-    pub auth: JiraAuth,
-    /// Severity → priority name.
-    pub priorities: PriorityMap,
-    /// Reopen a Done ticket instead of filing a recurrence.
-    pub reopen: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -437,6 +410,7 @@ impl Config {
                 metrics_file: cli.metrics_file.clone(),
                 max_line_bytes: usize::try_from(cli.max_line_bytes).unwrap_or(usize::MAX),
                 redact: cli.redact,
+                routes: crate::route::Routes::default(),
             },
             notices,
         ))

@@ -17,6 +17,11 @@
 //! `state` (one writer thread, batched commits), `shutdown` (the interrupt every phase listens
 //! to, with its grace period).
 //!
+//! Settings: `cli` (flags and their environment names), `config_file` (`triage.toml`, under
+//! the flags), `config` (all of it checked into a [`config::Config`]); each service owns its
+//! own part (`jira::config`). `route` decides, per problem, where its ticket goes (in the
+//! leader, before the create); `explain` shows those decisions for `triage route --explain`.
+//!
 //! `main.rs` only parses the command line into a checked [`config::Config`] and calls [`run`].
 
 pub mod analyze;
@@ -25,10 +30,12 @@ pub mod check;
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod config_file;
 pub mod decode;
 pub mod dedup;
 pub mod envfile;
 pub mod event;
+pub mod explain;
 pub mod fingerprint;
 pub mod grouping;
 pub mod http;
@@ -40,6 +47,7 @@ pub mod private;
 pub mod progress;
 pub mod redact;
 pub mod report;
+pub mod route;
 pub mod shutdown;
 pub mod source;
 pub mod state;
@@ -207,7 +215,8 @@ async fn run_with_state(
             reopen,
             config.max_tickets,
         )
-        .with_now(config.now),
+        .with_now(config.now)
+        .with_routes(config.routes.clone()),
     );
     let deps = pipeline::Deps {
         tickets,
@@ -264,12 +273,13 @@ async fn take_retries(
 
 /// Build the Jira client and check the credentials once (`GET /myself`).
 async fn connect_jira(
-    jira: &config::JiraConfig,
+    jira: &jira::config::JiraConfig,
     config: &Config,
 ) -> anyhow::Result<jira::JiraClient> {
     let service = http::Service::new("Jira", config.rate_limit, http::RetryPolicy::default())?
         .with_breaker(config.breaker.0, config.breaker.1);
-    let client = jira::JiraClient::new(service, jira.clone());
+    let client = jira::JiraClient::new(service, jira.clone())
+        .with_search_projects(config.routes.projects(&jira.project));
     match client.myself().await {
         Ok(name) => {
             tracing::debug!("Jira: signed in as {name}");
@@ -279,8 +289,9 @@ async fn connect_jira(
             "{e}: check JIRA_URL ({}) and {}",
             jira.base_url,
             match jira.auth {
-                config::JiraAuth::Basic { .. } => "JIRA_EMAIL and JIRA_API_TOKEN (Jira Cloud)",
-                config::JiraAuth::Bearer(_) => "JIRA_PAT (Jira Server / Data Center)",
+                jira::config::JiraAuth::Basic { .. } =>
+                    "JIRA_EMAIL and JIRA_API_TOKEN (Jira Cloud)",
+                jira::config::JiraAuth::Bearer(_) => "JIRA_PAT (Jira Server / Data Center)",
             }
         )),
         Err(e) => Err(anyhow::anyhow!(

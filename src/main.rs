@@ -1,10 +1,12 @@
-//! The `triage` binary: glue only. Loads `.env` (or `--env-file`), parses the command line, sets
-//! up logging to stderr, runs the pipeline (or `check`, `status`, `completions`, `man`) on a
-//! tokio runtime, prints the result on stdout, and exits with the code DESIGN.md fixes.
+//! The `triage` binary: glue only. Loads `.env` (or `--env-file`), parses the command line with
+//! the config file's settings under it, sets up logging to stderr, runs the pipeline (or
+//! `check`, `status`, `templates`, `route --explain`, `completions`, `man`) on a tokio runtime,
+//! prints the result on stdout, and exits with the code DESIGN.md fixes.
 //!
-//! Fails with exit 2 on a bad flag, a bad environment value (the message names the variable)
-//! or a malformed `.env` line (the message names the file and line, never its content, and
-//! nothing from that file is applied).
+//! Fails with exit 2 on a bad flag, a bad environment value (the message names the variable),
+//! a malformed `.env` line (the message names the file and line, never its content, and
+//! nothing from that file is applied) or a bad config file entry (every one is named by
+//! FILE:LINE:COLUMN, and nothing from that file is applied).
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -45,9 +47,10 @@ fn main() -> ExitCode {
     if let Some(choice) = color_flag(&args) {
         command = command.color(choice);
     }
-    let matches = match command.clone().try_get_matches_from(&args) {
-        Ok(m) => m,
-        Err(e) => return usage_error(e, &command, &args),
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (matches, routes) = match parse_with_config_file(&command, &args, &env) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -58,13 +61,15 @@ fn main() -> ExitCode {
         matches.value_source("workers"),
         Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
     );
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    match cli.command {
-        Some(Command::Check) => return check(&cli, &env),
-        Some(Command::Status { runs }) => return status(&cli, &env, runs),
+    match &cli.command {
+        Some(Command::Check) => return check(&cli, &env, routes),
+        Some(Command::Route { fingerprint, .. }) => {
+            return explain(&cli, &env, routes, fingerprint.as_deref())
+        }
+        Some(Command::Status { runs }) => return status(&cli, &env, *runs),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
-                shell,
+                *shell,
                 &mut triage::cli::command(),
                 "triage",
                 &mut std::io::stdout(),
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
     for notice in notices {
         stderr_line(&format!("note: {notice}"));
     }
+    config.routes = routes;
     config.progress = !cli.quiet && std::io::stderr().is_terminal();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -131,6 +137,59 @@ fn main() -> ExitCode {
                 Some(triage::state::StateError::Locked { .. })
             );
             ExitCode::from(if locked { exit::LOCKED } else { exit::FATAL })
+        }
+    }
+}
+
+/// Parse the command line with the config file's settings under it: the file is found (with
+/// `--config` / `TRIAGE_CONFIG` from a first parse), checked whole (every problem is printed,
+/// then exit 2), and each of its settings that no flag, environment variable or `.env` line
+/// gave is put before the user's arguments, so clap checks it as it checks a flag.
+fn parse_with_config_file(
+    command: &clap::Command,
+    args: &[OsString],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(clap::ArgMatches, triage::route::Routes), ExitCode> {
+    let matches = match command.clone().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => return Err(usage_error(e, command, args)),
+    };
+    let given = matches.get_one::<std::path::PathBuf>("config");
+    let path = match triage::config_file::locate(given.map(|p| p.as_path()), env) {
+        Ok(Some(path)) => path,
+        Ok(None) => return Ok((matches, triage::route::Routes::default())),
+        Err(e) => {
+            stderr_line(&format!("error: {e}"));
+            return Err(ExitCode::from(exit::USAGE));
+        }
+    };
+    let settings = match triage::config_file::load(&path, command) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                stderr_line(&format!("error: {e}"));
+            }
+            stderr_line(&format!(
+                "error: {} problem(s) in the config file {}; nothing from it was applied",
+                errors.len(),
+                path.display()
+            ));
+            return Err(ExitCode::from(exit::USAGE));
+        }
+    };
+    let combined = triage::config_file::combine(&settings, &matches, args, env);
+    if combined.len() == args.len() {
+        return Ok((matches, settings.routes));
+    }
+    match command.clone().try_get_matches_from(&combined) {
+        Ok(m) => Ok((m, settings.routes)),
+        Err(e) => {
+            stderr_line(&format!(
+                "error: the config file {} does not combine with the command line: {}",
+                path.display(),
+                e.kind()
+            ));
+            Err(usage_error(e, command, args))
         }
     }
 }
@@ -276,11 +335,16 @@ fn env_value_message(
 }
 
 /// `triage check`: one line per service on stdout; 0 only if every configured one passes.
-fn check(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
-    let (config, partial) = match Config::for_check(cli, env) {
+fn check(
+    cli: &Cli,
+    env: &dyn Fn(&str) -> Option<String>,
+    routes: triage::route::Routes,
+) -> ExitCode {
+    let (mut config, partial) = match Config::for_check(cli, env) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
+    config.routes = routes;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -303,6 +367,99 @@ fn check(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
         }
         ExitCode::from(exit::FATAL)
     }
+}
+
+/// `triage route --explain`: a dry run over `--input` without Jira and without state, then
+/// per problem the route it took and the ticket fields that result.
+fn explain(
+    cli: &Cli,
+    env: &dyn Fn(&str) -> Option<String>,
+    routes: triage::route::Routes,
+    fingerprint: Option<&str>,
+) -> ExitCode {
+    if cli.input.is_none() {
+        stderr_line("error: triage route --explain needs --input FILE (or - for standard input): it explains the problems of those logs");
+        return ExitCode::from(exit::USAGE);
+    }
+    let mut cli = cli.clone();
+    cli.dry_run = true;
+    cli.no_state = true;
+    cli.report = None;
+    cli.metrics_file = None;
+    // No Jira: nothing is read from or written to it.
+    cli.jira_url = None;
+    let defaults = triage::explain::Defaults {
+        project: cli
+            .jira_project
+            .clone()
+            .or_else(|| env("JIRA_PROJECT_KEY"))
+            .filter(|p| !p.trim().is_empty()),
+        issue_type: cli.jira_issue_type.clone(),
+        priorities: {
+            let api = if cli.jira_api_version == "2" {
+                triage::jira::config::JiraApi::V2
+            } else {
+                triage::jira::config::JiraApi::V3
+            };
+            match &cli.priority_map {
+                Some(spec) => match triage::jira::config::PriorityMap::parse(api, spec) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        stderr_line(&format!("error: --priority-map: {e}"));
+                        return ExitCode::from(exit::USAGE);
+                    }
+                },
+                None => triage::jira::config::PriorityMap::default_for(api),
+            }
+        },
+    };
+    let (mut config, _) = match Config::from_cli(&cli, false, env) {
+        Ok(ok) => ok,
+        Err(e) => return config_error(&e),
+    };
+    config.routes = routes.clone();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            stderr_line(&format!("error: cannot start the async runtime: {e}"));
+            return ExitCode::from(exit::FATAL);
+        }
+    };
+    let today = config.now.date_naive();
+    let result = runtime.block_on(triage::run(config, shutdown_signal()));
+    runtime.shutdown_background();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            stderr_line(&format!("error: {e:#}"));
+            return ExitCode::from(exit::FATAL);
+        }
+    };
+    if let Some(e) = &report.summary.error {
+        stderr_line(&format!("error: {e}"));
+        return ExitCode::from(exit::FATAL);
+    }
+    let entries = triage::explain::explain(&report, &routes, &defaults, today, fingerprint);
+    if let (Some(fp), true) = (fingerprint, entries.is_empty()) {
+        stderr_line(&format!(
+            "error: no problem with fingerprint {fp} in the input"
+        ));
+        return ExitCode::from(exit::USAGE);
+    }
+    match cli.output {
+        OutputFormat::Text => print!("{}", triage::explain::render_text(&entries)),
+        OutputFormat::Json => match serde_json::to_string_pretty(&entries) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                stderr_line(&format!("error: cannot print the explanation: {e}"));
+                return ExitCode::from(exit::FATAL);
+            }
+        },
+    }
+    ExitCode::from(exit::OK)
 }
 
 /// `triage status`: what the state file holds for the configured job, read-only.

@@ -62,6 +62,8 @@ pub enum TicketAction {
     WouldReopen,
     /// The `--max-tickets` cap was reached before this problem's ticket.
     Capped,
+    /// A `[[route]]` with `mute = true` matched: the logs are recorded as skipped.
+    Muted,
 }
 
 impl TicketAction {
@@ -73,6 +75,7 @@ impl TicketAction {
             TicketAction::Reopened => "reopened",
             TicketAction::WouldReopen => "would_reopen",
             TicketAction::Capped => "capped",
+            TicketAction::Muted => "muted",
         }
     }
 }
@@ -85,6 +88,10 @@ pub struct Resolution {
     pub key: Option<String>,
     /// The Done ticket this problem recurred from, when a new ticket names it.
     pub recurrence_of: Option<String>,
+    /// The `[[route]]` the problem took (`None`: no route matched, or there are none).
+    pub route: Option<String>,
+    /// The route's own least time between two recurrence comments.
+    pub comment_cooldown: Option<Duration>,
 }
 
 impl Resolution {
@@ -93,7 +100,24 @@ impl Resolution {
             action,
             key,
             recurrence_of: None,
+            route: None,
+            comment_cooldown: None,
         }
+    }
+
+    /// This resolution, with the route that decided it.
+    pub fn routed(mut self, fields: &crate::route::Fields) -> Self {
+        self.route = fields.route.clone();
+        self.comment_cooldown = fields.comment_cooldown;
+        self
+    }
+
+    /// Why a muted problem's logs are skipped.
+    pub fn muted_reason(&self) -> String {
+        format!(
+            "muted by route '{}'",
+            self.route.as_deref().unwrap_or("(unnamed)")
+        )
     }
 }
 

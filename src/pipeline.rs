@@ -684,6 +684,10 @@ fn leader_finished(
                     outcome.error = Some(CAPPED.into());
                     OutcomeKind::Skipped
                 }
+                TicketAction::Muted => {
+                    outcome.error = Some(res.muted_reason());
+                    OutcomeKind::Skipped
+                }
             };
             outcome.leader = Some(Box::new(report));
             Ok(res)
@@ -708,10 +712,10 @@ const CAPPED: &str = "the --max-tickets cap was reached before this problem's ti
 
 /// A log whose problem's leader resolved: one more occurrence of that ticket.
 fn follower(p: Pending, fingerprint: &Fingerprint, res: &Resolution) -> Outcome {
-    let (kind, error) = if res.action == TicketAction::Capped {
-        (OutcomeKind::Skipped, Some(CAPPED.to_string()))
-    } else {
-        (OutcomeKind::Duplicate, None)
+    let (kind, error) = match res.action {
+        TicketAction::Capped => (OutcomeKind::Skipped, Some(CAPPED.to_string())),
+        TicketAction::Muted => (OutcomeKind::Skipped, Some(res.muted_reason())),
+        _ => (OutcomeKind::Duplicate, None),
     };
     let event = p.event;
     Outcome {

@@ -144,6 +144,9 @@ pub struct TicketEntry {
     pub last_seen: Option<DateTime<Utc>>,
     pub hosts: Vec<String>,
     pub labels: Vec<String>,
+    /// The config file's `[[route]]` the problem took; absent when none matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// Dry run: the exact ticket the Jira sink would send (summary, labels, ADF description).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub draft: Option<serde_json::Value>,
@@ -154,6 +157,8 @@ pub struct TicketEntry {
 pub struct Report {
     pub summary: Summary,
     pub tickets: Vec<TicketEntry>,
+    /// Problems a route muted (no ticket; their logs are skipped). Not in the report file.
+    pub muted: Vec<TicketEntry>,
 }
 
 /// Appends log entries to the partial file, then assembles the final report.
@@ -495,6 +500,7 @@ mod tests {
         let report = Report {
             summary: empty_summary(),
             tickets: vec![],
+            muted: vec![],
         };
         w.finish(&report, |_| None).unwrap();
         let v: serde_json::Value =
@@ -523,12 +529,14 @@ mod tests {
         let text = render_text(&Report {
             summary: summary.clone(),
             tickets: Vec::new(),
+            muted: Vec::new(),
         });
         assert!(!text.contains("raise --rate-limit"), "{text}");
         summary.rate_limited = vec![wait];
         let text = render_text(&Report {
             summary,
             tickets: Vec::new(),
+            muted: Vec::new(),
         });
         assert!(
             text.contains(
@@ -543,6 +551,7 @@ mod tests {
         let text = render_text(&Report {
             summary: empty_summary(),
             tickets: vec![],
+            muted: vec![],
         });
         assert!(text.contains("sequential"));
         assert!(text.contains("dry run"));
@@ -558,6 +567,7 @@ mod tests {
         let text = render_text(&Report {
             summary,
             tickets: vec![],
+            muted: vec![],
         });
         assert!(text.contains("2 input records could not be read"), "{text}");
         assert!(
@@ -577,6 +587,7 @@ mod tests {
         let text = render_text(&Report {
             summary: summary.clone(),
             tickets: vec![],
+            muted: vec![],
         });
         assert!(text.contains("2 logs: "), "{text}");
         assert!(text.contains(", 1 duplicate, "), "{text}");
@@ -589,6 +600,7 @@ mod tests {
         let text = render_text(&Report {
             summary,
             tickets: vec![],
+            muted: vec![],
         });
         assert!(text.contains("1 log: "), "{text}");
         assert!(text.contains(", 0 duplicates, "), "{text}");

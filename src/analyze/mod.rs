@@ -95,6 +95,19 @@ pub enum Category {
     Other,
 }
 
+/// Every category's name, as routes name them.
+pub const CATEGORIES: &[&str] = &[
+    "database",
+    "network",
+    "authentication",
+    "resource",
+    "exception",
+    "configuration",
+    "dependency",
+    "disk",
+    "other",
+];
+
 impl Category {
     /// The snake_case name, the same as the serde name (`"database"`, `"other"`, ...).
     pub fn as_str(&self) -> &'static str {

@@ -18,13 +18,14 @@ use dashmap::DashMap;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
+use super::config::{JiraApi, JiraAuth, JiraConfig, PriorityMap};
 use super::content::{self, ProblemFacts, TicketDraft};
 use super::model::{
     Created, Issue, Myself, SearchJqlRequest, SearchResponse, SearchV2Request, Transitions,
 };
-use crate::config::{JiraApi, JiraAuth, JiraConfig};
 use crate::fingerprint::Fingerprint;
 use crate::http::{HttpError, Retry, Service};
+use crate::route::Fields;
 
 /// Fields a search asks for (v3 returns only ids unless told).
 const SEARCH_FIELDS: &[&str] = &["key", "summary", "status", "labels", "resolution"];
@@ -50,51 +51,6 @@ pub struct Found {
     pub needs_label: bool,
 }
 
-/// Map from severity to Jira priority name; `None` leaves the priority to Jira's default.
-#[derive(Debug, Clone)]
-pub struct PriorityMap(Vec<(String, String)>);
-
-impl PriorityMap {
-    /// Jira's default priority names for each API: Cloud (Highest..Lowest), Server (Blocker..Trivial).
-    pub fn default_for(api: JiraApi) -> Self {
-        let names: [&str; 4] = match api {
-            JiraApi::V3 => ["Highest", "High", "Medium", "Low"],
-            JiraApi::V2 => ["Blocker", "Critical", "Major", "Minor"],
-        };
-        PriorityMap(
-            ["critical", "high", "medium", "low"]
-                .iter()
-                .zip(names)
-                .map(|(s, p)| (s.to_string(), p.to_string()))
-                .collect(),
-        )
-    }
-
-    /// Parse `critical=P1,high=P2,...` over the defaults. An empty value for a severity sends no priority.
-    pub fn parse(api: JiraApi, spec: &str) -> Result<Self, String> {
-        let mut map = Self::default_for(api);
-        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (sev, name) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("'{pair}' is not severity=Priority"))?;
-            let sev = sev.trim().to_ascii_lowercase();
-            let slot = map.0.iter_mut().find(|(s, _)| *s == sev).ok_or_else(|| {
-                format!("'{sev}' is not a severity (critical, high, medium, low)")
-            })?;
-            slot.1 = name.trim().to_string();
-        }
-        Ok(map)
-    }
-
-    pub fn get(&self, severity: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(s, _)| s == severity)
-            .map(|(_, p)| p.as_str())
-            .filter(|p| !p.is_empty())
-    }
-}
-
 /// A Jira site, one project.
 #[derive(Debug)]
 pub struct JiraClient {
@@ -111,6 +67,9 @@ pub struct JiraClient {
     label_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Fingerprint label → Jira's refusal (a 4xx) of its create: not sent again this run.
     refused: DashMap<String, String>,
+    /// The projects a problem's ticket is searched in: the configured one, then every project
+    /// a route names (a problem whose route changed is still found where it was filed).
+    search_projects: Vec<String>,
 }
 
 impl JiraClient {
@@ -118,13 +77,24 @@ impl JiraClient {
         JiraClient {
             service,
             priorities: config.priorities.clone(),
-            config,
             created: DashMap::new(),
             created_ids: Mutex::new(Vec::new()),
             skip_priority: AtomicBool::new(false),
             label_locks: DashMap::new(),
             refused: DashMap::new(),
+            search_projects: vec![config.project.clone()],
+            config,
         }
+    }
+
+    /// Search these projects as well as the configured one (the projects the routes name).
+    pub fn with_search_projects(mut self, projects: Vec<String>) -> Self {
+        for p in projects {
+            if !self.search_projects.contains(&p) {
+                self.search_projects.push(p);
+            }
+        }
+        self
     }
 
     /// Hold this while finding and creating a fingerprint's ticket: a leader that replaces one
@@ -197,14 +167,30 @@ impl JiraClient {
 
     /// `GET /project/{key}`: does the project exist for this account? Returns its name.
     pub async fn project(&self) -> Result<String, HttpError> {
+        let project = self.config.project.clone();
+        self.project_info(&project).await.map(|(name, _)| name)
+    }
+
+    /// `GET /project/{key}`: the project's name and the names of its issue types.
+    pub async fn project_info(&self, key: &str) -> Result<(String, Vec<String>), HttpError> {
+        let resp = self.get(&format!("project/{}", url_segment(key))).await?;
+        let v: Value = resp.json().await.unwrap_or_default();
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(key)
+            .to_string();
+        let types = names(v.get("issueTypes"));
+        Ok((name, types))
+    }
+
+    /// `GET /project/{key}/components`: the names of the project's components.
+    pub async fn components(&self, key: &str) -> Result<Vec<String>, HttpError> {
         let resp = self
-            .get(&format!("project/{}", self.config.project))
+            .get(&format!("project/{}/components", url_segment(key)))
             .await?;
         let v: Value = resp.json().await.unwrap_or_default();
-        Ok(v.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(&self.config.project)
-            .to_string())
+        Ok(names(Some(&v)))
     }
 
     /// Why Jira refused this problem's ticket earlier in this run (a 4xx on its create), if it
@@ -347,8 +333,8 @@ impl JiraClient {
             ),
         };
         let jql = format!(
-            "project = {} AND {restriction} ORDER BY created DESC",
-            jql_string(&self.config.project),
+            "{} AND {restriction} ORDER BY created DESC",
+            project_clause(&self.search_projects),
         );
         let body = match self.config.api {
             JiraApi::V3 => {
@@ -410,11 +396,13 @@ impl JiraClient {
         }
     }
 
-    /// Create the ticket; never twice for one fingerprint, even when a response is lost.
+    /// Create the ticket, with what its route sets (project, issue type, components, assignee,
+    /// priority, labels); never twice for one fingerprint, even when a response is lost.
     pub async fn create(
         &self,
         fingerprint: &Fingerprint,
         draft: &TicketDraft,
+        route: &Fields,
     ) -> anyhow::Result<String> {
         let label = content::fingerprint_label(fingerprint.as_str());
         let mut last: Option<HttpError> = None;
@@ -436,7 +424,7 @@ impl JiraClient {
                     }
                 }
             }
-            let body = self.create_body(draft);
+            let body = self.create_body(draft, route);
             let sent_priority = body["fields"].get("priority").is_some();
             match self.post("issue", &body, Retry::SafeOnly).await {
                 Ok(resp) => {
@@ -469,7 +457,11 @@ impl JiraClient {
                     },
                 ) => last = Some(e),
                 Err(e @ HttpError::Status { .. }) => {
-                    self.refused.insert(label, e.to_string());
+                    let refusal = match &route.route {
+                        Some(name) => format!("route '{name}': {e}"),
+                        None => e.to_string(),
+                    };
+                    self.refused.insert(label, refusal);
                     return Err(e.into());
                 }
                 Err(e) => return Err(e.into()),
@@ -491,19 +483,43 @@ impl JiraClient {
         key
     }
 
-    fn create_body(&self, draft: &TicketDraft) -> Value {
+    fn create_body(&self, draft: &TicketDraft, route: &Fields) -> Value {
+        let mut labels = draft.labels.clone();
+        for l in &route.labels {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
         let mut fields = json!({
-            "project": {"key": self.config.project},
-            "issuetype": {"name": self.config.issue_type},
+            "project": {"key": route.project.as_deref().unwrap_or(&self.config.project)},
+            "issuetype": {"name": route.issue_type.as_deref().unwrap_or(&self.config.issue_type)},
             "summary": draft.summary,
-            "labels": draft.labels,
+            "labels": labels,
         });
         fields["description"] = match self.config.api {
             JiraApi::V3 => draft.description_adf.clone(),
             JiraApi::V2 => Value::String(draft.description_wiki.clone()),
         };
+        if !route.components.is_empty() {
+            fields["components"] = route
+                .components
+                .iter()
+                .map(|c| json!({"name": c}))
+                .collect();
+        }
+        if let Some(assignee) = &route.assignee {
+            // Cloud names a user by accountId; Server / Data Center by user name.
+            fields["assignee"] = match self.config.api {
+                JiraApi::V3 => json!({"accountId": assignee}),
+                JiraApi::V2 => json!({"name": assignee}),
+            };
+        }
         if !self.skip_priority.load(Ordering::SeqCst) {
-            if let Some(p) = self.priorities.get(&draft.severity) {
+            let priority = route
+                .priority
+                .as_deref()
+                .or_else(|| self.priorities.get(&draft.severity));
+            if let Some(p) = priority {
                 fields["priority"] = json!({"name": p});
             }
         }
@@ -591,6 +607,40 @@ impl JiraClient {
     }
 }
 
+/// The JQL clause that restricts a search to `projects`: `project = "A"`, or
+/// `project in ("A", "B")` when the routes name several.
+pub fn project_clause(projects: &[String]) -> String {
+    match projects {
+        [one] => format!("project = {}", jql_string(one)),
+        many => format!(
+            "project in ({})",
+            many.iter()
+                .map(|p| jql_string(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The `name` of each object in a JSON array (issue types, components).
+fn names(list: Option<&Value>) -> Vec<String> {
+    list.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.get("name").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A project key as one URL path segment.
+fn url_segment(key: &str) -> String {
+    key.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
 /// A JQL string literal: double-quoted, with `"` and `\` escaped.
 pub fn jql_string(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
@@ -616,16 +666,11 @@ mod tests {
     }
 
     #[test]
-    fn priority_map_defaults_and_overrides() {
-        let m = PriorityMap::default_for(JiraApi::V3);
-        assert_eq!(m.get("critical"), Some("Highest"));
+    fn the_project_clause_names_one_project_or_lists_several() {
+        assert_eq!(project_clause(&["OPS".into()]), r#"project = "OPS""#);
         assert_eq!(
-            PriorityMap::default_for(JiraApi::V2).get("critical"),
-            Some("Blocker")
+            project_clause(&["OPS".into(), "PAY".into()]),
+            r#"project in ("OPS", "PAY")"#
         );
-        let m = PriorityMap::parse(JiraApi::V3, "critical=P1, low=").unwrap();
-        assert_eq!(m.get("critical"), Some("P1"));
-        assert_eq!(m.get("low"), None);
-        assert!(PriorityMap::parse(JiraApi::V3, "urgent=P0").is_err());
     }
 }

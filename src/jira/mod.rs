@@ -3,6 +3,7 @@
 
 pub mod adf;
 pub mod client;
+pub mod config;
 pub mod content;
 pub mod key;
 pub mod model;

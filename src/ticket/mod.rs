@@ -45,6 +45,7 @@ use crate::jira::client::Found;
 use crate::jira::content;
 use crate::jira::JiraClient;
 use crate::outcome::{LeaderReport, Resolution, Stage, TicketAction};
+use crate::route::{Fields, Routes, Subject};
 use crate::state::StateHandle;
 
 /// How long a cached analysis is used instead of asking the analyzer again.
@@ -76,6 +77,8 @@ pub struct TicketStage {
     ambiguous: DashMap<Fingerprint, chrono::DateTime<chrono::Utc>>,
     /// The run's clock (`--now`): when a ticket created in this run counts as last updated.
     now: chrono::DateTime<chrono::Utc>,
+    /// The config file's routes: where each problem's ticket goes, or whether it is muted.
+    routes: Routes,
 }
 
 /// An exact cap on tickets created in one run.
@@ -190,7 +193,28 @@ impl TicketStage {
             also: DashMap::new(),
             ambiguous: DashMap::new(),
             now: chrono::Utc::now(),
+            routes: Routes::default(),
         }
+    }
+
+    /// Route problems by these rules (first match wins).
+    pub fn with_routes(mut self, routes: Routes) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// The route a problem takes, decided from its leader log, template and analysis, and what
+    /// that route sets on the run's day.
+    fn route(&self, event: &LogEvent, template: &str, analysis: &Analysis) -> Fields {
+        let subject = Subject {
+            service: event.service.as_deref(),
+            tags: &event.tags,
+            status: &event.status,
+            category: analysis.category.as_str(),
+            severity: analysis.severity.as_str(),
+            template,
+        };
+        Fields::of(self.routes.decide(&subject), self.now.date_naive())
     }
 
     /// Date the tickets this run creates by the run's clock rather than the wall clock.
@@ -235,14 +259,18 @@ impl TicketStage {
             let analysis = self
                 .analyze_new(&event, &fingerprint, &template, &progress)
                 .await;
-            let action = match self.cap.as_ref().is_none_or(|c| c.try_reserve()) {
-                true => TicketAction::WouldCreate,
-                false => TicketAction::Capped,
+            let route = self.route(&event, &template, &analysis);
+            let action = if route.muted {
+                TicketAction::Muted
+            } else if self.cap.as_ref().is_none_or(|c| c.try_reserve()) {
+                TicketAction::WouldCreate
+            } else {
+                TicketAction::Capped
             };
             return Ok(leader_report(
                 &event,
                 analysis,
-                Resolution::new(action, None),
+                Resolution::new(action, None).routed(&route),
             ));
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -313,6 +341,23 @@ impl TicketStage {
             return Err(jira_err(anyhow::anyhow!(refusal)));
         }
         let found = self.find(jira, fingerprint).await.map_err(jira_err)?;
+        let has_ticket = found.created_in_run.is_some()
+            || found.open.is_some()
+            || (found.done.is_some() && self.reopen);
+        // A problem with a ticket is routed by the analysis it is described by (cached, else
+        // the offline rules): a muted one is left alone, before anything is written.
+        let known_analysis = if has_ticket {
+            let analysis = self.known_analysis(event, fingerprint, template).await;
+            let route = self.route(event, template, &analysis);
+            if route.muted {
+                progress.record(|t| t.jira = Some(started.elapsed()));
+                let resolution = Resolution::new(TicketAction::Muted, None).routed(&route);
+                return Ok(leader_report(event, analysis, resolution));
+            }
+            Some((analysis, route))
+        } else {
+            None
+        };
         let known = |action, key: &String| Resolution::new(action, Some(key.clone()));
         let known_resolution = if let Some(key) = &found.created_in_run {
             Some(known(TicketAction::Created, key))
@@ -343,9 +388,23 @@ impl TicketStage {
             None
         };
         if let Some(resolution) = known_resolution {
-            let analysis = self.known_analysis(event, fingerprint, template).await;
+            let (analysis, route, resolution) = match known_analysis {
+                Some((analysis, route)) => (analysis, route, resolution),
+                // Capped: described the cheap way and routed; a muted problem is muted, not
+                // capped (it would not have taken a place under the cap).
+                None => {
+                    let analysis = self.known_analysis(event, fingerprint, template).await;
+                    let route = self.route(event, template, &analysis);
+                    let resolution = if route.muted {
+                        Resolution::new(TicketAction::Muted, None)
+                    } else {
+                        resolution
+                    };
+                    (analysis, route, resolution)
+                }
+            };
             progress.record(|t| t.jira = Some(started.elapsed()));
-            return Ok(leader_report(event, analysis, resolution));
+            return Ok(leader_report(event, analysis, resolution.routed(&route)));
         }
         // A new ticket: only now is the problem analyzed.
         progress.stage.set(Stage::Analyze);
@@ -355,17 +414,26 @@ impl TicketStage {
             .await;
         analyze_time += analyze_started.elapsed();
         progress.stage.set(Stage::Jira);
+        let route = self.route(event, template, &analysis);
         let recurrence_of = found.done;
+        if route.muted {
+            if let Some(cap) = &self.cap {
+                cap.release();
+            }
+            progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
+            let resolution = Resolution::new(TicketAction::Muted, None).routed(&route);
+            return Ok(leader_report(event, analysis, resolution));
+        }
         if self.dry_run {
             progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
             return Ok(leader_report(
                 event,
                 analysis,
                 Resolution {
-                    action: TicketAction::WouldCreate,
-                    key: None,
                     recurrence_of,
-                },
+                    ..Resolution::new(TicketAction::WouldCreate, None)
+                }
+                .routed(&route),
             ));
         }
         let result = self
@@ -376,6 +444,7 @@ impl TicketStage {
                 template,
                 &analysis,
                 recurrence_of.clone(),
+                &route,
             )
             .await;
         progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
@@ -384,10 +453,10 @@ impl TicketStage {
                 event,
                 analysis,
                 Resolution {
-                    action: TicketAction::Created,
-                    key: Some(key),
                     recurrence_of,
-                },
+                    ..Resolution::new(TicketAction::Created, Some(key))
+                }
+                .routed(&route),
             )),
             Err(e) => {
                 if self.ambiguous.contains_key(fingerprint) {
@@ -406,17 +475,21 @@ impl TicketStage {
                             event,
                             analysis,
                             Resolution {
-                                action: TicketAction::Created,
-                                key: Some(key),
                                 recurrence_of,
-                            },
+                                ..Resolution::new(TicketAction::Created, Some(key))
+                            }
+                            .routed(&route),
                         ));
                     }
                 }
                 if let Some(cap) = &self.cap {
                     cap.release();
                 }
-                Err(jira_err(e))
+                // Jira's own message, with the route whose fields it refused.
+                Err(jira_err(match &route.route {
+                    Some(name) => e.context(format!("route '{name}'")),
+                    None => e,
+                }))
             }
         }
     }
@@ -477,6 +550,7 @@ impl TicketStage {
     }
 
     /// Send the create, recorded before it leaves and after it is answered.
+    #[allow(clippy::too_many_arguments)]
     async fn create(
         &self,
         jira: &JiraClient,
@@ -485,6 +559,7 @@ impl TicketStage {
         template: &str,
         analysis: &Analysis,
         recurrence_of: Option<String>,
+        route: &Fields,
     ) -> anyhow::Result<String> {
         if crate::http::current_deadline().is_some_and(|d| tokio::time::Instant::now() >= d) {
             anyhow::bail!("the log's deadline passed before its ticket was created");
@@ -508,7 +583,10 @@ impl TicketStage {
         // nothing was created.
         self.ambiguous
             .insert(fingerprint.clone(), chrono::Utc::now());
-        let key = match jira.create(fingerprint, &content::ticket(&facts)).await {
+        let key = match jira
+            .create(fingerprint, &content::ticket(&facts), route)
+            .await
+        {
             Ok(key) => key,
             Err(e) => {
                 if !maybe_created(&e) {

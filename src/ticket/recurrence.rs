@@ -28,6 +28,8 @@ use crate::state::{CommentState, StateHandle};
 pub struct TicketWork {
     pub key: String,
     pub facts: ProblemFacts,
+    /// The problem's route's own comment cooldown, instead of `--comment-cooldown`.
+    pub cooldown: Option<std::time::Duration>,
 }
 
 /// What the phase did, for the collector to add up.
@@ -54,7 +56,7 @@ pub async fn run(
     shutdown: &mut Shutdown<'_>,
 ) -> PhaseResult {
     let mut out = PhaseResult::default();
-    for TicketWork { key, facts } in created {
+    for TicketWork { key, facts, .. } in created {
         if shutdown.fired() {
             out.interrupted = true;
             break;
@@ -105,7 +107,15 @@ pub async fn run(
         };
         save(state, &key, baseline, &mut out).await;
     }
-    for TicketWork { key, mut facts } in recurring {
+    for TicketWork {
+        key,
+        mut facts,
+        cooldown: own_cooldown,
+    } in recurring
+    {
+        let cooldown = own_cooldown
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .unwrap_or(cooldown);
         if out.interrupted || shutdown.fired() {
             out.interrupted = true;
             break;

@@ -50,7 +50,7 @@ pub fn cassette_bodies(name: &str) -> Vec<Value> {
 }
 
 /// The `triage` binary, run in an empty temporary directory (so no stray `.env` is read) with
-/// an environment that holds nothing but PATH.
+/// an environment that holds nothing but PATH (and XDG_CONFIG_HOME inside that directory).
 pub struct Triage {
     pub cmd: Command,
     pub dir: tempfile::TempDir,
@@ -59,8 +59,11 @@ pub struct Triage {
 pub fn triage() -> Triage {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cmd = Command::cargo_bin("triage").expect("binary built");
+    // The config file is looked for in the working directory and in XDG_CONFIG_HOME: both
+    // point into the temporary directory, so no developer's triage.toml is read.
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
         .current_dir(dir.path());
     Triage { cmd, dir }
 }
