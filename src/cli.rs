@@ -182,6 +182,13 @@ pub struct Cli {
           value_parser = parse_duration, global = true, help_heading = "Jira")]
     pub comment_cooldown: std::time::Duration,
 
+    /// How long after a create Jira's search may still not show the new ticket. A create whose
+    /// answer was lost (a timeout, a 5xx, an unreadable 201) is taken as probably made: its
+    /// label is searched for this long before the create is sent again.
+    #[arg(long, value_name = "DURATION", env = "TRIAGE_JIRA_SEARCH_LAG", default_value = "15s",
+          value_parser = parse_duration, global = true, help_heading = "Jira")]
+    pub jira_search_lag: std::time::Duration,
+
     /// After Ctrl-C or SIGTERM: how long calls in flight may take to finish before the run
     /// stops them and exits 130 (a second signal ends the run at once).
     #[arg(long, value_name = "DURATION", env = "TRIAGE_SHUTDOWN_GRACE", default_value = "10s",

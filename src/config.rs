@@ -577,6 +577,7 @@ fn jira_parts(
                 None => PriorityMap::default_for(api),
             },
             reopen: cli.reopen,
+            search_lag: cli.jira_search_lag,
         }),
         _ => None,
     };

@@ -862,14 +862,15 @@ async fn a_lost_create_that_went_through_is_found_by_label_not_repeated() {
     server.verify().await;
 }
 
-/// The create answers 504 and did not go through: the label is searched after 0, 1 and 3 s
-/// (search lag), still nothing, and only then is the create sent again.
+/// The create answers 504 and did not go through: with `--jira-search-lag 4s` the label is
+/// searched 0, 0.5, 1.5, 3.5 and 4 s after the create was sent, still nothing, and only then
+/// is the create sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_create_that_did_not_go_through_is_retried_after_searching() {
     let logs = generated_logs(3, 1);
     let case = Case::new(&logs);
     let server = cloud_server().await;
-    search_mock(|_, _| vec![]).expect(4).mount(&server).await;
+    search_mock(|_, _| vec![]).expect(6).mount(&server).await;
     Mock::given(method("POST"))
         .and(path(format!("{V3}/issue")))
         .respond_with(ResponseTemplate::new(504).set_body_string("Gateway Timeout"))
@@ -881,7 +882,11 @@ async fn a_lost_create_that_did_not_go_through_is_retried_after_searching() {
     create_mock().expect(1).mount(&server).await;
 
     let started = Instant::now();
-    let report = run_lib(&case.cloud_args(&server.uri(), &[]), CLOUD_ENV).await;
+    let report = run_lib(
+        &case.cloud_args(&server.uri(), &["--jira-search-lag", "4s"]),
+        CLOUD_ENV,
+    )
+    .await;
 
     let s = &report.summary;
     assert_eq!((s.created, s.duplicates, s.failed), (1, 2, 0), "{s:?}");
@@ -890,7 +895,7 @@ async fn a_lost_create_that_did_not_go_through_is_retried_after_searching() {
         started.elapsed() >= Duration::from_secs(4),
         "searched over 4 s"
     );
-    // The order: search, create (504), three searches, create (201).
+    // The order: search, create (504), five searches, create (201).
     let order: Vec<String> = server
         .received_requests()
         .await
@@ -904,6 +909,8 @@ async fn a_lost_create_that_did_not_go_through_is_retried_after_searching() {
         [
             "/search/jql",
             "/issue",
+            "/search/jql",
+            "/search/jql",
             "/search/jql",
             "/search/jql",
             "/search/jql",
@@ -1722,6 +1729,135 @@ async fn an_unreadable_create_answer_without_state_is_searched_for_not_created_t
     let s = &report.summary;
     assert_eq!((s.created, s.duplicates, s.failed), (1, 1, 0), "{s:?}");
     assert_eq!(report.tickets[0].key.as_deref(), Some("OPS-7"));
+}
+
+/// A Jira whose creates answer with `first_answer` (then 201 with OPS-2, OPS-3, ...) and
+/// whose search shows the first created issue, OPS-7, only `lag` after that create arrived.
+/// The first create went through whatever it answered. Returns the server.
+async fn lagging_jira(first_answer: ResponseTemplate, lag: Duration) -> MockServer {
+    let server = cloud_server().await;
+    let sent: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let sent_at = sent.clone();
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/search/jql")))
+        .respond_with(move |req: &Request| {
+            let shown = sent_at.lock().unwrap().is_some_and(|t| t.elapsed() >= lag);
+            let issues = match shown {
+                true => vec![cloud_issue(10_007, "OPS-7", &jql_label(req), false)],
+                false => vec![],
+            };
+            ResponseTemplate::new(200).set_body_json(search_page(issues))
+        })
+        .named("POST search/jql (lags behind the first create)")
+        .mount(&server)
+        .await;
+    let n = AtomicU64::new(0);
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/issue")))
+        .respond_with(move |_: &Request| {
+            sent.lock().unwrap().get_or_insert_with(Instant::now);
+            match n.fetch_add(1, Ordering::SeqCst) {
+                0 => first_answer.clone(),
+                i => ResponseTemplate::new(201)
+                    .set_body_json(created(10_000 + i, &format!("{PROJECT}-{}", i + 1))),
+            }
+        })
+        .named("POST issue (the first went through, whatever it answered)")
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Runs three logs of one problem against `server`, with or without a state file, and checks
+/// that exactly one create was sent and every log points at the ticket it made, OPS-7.
+async fn assert_one_ticket_after_a_lost_create(server: &MockServer, with_state: bool) {
+    let case = Case::new(&generated_logs(3, 1));
+    let state = case.input.with_file_name("state.db");
+    let state_args: Vec<&str> = match with_state {
+        true => vec!["--state", state.to_str().unwrap()],
+        false => vec!["--no-state"],
+    };
+    let report = run_lib(&case.cloud_args(&server.uri(), &state_args), CLOUD_ENV).await;
+
+    let creates = calls(server, "POST", &format!("{V3}/issue")).await;
+    assert_eq!(creates.len(), 1, "one create, not a second ticket");
+    let s = &report.summary;
+    assert_eq!((s.created, s.duplicates, s.failed), (1, 2, 0), "{s:?}");
+    assert_eq!(report.tickets[0].key.as_deref(), Some("OPS-7"));
+    for l in case.logs() {
+        assert_eq!(l["ticket"], "OPS-7", "{l}");
+    }
+}
+
+/// Finding 7: a create answered 201 with a body that cannot be read, search lagging 5 s, no
+/// state: the label is searched until `--jira-search-lag` (15 s by default) has passed since
+/// the create was sent, so the ticket is found and no second one is filed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_201_with_search_lagging_5s_gives_one_ticket_without_state() {
+    let unreadable = ResponseTemplate::new(201).set_body_string("<html>created</html>");
+    let server = lagging_jira(unreadable, Duration::from_secs(5)).await;
+    assert_one_ticket_after_a_lost_create(&server, false).await;
+}
+
+/// The same with a state file: the unfinished create is recorded and settled the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_201_with_search_lagging_5s_gives_one_ticket_with_state() {
+    let unreadable = ResponseTemplate::new(201).set_body_string("<html>created</html>");
+    let server = lagging_jira(unreadable, Duration::from_secs(5)).await;
+    assert_one_ticket_after_a_lost_create(&server, true).await;
+}
+
+/// A create answered 504 that went through, search lagging 5 s: the create is not sent again
+/// after a few seconds of searching (it used to be, after 4 s) but only once the search lag
+/// allowance has passed; here search shows the ticket first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_504_create_with_search_lagging_5s_gives_one_ticket_without_state() {
+    let gateway = ResponseTemplate::new(504).set_body_string("Gateway Timeout");
+    let server = lagging_jira(gateway, Duration::from_secs(5)).await;
+    assert_one_ticket_after_a_lost_create(&server, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_504_create_with_search_lagging_5s_gives_one_ticket_with_state() {
+    let gateway = ResponseTemplate::new(504).set_body_string("Gateway Timeout");
+    let server = lagging_jira(gateway, Duration::from_secs(5)).await;
+    assert_one_ticket_after_a_lost_create(&server, true).await;
+}
+
+/// A create answered 504 whose ticket search never shows, with `--timeout 2` and the default
+/// 15 s search lag: the allowance outlasts every log's deadline, so the logs fail (and go to
+/// the retry list) instead of a second create being sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_whose_allowance_outlasts_the_deadline_fails_the_log_not_created_again() {
+    let case = Case::new(&generated_logs(3, 1));
+    let server = cloud_server().await;
+    search_mock(|_, _| vec![]).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/issue")))
+        .respond_with(ResponseTemplate::new(504).set_body_string("Gateway Timeout"))
+        .named("POST issue: 504")
+        .mount(&server)
+        .await;
+
+    let started = Instant::now();
+    let report = run_lib(
+        &case.cloud_args(&server.uri(), &["--no-state", "--timeout", "2"]),
+        CLOUD_ENV,
+    )
+    .await;
+
+    let creates = calls(&server, "POST", &format!("{V3}/issue")).await;
+    assert_eq!(creates.len(), 1, "the lost create is never sent again");
+    let s = &report.summary;
+    assert_eq!((s.created, s.failed), (0, 3), "{s:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "each log gave up at its own deadline: {:?}",
+        started.elapsed()
+    );
+    for l in case.logs() {
+        assert_eq!(l["outcome"], "failed", "{l}");
+    }
 }
 
 /// A run creates a ticket and is killed (SIGKILL) while it brings the ticket up to date; the

@@ -13,6 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use secrecy::ExposeSecret;
@@ -35,7 +36,9 @@ const MAX_RECONCILE: usize = 50;
 const CREATE_ATTEMPTS: u32 = 3;
 /// After a lost create response, search for the label after each of these waits before
 /// sending the create again.
-const LOST_CREATE_SEARCH_WAITS_MS: [u64; 3] = [0, 1000, 3000];
+/// The first wait between searches for a lost create; it doubles up to [`LOST_CREATE_SEARCH_MAX_WAIT`].
+const LOST_CREATE_SEARCH_FIRST_WAIT: Duration = Duration::from_millis(500);
+const LOST_CREATE_SEARCH_MAX_WAIT: Duration = Duration::from_secs(4);
 
 /// What a label search found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -406,24 +409,17 @@ impl JiraClient {
     ) -> anyhow::Result<String> {
         let label = content::fingerprint_label(fingerprint.as_str());
         let mut last: Option<HttpError> = None;
+        let mut sent = tokio::time::Instant::now();
         for _ in 1..=CREATE_ATTEMPTS {
             if last.is_some() {
-                // The previous create's response was lost and it may have gone through: look
-                // before sending it again, a few times, since search shows a new issue only after
-                // a few seconds.
-                for wait_ms in LOST_CREATE_SEARCH_WAITS_MS {
-                    tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
-                    if let Some(issue) = self
-                        .search_label(&label)
-                        .await?
-                        .into_iter()
-                        .find(|i| !i.is_done())
-                    {
-                        tracing::info!(key = %issue.key, "a create whose response was lost had gone through");
-                        return Ok(self.remember(&label, Some(issue.id), issue.key));
-                    }
+                // The previous create's answer was lost and it may have gone through: look for
+                // it until search has had time to catch up before sending it again.
+                if let Some(key) = self.search_after_lost_create(&label, sent).await? {
+                    tracing::info!(%key, "a create whose response was lost had gone through");
+                    return Ok(key);
                 }
             }
+            sent = tokio::time::Instant::now();
             let body = self.create_body(draft, route);
             let sent_priority = body["fields"].get("priority").is_some();
             match self.post("issue", &body, Retry::SafeOnly).await {
@@ -470,6 +466,49 @@ impl JiraClient {
         Err(last
             .map(anyhow::Error::from)
             .unwrap_or_else(|| anyhow::anyhow!("Jira create failed")))
+    }
+
+    /// Search for the ticket of a create sent at `sent` whose answer was lost, until it shows
+    /// up or `--jira-search-lag` has passed since it was sent (search shows a new issue only
+    /// after a while). A lag allowance that outlasts the log's deadline fails the call: sending
+    /// the create again before search has caught up could file a second ticket.
+    async fn search_after_lost_create(
+        &self,
+        label: &str,
+        sent: tokio::time::Instant,
+    ) -> anyhow::Result<Option<String>> {
+        let settled = sent + self.config.search_lag;
+        let mut wait = LOST_CREATE_SEARCH_FIRST_WAIT;
+        loop {
+            if let Some(issue) = self
+                .search_label(label)
+                .await?
+                .into_iter()
+                .find(|i| !i.is_done())
+            {
+                return Ok(Some(self.remember(label, Some(issue.id), issue.key)));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= settled {
+                return Ok(None);
+            }
+            let next = (now + wait).min(settled);
+            if crate::http::current_deadline().is_some_and(|d| next >= d) {
+                anyhow::bail!(
+                    "a create for {label} got no usable answer and search has not shown it \
+                     within the log's deadline; it is not sent again before --jira-search-lag \
+                     ({}s) has passed",
+                    self.config.search_lag.as_secs_f64()
+                );
+            }
+            tokio::time::sleep_until(next).await;
+            wait = (wait * 2).min(LOST_CREATE_SEARCH_MAX_WAIT);
+        }
+    }
+
+    /// How long after a create search may still not show it (`--jira-search-lag`).
+    pub fn search_lag(&self) -> Duration {
+        self.config.search_lag
     }
 
     fn remember(&self, label: &str, id: Option<String>, key: String) -> String {

@@ -34,6 +34,10 @@ pub struct JiraConfig {
     pub priorities: PriorityMap,
     /// Reopen a Done ticket instead of filing a recurrence.
     pub reopen: bool,
+    /// How long after a create search may still not show it (`--jira-search-lag`): a create
+    /// without a usable answer is searched for this long, counted from when it was sent,
+    /// before it is sent again.
+    pub search_lag: std::time::Duration,
 }
 
 /// Map from severity to Jira priority name; `None` leaves the priority to Jira's default.

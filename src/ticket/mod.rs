@@ -680,12 +680,30 @@ impl TicketStage {
         let Some(begun) = recorded.max(in_memory) else {
             return Ok(found);
         };
+        let lag = chrono::Duration::from_std(jira.search_lag()).unwrap_or(chrono::Duration::MAX);
         let mut wait = Duration::from_millis(500);
-        while found.open.is_none() && chrono::Utc::now() - begun < SEARCH_SETTLE {
+        while found.open.is_none() {
+            let left = lag - (chrono::Utc::now() - begun);
+            let Ok(left) = left.to_std() else { break };
+            if left.is_zero() {
+                break;
+            }
+            let pause = wait.min(left);
+            if crate::http::current_deadline()
+                .is_some_and(|d| tokio::time::Instant::now() + pause >= d)
+            {
+                // Creating now could file a second ticket; the next log of this problem (or the
+                // next run) looks again.
+                anyhow::bail!(
+                    "a create for {fingerprint} began at {begun} got no usable answer, and search \
+                     has not shown it within the log's deadline (--jira-search-lag {}s)",
+                    jira.search_lag().as_secs_f64()
+                );
+            }
             tracing::info!(
                 "a create for {fingerprint} began at {begun} and was never answered: searching again"
             );
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(pause).await;
             wait = (wait * 2).min(Duration::from_secs(4));
             found = jira.find(fingerprint).await?;
         }
@@ -706,9 +724,6 @@ fn maybe_created(error: &anyhow::Error) -> bool {
         None => true,
     }
 }
-
-/// How long after a create Jira's search may still not show the new issue.
-const SEARCH_SETTLE: chrono::Duration = chrono::Duration::seconds(15);
 
 fn failure(stage: Stage, message: &str) -> LeadFailure {
     LeadFailure {
