@@ -91,6 +91,10 @@ pub struct Fingerprinted {
     /// The first log of its template in this run (or the first since a merge): the time to
     /// tell the ticket stage which other labels to search.
     pub new_in_run: bool,
+    /// A template born from this very log next to a sibling in its family: it may still turn
+    /// out to be the same problem as the sibling (see docs/grouping.md, "Young templates"), so
+    /// its ticket waits for the end of the run's input.
+    pub young: bool,
 }
 
 /// Fingerprint and template of one event.
@@ -112,6 +116,7 @@ pub fn fingerprint(event: &LogEvent) -> Fingerprinted {
         template,
         also: Vec::new(),
         new_in_run: false,
+        young: false,
     }
 }
 

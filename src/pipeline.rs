@@ -49,6 +49,8 @@ use crate::ticket::{self, LeadFailure, TicketStage};
 /// Logs parked behind their leaders before the loop stops taking more from the source: a slow
 /// leader with a burst of its problem behind it holds memory, not the other problems.
 const MAX_PARKED: usize = 100_000;
+/// Logs of young templates held back at most; past it they all go on (see `Held`).
+const MAX_HELD: usize = 10_000;
 
 /// What the pipeline works with besides its configuration.
 pub struct Deps {
@@ -61,6 +63,59 @@ pub struct Deps {
     pub given_up: (Vec<String>, u32),
     /// Where the checkpoint of this source is kept (`None` for a file source).
     pub checkpoint_key: Option<String>,
+}
+
+/// Logs of *young* templates (born beside a sibling in their family, see `grouping`), held
+/// back until the input ends: by then the template may have merged into its sibling, and its
+/// logs join the sibling's ticket instead of filing one that the merge would leave behind.
+#[derive(Default)]
+struct Held {
+    logs: Vec<(Fingerprint, Pending)>,
+    fingerprints: HashSet<Fingerprint>,
+}
+
+impl Held {
+    fn holds(&self, fp: &Fingerprint) -> bool {
+        self.fingerprints.contains(fp)
+    }
+
+    fn hold(&mut self, fp: Fingerprint, pending: Pending) {
+        self.fingerprints.insert(fp.clone());
+        self.logs.push((fp, pending));
+    }
+
+    /// Everything held goes on, in arrival order, under the fingerprint its template stands for
+    /// now (the sibling's, when it merged), as a leader or behind one.
+    fn release(
+        &mut self,
+        miner: &TemplateMiner,
+        dedup: &mut Deduplicator<Fingerprint, Resolution, Pending>,
+        waiting: &mut VecDeque<(Fingerprint, Pending)>,
+        collector: &mut Collector,
+        tickets: Option<&TicketStage>,
+    ) -> anyhow::Result<()> {
+        self.fingerprints.clear();
+        for (fp, mut p) in std::mem::take(&mut self.logs) {
+            let now = miner.resolve(&fp);
+            if now != fp {
+                if let Some(tickets) = tickets {
+                    // A ticket found under the young label (or the log's masking-only one)
+                    // still counts.
+                    let old = fingerprint::fingerprint(&p.event).fingerprint;
+                    tickets.search_also(&now, &[fp.clone(), old]);
+                }
+                if let Some(t) = miner.template_of(&now) {
+                    p.template = t.to_string();
+                }
+            }
+            match dedup.claim(&now, p) {
+                Claim::Lead(p) => waiting.push_back((now, p)),
+                Claim::Parked => {}
+                Claim::Resolved(res, p) => collector.add(follower(p, &now, &res))?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A log waiting to lead, or parked behind its leader.
@@ -180,8 +235,14 @@ pub async fn run(
     // move up to it when the run stops before its window is done.
     let mut last_fetched: Option<DateTime<Utc>> = None;
     let per_log_timeout = config.per_log_timeout;
+    let mut held = Held::default();
     loop {
         let stopping = interrupted || fatal.is_some();
+        if !taking && !stopping && !held.logs.is_empty() {
+            // The input is done: every merge it could cause has happened.
+            let stage = jira.is_some().then_some(&*tickets);
+            held.release(&miner, &mut dedup, &mut waiting, &mut collector, stage)?;
+        }
         while !stopping && leaders.len() < workers {
             let Some((fp, pending)) = waiting.pop_front() else {
                 break;
@@ -284,11 +345,27 @@ pub async fn run(
                                     tickets.search_also(&printed.fingerprint, &also);
                                 }
                                 let pending = Pending { event, template: printed.template };
-                                match dedup.claim(&printed.fingerprint, pending) {
-                                    Claim::Lead(p) => waiting.push_back((printed.fingerprint, p)),
-                                    Claim::Parked => {}
-                                    Claim::Resolved(res, p) => {
-                                        collector.add(follower(p, &printed.fingerprint, &res))?;
+                                if printed.young || held.holds(&printed.fingerprint) {
+                                    held.hold(printed.fingerprint, pending);
+                                    if held.logs.len() >= MAX_HELD {
+                                        let stage = jira.is_some().then_some(&*tickets);
+                                        held.release(
+                                            &miner,
+                                            &mut dedup,
+                                            &mut waiting,
+                                            &mut collector,
+                                            stage,
+                                        )?;
+                                    }
+                                } else {
+                                    match dedup.claim(&printed.fingerprint, pending) {
+                                        Claim::Lead(p) => {
+                                            waiting.push_back((printed.fingerprint, p))
+                                        }
+                                        Claim::Parked => {}
+                                        Claim::Resolved(res, p) => {
+                                            collector.add(follower(p, &printed.fingerprint, &res))?;
+                                        }
                                     }
                                 }
                             }
@@ -340,6 +417,9 @@ pub async fn run(
         for p in dedup.abandon(&fp) {
             collector.add(unprocessed(p.event, &fp, p.template, why))?;
         }
+    }
+    for (fp, p) in std::mem::take(&mut held.logs) {
+        collector.add(unprocessed(p.event, &fp, p.template, why))?;
     }
     for (fp, p) in std::mem::take(&mut waiting) {
         collector.add(unprocessed(p.event, &fp, p.template, why))?;
@@ -558,6 +638,15 @@ async fn label_merged_tickets(
             if !labels.contains(label) {
                 if let Err(e) = jira.add_label(key, label).await {
                     collector.warning(format!("could not label {key} with {label}: {e:#}"));
+                }
+            }
+        }
+        // Both had a ticket (filed in earlier runs, before the merge could be seen): the younger
+        // one is told where its problem went. It is not closed: people may have worked on it.
+        for (other, other_labels) in &tickets {
+            if other != key && other_labels.contains(&from) && !other_labels.contains(&into) {
+                if let Err(e) = jira.comment_merged(other, key, &from).await {
+                    collector.warning(format!("could not comment on {other}: {e:#}"));
                 }
             }
         }

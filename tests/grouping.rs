@@ -106,6 +106,8 @@ struct World {
     creates: Vec<Vec<String>>,
     /// (key, label) for every label added with PUT.
     added: Vec<(String, String)>,
+    /// (key, body) for every comment posted.
+    comments: Vec<(String, Value)>,
 }
 
 #[derive(Clone, Default)]
@@ -204,6 +206,11 @@ impl Respond for FakeJira {
                 }
             }
             ("POST", c) if c.ends_with("/comment") => {
+                let key = c
+                    .trim_start_matches("/rest/api/3/issue/")
+                    .trim_end_matches("/comment")
+                    .to_string();
+                w.comments.push((key, json_of(req)));
                 ResponseTemplate::new(201).set_body_json(json!({"id": "1"}))
             }
             _ => {
@@ -630,4 +637,151 @@ async fn templates_lists_what_the_state_learned_as_text_and_json() {
         text.contains("Failed password for <*> from <*> port <*> ssh2"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn siblings_that_merge_within_one_run_file_one_ticket() {
+    // Each new user name is a sibling template until the fourth makes the position a variable
+    // and they merge: the young ones wait for the end of the input and join the survivor's
+    // ticket. Two values that never merge (HTTPS, SOCKS5) still get a ticket each.
+    let dir = tempfile::tempdir().unwrap();
+    let jira = FakeJira::default();
+    let server = jira.start().await;
+    let uri = server.uri();
+    let mut lines = Vec::new();
+    for (i, user) in ["root", "admin", "uucp", "guest", "oracle", "admin"]
+        .iter()
+        .enumerate()
+    {
+        let msg = format!(
+            "Failed password for {user} from 10.0.0.{i} port {} ssh2",
+            40_000 + i
+        );
+        lines.push(log_line(&format!("ssh-{i}"), "sshd", i, &msg));
+    }
+    for (i, proto) in ["HTTPS", "SOCKS5", "HTTPS"].iter().enumerate() {
+        let msg = format!("app{i}.example.com:443 open through proxy p.example.com:5070 {proto}");
+        lines.push(log_line(&format!("proxy-{i}"), "proxifier", 10 + i, &msg));
+    }
+    let input = write_lines(dir.path(), "in.jsonl", &lines);
+    let state = dir.path().join("s.db");
+    let report = dir.path().join("r.json");
+    let r = run(&jira_args(
+        &uri,
+        state.to_str().unwrap(),
+        input.to_str().unwrap(),
+        report.to_str().unwrap(),
+    ))
+    .await;
+    assert_eq!(r.summary.failed, 0);
+    let fps = fingerprints(&report);
+    let ssh: BTreeSet<&String> = (0..6).map(|i| &fps[&format!("ssh-{i}")]).collect();
+    assert_eq!(ssh.len(), 1, "one problem: {ssh:?}");
+    assert_ne!(fps["proxy-0"], fps["proxy-1"]);
+    assert_eq!(fps["proxy-0"], fps["proxy-2"]);
+    let w = jira.world();
+    assert_eq!(
+        w.creates.len(),
+        3,
+        "one ticket per problem, none for a template that merged: {:?}",
+        w.creates
+    );
+    let ssh_label = label(ssh.iter().next().unwrap());
+    assert_eq!(
+        w.creates
+            .iter()
+            .filter(|ls| ls.contains(&ssh_label))
+            .count(),
+        1
+    );
+    // Every sshd log reports the one ticket.
+    let full = read_report(&report);
+    let keys: BTreeSet<Option<&str>> = full["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["id"].as_str().unwrap().starts_with("ssh-"))
+        .map(|l| l["ticket"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys.iter().next().unwrap().is_some(), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_of_two_ticketed_templates_comments_on_the_younger_and_files_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let jira = FakeJira::default();
+    let server = jira.start().await;
+    let uri = server.uri();
+    let state = dir.path().join("s.db");
+    let state = state.to_str().unwrap();
+    let step = |n: usize, users: &[&str]| {
+        let lines: Vec<String> = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let msg = format!(
+                    "Failed password for {u} from 10.0.0.{i} port {} ssh2",
+                    40_000 + i
+                );
+                log_line(&format!("r{n}-{i}"), "sshd", i, &msg)
+            })
+            .collect();
+        let input = write_lines(dir.path(), &format!("r{n}.jsonl"), &lines);
+        (input, dir.path().join(format!("r{n}.json")))
+    };
+    // Run 1: two values are structure so far: two problems, two tickets.
+    let (input, report) = step(1, &["root", "admin"]);
+    run(&jira_args(
+        &uri,
+        state,
+        input.to_str().unwrap(),
+        report.to_str().unwrap(),
+    ))
+    .await;
+    let first = fingerprints(&report);
+    let (root, admin) = (first["r1-0"].clone(), first["r1-1"].clone());
+    assert_eq!(jira.world().creates.len(), 2);
+    let key_of = |fp: &str| {
+        jira.world()
+            .issues
+            .iter()
+            .find(|(_, ls)| ls.contains(&label(fp)))
+            .map(|(k, _)| k.clone())
+            .expect("a ticket filed under the label")
+    };
+    let (root_key, admin_key) = (key_of(&root), key_of(&admin));
+
+    // Run 2: the position turns out to be a variable: admin's template merges into root's.
+    let (input, report) = step(2, &["guest", "oracle"]);
+    run(&jira_args(
+        &uri,
+        state,
+        input.to_str().unwrap(),
+        report.to_str().unwrap(),
+    ))
+    .await;
+    assert_eq!(resolve(&merges_in(Path::new(state)), &admin), root);
+    let w = jira.world();
+    assert_eq!(w.creates.len(), 2, "no ticket filed for the merged problem");
+    assert!(
+        w.issues[&root_key].contains(&label(&admin)),
+        "{:?}",
+        w.issues
+    );
+    assert!(
+        !w.issues[&admin_key].contains(&label(&root)),
+        "the younger ticket does not take the survivor's label: {:?}",
+        w.issues
+    );
+    let on_admin: Vec<&Value> = w
+        .comments
+        .iter()
+        .filter(|(k, _)| *k == admin_key)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(on_admin.len(), 1, "{:?}", w.comments);
+    let text = on_admin[0].to_string();
+    assert!(text.contains(&root_key), "{text}");
+    assert!(text.contains(&label(&admin)), "{text}");
 }

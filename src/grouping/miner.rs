@@ -225,6 +225,8 @@ pub struct TemplateMiner {
     /// Per index key, how often the families under it changed.
     epochs: IdMap<u64>,
     line_cache: IdMap<CachedLine>,
+    /// The template the last `learn` created, if it did.
+    born: Option<u32>,
 }
 
 /// A family's index keys (one or two), without allocating.
@@ -291,6 +293,7 @@ impl TemplateMiner {
             cands: Vec::new(),
             epochs: IdMap::default(),
             line_cache: IdMap::default(),
+            born: None,
         }
     }
 
@@ -396,10 +399,16 @@ impl TemplateMiner {
                 template: buf.clone(),
                 also: Vec::new(),
                 new_in_run: false,
+                young: false,
             },
             None => {
                 let service = self.service_id(event.service.as_deref().unwrap_or(""));
+                self.born = None;
                 let m = self.learn(service, &buf, &spans, event.timestamp) as usize;
+                // Born from this log (not merged away at once) beside another template of its
+                // family: it may still generalise into the sibling.
+                let young = self.born == Some(m as u32)
+                    && self.families[self.members[m].family as usize].members.len() > 1;
                 let mut also = Vec::new();
                 let new_in_run = !self.members[m].announced;
                 if new_in_run {
@@ -411,6 +420,7 @@ impl TemplateMiner {
                     template: self.members[m].tokens.text.clone(),
                     also,
                     new_in_run,
+                    young,
                 }
             }
         };
@@ -815,6 +825,7 @@ impl TemplateMiner {
             }
         };
         self.next_member += 1;
+        self.born = Some(m);
         self.by_fp.insert(fingerprint, m);
         self.families[f as usize].members.push(m);
         self.touch(f);

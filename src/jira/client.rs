@@ -599,6 +599,29 @@ impl JiraClient {
         Ok(())
     }
 
+    /// Tell a ticket that its problem is now grouped with another ticket's: a plain one-paragraph
+    /// comment naming the surviving ticket (no facts, no sample). Posted once, at the run that
+    /// finds the merge.
+    pub async fn comment_merged(
+        &self,
+        key: &str,
+        survivor: &str,
+        label: &str,
+    ) -> anyhow::Result<()> {
+        crate::jira::key::check(key)?;
+        crate::jira::key::check(survivor)?;
+        let text = content::merged_comment_text(survivor, label);
+        let body = match self.config.api {
+            JiraApi::V3 => json!({"body": {"type": "doc", "version": 1, "content": [
+                {"type": "paragraph", "content": [{"type": "text", "text": text}]}
+            ]}}),
+            JiraApi::V2 => json!({ "body": text }),
+        };
+        self.post(&format!("issue/{key}/comment"), &body, Retry::SafeOnly)
+            .await?;
+        Ok(())
+    }
+
     /// Move a Done ticket back to an open status (the first transition whose target is not Done).
     pub async fn reopen(&self, key: &str) -> anyhow::Result<()> {
         crate::jira::key::check(key)?;

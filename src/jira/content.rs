@@ -146,6 +146,15 @@ pub fn recurrence_comment_wiki(facts: &ProblemFacts) -> String {
     })
 }
 
+/// The comment on a ticket whose problem turned out to be the same as an older ticket's (two
+/// learned templates merged): further occurrences are counted on the survivor.
+pub fn merged_comment_text(survivor: &str, label: &str) -> String {
+    format!(
+        "triage now groups this problem with {survivor}, which carries this ticket's label {label} \
+         too: further occurrences are counted there, and no ticket is filed here again."
+    )
+}
+
 /// Turns arbitrary text into a valid Jira label: control characters dropped, the ends trimmed,
 /// every inner whitespace character replaced by `'_'`, and at most 255 characters. A label cut
 /// to fit ends in `-` and a 16-hex-digit hash of the whole text, so two long labels that share
