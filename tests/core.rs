@@ -186,6 +186,135 @@ async fn sequential_and_async_write_identical_reports_run_after_run() {
     }
 }
 
+/// A small deterministic hash (FNV-1a), to decide which problems the fake Jira already knows
+/// the same way in every run.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// `--max-tickets 12` over 80 problems, a third of which Jira already has a ticket for, with a
+/// Jira whose searches answer after random delays of 0–14 ms: which problems get the twelve
+/// tickets must not depend on the worker count or on which search answers first. Whole
+/// reports are compared, sequential against `--async` with 1, 4 and 32 workers, several times
+/// each; and the twelve are the first twelve problems without a ticket, in arrival order (a
+/// known problem takes no place under the cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tickets_picks_the_same_problems_in_async_as_in_sequential() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..1200u32 {
+        let p = (i / 3) % 80;
+        text.push_str(&log(
+            &format!("log-{i:05}"),
+            &format!("svc{p}"),
+            &format!("host-{}", i % 7),
+            i % 3600,
+            &format!("request {i}"),
+        ));
+        text.push('\n');
+    }
+    let input = write(dir.path(), "logs.jsonl", &text);
+    let server = jira_server().await;
+    let known = |label: &str| fnv(label) % 3 == 0;
+    let seed =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+    let calls = AtomicU64::new(seed);
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/search/jql")))
+        .respond_with(move |req: &Request| {
+            // A different small delay for every search (xorshift on a random seed).
+            let mut x = calls.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst) | 1;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Known by the problem's own label (the first one asked for).
+            let wanted = jql_label(req);
+            let found: Vec<Value> = [wanted]
+                .iter()
+                .filter(|l| known(l))
+                .map(|l| cloud_issue(30_000, &format!("OPS-{}", fnv(l) % 9000 + 1000), l, false))
+                .collect();
+            ResponseTemplate::new(200)
+                .set_body_json(search_page(found))
+                .set_delay(Duration::from_millis(x % 15))
+        })
+        .mount(&server)
+        .await;
+    let mut reference: Option<Value> = None;
+    for (n, extra) in [
+        vec![],
+        vec!["--async", "--workers", "32"],
+        vec!["--async", "--workers", "4"],
+        vec!["--async", "--workers", "32"],
+        vec!["--async", "--workers", "1"],
+        vec!["--async", "--workers", "32"],
+        vec!["--async", "--workers", "4"],
+        vec!["--async", "--workers", "32"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let report_path = dir.path().join(format!("report-{n}.json"));
+        let mut extra_args = vec![
+            "--dry-run",
+            "--no-state",
+            "--max-tickets",
+            "12",
+            "--report",
+            report_path.to_str().unwrap(),
+        ];
+        extra_args.extend(extra.iter().copied());
+        let args = cloud_args(&server.uri(), &input, &extra_args);
+        let summary = run_lib(&args, CLOUD_ENV, std::future::pending())
+            .await
+            .summary;
+        assert_eq!(summary.processed, 1200);
+        assert_eq!(summary.failed, 0, "{summary:?}");
+        let report = comparable(&read_report(&report_path));
+        match &reference {
+            None => {
+                // The sequential run: twelve would-be tickets, for the first twelve problems
+                // (in arrival order) that Jira does not know.
+                let tickets = report["tickets"].as_array().unwrap();
+                let action = |t: &Value| t["action"].as_str().unwrap().to_string();
+                let would: Vec<&Value> = tickets
+                    .iter()
+                    .filter(|t| action(t) == "would_create")
+                    .collect();
+                assert_eq!(would.len(), 12, "{summary:?}");
+                let mut arrival: Vec<String> = Vec::new();
+                for l in report["logs"].as_array().unwrap() {
+                    let fp = l["fingerprint"].as_str().unwrap().to_string();
+                    if !arrival.contains(&fp) {
+                        arrival.push(fp);
+                    }
+                }
+                assert_eq!(arrival.len(), 80);
+                let unknown: Vec<&String> =
+                    arrival.iter().filter(|fp| !known(&label(fp))).collect();
+                let mut expected: Vec<&String> = unknown[..12].to_vec();
+                expected.sort();
+                let mut got: Vec<&str> = would
+                    .iter()
+                    .map(|t| t["fingerprint"].as_str().unwrap())
+                    .collect();
+                got.sort_unstable();
+                assert_eq!(got, expected);
+                let existing = tickets.iter().filter(|t| action(t) == "existing").count();
+                assert_eq!(existing, 80 - unknown.len(), "every known problem found");
+                assert!(existing > 0 && unknown.len() > 12, "the input tests both");
+                reference = Some(report);
+            }
+            Some(r) => assert!(
+                *r == report,
+                "run {n} ({extra:?}) differs from the sequential run"
+            ),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Stop when asked, in every phase
 // ---------------------------------------------------------------------------------------------
