@@ -41,7 +41,8 @@ pub struct Problem {
     /// handful of hosts, and a tree node costs more than all of them).
     pub hosts: Vec<String>,
     pub more_hosts: bool,
-    pub leader: Option<LeaderReport>,
+    /// Boxed: most of a problem's size, and a problem without one (yet) needs no room for it.
+    pub leader: Option<Box<LeaderReport>>,
 }
 
 impl Problem {
@@ -68,17 +69,6 @@ impl Problem {
         if let Err(at) = self.hosts.binary_search(&host) {
             if self.hosts.len() < MAX_HOSTS {
                 self.hosts.insert(at, host);
-            } else {
-                self.more_hosts = true;
-            }
-        }
-    }
-
-    /// Note a host seen by reference: allocated only when it is new to the problem.
-    fn add_host_ref(&mut self, host: &str) {
-        if let Err(at) = self.hosts.binary_search_by(|h| h.as_str().cmp(host)) {
-            if self.hosts.len() < MAX_HOSTS {
-                self.hosts.insert(at, host.to_string());
             } else {
                 self.more_hosts = true;
             }
@@ -293,14 +283,20 @@ impl Collector {
             })?;
         }
         if let (Some(fp), Some(seen)) = (outcome.fingerprint, outcome.seen) {
+            let crate::outcome::Seen {
+                timestamp,
+                host,
+                service,
+                template,
+            } = seen;
             let problem = match self.problems.entry(fp) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     let fingerprint = e.key().clone();
                     e.insert(Problem {
                         fingerprint,
-                        service: seen.service.clone(),
-                        template: seen.template.clone(),
+                        service,
+                        template,
                         occurrences: 0,
                         first_seen: None,
                         last_seen: None,
@@ -311,15 +307,15 @@ impl Collector {
                 }
             };
             problem.occurrences += 1;
-            if let Some(ts) = seen.timestamp {
+            if let Some(ts) = timestamp {
                 problem.first_seen = Some(problem.first_seen.map_or(ts, |f| f.min(ts)));
                 problem.last_seen = Some(problem.last_seen.map_or(ts, |l| l.max(ts)));
             }
-            if let Some(host) = &seen.host {
-                problem.add_host_ref(host);
+            if let Some(host) = host {
+                problem.add_host(host);
             }
             if let Some(leader) = outcome.leader {
-                problem.leader = Some(*leader);
+                problem.leader = Some(leader);
             }
         }
         self.progress.inc();
