@@ -6,7 +6,7 @@
 //! report, the progress bar, and at the end the `Report`.
 //! Memory: one entry per distinct problem; log entries go straight to the report file.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -37,9 +37,12 @@ pub struct Problem {
     pub occurrences: u64,
     pub first_seen: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
-    pub hosts: BTreeSet<String>,
+    /// Sorted, at most [`MAX_HOSTS`]: a small vector, not a tree (a problem usually has a
+    /// handful of hosts, and a tree node costs more than all of them).
+    pub hosts: Vec<String>,
     pub more_hosts: bool,
-    pub leader: Option<LeaderReport>,
+    /// Boxed: most of a problem's size, and a problem without one (yet) needs no room for it.
+    pub leader: Option<Box<LeaderReport>>,
 }
 
 impl Problem {
@@ -52,11 +55,7 @@ impl Problem {
         };
         self.last_seen = self.last_seen.max(other.last_seen);
         for host in other.hosts {
-            if self.hosts.len() < MAX_HOSTS {
-                self.hosts.insert(host);
-            } else {
-                self.more_hosts = true;
-            }
+            self.add_host(host);
         }
         self.more_hosts |= other.more_hosts;
         if self.leader.is_none() {
@@ -64,10 +63,21 @@ impl Problem {
         }
     }
 
+    /// Note a host: kept (in order) while fewer than [`MAX_HOSTS`] are, else only said to be
+    /// more.
+    fn add_host(&mut self, host: String) {
+        if let Err(at) = self.hosts.binary_search(&host) {
+            if self.hosts.len() < MAX_HOSTS {
+                self.hosts.insert(at, host);
+            } else {
+                self.more_hosts = true;
+            }
+        }
+    }
+
     /// The facts a ticket or comment about this problem is written from: the whole run.
     pub fn facts(&self, site: &DatadogSite) -> Option<ProblemFacts> {
         let leader = self.leader.as_ref()?;
-        let hosts: Vec<String> = self.hosts.iter().cloned().collect();
         Some(facts::build(
             &self.fingerprint,
             self.service.as_deref(),
@@ -77,7 +87,7 @@ impl Problem {
                 occurrences: self.occurrences,
                 first_seen: self.first_seen,
                 last_seen: self.last_seen,
-                hosts: &hosts,
+                hosts: &self.hosts,
             },
             site,
         ))
@@ -273,37 +283,39 @@ impl Collector {
             })?;
         }
         if let (Some(fp), Some(seen)) = (outcome.fingerprint, outcome.seen) {
+            let crate::outcome::Seen {
+                timestamp,
+                host,
+                service,
+                template,
+            } = seen;
             let problem = match self.problems.entry(fp) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     let fingerprint = e.key().clone();
                     e.insert(Problem {
                         fingerprint,
-                        service: seen.service.clone(),
-                        template: seen.template.clone(),
+                        service,
+                        template,
                         occurrences: 0,
                         first_seen: None,
                         last_seen: None,
-                        hosts: BTreeSet::new(),
+                        hosts: Vec::new(),
                         more_hosts: false,
                         leader: None,
                     })
                 }
             };
             problem.occurrences += 1;
-            if let Some(ts) = seen.timestamp {
+            if let Some(ts) = timestamp {
                 problem.first_seen = Some(problem.first_seen.map_or(ts, |f| f.min(ts)));
                 problem.last_seen = Some(problem.last_seen.map_or(ts, |l| l.max(ts)));
             }
-            if let Some(host) = seen.host {
-                if problem.hosts.len() < MAX_HOSTS {
-                    problem.hosts.insert(host);
-                } else if !problem.hosts.contains(&host) {
-                    problem.more_hosts = true;
-                }
+            if let Some(host) = host {
+                problem.add_host(host);
             }
             if let Some(leader) = outcome.leader {
-                problem.leader = Some(*leader);
+                problem.leader = Some(leader);
             }
         }
         self.progress.inc();
@@ -431,7 +443,7 @@ impl Collector {
 
     /// Close the run: build the summary and tickets, and write the report file.
     pub fn finish(
-        self,
+        mut self,
         interrupted: bool,
         error: Option<String>,
         breaker_trips: u64,
@@ -448,40 +460,66 @@ impl Collector {
             })
         });
         let elapsed = self.started.elapsed();
-        let tickets: Vec<TicketEntry> = self
-            .problems
-            .values()
-            .filter_map(|p| {
-                let leader = p.leader.as_ref()?;
-                let res = &leader.resolution;
-                if res.action == TicketAction::Capped {
-                    return None;
-                }
-                let facts = p.facts(&self.site)?;
-                let (summary, labels) = content::summary_and_labels(&facts);
-                Some(TicketEntry {
-                    fingerprint: p.fingerprint.to_string(),
-                    template: p.template.clone(),
-                    key: res.key.clone(),
-                    action: res.action.as_str(),
-                    summary,
-                    severity: leader.analysis.severity.as_str(),
-                    occurrences: p.occurrences,
-                    category: leader.analysis.category.as_str(),
-                    service: p.service.clone(),
-                    first_seen: p.first_seen,
-                    last_seen: p.last_seen,
-                    hosts: p.hosts.iter().cloned().collect(),
-                    labels,
-                    route: res.route.clone(),
-                    draft: None,
-                })
+        // One pass, straight into the two lists (no intermediate list of every entry). Without
+        // a report file nothing needs the problems afterwards: each is dropped as soon as its
+        // entry is built, so the problems and the entries never all live at once.
+        let keep_problems = self.report.is_some();
+        let problems_seen = self.problems.len() as u64;
+        let mut tickets: Vec<TicketEntry> = Vec::with_capacity(self.problems.len());
+        let mut muted: Vec<TicketEntry> = Vec::new();
+        let site = self.site.clone();
+        let entry = |p: &Problem, template: String, service: Option<String>, hosts: Vec<String>| {
+            let leader = p.leader.as_ref()?;
+            let res = &leader.resolution;
+            if res.action == TicketAction::Capped {
+                return None;
+            }
+            let facts = p.facts(&site)?;
+            let (summary, labels) = content::summary_and_labels(&facts);
+            Some(TicketEntry {
+                fingerprint: p.fingerprint.to_string(),
+                template,
+                key: res.key.clone(),
+                action: res.action.as_str(),
+                summary,
+                severity: leader.analysis.severity.as_str(),
+                occurrences: p.occurrences,
+                category: leader.analysis.category.as_str(),
+                service,
+                first_seen: p.first_seen,
+                last_seen: p.last_seen,
+                hosts,
+                labels,
+                route: res.route.clone(),
+                draft: None,
             })
-            .collect();
-        // Muted problems have no ticket: kept beside the report (`triage route --explain`).
-        let (muted, mut tickets): (Vec<TicketEntry>, Vec<TicketEntry>) = tickets
-            .into_iter()
-            .partition(|t| t.action == TicketAction::Muted.as_str());
+        };
+        let mut sort_in = |t: TicketEntry| {
+            // Muted problems have no ticket: kept beside the report (`triage route --explain`).
+            if t.action == TicketAction::Muted.as_str() {
+                muted.push(t);
+            } else {
+                tickets.push(t);
+            }
+        };
+        if keep_problems {
+            for p in self.problems.values() {
+                if let Some(t) = entry(p, p.template.clone(), p.service.clone(), p.hosts.clone()) {
+                    sort_in(t);
+                }
+            }
+        } else {
+            for (_, mut p) in std::mem::take(&mut self.problems) {
+                // Built from the problem, then given its strings rather than copies of them.
+                let Some(mut t) = entry(&p, String::new(), None, Vec::new()) else {
+                    continue;
+                };
+                t.template = std::mem::take(&mut p.template);
+                t.service = p.service.take();
+                t.hosts = std::mem::take(&mut p.hosts);
+                sort_in(t);
+            }
+        }
         // Most severe and most frequent first; the fingerprint breaks ties so the order is stable.
         tickets.sort_by(|a, b| {
             severity_rank(b.severity)
@@ -516,7 +554,7 @@ impl Collector {
             },
             existing: s.existing,
             would_create: s.would_create,
-            problems: self.problems.len() as u64,
+            problems: problems_seen,
             warnings: s.warnings,
             logs_per_second: if elapsed.as_secs_f64() > 0.0 {
                 (processed as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0

@@ -230,17 +230,29 @@ async fn run_with_state(
     let code = exit_code(&report);
     let mut last_success = None;
     if let Some(state) = &state {
-        if let Some(id) = run_id {
-            let summary = serde_json::to_value(&report.summary)?;
-            state
-                .call_durable(move |s| s.end_run(id, code, &summary))
-                .await?;
-            let versioned = serde_json::to_value(report::Versioned(&report.summary))?;
-            state
-                .call_durable(move |s| s.record_run(started, chrono::Utc::now(), code, &versioned))
-                .await?;
+        let summary = serde_json::to_value(&report.summary)?;
+        let versioned = serde_json::to_value(report::Versioned(&report.summary))?;
+        let bookkeeping = async {
+            if let Some(id) = run_id {
+                state
+                    .call_durable(move |s| s.end_run(id, code, &summary))
+                    .await?;
+                state
+                    .call_durable(move |s| {
+                        s.record_run(started, chrono::Utc::now(), code, &versioned)
+                    })
+                    .await?;
+            }
+            state.call(|s| s.last_success()).await
+        };
+        // The state writer may be waiting for a state file another process holds: after an
+        // interrupt, the run's own record gets no more than the grace period either.
+        match shutdown.bounded(bookkeeping).await {
+            Some(last) => last_success = last?,
+            None => tracing::warn!(
+                "interrupted while recording the run in the state store: it is recorded if the store frees up before the process ends"
+            ),
         }
-        last_success = state.call(|s| s.last_success()).await?;
     }
     if let Some(path) = metrics_file {
         let last_success = last_success.or_else(|| (code == exit::OK).then(chrono::Utc::now));

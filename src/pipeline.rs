@@ -129,6 +129,7 @@ struct LeaderDone {
     fingerprint: Fingerprint,
     event: Arc<LogEvent>,
     template: Arc<str>,
+    turn: u64,
     result: Result<LeaderReport, LeadFailure>,
     timings: ticket::Timings,
 }
@@ -222,6 +223,8 @@ pub async fn run(
     let mut leaders: JoinSet<LeaderDone> = JoinSet::new();
     // Leaders in flight, by fingerprint: what is left of them if they are cancelled.
     let mut running: HashMap<Fingerprint, Arc<LogEvent>> = HashMap::new();
+    // Each leader's turn, in the order leaders start: the order `--max-tickets` is granted in.
+    let mut next_turn: u64 = 0;
     // Leaders waiting for a worker slot, in the order they became leaders.
     let mut waiting: VecDeque<(Fingerprint, Pending)> = VecDeque::new();
     let mut miner = load_miner(state.as_ref()).await?;
@@ -249,11 +252,15 @@ pub async fn run(
             };
             let event = Arc::new(pending.event);
             running.insert(fp.clone(), event.clone());
+            let turn = next_turn;
+            next_turn += 1;
+            tickets.register_turn(turn);
             leaders.spawn(lead(
                 tickets.clone(),
                 fp,
                 event,
                 Arc::from(pending.template),
+                turn,
                 per_log_timeout,
             ));
         }
@@ -283,6 +290,7 @@ pub async fn run(
                     Err(e) => anyhow::bail!("a leader task ended without its result: {e}"),
                 };
                 running.remove(&done.fingerprint);
+                tickets.end_turn(done.turn);
                 let fp = done.fingerprint.clone();
                 match leader_finished(done, &mut collector)? {
                     Ok(resolution) => {
@@ -694,6 +702,7 @@ async fn lead(
     fingerprint: Fingerprint,
     event: Arc<LogEvent>,
     template: Arc<str>,
+    turn: u64,
     timeout: Duration,
 ) -> LeaderDone {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -702,6 +711,7 @@ async fn lead(
         event.clone(),
         fingerprint.clone(),
         template.clone(),
+        turn,
         deadline,
         progress.clone(),
     );
@@ -721,6 +731,7 @@ async fn lead(
         fingerprint,
         event,
         template,
+        turn,
         result,
         timings: progress.take_timings(),
     }
@@ -738,6 +749,7 @@ fn leader_finished(
         template,
         result,
         timings,
+        ..
     } = done;
     let event = Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone());
     let seen = Seen {

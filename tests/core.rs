@@ -186,6 +186,135 @@ async fn sequential_and_async_write_identical_reports_run_after_run() {
     }
 }
 
+/// A small deterministic hash (FNV-1a), to decide which problems the fake Jira already knows
+/// the same way in every run.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// `--max-tickets 12` over 80 problems, a third of which Jira already has a ticket for, with a
+/// Jira whose searches answer after random delays of 0–14 ms: which problems get the twelve
+/// tickets must not depend on the worker count or on which search answers first. Whole
+/// reports are compared, sequential against `--async` with 1, 4 and 32 workers, several times
+/// each; and the twelve are the first twelve problems without a ticket, in arrival order (a
+/// known problem takes no place under the cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tickets_picks_the_same_problems_in_async_as_in_sequential() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..1200u32 {
+        let p = (i / 3) % 80;
+        text.push_str(&log(
+            &format!("log-{i:05}"),
+            &format!("svc{p}"),
+            &format!("host-{}", i % 7),
+            i % 3600,
+            &format!("request {i}"),
+        ));
+        text.push('\n');
+    }
+    let input = write(dir.path(), "logs.jsonl", &text);
+    let server = jira_server().await;
+    let known = |label: &str| fnv(label) % 3 == 0;
+    let seed =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+    let calls = AtomicU64::new(seed);
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/search/jql")))
+        .respond_with(move |req: &Request| {
+            // A different small delay for every search (xorshift on a random seed).
+            let mut x = calls.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst) | 1;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Known by the problem's own label (the first one asked for).
+            let wanted = jql_label(req);
+            let found: Vec<Value> = [wanted]
+                .iter()
+                .filter(|l| known(l))
+                .map(|l| cloud_issue(30_000, &format!("OPS-{}", fnv(l) % 9000 + 1000), l, false))
+                .collect();
+            ResponseTemplate::new(200)
+                .set_body_json(search_page(found))
+                .set_delay(Duration::from_millis(x % 15))
+        })
+        .mount(&server)
+        .await;
+    let mut reference: Option<Value> = None;
+    for (n, extra) in [
+        vec![],
+        vec!["--async", "--workers", "32"],
+        vec!["--async", "--workers", "4"],
+        vec!["--async", "--workers", "32"],
+        vec!["--async", "--workers", "1"],
+        vec!["--async", "--workers", "32"],
+        vec!["--async", "--workers", "4"],
+        vec!["--async", "--workers", "32"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let report_path = dir.path().join(format!("report-{n}.json"));
+        let mut extra_args = vec![
+            "--dry-run",
+            "--no-state",
+            "--max-tickets",
+            "12",
+            "--report",
+            report_path.to_str().unwrap(),
+        ];
+        extra_args.extend(extra.iter().copied());
+        let args = cloud_args(&server.uri(), &input, &extra_args);
+        let summary = run_lib(&args, CLOUD_ENV, std::future::pending())
+            .await
+            .summary;
+        assert_eq!(summary.processed, 1200);
+        assert_eq!(summary.failed, 0, "{summary:?}");
+        let report = comparable(&read_report(&report_path));
+        match &reference {
+            None => {
+                // The sequential run: twelve would-be tickets, for the first twelve problems
+                // (in arrival order) that Jira does not know.
+                let tickets = report["tickets"].as_array().unwrap();
+                let action = |t: &Value| t["action"].as_str().unwrap().to_string();
+                let would: Vec<&Value> = tickets
+                    .iter()
+                    .filter(|t| action(t) == "would_create")
+                    .collect();
+                assert_eq!(would.len(), 12, "{summary:?}");
+                let mut arrival: Vec<String> = Vec::new();
+                for l in report["logs"].as_array().unwrap() {
+                    let fp = l["fingerprint"].as_str().unwrap().to_string();
+                    if !arrival.contains(&fp) {
+                        arrival.push(fp);
+                    }
+                }
+                assert_eq!(arrival.len(), 80);
+                let unknown: Vec<&String> =
+                    arrival.iter().filter(|fp| !known(&label(fp))).collect();
+                let mut expected: Vec<&String> = unknown[..12].to_vec();
+                expected.sort();
+                let mut got: Vec<&str> = would
+                    .iter()
+                    .map(|t| t["fingerprint"].as_str().unwrap())
+                    .collect();
+                got.sort_unstable();
+                assert_eq!(got, expected);
+                let existing = tickets.iter().filter(|t| action(t) == "existing").count();
+                assert_eq!(existing, 80 - unknown.len(), "every known problem found");
+                assert!(existing > 0 && unknown.len() > 12, "the input tests both");
+                reference = Some(report);
+            }
+            Some(r) => assert!(
+                *r == report,
+                "run {n} ({extra:?}) differs from the sequential run"
+            ),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Stop when asked, in every phase
 // ---------------------------------------------------------------------------------------------
@@ -345,6 +474,380 @@ async fn no_comment_is_started_after_an_interrupt() {
     assert!(s.interrupted, "{s:?}");
     assert_eq!((s.existing, s.failed, s.commented), (1, 0, 0), "{s:?}");
     server.verify().await;
+}
+
+const DD_SEARCH: &str = "/api/v2/logs/events/search";
+const DD_ENV: &[(&str, &str)] = &[
+    ("JIRA_API_TOKEN", TOKEN),
+    ("DD_API_KEY", "ddapi-core-TEST-KEY"),
+    ("DD_APP_KEY", "ddapp-core-TEST-KEY"),
+];
+
+/// The recorded Datadog listing (tests/fixtures/datadog, three pages: two logs, one, none)
+/// served by cursor; page 2 answers after `slow_page_2` ms while that is not zero. Returns the
+/// number of requests per page.
+async fn datadog_listing(server: &MockServer, slow_page_2: Arc<AtomicU64>) -> Arc<[AtomicU64; 3]> {
+    let pages = cassette_bodies("Search-logs-returns-OK-response-with-pagination.json");
+    let cursor = |i: usize| {
+        pages[i]["meta"]["page"]["after"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let cursors = [None, cursor(0), cursor(1)];
+    let asked: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let counted = asked.clone();
+    Mock::given(method("POST"))
+        .and(path(DD_SEARCH))
+        .respond_with(move |req: &Request| {
+            let body: Value = req.body_json().expect("a JSON search body");
+            let wanted = body["page"]["cursor"].as_str().map(str::to_string);
+            let Some(i) = cursors.iter().position(|c| *c == wanted) else {
+                return ResponseTemplate::new(400);
+            };
+            counted[i].fetch_add(1, Ordering::SeqCst);
+            let delay = if i == 1 {
+                slow_page_2.load(Ordering::SeqCst)
+            } else {
+                0
+            };
+            ResponseTemplate::new(200)
+                .set_body_json(&pages[i])
+                .set_delay(Duration::from_millis(delay))
+        })
+        .mount(server)
+        .await;
+    asked
+}
+
+/// A Jira that remembers what it created (label → key): search finds those tickets (and, when
+/// `known` says so, an older one), `POST issue` creates, updates and comments succeed. Returns
+/// the created labels and the comments posted.
+async fn remembering_jira(
+    server: &MockServer,
+    known: fn(&str) -> bool,
+) -> (Arc<std::sync::Mutex<Vec<String>>>, Arc<AtomicU64>) {
+    let created_labels: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let comments = Arc::new(AtomicU64::new(0));
+    {
+        let created_labels = created_labels.clone();
+        Mock::given(method("POST"))
+            .and(path(format!("{V3}/search/jql")))
+            .respond_with(move |req: &Request| {
+                let wanted = jql_label(req);
+                let labels = created_labels.lock().unwrap();
+                let found = match labels.iter().position(|l| *l == wanted) {
+                    Some(i) => vec![cloud_issue(
+                        20_000,
+                        &format!("OPS-{}", i + 1),
+                        &wanted,
+                        false,
+                    )],
+                    None if known(&wanted) => {
+                        vec![cloud_issue(
+                            30_000,
+                            &format!("OPS-{}", fnv(&wanted) % 9000 + 1000),
+                            &wanted,
+                            false,
+                        )]
+                    }
+                    None => vec![],
+                };
+                ResponseTemplate::new(200).set_body_json(search_page(found))
+            })
+            .mount(server)
+            .await;
+    }
+    {
+        let created_labels = created_labels.clone();
+        Mock::given(method("POST"))
+            .and(path(format!("{V3}/issue")))
+            .respond_with(move |req: &Request| {
+                let mut labels = created_labels.lock().unwrap();
+                labels.push(body_label(&json_of(req)));
+                let key = format!("OPS-{}", labels.len());
+                ResponseTemplate::new(201).set_body_json(created(10_000, &key))
+            })
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("PUT"))
+        .and(path_regex(format!("^{V3}/issue/OPS-[0-9]+$")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(server)
+        .await;
+    (created_labels, comments)
+}
+
+/// A Jira Cloud run against `jira`, reading Datadog at `datadog`, with a state file.
+fn datadog_args(jira: &str, datadog: &str, state: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a = strings(&[
+        "triage",
+        "--dd-api-url",
+        datadog,
+        "--batch-size",
+        "2",
+        "--jira-url",
+        jira,
+        "--jira-project",
+        "OPS",
+        "--jira-email",
+        "bot@example.com",
+        "--no-rate-limit",
+        "--state",
+        state.to_str().unwrap(),
+        "-q",
+    ]);
+    a.extend(strings(extra));
+    a
+}
+
+/// Run the library, waiting (up to 20 s) for the run lock an earlier run's state writer may
+/// still hold while it finishes what was queued.
+async fn run_when_unlocked(args: &[String], env: &[(&str, &str)]) -> triage::Report {
+    let cli = triage::cli::Cli::try_parse_from(args).expect("valid command line");
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let started = Instant::now();
+    loop {
+        let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
+            .expect("valid configuration");
+        match triage::run(config, std::future::pending()).await {
+            Ok(report) => return report,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                assert!(format!("{e:#}").contains("lock"), "{e:#}");
+                after(100).await;
+            }
+            Err(e) => panic!("the run did not start: {e:#}"),
+        }
+    }
+}
+
+/// The ids of the logs a report took from its source, by outcome.
+fn ids_by_outcome(report: &Value) -> HashMap<String, Vec<String>> {
+    let mut by: HashMap<String, Vec<String>> = HashMap::new();
+    for l in report["logs"].as_array().unwrap() {
+        by.entry(l["outcome"].as_str().unwrap().to_string())
+            .or_default()
+            .push(l["id"].as_str().unwrap().to_string());
+    }
+    by
+}
+
+/// Fetching: Datadog's second page takes 8 s. An interrupt at 0.6 s stops the listing at once:
+/// exit 130, the first page's logs processed (their tickets created), no page asked for after
+/// the interrupt, and the checkpoint no further than what was fetched. The next run reads the
+/// window again, skips what was done and processes the rest: every log handled once, no second
+/// ticket for a problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_while_fetching_stops_paging_and_the_next_run_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let datadog = MockServer::start().await;
+    let slow = Arc::new(AtomicU64::new(8000));
+    let asked = datadog_listing(&datadog, slow.clone()).await;
+    let jira = jira_server().await;
+    let (created_labels, _) = remembering_jira(&jira, |_| false).await;
+    Mock::given(method("POST"))
+        .and(path_regex(format!("^{V3}/issue/OPS-[0-9]+/comment$")))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&jira)
+        .await;
+    let report_1 = dir.path().join("report-1.json");
+    let args = |report: &Path| {
+        datadog_args(
+            &jira.uri(),
+            &datadog.uri(),
+            &state,
+            &[
+                "--shutdown-grace",
+                "500ms",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        )
+    };
+    let started = Instant::now();
+    let first = run_lib(&args(&report_1), DD_ENV, after(600)).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    let s = &first.summary;
+    assert!(s.interrupted, "{s:?}");
+    assert_eq!(triage::exit_code(&first), 130);
+    assert_eq!((s.fetched, s.processed, s.failed), (2, 2, 0), "{s:?}");
+    let tickets_1 = created_labels.lock().unwrap().len();
+    assert!(tickets_1 >= 1, "{s:?}");
+    assert_eq!(
+        asked[2].load(Ordering::SeqCst),
+        0,
+        "no page after the interrupt"
+    );
+    let by_1 = ids_by_outcome(&read_report(&report_1));
+
+    slow.store(0, Ordering::SeqCst);
+    let report_2 = dir.path().join("report-2.json");
+    let second = run_when_unlocked(&args(&report_2), DD_ENV).await;
+    let s = &second.summary;
+    assert!(!s.interrupted && s.failed == 0, "{s:?}");
+    assert_eq!(
+        s.fetched, 3,
+        "the window is read again from the checkpoint: {s:?}"
+    );
+    let by_2 = ids_by_outcome(&read_report(&report_2));
+    let done_1: Vec<&String> = by_1.values().flatten().collect();
+    // What the first run did is recognised; the rest is processed now.
+    assert_eq!(
+        by_2.get("skipped").map_or(0, Vec::len),
+        done_1.len(),
+        "{by_2:?}"
+    );
+    let all: Vec<String> = cassette_bodies("Search-logs-returns-OK-response-with-pagination.json")
+        .iter()
+        .flat_map(|p| p["data"].as_array().cloned().unwrap_or_default())
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &all {
+        let first_time = done_1.contains(&id);
+        let now = by_2
+            .iter()
+            .filter(|(o, _)| o.as_str() != "skipped")
+            .any(|(_, ids)| ids.contains(id));
+        assert!(
+            first_time ^ now,
+            "{id} handled once: first {by_1:?}, second {by_2:?}"
+        );
+    }
+    let labels = created_labels.lock().unwrap().clone();
+    let mut unique = labels.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        labels.len(),
+        "one ticket per problem: {labels:?}"
+    );
+}
+
+/// Saving state: a comment is being posted when another process takes the state file's write
+/// lock for 2.5 s, and the interrupt comes. The state writer waits for the file; the run does
+/// not: it ends within the grace period while the lock is still held (exit 130, a partial
+/// summary), without starting another comment. The writer then finishes what was queued,
+/// and the next run loses nothing: every log is recognised or processed, and no ticket gets a
+/// second comment for the same occurrences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_while_the_state_writer_waits_ends_the_run_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let datadog = MockServer::start().await;
+    let asked = datadog_listing(&datadog, Arc::new(AtomicU64::new(0))).await;
+    let jira = jira_server().await;
+    // Every problem already has a ticket: the end of the run comments on each.
+    let _ = remembering_jira(&jira, |_| true).await;
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel::<()>();
+    let locked_tx = std::sync::Mutex::new(Some(locked_tx));
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let holder: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
+    let comments = Arc::new(AtomicU64::new(0));
+    {
+        let (state, released, holder, comments) = (
+            state.clone(),
+            released.clone(),
+            holder.clone(),
+            comments.clone(),
+        );
+        Mock::given(method("POST"))
+            .and(path_regex(format!("^{V3}/issue/OPS-[0-9]+/comment$")))
+            .respond_with(move |_: &Request| {
+                comments.fetch_add(1, Ordering::SeqCst);
+                // The first comment: another process takes the state file's write lock (once
+                // the run's writer has committed what it holds) and keeps it for 2.5 s.
+                if let Some(tx) = locked_tx.lock().unwrap().take() {
+                    let (state, released) = (state.clone(), released.clone());
+                    *holder.lock().unwrap() = Some(std::thread::spawn(move || {
+                        let conn = rusqlite::Connection::open(&state).unwrap();
+                        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                        let _ = tx.send(());
+                        std::thread::sleep(Duration::from_millis(2500));
+                        released.store(true, Ordering::SeqCst);
+                        conn.execute_batch("COMMIT").unwrap();
+                    }));
+                }
+                ResponseTemplate::new(201).set_delay(Duration::from_millis(800))
+            })
+            .mount(&jira)
+            .await;
+    }
+    let report_1 = dir.path().join("report-1.json");
+    let args = |report: &Path| {
+        datadog_args(
+            &jira.uri(),
+            &datadog.uri(),
+            &state,
+            &[
+                "--shutdown-grace",
+                "1s",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        )
+    };
+    let interrupt = async move {
+        let _ = locked_rx.await;
+        after(100).await;
+    };
+    let first = run_lib(&args(&report_1), DD_ENV, interrupt).await;
+    let s = &first.summary;
+    assert!(
+        !released.load(Ordering::SeqCst),
+        "the run waited for the state file past its grace period"
+    );
+    assert!(s.interrupted, "{s:?}");
+    assert_eq!(triage::exit_code(&first), 130);
+    assert_eq!((s.fetched, s.processed, s.failed), (3, 3, 0), "{s:?}");
+    assert_eq!(
+        comments.load(Ordering::SeqCst),
+        1,
+        "no comment started after the interrupt"
+    );
+    assert_eq!(asked[2].load(Ordering::SeqCst), 1);
+    let holder = holder.lock().unwrap().take().expect("the lock was taken");
+    tokio::task::spawn_blocking(move || holder.join().unwrap())
+        .await
+        .unwrap();
+
+    let report_2 = dir.path().join("report-2.json");
+    let second = run_when_unlocked(&args(&report_2), DD_ENV).await;
+    let s = &second.summary;
+    assert!(!s.interrupted && s.failed == 0, "{s:?}");
+    let by_2 = ids_by_outcome(&read_report(&report_2));
+    let handled: usize = by_2.values().map(Vec::len).sum();
+    assert_eq!(handled, 3, "every log recognised or processed: {by_2:?}");
+    assert_eq!(comments.load(Ordering::SeqCst), 1, "no comment sent twice");
+    // The commented ticket starts again from zero; the others keep their occurrences pending
+    // for their next comment: none is lost.
+    let store = triage::state::StateStore::open_read_only(
+        &state,
+        triage::state::Scope {
+            source: String::new(),
+            jira: triage::state::Scope::jira(&jira.uri(), "OPS"),
+        },
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(first.tickets.len(), 3, "three problems");
+    let mut commented = 0;
+    for t in &first.tickets {
+        let key = t.key.clone().expect("each problem has its ticket");
+        let c = store.comment_state(&key).unwrap();
+        if c.last_comment.is_some() && c.pending == 0 {
+            commented += 1;
+        } else {
+            assert_eq!(c.pending, t.occurrences, "{key}: {c:?}");
+        }
+    }
+    assert_eq!(commented, 1, "the one comment sent is recorded");
 }
 
 /// A second SIGTERM ends the binary at once, even with a long grace period.

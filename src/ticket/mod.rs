@@ -14,8 +14,11 @@
 //! offline `rules` analyzer: it never costs an LLM call.
 //!
 //! Dry run is decided here, at the Jira boundary: reads still happen when Jira is configured,
-//! the write becomes `would_create`. The `--max-tickets` cap is a reservation counter: a leader
-//! reserves a place before it creates and gives it back if the create fails.
+//! the write becomes `would_create`. The `--max-tickets` cap is granted in arrival order
+//! ([`TicketCap`]): a leader's turn is its place in the order leaders start, and it gets a place
+//! exactly when earlier turns created fewer than the cap, so sequential and async runs pick the
+//! same problems. A problem found with a ticket never takes a place; a failed create gives its
+//! place back.
 //!
 //! With Jira, a leader's work runs in its own task, tracked here ([`TicketStage::drain`]), under
 //! the fingerprint's label lock and the log's deadline (no retry or server-requested wait goes
@@ -29,7 +32,7 @@
 pub mod facts;
 pub mod recurrence;
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,33 +84,162 @@ pub struct TicketStage {
     routes: Routes,
 }
 
-/// An exact cap on tickets created in one run.
+/// An exact cap on tickets created in one run, granted in arrival order.
+///
+/// Every leader gets a *turn* from the pipeline when it becomes leader, in ingest order
+/// ([`TicketCap::register`]). A leader that needs a new ticket asks for a place
+/// ([`TicketCap::acquire`]) and gets one exactly when fewer than `max` tickets were created by
+/// earlier turns: the answer a sequential run would give. It is granted at once when the earlier
+/// turns cannot reach the cap even if every one of them creates, refused at once when they
+/// already did, and otherwise waits for the earlier turns to settle. A leader that finds its
+/// problem's ticket never takes a place ([`TicketCap::not_needed`]).
+///
+/// No deadlock: turns are handed out in the order leaders get worker slots, so the earliest
+/// unsettled turn is always running, and it waits on nothing.
 #[derive(Debug)]
 pub struct TicketCap {
     max: u64,
-    used: AtomicU64,
+    turns: Mutex<CapTurns>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct CapTurns {
+    /// Turns not yet decided: they may still take a place.
+    undecided: std::collections::BTreeSet<u64>,
+    /// Turns holding a place while their create is at Jira.
+    reserved: std::collections::BTreeSet<u64>,
+    /// Turns whose ticket was created (at most `max` of them).
+    created: std::collections::BTreeSet<u64>,
+}
+
+/// What the cap says to a turn right now.
+enum CapAnswer {
+    Grant,
+    Refuse,
+    Wait,
 }
 
 impl TicketCap {
     pub fn new(max: u64) -> Self {
         TicketCap {
             max,
-            used: AtomicU64::new(0),
+            turns: Mutex::new(CapTurns::default()),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
-    /// Take a place under the cap; false when the cap is reached.
-    pub fn try_reserve(&self) -> bool {
-        self.used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .is_ok()
+    fn turns(&self) -> std::sync::MutexGuard<'_, CapTurns> {
+        // A panic while holding this lock leaves the sets as they were: still consistent.
+        self.turns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Give a place back (the create it was reserved for failed).
-    pub fn release(&self) {
-        self.used.fetch_sub(1, Ordering::SeqCst);
+    /// A new leader, with its turn (turns are registered in increasing order).
+    pub fn register(&self, turn: u64) {
+        self.turns().undecided.insert(turn);
+    }
+
+    fn answer(&self, t: &mut CapTurns, turn: u64) -> CapAnswer {
+        let created = t.created.range(..turn).count() as u64;
+        if created >= self.max {
+            return CapAnswer::Refuse;
+        }
+        let may_create = created
+            + t.reserved.range(..turn).count() as u64
+            + t.undecided.range(..turn).count() as u64;
+        if may_create < self.max {
+            CapAnswer::Grant
+        } else {
+            CapAnswer::Wait
+        }
+    }
+
+    /// A place under the cap for `turn`, decided as a sequential run would: true when granted
+    /// (give it back with [`TicketCap::release`] if the create fails, confirm it with
+    /// [`TicketCap::commit`]), false when earlier turns created `max` tickets.
+    pub async fn acquire(&self, turn: u64) -> bool {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change after it wakes this wait.
+            changed.as_mut().enable();
+            {
+                let mut t = self.turns();
+                match self.answer(&mut t, turn) {
+                    CapAnswer::Grant => {
+                        t.undecided.remove(&turn);
+                        t.reserved.insert(turn);
+                        return true;
+                    }
+                    CapAnswer::Refuse => {
+                        t.undecided.remove(&turn);
+                        drop(t);
+                        self.changed.notify_waiters();
+                        return false;
+                    }
+                    CapAnswer::Wait => {}
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// `turn` needs no place (its ticket exists, or its problem is muted).
+    pub fn not_needed(&self, turn: u64) {
+        let removed = {
+            let mut t = self.turns();
+            t.undecided.remove(&turn) | t.reserved.remove(&turn)
+        };
+        if removed {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Give `turn`'s place back: its create failed, nothing was made. Its problem's next leader
+    /// takes a new turn.
+    pub fn release(&self, turn: u64) {
+        self.not_needed(turn);
+    }
+
+    /// `turn`'s ticket was created.
+    pub fn commit(&self, turn: u64) {
+        let moved = {
+            let mut t = self.turns();
+            let was = t.reserved.remove(&turn) | t.undecided.remove(&turn);
+            if was {
+                t.created.insert(turn);
+            }
+            was
+        };
+        if moved {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// `turn`'s Jira work is over: a place it still holds stays taken (its create may have gone
+    /// through), a turn that never decided takes none.
+    pub fn settle(&self, turn: u64) {
+        let changed = {
+            let mut t = self.turns();
+            if t.reserved.remove(&turn) {
+                t.created.insert(turn);
+                true
+            } else {
+                t.undecided.remove(&turn)
+            }
+        };
+        if changed {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// `turn`'s leader is over (finished, failed or cancelled): if it never decided, it takes no
+    /// place. A place it holds is settled by its Jira work, which is still finishing.
+    pub fn abandon(&self, turn: u64) {
+        let removed = self.turns().undecided.remove(&turn);
+        if removed {
+            self.changed.notify_waiters();
+        }
     }
 }
 
@@ -250,6 +382,7 @@ impl TicketStage {
         event: Arc<LogEvent>,
         fingerprint: Fingerprint,
         template: Arc<str>,
+        turn: u64,
         deadline: tokio::time::Instant,
         progress: Arc<Progress>,
     ) -> Result<LeaderReport, LeadFailure> {
@@ -261,8 +394,10 @@ impl TicketStage {
                 .await;
             let route = self.route(&event, &template, &analysis);
             let action = if route.muted {
+                self.no_place(turn);
                 TicketAction::Muted
-            } else if self.cap.as_ref().is_none_or(|c| c.try_reserve()) {
+            } else if self.take_place(turn).await? {
+                self.placed(turn);
                 TicketAction::WouldCreate
             } else {
                 TicketAction::Capped
@@ -278,8 +413,11 @@ impl TicketStage {
         let work = async move {
             let _label = jira.lock_label(&fingerprint).await;
             let result = stage
-                .lead_with_jira(&jira, &event, &fingerprint, &template, &progress)
+                .lead_with_jira(&jira, &event, &fingerprint, &template, turn, &progress)
                 .await;
+            if let Some(cap) = &stage.cap {
+                cap.settle(turn);
+            }
             let _ = tx.send(result);
         };
         {
@@ -293,6 +431,55 @@ impl TicketStage {
         }
         rx.await
             .unwrap_or_else(|_| Err(failure(Stage::Jira, "the ticket task stopped unexpectedly")))
+    }
+
+    /// A new leader got a worker slot: `turn` is its place in the order the cap is granted in
+    /// (increasing, in the order leaders start).
+    pub fn register_turn(&self, turn: u64) {
+        if let Some(cap) = &self.cap {
+            cap.register(turn);
+        }
+    }
+
+    /// `turn`'s leader is over: a turn that never decided takes no place under the cap.
+    pub fn end_turn(&self, turn: u64) {
+        if let Some(cap) = &self.cap {
+            cap.abandon(turn);
+        }
+    }
+
+    /// A place under the cap for `turn` (always, without a cap), waiting for earlier turns to
+    /// settle no longer than the log's deadline.
+    async fn take_place(&self, turn: u64) -> Result<bool, LeadFailure> {
+        let Some(cap) = &self.cap else {
+            return Ok(true);
+        };
+        let acquire = cap.acquire(turn);
+        let granted = match crate::http::current_deadline() {
+            Some(deadline) => tokio::time::timeout_at(deadline, acquire).await.ok(),
+            None => Some(acquire.await),
+        };
+        granted.ok_or_else(|| {
+            cap.not_needed(turn);
+            failure(
+                Stage::Jira,
+                "the log's deadline passed while earlier problems settled the --max-tickets cap",
+            )
+        })
+    }
+
+    /// `turn` takes no place under the cap (a known ticket, a muted problem, a failed create).
+    fn no_place(&self, turn: u64) {
+        if let Some(cap) = &self.cap {
+            cap.not_needed(turn);
+        }
+    }
+
+    /// `turn`'s ticket was created (or would be, in a dry run).
+    fn placed(&self, turn: u64) {
+        if let Some(cap) = &self.cap {
+            cap.commit(turn);
+        }
     }
 
     /// Wait for every Jira task started (a create still finishing after its log's deadline).
@@ -328,6 +515,7 @@ impl TicketStage {
         event: &LogEvent,
         fingerprint: &Fingerprint,
         template: &str,
+        turn: u64,
         progress: &Progress,
     ) -> Result<LeaderReport, LeadFailure> {
         progress.stage.set(Stage::Jira);
@@ -344,6 +532,10 @@ impl TicketStage {
         let has_ticket = found.created_in_run.is_some()
             || found.open.is_some()
             || (found.done.is_some() && self.reopen);
+        if has_ticket {
+            // A known problem never takes a place under the cap.
+            self.no_place(turn);
+        }
         // A problem with a ticket is routed by the analysis it is described by (cached, else
         // the offline rules): a muted one is left alone, before anything is written.
         let known_analysis = if has_ticket {
@@ -382,7 +574,7 @@ impl TicketStage {
                 jira.reopen(done).await.map_err(jira_err)?;
                 Some(known(TicketAction::Reopened, done))
             }
-        } else if self.cap.as_ref().is_some_and(|c| !c.try_reserve()) {
+        } else if !self.take_place(turn).await? {
             Some(Resolution::new(TicketAction::Capped, None))
         } else {
             None
@@ -417,14 +609,13 @@ impl TicketStage {
         let route = self.route(event, template, &analysis);
         let recurrence_of = found.done;
         if route.muted {
-            if let Some(cap) = &self.cap {
-                cap.release();
-            }
+            self.no_place(turn);
             progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
             let resolution = Resolution::new(TicketAction::Muted, None).routed(&route);
             return Ok(leader_report(event, analysis, resolution));
         }
         if self.dry_run {
+            self.placed(turn);
             progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
             return Ok(leader_report(
                 event,
@@ -449,15 +640,18 @@ impl TicketStage {
             .await;
         progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
         match result {
-            Ok(key) => Ok(leader_report(
-                event,
-                analysis,
-                Resolution {
-                    recurrence_of,
-                    ..Resolution::new(TicketAction::Created, Some(key))
-                }
-                .routed(&route),
-            )),
+            Ok(key) => {
+                self.placed(turn);
+                Ok(leader_report(
+                    event,
+                    analysis,
+                    Resolution {
+                        recurrence_of,
+                        ..Resolution::new(TicketAction::Created, Some(key))
+                    }
+                    .routed(&route),
+                ))
+            }
             Err(e) => {
                 if self.ambiguous.contains_key(fingerprint) {
                     // The create may have gone through: look for it until search has caught up
@@ -471,6 +665,7 @@ impl TicketStage {
                     {
                         self.ambiguous.remove(fingerprint);
                         self.remember_created(fingerprint, &key).await;
+                        self.placed(turn);
                         return Ok(leader_report(
                             event,
                             analysis,
@@ -482,9 +677,7 @@ impl TicketStage {
                         ));
                     }
                 }
-                if let Some(cap) = &self.cap {
-                    cap.release();
-                }
+                self.no_place(turn);
                 // Jira's own message, with the route whose fields it refused.
                 Err(jira_err(match &route.route {
                     Some(name) => e.context(format!("route '{name}'")),
@@ -747,27 +940,59 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// 64 leaders race for 7 places, in reverse order of their turns, with random small
+    /// delays; every fifth create fails and gives its place back. The places go to exactly the
+    /// turns a sequential run gives them to: the first seven whose create succeeds.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn the_cap_holds_exactly_under_64_racing_tasks() {
-        let cap = Arc::new(TicketCap::new(7));
-        let tasks: Vec<_> = (0..64)
-            .map(|i| {
-                let cap = cap.clone();
-                tokio::spawn(async move {
-                    let got = cap.try_reserve();
-                    // Every fifth create fails and gives its place back.
-                    if got && i % 5 == 0 {
-                        cap.release();
-                        return false;
-                    }
-                    got
+    async fn the_cap_holds_exactly_and_in_turn_order_under_64_racing_tasks() {
+        for round in 0..20u64 {
+            let cap = Arc::new(TicketCap::new(7));
+            for turn in 0..64 {
+                cap.register(turn);
+            }
+            let tasks: Vec<_> = (0..64u64)
+                .rev()
+                .map(|turn| {
+                    let cap = cap.clone();
+                    tokio::spawn(async move {
+                        let delay = (turn * 7919 + round * 104_729) % 5;
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        if !cap.acquire(turn).await {
+                            return None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        if turn % 5 == 0 {
+                            cap.release(turn);
+                            None
+                        } else {
+                            cap.commit(turn);
+                            Some(turn)
+                        }
+                    })
                 })
-            })
-            .collect();
-        let mut won = 0;
-        for t in tasks {
-            won += t.await.unwrap() as u32;
+                .collect();
+            let mut won = Vec::new();
+            for t in tasks {
+                won.extend(t.await.unwrap());
+            }
+            won.sort_unstable();
+            assert_eq!(won, vec![1, 2, 3, 4, 6, 7, 8], "round {round}");
         }
-        assert_eq!(won, 7);
+    }
+
+    /// A known problem (no place needed) and a leader that ends without deciding do not hold
+    /// later turns back.
+    #[tokio::test]
+    async fn turns_that_need_no_place_let_later_turns_through() {
+        let cap = TicketCap::new(1);
+        for turn in 0..3 {
+            cap.register(turn);
+        }
+        cap.not_needed(0);
+        cap.abandon(1);
+        assert!(cap.acquire(2).await);
+        cap.commit(2);
+        cap.register(3);
+        assert!(!cap.acquire(3).await);
     }
 }

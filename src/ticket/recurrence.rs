@@ -64,10 +64,15 @@ pub async fn run(
         // Until the update lands, this run's other logs wait as pending for the next comment
         // (with a checkpointed source they were counted as they were recorded).
         let pending = if counted {
-            stored(state, &key, &mut out).await.map_or(0, |p| p.pending)
+            stored(state, &key, &mut out, shutdown)
+                .await
+                .map_or(0, |p| p.pending)
         } else {
             facts.occurrences.saturating_sub(1)
         };
+        if out.interrupted {
+            break;
+        }
         let described_by_create =
             facts.occurrences == 1 && facts.first_seen == facts.last_seen && facts.hosts.len() <= 1;
         if !described_by_create {
@@ -81,7 +86,7 @@ pub async fn run(
                     pending,
                     ..CommentState::default()
                 };
-                save(state, &key, waiting, &mut out).await;
+                save(state, &key, waiting, &mut out, shutdown).await;
                 break;
             };
             out.jira_times.push(started.elapsed());
@@ -95,7 +100,7 @@ pub async fn run(
                     last_seen: facts.last_seen,
                     hosts: facts.hosts.clone(),
                 };
-                save(state, &key, waiting, &mut out).await;
+                save(state, &key, waiting, &mut out, shutdown).await;
                 continue;
             }
             out.updated += 1;
@@ -105,7 +110,7 @@ pub async fn run(
             last_comment: Some(now),
             ..CommentState::default()
         };
-        save(state, &key, baseline, &mut out).await;
+        save(state, &key, baseline, &mut out, shutdown).await;
     }
     for TicketWork {
         key,
@@ -120,7 +125,10 @@ pub async fn run(
             out.interrupted = true;
             break;
         }
-        let mut pending = stored(state, &key, &mut out).await;
+        let mut pending = stored(state, &key, &mut out, shutdown).await;
+        if out.interrupted {
+            break;
+        }
         if let Some(p) = &mut pending {
             // What recurred since the last comment, with this run's figures.
             if counted {
@@ -141,7 +149,7 @@ pub async fn run(
             }
             facts.counted_since = p.last_comment;
             if p.last_comment.is_some_and(|last| now - last < cooldown) {
-                save_pending(state, &key, p.last_comment, &facts, &mut out).await;
+                save_pending(state, &key, p.last_comment, &facts, &mut out, shutdown).await;
                 continue;
             }
         }
@@ -149,7 +157,12 @@ pub async fn run(
             continue;
         }
         let last = pending.as_ref().and_then(|p| p.last_comment);
-        save_pending(state, &key, last, &facts, &mut out).await;
+        save_pending(state, &key, last, &facts, &mut out, shutdown).await;
+        if out.interrupted {
+            // The counts may not be saved as pending: no comment is sent that could count them
+            // twice.
+            break;
+        }
         let started = std::time::Instant::now();
         let Some(result) = shutdown.bounded(jira.comment(&key, &facts)).await else {
             out.interrupted = true;
@@ -163,7 +176,7 @@ pub async fn run(
                     last_comment: Some(now),
                     ..CommentState::default()
                 };
-                save(state, &key, fresh, &mut out).await;
+                save(state, &key, fresh, &mut out, shutdown).await;
             }
             // The counts stay pending for the next run's comment.
             Err(e) => out
@@ -174,14 +187,25 @@ pub async fn run(
     out
 }
 
+/// A ticket's comment state. State calls wait for the writer, which may itself wait for a
+/// state file another process holds: after an interrupt, no longer than the grace period
+/// (`out.interrupted` is set when it ran out).
 async fn stored(
     state: Option<&StateHandle>,
     key: &str,
     out: &mut PhaseResult,
+    shutdown: &mut Shutdown<'_>,
 ) -> Option<CommentState> {
     let state = state?;
     let key = key.to_string();
-    match state.call(move |s| s.comment_state(&key)).await {
+    let Some(answer) = shutdown
+        .bounded(state.call(move |s| s.comment_state(&key)))
+        .await
+    else {
+        out.interrupted = true;
+        return None;
+    };
+    match answer {
         Ok(p) => Some(p),
         Err(e) => {
             out.warnings.push(format!("state store: {e:#}"));
@@ -190,14 +214,23 @@ async fn stored(
     }
 }
 
-async fn save(state: Option<&StateHandle>, key: &str, saved: CommentState, out: &mut PhaseResult) {
+/// Save a ticket's comment state, within the grace period after an interrupt.
+async fn save(
+    state: Option<&StateHandle>,
+    key: &str,
+    saved: CommentState,
+    out: &mut PhaseResult,
+    shutdown: &mut Shutdown<'_>,
+) {
     let Some(state) = state else { return };
     let key = key.to_string();
-    if let Err(e) = state
-        .call(move |s| s.save_comment_state(&key, &saved))
+    match shutdown
+        .bounded(state.call(move |s| s.save_comment_state(&key, &saved)))
         .await
     {
-        out.warnings.push(format!("state store: {e:#}"));
+        None => out.interrupted = true,
+        Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
+        Some(Ok(())) => {}
     }
 }
 
@@ -208,6 +241,7 @@ async fn save_pending(
     last_comment: Option<DateTime<Utc>>,
     facts: &ProblemFacts,
     out: &mut PhaseResult,
+    shutdown: &mut Shutdown<'_>,
 ) {
     let saved = CommentState {
         last_comment,
@@ -216,5 +250,5 @@ async fn save_pending(
         last_seen: facts.last_seen,
         hosts: facts.hosts.clone(),
     };
-    save(state, key, saved, out).await;
+    save(state, key, saved, out, shutdown).await;
 }
