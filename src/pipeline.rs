@@ -6,7 +6,9 @@
 //!   and claim its fingerprint in the deduplicator. The first log of a problem *leads*; a later
 //!   one is *parked* while its leader works (no task, no worker slot, no deadline of its own), or
 //!   is done at once when its leader already finished. So neither a fingerprint nor the leader of
-//!   a problem depends on the worker count or on scheduling.
+//!   a problem depends on the worker count or on scheduling. Up to `LOOKAHEAD` leaders wait for
+//!   a slot; each one's ticket is looked up as it is claimed (`TicketStage::prefetch`), so the
+//!   lookups of many problems go out in one batched Jira search.
 //! - **worker pool**: at most `workers` leaders in flight (a `JoinSet`); without `--async` that
 //!   is 1, on the same code path, so both modes file the same tickets and differ only in time.
 //!   Each leader has one deadline (`--timeout`), passed down to the HTTP layer. A leader that
@@ -49,6 +51,11 @@ use crate::ticket::{self, LeadFailure, TicketStage};
 /// Logs parked behind their leaders before the loop stops taking more from the source: a slow
 /// leader with a burst of its problem behind it holds memory, not the other problems.
 const MAX_PARKED: usize = 100_000;
+
+/// Leaders claimed ahead of the worker pool: their tickets are looked up in batched searches
+/// while they wait for a slot. Once this many wait, the loop takes no more logs until half of
+/// them have a slot, so the next lookups again go out together.
+const LOOKAHEAD: usize = 200;
 
 /// What the pipeline works with besides its configuration.
 pub struct Deps {
@@ -180,6 +187,8 @@ pub async fn run(
     // move up to it when the run stops before its window is done.
     let mut last_fetched: Option<DateTime<Utc>> = None;
     let per_log_timeout = config.per_log_timeout;
+    // Taking logs until LOOKAHEAD leaders wait, then not until half of them have a slot.
+    let mut filling = true;
     loop {
         let stopping = interrupted || fatal.is_some();
         while !stopping && leaders.len() < workers {
@@ -199,7 +208,12 @@ pub async fn run(
         if leaders.is_empty() && (!taking || (stopping && waiting.is_empty())) {
             break;
         }
-        let can_take = taking && waiting.is_empty() && dedup.parked() < MAX_PARKED;
+        if waiting.len() >= LOOKAHEAD {
+            filling = false;
+        } else if waiting.len() <= LOOKAHEAD / 2 {
+            filling = true;
+        }
+        let can_take = taking && filling && dedup.parked() < MAX_PARKED;
         tokio::select! {
             biased;
             () = interrupt_step(shutdown, interrupted), if !interrupted || !leaders.is_empty() => {
@@ -285,7 +299,12 @@ pub async fn run(
                                 }
                                 let pending = Pending { event, template: printed.template };
                                 match dedup.claim(&printed.fingerprint, pending) {
-                                    Claim::Lead(p) => waiting.push_back((printed.fingerprint, p)),
+                                    Claim::Lead(p) => {
+                                        if jira.is_some() {
+                                            tickets.prefetch(&printed.fingerprint);
+                                        }
+                                        waiting.push_back((printed.fingerprint, p));
+                                    }
                                     Claim::Parked => {}
                                     Claim::Resolved(res, p) => {
                                         collector.add(follower(p, &printed.fingerprint, &res))?;
@@ -312,7 +331,7 @@ pub async fn run(
                         Some(SourceItem::Notice(n)) => collector.notice(n),
                         Some(SourceItem::Cut(c)) => collector.cut(&c),
                     }
-                    if !(taking && waiting.is_empty() && dedup.parked() < MAX_PARKED) {
+                    if !(taking && waiting.len() < LOOKAHEAD && dedup.parked() < MAX_PARKED) {
                         break;
                     }
                     match buffered.next() {
