@@ -12,8 +12,9 @@
 //! - the most calls Jira saw in any one-second window (arrival times at the server), and for the
 //!   limited row how much of the limit the run used (calls per second over the run / limit).
 //!
-//! `BENCH_PROBLEMS=N` changes the number of problems, `BENCH_DELAY_MS=N` the latency. Fails
-//! (panics) if a run fails or files a wrong number of tickets.
+//! `BENCH_PROBLEMS=N` changes the number of problems, `BENCH_DELAY_MS=N` the latency,
+//! `BENCH_NO_STATE=1` runs without the state store (no durable write around each create), to
+//! see what it costs. Fails (panics) if a run fails or files a wrong number of tickets.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -172,14 +173,17 @@ fn run_row(
 ) -> Row {
     let input = dir.join("logs.jsonl");
     let state = dir.join(format!("state-{workers}-{limit:?}.db"));
+    let state_args: Vec<String> = if std::env::var_os("BENCH_NO_STATE").is_some() {
+        vec!["--no-state".into()]
+    } else {
+        vec!["--state".into(), state.to_str().unwrap().into()]
+    };
     runtime.block_on(async {
         let (server, fake) = start(delay).await;
         let mut args: Vec<String> = [
             "triage",
             "--input",
             input.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
             "--jira-url",
             &server.uri(),
             "--jira-project",
@@ -194,6 +198,7 @@ fn run_row(
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(state_args.iter().cloned());
         match limit {
             Some(r) => args.extend(["--rate-limit".to_string(), r.to_string()]),
             None => args.push("--no-rate-limit".to_string()),
@@ -259,8 +264,13 @@ fn main() {
 
     let t1 = rows[0].wall.as_secs_f64();
     println!(
-        "scaling: {problems} new problems, {} ms per Jira call, state store on",
-        delay.as_millis()
+        "scaling: {problems} new problems, {} ms per Jira call, state store {}",
+        delay.as_millis(),
+        if std::env::var_os("BENCH_NO_STATE").is_some() {
+            "off"
+        } else {
+            "on"
+        }
     );
     println!(
         "{:<16} {:>7} {:>9} {:>9} {:>8} {:>10} {:>10} {:>12}",

@@ -4,6 +4,8 @@
 //! with a bearer token and wiki markup; the base URL may carry a port and a context path).
 //! Out: ticket keys, or errors that say what Jira said (`errorMessages` / `errors`).
 //!
+//! Lookups are batched (`lookup`): the labels of many problems go out in one JQL search, read
+//! page by page, and each problem reads its tickets back by their labels.
 //! Search lags behind writes, so this client remembers what it created in this run (fingerprint
 //! → key) and answers from that first, and passes the ids it created to v3's `reconcileIssues`.
 //! A create is never repeated blindly: when its response is lost (timeout, 502, 504) the label is
