@@ -13,7 +13,11 @@
 //! end of run, in `ticket::recurrence`: new tickets brought up to date, recurrences commented
 //! ```
 //!
-//! Around it: `http` (limiter, retry, request; the one way out, inside each log's deadline),
+//! A leader's "find" is batched (`jira::lookup`): ingest queues each new leader's lookup as it
+//! claims it, and the lookups of many problems go out in one JQL search.
+//!
+//! Around it: `http` (limiter with server-driven AIMD, retry, request; the one way out, inside
+//! each log's deadline),
 //! `state` (one writer thread, batched commits), `shutdown` (the interrupt every phase listens
 //! to, with its grace period).
 //!

@@ -6,7 +6,9 @@
 //!   and claim its fingerprint in the deduplicator. The first log of a problem *leads*; a later
 //!   one is *parked* while its leader works (no task, no worker slot, no deadline of its own), or
 //!   is done at once when its leader already finished. So neither a fingerprint nor the leader of
-//!   a problem depends on the worker count or on scheduling.
+//!   a problem depends on the worker count or on scheduling. Up to `LOOKAHEAD` leaders wait for
+//!   a slot; each one's ticket is looked up as it is claimed (`TicketStage::prefetch`), so the
+//!   lookups of many problems go out in one batched Jira search.
 //! - **worker pool**: at most `workers` leaders in flight (a `JoinSet`); without `--async` that
 //!   is 1, on the same code path, so both modes file the same tickets and differ only in time.
 //!   Each leader has one deadline (`--timeout`), passed down to the HTTP layer. A leader that
@@ -51,6 +53,11 @@ use crate::ticket::{self, LeadFailure, TicketStage};
 const MAX_PARKED: usize = 100_000;
 /// Logs of young templates held back at most; past it they all go on (see `Held`).
 const MAX_HELD: usize = 10_000;
+
+/// Leaders claimed ahead of the worker pool: their tickets are looked up in batched searches
+/// while they wait for a slot. Once this many wait, the loop takes no more logs until half of
+/// them have a slot, so the next lookups again go out together.
+const LOOKAHEAD: usize = 200;
 
 /// What the pipeline works with besides its configuration.
 pub struct Deps {
@@ -109,7 +116,12 @@ impl Held {
                 }
             }
             match dedup.claim(&now, p) {
-                Claim::Lead(p) => waiting.push_back((now, p)),
+                Claim::Lead(p) => {
+                    if let Some(tickets) = tickets {
+                        tickets.prefetch(&now);
+                    }
+                    waiting.push_back((now, p));
+                }
                 Claim::Parked => {}
                 Claim::Resolved(res, p) => collector.add(follower(p, &now, &res))?,
             }
@@ -239,6 +251,8 @@ pub async fn run(
     let mut last_fetched: Option<DateTime<Utc>> = None;
     let per_log_timeout = config.per_log_timeout;
     let mut held = Held::default();
+    // Taking logs until LOOKAHEAD leaders wait, then not until half of them have a slot.
+    let mut filling = true;
     loop {
         let stopping = interrupted || fatal.is_some();
         if !taking && !stopping && !held.logs.is_empty() {
@@ -267,7 +281,12 @@ pub async fn run(
         if leaders.is_empty() && (!taking || (stopping && waiting.is_empty())) {
             break;
         }
-        let can_take = taking && waiting.is_empty() && dedup.parked() < MAX_PARKED;
+        if waiting.len() >= LOOKAHEAD {
+            filling = false;
+        } else if waiting.len() <= LOOKAHEAD / 2 {
+            filling = true;
+        }
+        let can_take = taking && filling && dedup.parked() < MAX_PARKED;
         tokio::select! {
             biased;
             () = interrupt_step(shutdown, interrupted), if !interrupted || !leaders.is_empty() => {
@@ -368,7 +387,10 @@ pub async fn run(
                                 } else {
                                     match dedup.claim(&printed.fingerprint, pending) {
                                         Claim::Lead(p) => {
-                                            waiting.push_back((printed.fingerprint, p))
+                                            if jira.is_some() {
+                                                tickets.prefetch(&printed.fingerprint);
+                                            }
+                                            waiting.push_back((printed.fingerprint, p));
                                         }
                                         Claim::Parked => {}
                                         Claim::Resolved(res, p) => {
@@ -397,7 +419,7 @@ pub async fn run(
                         Some(SourceItem::Notice(n)) => collector.notice(n),
                         Some(SourceItem::Cut(c)) => collector.cut(&c),
                     }
-                    if !(taking && waiting.is_empty() && dedup.parked() < MAX_PARKED) {
+                    if !(taking && waiting.len() < LOOKAHEAD && dedup.parked() < MAX_PARKED) {
                         break;
                     }
                     match buffered.next() {

@@ -1153,13 +1153,13 @@ async fn the_model_is_asked_only_for_problems_that_need_a_new_ticket() {
         Mock::given(method("POST"))
             .and(path(format!("{V3}/search/jql")))
             .respond_with(move |req: &Request| {
-                let wanted = jql_label(req);
+                let wanted = jql_labels(req);
                 let found = if visible.load(Ordering::SeqCst) {
                     issues
                         .lock()
                         .unwrap()
                         .iter()
-                        .filter(|(l, _)| *l == wanted)
+                        .filter(|(l, _)| wanted.contains(l))
                         .map(|(l, k)| cloud_issue(20_000, k, l, false))
                         .collect()
                 } else {

@@ -182,7 +182,7 @@ impl Sim {
                 spec_example("/rest/api/3/project/{projectIdOrKey}", "get", "200"),
             ),
             ("POST", "/rest/api/3/search/jql") => {
-                let wanted = jql_label(req);
+                let wanted = jql_labels(req);
                 let reconcile: Vec<u64> = json_of(req)["reconcileIssues"]
                     .as_array()
                     .map(|a| a.iter().filter_map(Value::as_u64).collect())
@@ -191,7 +191,7 @@ impl Sim {
                     .issues
                     .iter()
                     .filter(|i| {
-                        i.label == wanted
+                        wanted.contains(&i.label)
                             && (i.created.elapsed() >= self.search_lag || reconcile.contains(&i.id))
                     })
                     .map(|i| cloud_issue(i.id, &i.key, &i.label, false))

@@ -107,8 +107,8 @@ fn args(case: &Case, uri: &str, extra: &[&str]) -> Vec<String> {
 /// Answer every label search with `issues(label)`.
 fn search_answer(issues: fn(&str) -> Vec<Value>) -> impl Fn(&Request) -> ResponseTemplate {
     move |req: &Request| {
-        let label = jql_label(req);
-        ResponseTemplate::new(200).set_body_json(search_page(issues(&label)))
+        let found = jql_labels(req).iter().flat_map(|l| issues(l)).collect();
+        ResponseTemplate::new(200).set_body_json(search_page(found))
     }
 }
 

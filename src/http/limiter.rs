@@ -9,10 +9,22 @@
 //! ceiling where the server counts too, when calls reach it up to 20 ms unevenly (connection
 //! set-up, scheduling), and still uses 98 % of the limit.
 //!
-//! In: the configured rate and each response's headers. Out: [`Limiter::wait_turn`], which
-//! resolves when the next attempt may start, and [`Limiter::held`], the wall time during which
-//! at least one call was held back by the local limit. Cannot fail.
+//! On top of that, the rate adapts to the server (AIMD, per service): a 429 halves the rate
+//! calls start at (multiplicative decrease, down to [`MIN_RATE`]); a success whose headers say
+//! few calls remain lowers it to what is left of the window (`X-RateLimit-Remaining` over the
+//! seconds to `X-RateLimit-Reset`, or `-Period` when no reset is sent), before any 429; every
+//! other success raises it by a twentieth of its ceiling (additive increase) until it is back at
+//! the ceiling: the configured `--rate-limit`, or, with the limiter off, the rate calls were
+//! starting at when the server first pushed back (then the adaptation switches itself off
+//! again). While lowered, calls start at least `1 / rate` apart. Waits the server asks for
+//! (`Retry-After`, a reset) are the retry layer's; they are never counted as the local limit's.
+//!
+//! In: the configured rate and each response's status and headers. Out: [`Limiter::wait_turn`],
+//! which resolves when the next attempt may start, [`Limiter::current_rate`], and
+//! [`Limiter::held`], the wall time during which at least one call was held back by the local
+//! limit. Cannot fail.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,6 +47,73 @@ pub struct Limiter {
     rate: Option<NonZeroU32>,
     /// Calls waiting on the local limiter now, and since when one has been waiting.
     held: Mutex<Held>,
+    /// The rate adapted to the server's answers.
+    aimd: Mutex<Aimd>,
+}
+
+/// Lowest rate the adaptation goes down to (calls per second).
+pub const MIN_RATE: f64 = 0.2;
+/// Successes that bring the rate from nothing back to its ceiling (additive increase).
+const INCREASE_STEPS: f64 = 20.0;
+
+/// The adaptive rate (additive increase, multiplicative decrease) of one service.
+#[derive(Debug, Default)]
+struct Aimd {
+    /// The rate calls start at while the server pushes back; `None`: not lowered.
+    current: Option<f64>,
+    /// What the rate climbs back to: the configured rate, else the rate observed when the
+    /// server first pushed back.
+    ceiling: Option<f64>,
+    /// Earliest start of the next call while lowered.
+    next: Option<Instant>,
+    /// Starts of the calls of the last second (to know the rate when no limit is configured).
+    recent: VecDeque<Instant>,
+}
+
+impl Aimd {
+    fn note_start(&mut self, now: Instant) {
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The rate now: lowered, else the ceiling, else what the last second saw.
+    fn base(&self) -> f64 {
+        self.current
+            .or(self.ceiling)
+            .unwrap_or(self.recent.len() as f64)
+            .max(MIN_RATE)
+    }
+
+    fn lower_to(&mut self, rate: f64, configured: Option<f64>) {
+        if self.ceiling.is_none() {
+            self.ceiling = Some(configured.unwrap_or_else(|| self.base()).max(MIN_RATE));
+        }
+        let rate = rate.max(MIN_RATE);
+        self.current = Some(self.current.map_or(rate, |c| c.min(rate)));
+    }
+
+    fn increase(&mut self, configured: Option<f64>) {
+        let (Some(c), Some(ceiling)) = (self.current, self.ceiling) else {
+            return;
+        };
+        let next = c + ceiling / INCREASE_STEPS;
+        if next >= ceiling {
+            self.current = None;
+            self.next = None;
+            if configured.is_none() {
+                // Back where it was before the server pushed back: adaptation off again.
+                self.ceiling = None;
+            }
+        } else {
+            self.current = Some(next);
+        }
+    }
 }
 
 /// Nanoseconds that `R` gaps between `R + 1` calls span at least: a second and 2 %.
@@ -69,6 +148,45 @@ impl Limiter {
             max_wait,
             rate,
             held: Mutex::new(Held::default()),
+            aimd: Mutex::new(Aimd::default()),
+        }
+    }
+
+    /// The rate calls start at now: lowered by the server's answers, else the configured one.
+    pub fn current_rate(&self) -> Option<f64> {
+        let lowered = self.aimd.lock().ok().and_then(|a| a.current);
+        lowered.or(self.rate.map(|r| f64::from(r.get())))
+    }
+
+    fn configured(&self) -> Option<f64> {
+        self.rate.map(|r| f64::from(r.get()))
+    }
+
+    /// Adapt the rate to one response: a 429 halves it; a success with few calls left lowers it
+    /// to what the window allows (and paces, see [`Limiter::pace`]); any other success raises it
+    /// by a step toward its ceiling.
+    pub fn observe(&self, status: u16, headers: &HeaderMap) {
+        let configured = self.configured();
+        let low = self.pace(headers);
+        let Ok(mut aimd) = self.aimd.lock() else {
+            return;
+        };
+        if status == 429 {
+            let halved = aimd.base() / 2.0;
+            aimd.lower_to(halved, configured);
+            tracing::debug!(
+                service = self.name,
+                rate = aimd.current,
+                reason = headers
+                    .get("ratelimit-reason")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                "429: rate halved"
+            );
+        } else if let Some(allowed) = low {
+            aimd.lower_to(allowed, configured);
+        } else if (200..300).contains(&status) {
+            aimd.increase(configured);
         }
     }
 
@@ -90,6 +208,18 @@ impl Limiter {
         if let Some(t) = not_before {
             tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
         }
+        // While lowered, calls start at least 1 / rate apart (a slot is reserved here).
+        let slot = self.aimd.lock().ok().and_then(|mut a| {
+            let now = Instant::now();
+            a.note_start(now);
+            let rate = a.current?;
+            let start = a.next.map_or(now, |n| n.max(now));
+            a.next = start.checked_add(Duration::from_secs_f64(1.0 / rate));
+            (start > now).then_some(start)
+        });
+        if let Some(t) = slot {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
+        }
         if let Some(limiter) = &self.limiter {
             if limiter.check().is_ok() {
                 return;
@@ -99,12 +229,15 @@ impl Limiter {
         }
     }
 
-    /// Read `X-RateLimit-Remaining` / `-Reset` and spread the calls left over the window.
-    pub fn pace(&self, headers: &HeaderMap) {
+    /// Read `X-RateLimit-Remaining` / `-Reset` (or `-Period`) and spread the calls left over
+    /// the window. Returns the rate the window allows when few calls remain.
+    pub fn pace(&self, headers: &HeaderMap) -> Option<f64> {
         let remaining = header_u64(headers, "x-ratelimit-remaining");
-        let reset = reset_delay(headers);
+        let reset = reset_delay(headers).or_else(|| {
+            header_u64(headers, "x-ratelimit-period").map(|p| Duration::from_secs(p.min(86_400)))
+        });
         let (Some(remaining), Some(reset)) = (remaining, reset) else {
-            return;
+            return None;
         };
         let limit = header_u64(headers, "x-ratelimit-limit").unwrap_or(0);
         // Pace only in the last tenth of the budget (or when it is gone).
@@ -112,7 +245,7 @@ impl Limiter {
             || (limit > 0 && remaining.saturating_mul(10) <= limit)
             || (limit == 0 && remaining <= 2);
         if !low {
-            return;
+            return None;
         }
         let gap = if remaining == 0 {
             reset
@@ -130,6 +263,8 @@ impl Limiter {
             ?gap,
             "rate limit low: pacing calls"
         );
+        let window = reset.min(self.max_wait).as_secs_f64().max(1.0);
+        Some(remaining.max(1) as f64 / window)
     }
 }
 
@@ -252,6 +387,27 @@ mod tests {
             }
         }
         assert!(most_in_any_second(&at) > 20);
+    }
+
+    #[test]
+    fn aimd_halves_on_push_back_and_climbs_back_by_twentieths() {
+        let mut a = Aimd::default();
+        a.lower_to(a.base().max(10.0) / 2.0, Some(10.0));
+        assert_eq!((a.current, a.ceiling), (Some(5.0), Some(10.0)));
+        a.lower_to(a.base() / 2.0, Some(10.0));
+        assert_eq!(a.current, Some(2.5));
+        let mut steps = 0;
+        while a.current.is_some() {
+            a.increase(Some(10.0));
+            steps += 1;
+        }
+        // 2.5 → 10 in steps of 0.5: 15 steps; the ceiling stays the configured rate.
+        assert_eq!((steps, a.ceiling), (15, Some(10.0)));
+        // Never below the floor, however often it is halved.
+        for _ in 0..100 {
+            a.lower_to(a.base() / 2.0, Some(10.0));
+        }
+        assert_eq!(a.current, Some(MIN_RATE));
     }
 
     #[tokio::test]

@@ -125,6 +125,12 @@ impl Service {
         self.name
     }
 
+    /// The rate this service's calls start at now: the configured one, or lower while the
+    /// server pushes back (see `limiter`).
+    pub fn current_rate(&self) -> Option<f64> {
+        self.limiter.current_rate()
+    }
+
     /// The configured rate and the wall time calls waited on it, when the limiter is on.
     pub fn limiter_wait(&self) -> Option<crate::report::LimiterWait> {
         let rate = self.limiter.rate()?;
@@ -221,8 +227,8 @@ impl Service {
             let result = build(&self.client).timeout(attempt_timeout).send().await;
             let (verdict, last, response) = match result {
                 Ok(resp) => {
-                    self.limiter.pace(resp.headers());
                     let status = resp.status();
+                    self.limiter.observe(status.as_u16(), resp.headers());
                     let verdict = classify(status, resp.headers(), retry);
                     if verdict == Verdict::Done {
                         return Ok(resp);

@@ -11,7 +11,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 /// A failed call, with what the caller needs to decide (fatal? this item only? ambiguous?).
-#[derive(Debug, thiserror::Error)]
+/// Cloned to every problem whose lookup went out in one failed batched search.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
     /// 401/403: the credentials or their permissions are wrong. Fatal for the run.
     #[error("{service} refused the credentials (HTTP {status}): {message}")]

@@ -4,6 +4,8 @@
 //! with a bearer token and wiki markup; the base URL may carry a port and a context path).
 //! Out: ticket keys, or errors that say what Jira said (`errorMessages` / `errors`).
 //!
+//! Lookups are batched (`lookup`): the labels of many problems go out in one JQL search, read
+//! page by page, and each problem reads its tickets back by their labels.
 //! Search lags behind writes, so this client remembers what it created in this run (fingerprint
 //! → key) and answers from that first, and passes the ids it created to v3's `reconcileIssues`.
 //! A create is never repeated blindly: when its response is lost (timeout, 502, 504) the label is
@@ -19,8 +21,11 @@ use dashmap::DashMap;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
+use tokio::sync::oneshot;
+
 use super::config::{JiraApi, JiraAuth, JiraConfig, PriorityMap};
 use super::content::{self, ProblemFacts, TicketDraft};
+use super::lookup::{self, Batch, Failed, Lookups, Plan, Prefetched, Waiter};
 use super::model::{
     Created, Issue, Myself, SearchJqlRequest, SearchResponse, SearchV2Request, Transitions,
 };
@@ -34,11 +39,15 @@ const SEARCH_FIELDS: &[&str] = &["key", "summary", "status", "labels", "resoluti
 const MAX_RECONCILE: usize = 50;
 /// Times a create is sent when its responses keep getting lost.
 const CREATE_ATTEMPTS: u32 = 3;
-/// After a lost create response, search for the label after each of these waits before
-/// sending the create again.
 /// The first wait between searches for a lost create; it doubles up to [`LOST_CREATE_SEARCH_MAX_WAIT`].
 const LOST_CREATE_SEARCH_FIRST_WAIT: Duration = Duration::from_millis(500);
 const LOST_CREATE_SEARCH_MAX_WAIT: Duration = Duration::from_secs(4);
+/// Issues asked for per search page (Cloud returns at most 100 when fields are asked for).
+const SEARCH_PAGE: u32 = 100;
+/// Pages read of one search at most: a batch of labels matching more is cut there.
+const MAX_SEARCH_PAGES: usize = 20;
+/// A prefetched lookup older than this is not trusted: its problem is searched again.
+const PREFETCH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a label search found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,6 +79,8 @@ pub struct JiraClient {
     label_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Fingerprint label → Jira's refusal (a 4xx) of its create: not sent again this run.
     refused: DashMap<String, String>,
+    /// Batched label lookups: gathered, in flight, prefetched.
+    lookups: Lookups,
     /// The projects a problem's ticket is searched in: the configured one, then every project
     /// a route names (a problem whose route changed is still found where it was filed).
     search_projects: Vec<String>,
@@ -85,6 +96,7 @@ impl JiraClient {
             skip_priority: AtomicBool::new(false),
             label_locks: DashMap::new(),
             refused: DashMap::new(),
+            lookups: Lookups::default(),
             search_projects: vec![config.project.clone()],
             config,
         }
@@ -208,72 +220,65 @@ impl JiraClient {
         })
     }
 
-    /// Find this problem's tickets: this run's own record first, then a label search.
-    pub async fn find(&self, fingerprint: &Fingerprint) -> anyhow::Result<Found> {
-        let label = content::fingerprint_label(fingerprint.as_str());
-        if let Some(entry) = self.created.get(&label) {
-            return Ok(Found {
-                created_in_run: Some(entry.1.clone()),
-                ..Found::default()
-            });
-        }
-        let issues = self.search_label(&label).await?;
-        let mut found = Found::default();
-        for issue in issues
-            .into_iter()
-            .filter(|i| i.fields.labels.is_empty() || i.fields.labels.contains(&label))
-        {
-            if issue.is_done() {
-                found.done.get_or_insert(issue.key);
-            } else {
-                found.open.get_or_insert(issue.key);
-            }
-        }
-        Ok(found)
+    /// Find this problem's tickets by its own label, in a fresh search (batched with the other
+    /// lookups of the moment): this run's own record first.
+    pub async fn find(self: &Arc<Self>, fingerprint: &Fingerprint) -> anyhow::Result<Found> {
+        self.find_labels(fingerprint, &[], false).await
     }
 
     /// Find this problem's tickets by its own label or any of `also` (fingerprints merged into
-    /// it, or the label it had before templates were learned), in one search. An open ticket
-    /// with the problem's own label wins; one found by another label only is `needs_label`.
+    /// it, or the label it had before templates were learned), in one search, batched with
+    /// other problems' lookups (its prefetched one when there is one, see [`Self::prefetch`]).
+    /// An open ticket with the problem's own label wins; one found by another label only is
+    /// `needs_label`.
     pub async fn find_also(
-        &self,
+        self: &Arc<Self>,
         fingerprint: &Fingerprint,
         also: &[Fingerprint],
     ) -> anyhow::Result<Found> {
-        let label = content::fingerprint_label(fingerprint.as_str());
-        let mut labels = vec![label.clone()];
-        for fp in also {
-            let l = content::fingerprint_label(fp.as_str());
-            if !labels.contains(&l) {
-                labels.push(l);
-            }
-        }
-        if labels.len() == 1 {
-            return self.find(fingerprint).await;
-        }
+        self.find_labels(fingerprint, also, true).await
+    }
+
+    async fn find_labels(
+        self: &Arc<Self>,
+        fingerprint: &Fingerprint,
+        also: &[Fingerprint],
+        prefetched: bool,
+    ) -> anyhow::Result<Found> {
+        let labels = labels_of(fingerprint, also);
+        let label = labels[0].clone();
         if let Some(entry) = self.created.get(&label) {
             return Ok(Found {
                 created_in_run: Some(entry.1.clone()),
                 ..Found::default()
             });
         }
-        let issues = self.search_labels(&labels).await?;
+        let mut batch = self.lookup(&labels, prefetched).await?;
+        if !batch.alone && batch.issues.iter().any(|i| i.fields.labels.is_empty()) {
+            // A server that did not return the labels: its issues cannot be told apart by
+            // problem, so this one is searched alone.
+            batch = Arc::new(Batch {
+                issues: self.search_labels(&labels).await?,
+                alone: true,
+            });
+        }
         let mut found = Found::default();
         let mut other_open = None;
-        for issue in issues {
-            let own = issue.fields.labels.is_empty() || issue.fields.labels.contains(&label);
+        for issue in &batch.issues {
+            let own = issue.fields.labels.contains(&label)
+                || (batch.alone && issue.fields.labels.is_empty());
             let any = own || labels.iter().any(|l| issue.fields.labels.contains(l));
             if !any {
                 continue;
             }
             if issue.is_done() {
                 if own || found.done.is_none() {
-                    found.done.get_or_insert(issue.key);
+                    found.done.get_or_insert(issue.key.clone());
                 }
             } else if own {
-                found.open.get_or_insert(issue.key);
+                found.open.get_or_insert(issue.key.clone());
             } else {
-                other_open.get_or_insert(issue.key);
+                other_open.get_or_insert(issue.key.clone());
             }
         }
         if found.open.is_none() {
@@ -290,6 +295,131 @@ impl JiraClient {
             }
         }
         Ok(found)
+    }
+
+    /// Queue the lookup of a problem whose leader waits for a worker slot: it goes out in a
+    /// batched search with the others gathered, so by the time the leader runs its tickets are
+    /// (usually) known.
+    pub fn prefetch(self: &Arc<Self>, fingerprint: &Fingerprint, also: &[Fingerprint]) {
+        let labels = labels_of(fingerprint, also);
+        if self.created.contains_key(&labels[0]) || self.lookups.prefetched.contains_key(&labels[0])
+        {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let plan = self.lookups.queue(
+            Waiter {
+                labels: labels.clone(),
+                tx,
+            },
+            false,
+        );
+        self.lookups.prefetched.insert(
+            labels[0].clone(),
+            Prefetched {
+                labels,
+                at: std::time::Instant::now(),
+                rx,
+            },
+        );
+        self.carry_out(plan);
+    }
+
+    /// The issues carrying any of `labels` (own label first), from a batched search: the
+    /// prefetched one when it covers them and is recent, else a new lookup. A failed batch's
+    /// error is every lookup's in it; one whose search task was stopped is searched alone.
+    async fn lookup(
+        self: &Arc<Self>,
+        labels: &[String],
+        prefetched: bool,
+    ) -> anyhow::Result<Arc<Batch>> {
+        let own = &labels[0];
+        let pre = if prefetched {
+            self.lookups.prefetched.remove(own).map(|(_, p)| p)
+        } else {
+            None
+        };
+        let usable = pre.filter(|p| {
+            p.at.elapsed() < PREFETCH_MAX_AGE && labels.iter().all(|l| p.labels.contains(l))
+        });
+        let rx = match usable {
+            Some(p) => {
+                if self.lookups.is_queued(own) {
+                    // Its leader waits now: what is gathered goes at once.
+                    if let Some(chunk) = self.lookups.flush(false) {
+                        self.carry_out(Plan {
+                            send: vec![chunk],
+                            start_timer: false,
+                        });
+                    }
+                }
+                p.rx
+            }
+            None => {
+                let (tx, rx) = oneshot::channel();
+                let plan = self.lookups.queue(
+                    Waiter {
+                        labels: labels.to_vec(),
+                        tx,
+                    },
+                    true,
+                );
+                self.carry_out(plan);
+                rx
+            }
+        };
+        match rx.await {
+            Ok(Ok(batch)) => Ok(batch),
+            Ok(Err(failed)) => Err(failed.error()),
+            // The search task ended without an answer (stopped): search alone.
+            Err(_) => Ok(Arc::new(Batch {
+                issues: self.search_labels(labels).await?,
+                alone: true,
+            })),
+        }
+    }
+
+    /// Start the searches a queued lookup calls for, and the window timer.
+    fn carry_out(self: &Arc<Self>, plan: Plan) {
+        for chunk in plan.send {
+            let me = self.clone();
+            self.lookups
+                .spawn(async move { me.search_batch(chunk).await });
+        }
+        if plan.start_timer {
+            let me = self.clone();
+            self.lookups.spawn(async move {
+                tokio::time::sleep(lookup::WINDOW).await;
+                if let Some(chunk) = me.lookups.flush(true) {
+                    me.search_batch(chunk).await;
+                }
+            });
+        }
+    }
+
+    /// One batched search; every lookup in it gets the issues (or the failure).
+    async fn search_batch(&self, chunk: Vec<Waiter>) {
+        let labels = lookup::union(&chunk);
+        let alone = chunk.len() == 1;
+        let result = self.search_labels(&labels).await;
+        self.lookups.done();
+        let answer = match result {
+            Ok(issues) => Ok(Arc::new(Batch { issues, alone })),
+            Err(e) => Err(Failed(Arc::new(e))),
+        };
+        for w in chunk {
+            let _ = w.tx.send(answer.clone());
+        }
+    }
+
+    /// Batched searches sent so far.
+    pub fn batched_searches(&self) -> u64 {
+        self.lookups.searches()
+    }
+
+    /// Stop every lookup still running (the run is over, or interrupted).
+    pub async fn abort_lookups(&self) {
+        self.lookups.abort().await;
     }
 
     /// Open tickets carrying any of `labels`, with the labels each carries (newest first).
@@ -324,6 +454,8 @@ impl JiraClient {
         self.search_labels(&[label.to_string()]).await
     }
 
+    /// Every issue in the searched projects carrying any of `labels`, newest first, page by
+    /// page (at most [`MAX_SEARCH_PAGES`] pages of [`SEARCH_PAGE`]).
     async fn search_labels(&self, labels: &[String]) -> anyhow::Result<Vec<Issue>> {
         let restriction = match labels {
             [one] => format!("labels = {}", jql_string(one)),
@@ -339,45 +471,62 @@ impl JiraClient {
             "{} AND {restriction} ORDER BY created DESC",
             project_clause(&self.search_projects),
         );
-        let body = match self.config.api {
-            JiraApi::V3 => {
-                let ids = self
-                    .created_ids
-                    .lock()
-                    .map(|ids| ids.clone())
-                    .unwrap_or_default();
-                let reconcile = ids.iter().rev().take(MAX_RECONCILE).copied().collect();
-                serde_json::to_value(SearchJqlRequest {
-                    jql: &jql,
-                    fields: SEARCH_FIELDS,
-                    max_results: 50,
-                    reconcile_issues: reconcile,
-                })?
-            }
-            JiraApi::V2 => serde_json::to_value(SearchV2Request {
-                jql: &jql,
-                fields: SEARCH_FIELDS,
-                start_at: 0,
-                max_results: 50,
-            })?,
-        };
         let path = match self.config.api {
             JiraApi::V3 => "search/jql",
             JiraApi::V2 => "search",
         };
-        let resp = self.post(path, &body, Retry::Idempotent).await?;
-        let found: SearchResponse = crate::decode::json(
-            "Jira",
-            &format!("POST {path}"),
-            resp,
-            crate::decode::DEFAULT_LIMIT,
-        )
-        .await?;
-        // A key goes into the path of later calls: one that is not a Jira key is refused.
-        for issue in &found.issues {
-            crate::jira::key::check(&issue.key)?;
+        let mut issues: Vec<Issue> = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_SEARCH_PAGES {
+            let body = match self.config.api {
+                JiraApi::V3 => {
+                    let ids = self
+                        .created_ids
+                        .lock()
+                        .map(|ids| ids.clone())
+                        .unwrap_or_default();
+                    let reconcile = ids.iter().rev().take(MAX_RECONCILE).copied().collect();
+                    serde_json::to_value(SearchJqlRequest {
+                        jql: &jql,
+                        fields: SEARCH_FIELDS,
+                        max_results: SEARCH_PAGE,
+                        reconcile_issues: reconcile,
+                        next_page_token: token.clone(),
+                    })?
+                }
+                JiraApi::V2 => serde_json::to_value(SearchV2Request {
+                    jql: &jql,
+                    fields: SEARCH_FIELDS,
+                    start_at: u32::try_from(issues.len()).unwrap_or(u32::MAX),
+                    max_results: SEARCH_PAGE,
+                })?,
+            };
+            let resp = self.post(path, &body, Retry::Idempotent).await?;
+            let page: SearchResponse = crate::decode::json(
+                "Jira",
+                &format!("POST {path}"),
+                resp,
+                crate::decode::DEFAULT_LIMIT,
+            )
+            .await?;
+            // A key goes into the path of later calls: one that is not a Jira key is refused.
+            for issue in &page.issues {
+                crate::jira::key::check(&issue.key)?;
+            }
+            let empty = page.issues.is_empty();
+            issues.extend(page.issues);
+            let more = match self.config.api {
+                JiraApi::V3 => {
+                    token = page.next_page_token;
+                    page.is_last == Some(false) && token.is_some()
+                }
+                JiraApi::V2 => page.total.is_some_and(|t| (issues.len() as u64) < t),
+            };
+            if !more || empty {
+                break;
+            }
         }
-        Ok(found.issues)
+        Ok(issues)
     }
 
     /// Look a ticket up by key (not by search, which lags): `Ok(None)` if it no longer exists.
@@ -667,6 +816,18 @@ impl JiraClient {
         .await?;
         Ok(())
     }
+}
+
+/// A problem's labels: its own first, then the others, each once.
+fn labels_of(fingerprint: &Fingerprint, also: &[Fingerprint]) -> Vec<String> {
+    let mut labels = vec![content::fingerprint_label(fingerprint.as_str())];
+    for fp in also {
+        let l = content::fingerprint_label(fp.as_str());
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    labels
 }
 
 /// The JQL clause that restricts a search to `projects`: `project = "A"`, or

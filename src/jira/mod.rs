@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod key;
+pub mod lookup;
 pub mod model;
 
 pub use client::JiraClient;

@@ -13,6 +13,9 @@ pub struct SearchJqlRequest<'a> {
     pub max_results: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reconcile_issues: Vec<i64>,
+    /// The next page of a search whose first page was not the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
 }
 
 /// `POST /rest/api/2/search` (Server / Data Center).
@@ -27,9 +30,19 @@ pub struct SearchV2Request<'a> {
 
 /// Both search responses: `{issues, isLast, nextPageToken}` (v3) or `{startAt, total, issues}` (v2).
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SearchResponse {
     #[serde(default)]
     pub issues: Vec<Issue>,
+    /// v3: this is the last page (absent on v2).
+    #[serde(default)]
+    pub is_last: Option<bool>,
+    /// v3: the token of the next page.
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+    /// v2: how many issues match in all.
+    #[serde(default)]
+    pub total: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

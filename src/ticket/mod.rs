@@ -365,6 +365,23 @@ impl TicketStage {
         }
     }
 
+    /// A problem got a leader that waits for a worker slot: look its ticket up now, in a batched
+    /// search with the others waiting (see `jira::lookup`), so its leader finds it known.
+    pub fn prefetch(&self, fingerprint: &Fingerprint) {
+        let Some(jira) = &self.jira else {
+            return;
+        };
+        if jira.refused(fingerprint).is_some() {
+            return;
+        }
+        let also = self
+            .also
+            .get(fingerprint)
+            .map(|a| a.value().clone())
+            .unwrap_or_default();
+        jira.prefetch(fingerprint, &also);
+    }
+
     /// How many times the analyzer's circuit breaker opened.
     pub fn analyzer_breaker_trips(&self) -> u64 {
         self.analyzer.breaker_trips()
@@ -482,8 +499,12 @@ impl TicketStage {
         }
     }
 
-    /// Wait for every Jira task started (a create still finishing after its log's deadline).
+    /// Wait for every Jira task started (a create still finishing after its log's deadline);
+    /// lookups prefetched for leaders that will not run are stopped.
     pub async fn drain(&self) {
+        if let Some(jira) = &self.jira {
+            jira.abort_lookups().await;
+        }
         loop {
             let next = {
                 let Ok(mut tasks) = self.tasks.lock() else {
@@ -502,6 +523,9 @@ impl TicketStage {
 
     /// Stop every Jira task still running (the grace period after an interrupt is over).
     pub async fn abort(&self) {
+        if let Some(jira) = &self.jira {
+            jira.abort_lookups().await;
+        }
         let set = self.tasks.lock().map(|mut t| std::mem::take(&mut *t));
         if let Ok(mut set) = set {
             set.abort_all();
@@ -511,7 +535,7 @@ impl TicketStage {
 
     async fn lead_with_jira(
         &self,
-        jira: &JiraClient,
+        jira: &Arc<JiraClient>,
         event: &LogEvent,
         fingerprint: &Fingerprint,
         template: &str,
@@ -705,7 +729,11 @@ impl TicketStage {
     }
 
     /// The problem's ticket as Jira and the state know it.
-    async fn find(&self, jira: &JiraClient, fingerprint: &Fingerprint) -> anyhow::Result<Found> {
+    async fn find(
+        &self,
+        jira: &Arc<JiraClient>,
+        fingerprint: &Fingerprint,
+    ) -> anyhow::Result<Found> {
         let also = self
             .also
             .get(fingerprint)
@@ -858,7 +886,7 @@ impl TicketStage {
     /// create is old enough for search to have caught up.
     async fn settle_unfinished_create(
         &self,
-        jira: &JiraClient,
+        jira: &Arc<JiraClient>,
         fingerprint: &Fingerprint,
         mut found: Found,
     ) -> anyhow::Result<Found> {
