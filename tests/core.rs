@@ -217,7 +217,22 @@ async fn max_tickets_picks_the_same_problems_in_async_as_in_sequential() {
     }
     let input = write(dir.path(), "logs.jsonl", &text);
     let server = jira_server().await;
-    let known = |label: &str| fnv(label) % 3 == 0;
+    // Labels of the masking-only fingerprints (which a search also asks for, for tickets filed
+    // before templates were learned) are never known: a third of the problems' own labels are.
+    let masking_only: std::collections::HashSet<String> = text
+        .lines()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).unwrap();
+            let event = triage::event::LogEvent::from_value(value, || "no-id".into()).unwrap();
+            label(
+                triage::fingerprint::fingerprint(&event)
+                    .fingerprint
+                    .as_str(),
+            )
+        })
+        .collect();
+    let known = move |label: &str| !masking_only.contains(label) && fnv(label) % 3 == 0;
+    let known_by_jira = known.clone();
     let seed =
         std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
     let calls = AtomicU64::new(seed);
@@ -229,11 +244,10 @@ async fn max_tickets_picks_the_same_problems_in_async_as_in_sequential() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // Known by the problem's own label (the first one asked for).
-            let wanted = jql_label(req);
-            let found: Vec<Value> = [wanted]
+            // Every known label asked for (a search may look up many problems at once).
+            let found: Vec<Value> = jql_labels(req)
                 .iter()
-                .filter(|l| known(l))
+                .filter(|l| known_by_jira(l))
                 .map(|l| cloud_issue(30_000, &format!("OPS-{}", fnv(l) % 9000 + 1000), l, false))
                 .collect();
             ResponseTemplate::new(200)
@@ -533,25 +547,24 @@ async fn remembering_jira(
         Mock::given(method("POST"))
             .and(path(format!("{V3}/search/jql")))
             .respond_with(move |req: &Request| {
-                let wanted = jql_label(req);
+                // Every label asked for (a search may look up many problems at once).
                 let labels = created_labels.lock().unwrap();
-                let found = match labels.iter().position(|l| *l == wanted) {
-                    Some(i) => vec![cloud_issue(
-                        20_000,
-                        &format!("OPS-{}", i + 1),
-                        &wanted,
-                        false,
-                    )],
-                    None if known(&wanted) => {
-                        vec![cloud_issue(
-                            30_000,
-                            &format!("OPS-{}", fnv(&wanted) % 9000 + 1000),
-                            &wanted,
+                let found: Vec<Value> = jql_labels(req)
+                    .iter()
+                    .filter_map(|wanted| match labels.iter().position(|l| l == wanted) {
+                        Some(i) => Some(cloud_issue(
+                            20_000 + i as u64,
+                            &format!("OPS-{}", i + 1),
+                            wanted,
                             false,
-                        )]
-                    }
-                    None => vec![],
-                };
+                        )),
+                        None if known(wanted) => {
+                            let n = fnv(wanted) % 9000 + 1000;
+                            Some(cloud_issue(30_000 + n, &format!("OPS-{n}"), wanted, false))
+                        }
+                        None => None,
+                    })
+                    .collect();
                 ResponseTemplate::new(200).set_body_json(search_page(found))
             })
             .mount(server)
