@@ -43,66 +43,66 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
 /// Never edit a released step: add a new one.
 const MIGRATIONS: &[&str] = &[
     // 1: the first layout.
-    "CREATE TABLE checkpoints (source TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
-     CREATE TABLE seen (log_id TEXT PRIMARY KEY, ts_ms INTEGER);
-     CREATE TABLE tickets (fingerprint TEXT PRIMARY KEY, key TEXT NOT NULL, created_ms INTEGER NOT NULL);
-     CREATE TABLE failed (log_id TEXT PRIMARY KEY, event TEXT NOT NULL, error TEXT, runs INTEGER NOT NULL DEFAULT 1);
-     CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_ms INTEGER NOT NULL, ended_ms INTEGER,
+    "CREATE TABLE IF NOT EXISTS checkpoints (source TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS seen (log_id TEXT PRIMARY KEY, ts_ms INTEGER);
+     CREATE TABLE IF NOT EXISTS tickets (fingerprint TEXT PRIMARY KEY, key TEXT NOT NULL, created_ms INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS failed (log_id TEXT PRIMARY KEY, event TEXT NOT NULL, error TEXT, runs INTEGER NOT NULL DEFAULT 1);
+     CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_ms INTEGER NOT NULL, ended_ms INTEGER,
                         exit_code INTEGER, summary TEXT);",
     // 2: the comment cooldown, and when a failed log first failed.
-    "CREATE TABLE comments (ticket TEXT PRIMARY KEY, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
+    "CREATE TABLE IF NOT EXISTS comments (ticket TEXT PRIMARY KEY, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
                             first_ms INTEGER, last_seen_ms INTEGER, hosts TEXT NOT NULL DEFAULT '[]');
      ALTER TABLE failed ADD COLUMN first_failed_ms INTEGER;
-     CREATE INDEX seen_ts ON seen (ts_ms);",
+     CREATE INDEX IF NOT EXISTS seen_ts ON seen (ts_ms);",
     // 3: creates begun and not known to have finished (a run killed while Jira was answering).
-    "CREATE TABLE creating (fingerprint TEXT PRIMARY KEY, started_ms INTEGER NOT NULL);",
+    "CREATE TABLE IF NOT EXISTS creating (fingerprint TEXT PRIMARY KEY, started_ms INTEGER NOT NULL);",
     // 4: one store serves several jobs: processed logs and retries belong to a source (API
     // URL and query), tickets and comments to a Jira (URL and project). Rows from before get
     // the empty scope, and the first run that opens the store adopts them (`adopt_unscoped`).
-    "CREATE TABLE seen4 (source TEXT NOT NULL, log_id TEXT NOT NULL, ts_ms INTEGER, PRIMARY KEY (source, log_id));
+    "CREATE TABLE IF NOT EXISTS seen4 (source TEXT NOT NULL, log_id TEXT NOT NULL, ts_ms INTEGER, PRIMARY KEY (source, log_id));
      INSERT INTO seen4 SELECT '', log_id, ts_ms FROM seen;
      DROP TABLE seen;
      ALTER TABLE seen4 RENAME TO seen;
-     CREATE INDEX seen_ts ON seen (ts_ms);
-     CREATE TABLE failed4 (source TEXT NOT NULL, log_id TEXT NOT NULL, event TEXT NOT NULL, error TEXT,
+     CREATE INDEX IF NOT EXISTS seen_ts ON seen (ts_ms);
+     CREATE TABLE IF NOT EXISTS failed4 (source TEXT NOT NULL, log_id TEXT NOT NULL, event TEXT NOT NULL, error TEXT,
                            runs INTEGER NOT NULL DEFAULT 1, first_failed_ms INTEGER, PRIMARY KEY (source, log_id));
      INSERT INTO failed4 SELECT '', log_id, event, error, runs, first_failed_ms FROM failed;
      DROP TABLE failed;
      ALTER TABLE failed4 RENAME TO failed;
-     CREATE TABLE tickets4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, key TEXT NOT NULL, created_ms INTEGER NOT NULL,
+     CREATE TABLE IF NOT EXISTS tickets4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, key TEXT NOT NULL, created_ms INTEGER NOT NULL,
                             PRIMARY KEY (jira, fingerprint));
      INSERT INTO tickets4 SELECT '', fingerprint, key, created_ms FROM tickets;
      DROP TABLE tickets;
      ALTER TABLE tickets4 RENAME TO tickets;
-     CREATE TABLE comments4 (jira TEXT NOT NULL, ticket TEXT NOT NULL, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
+     CREATE TABLE IF NOT EXISTS comments4 (jira TEXT NOT NULL, ticket TEXT NOT NULL, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
                              first_ms INTEGER, last_seen_ms INTEGER, hosts TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (jira, ticket));
      INSERT INTO comments4 SELECT '', ticket, last_ms, pending, first_ms, last_seen_ms, hosts FROM comments;
      DROP TABLE comments;
      ALTER TABLE comments4 RENAME TO comments;
-     CREATE TABLE creating4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, started_ms INTEGER NOT NULL,
+     CREATE TABLE IF NOT EXISTS creating4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, started_ms INTEGER NOT NULL,
                              PRIMARY KEY (jira, fingerprint));
      INSERT INTO creating4 SELECT '', fingerprint, started_ms FROM creating;
      DROP TABLE creating;
      ALTER TABLE creating4 RENAME TO creating;",
     // 5: one row per finished run, per job, written when the run ends (`triage status`).
-    "CREATE TABLE job_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, jira TEXT NOT NULL,
+    "CREATE TABLE IF NOT EXISTS job_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, jira TEXT NOT NULL,
                             started_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL, exit_code INTEGER NOT NULL,
                             fetched INTEGER NOT NULL, processed INTEGER NOT NULL, created INTEGER NOT NULL,
                             existing INTEGER NOT NULL, commented INTEGER NOT NULL, duplicates INTEGER NOT NULL,
                             skipped INTEGER NOT NULL, failed INTEGER NOT NULL, summary TEXT NOT NULL);
-     CREATE INDEX job_runs_by_job ON job_runs (source, jira, id);",
+     CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (source, jira, id);",
     // 6: the analysis cache: what the analyzer said about a fingerprint, so a problem whose
     // ticket is reopened or filed again is not analyzed again while the entry is fresh.
-    "CREATE TABLE analyses (fingerprint TEXT NOT NULL, analyzer TEXT NOT NULL, analysis TEXT NOT NULL,
+    "CREATE TABLE IF NOT EXISTS analyses (fingerprint TEXT NOT NULL, analyzer TEXT NOT NULL, analysis TEXT NOT NULL,
                             created_ms INTEGER NOT NULL, PRIMARY KEY (fingerprint, analyzer));",
     // 7: the template miner's store (see `grouping`): families, learned templates with the
     // fingerprint each was born with, and merges (an old fingerprint now meaning another).
-    "CREATE TABLE template_families (id INTEGER PRIMARY KEY, service TEXT NOT NULL, tokens TEXT NOT NULL,
+    "CREATE TABLE IF NOT EXISTS template_families (id INTEGER PRIMARY KEY, service TEXT NOT NULL, tokens TEXT NOT NULL,
                                      variable TEXT NOT NULL);
-     CREATE TABLE templates (fingerprint TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE, family INTEGER NOT NULL,
+     CREATE TABLE IF NOT EXISTS templates (fingerprint TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE, family INTEGER NOT NULL,
                              service TEXT NOT NULL, template TEXT NOT NULL, tokens TEXT NOT NULL,
                              count INTEGER NOT NULL, first_ms INTEGER, last_ms INTEGER, last_used INTEGER NOT NULL);
-     CREATE TABLE template_merges (fingerprint TEXT PRIMARY KEY, into_fingerprint TEXT NOT NULL, merged_ms INTEGER NOT NULL);",
+     CREATE TABLE IF NOT EXISTS template_merges (fingerprint TEXT PRIMARY KEY, into_fingerprint TEXT NOT NULL, merged_ms INTEGER NOT NULL);",
 ];
 
 /// A state store problem.
@@ -563,11 +563,13 @@ impl StateStore {
             source,
         };
         let mut conn = Connection::open(path).map_err(sql)?;
+        // The busy timeout first: switching a new file to WAL and migrating it wait for a
+        // process that is doing the same at this moment.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         migrate(&mut conn).map_err(sql)?;
         adopt_unscoped(&mut conn, &scope).map_err(sql)?;
@@ -1161,7 +1163,7 @@ impl StateStore {
 
 /// Give rows written before stores were scoped (schema 4) to the first job that opens the store.
 fn adopt_unscoped(conn: &mut Connection, scope: &Scope) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if !scope.source.is_empty() {
         for table in ["seen", "failed"] {
             tx.execute(
@@ -1181,16 +1183,26 @@ fn adopt_unscoped(conn: &mut Connection, scope: &Scope) -> rusqlite::Result<()> 
     tx.commit()
 }
 
+/// Create or migrate the schema, safe when several processes open a new or old store at once
+/// (jobs on one file hold different run locks): the version is read again inside one
+/// IMMEDIATE transaction (the file's single writer lock, waited for up to the busy timeout),
+/// so exactly one opener applies the missing steps and the others find them done. The
+/// `IF NOT EXISTS` in the steps keeps a step that was applied without its version (a store
+/// touched by hand) from failing.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     check_not_newer(version)?;
+    if version as usize == MIGRATIONS.len() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    check_not_newer(version)?;
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        let tx = conn.transaction()?;
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
     }
-    Ok(())
+    tx.commit()
 }
 
 /// Refuse a store written by a newer version of triage: its layout is unknown here, and using it
@@ -1304,6 +1316,36 @@ mod tests {
         drop(first);
         StateStore::open(&db, job("src", "jira"))
             .expect("the lock of a finished holder is taken over");
+    }
+
+    #[test]
+    fn openers_racing_on_a_new_file_all_succeed_and_create_the_schema_once() {
+        // Seen before: four runs started together on a new file, three exited 1 with
+        // "table checkpoints already exists". Each thread is its own connection and job.
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("state.db");
+            let n = 8;
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+            let threads: Vec<_> = (0..n)
+                .map(|i| {
+                    let (db, barrier) = (db.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        StateStore::open(&db, job(&format!("src {i}"), "J OPS"))
+                            .map(|s| s.schema_version().unwrap())
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for t in threads {
+                assert_eq!(
+                    t.join().unwrap(),
+                    Ok(MIGRATIONS.len()),
+                    "round {round}: every opener succeeds"
+                );
+            }
+        }
     }
 
     #[test]
