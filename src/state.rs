@@ -121,6 +121,9 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// A PostgreSQL store problem; `target` is the URL without its password.
+    #[error("state store {target}: {message}")]
+    Postgres { target: String, message: String },
 }
 
 /// A failed log waiting to be retried.
@@ -185,6 +188,8 @@ pub struct StateHandle {
     /// Transactions committed so far (for tests and the benchmark).
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub writable: bool,
+    /// A store other runners share (PostgreSQL): their tickets and leases are seen.
+    pub shared: bool,
 }
 
 impl std::fmt::Debug for Op {
@@ -214,6 +219,7 @@ impl StateHandle {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (tx, rx) = std::sync::mpsc::channel::<Op>();
         let path = path.to_path_buf();
+        let path_shown = path.clone();
         let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = commits.clone();
         let thread = std::thread::Builder::new()
@@ -246,6 +252,7 @@ impl StateHandle {
             thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
             commits,
             writable,
+            shared: is_postgres(&path_shown),
         };
         match opened {
             Ok(true) => Ok(Some(handle)),
@@ -382,15 +389,14 @@ fn writer_loop(
             records.clear();
         }
         if opened.take().is_some() {
-            match store.conn.execute_batch("COMMIT") {
+            match store.commit() {
                 Ok(()) => {
                     commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(e) => {
-                    let e = store.err(e);
                     tracing::warn!("{e}");
                     last_error.get_or_insert(e.to_string());
-                    let _ = store.conn.execute_batch("ROLLBACK");
+                    store.rollback();
                 }
             }
         }
@@ -421,9 +427,12 @@ fn writer_loop(
             },
         };
         if writable && opened.is_none() {
-            match store.conn.execute_batch("BEGIN") {
+            match store.begin() {
                 Ok(()) => opened = Some(std::time::Instant::now()),
-                Err(e) => tracing::warn!("{}", store.err(e)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    last_error.get_or_insert(e.to_string());
+                }
             }
         }
         match op {
@@ -519,12 +528,43 @@ impl Scope {
     }
 }
 
+mod pg;
+
+/// Whether `--state` names a PostgreSQL database (`postgres://…` or `postgresql://…`) rather
+/// than a SQLite file.
+pub fn is_postgres(target: &Path) -> bool {
+    target
+        .to_str()
+        .is_some_and(|t| t.starts_with("postgres://") || t.starts_with("postgresql://"))
+}
+
+/// `target` as it may be shown: a PostgreSQL URL without its password, a file path as it is.
+pub fn display_target(target: &Path) -> String {
+    match target.to_str() {
+        Some(url) if is_postgres(target) => pg::redact_url(url),
+        _ => target.display().to_string(),
+    }
+}
+
+/// The answer to [`StateStore::try_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This run now holds the fingerprint's create lease: it may create (after looking again).
+    Taken,
+    /// Another live runner holds it: wait for the key it records.
+    Held,
+}
+
+enum Backend {
+    Sqlite(SqliteStore),
+    Pg(pg::PgStore),
+}
+
+/// A state store, SQLite or PostgreSQL: the one interface the writer thread and the readers
+/// use. Every method runs on the calling thread (the state writer's own std::thread during a
+/// run: neither backend may be called from the async runtime).
 pub struct StateStore {
-    conn: Connection,
-    path: PathBuf,
-    scope: Scope,
-    /// The run lock; `None` for a read-only store (a dry run).
-    _lock: Option<RunLock>,
+    backend: Backend,
     /// Set by [`StateHandle::close`]: the writer thread ends after this operation.
     stop: bool,
 }
@@ -532,9 +572,154 @@ pub struct StateStore {
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateStore")
-            .field("path", &self.path)
+            .field("target", &self.target())
             .finish()
     }
+}
+
+macro_rules! delegate {
+    () => {};
+    ($(#[$m:meta])* fn $name:ident(&mut self $(, $arg:ident : $ty:ty)*) -> $ret:ty; $($rest:tt)*) => {
+        $(#[$m])* pub fn $name(&mut self $(, $arg: $ty)*) -> $ret {
+            match &mut self.backend {
+                Backend::Sqlite(s) => s.$name($($arg),*),
+                Backend::Pg(p) => p.$name($($arg),*),
+            }
+        }
+        delegate!($($rest)*);
+    };
+    ($(#[$m:meta])* fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; $($rest:tt)*) => {
+        $(#[$m])* pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+            match &self.backend {
+                Backend::Sqlite(s) => s.$name($($arg),*),
+                Backend::Pg(p) => p.$name($($arg),*),
+            }
+        }
+        delegate!($($rest)*);
+    };
+}
+
+impl StateStore {
+    /// Open the store `target` names (a SQLite file, or a `postgres://` URL), take the job's
+    /// run lock, create or migrate the schema.
+    pub fn open(target: &Path, scope: Scope) -> Result<Self, StateError> {
+        let backend = if is_postgres(target) {
+            Backend::Pg(pg::PgStore::open(
+                target.to_str().unwrap_or_default(),
+                scope,
+                true,
+            )?)
+        } else {
+            Backend::Sqlite(SqliteStore::open(target, scope)?)
+        };
+        Ok(StateStore {
+            backend,
+            stop: false,
+        })
+    }
+
+    /// Open for reading only, without the lock (a dry run looks, never writes).
+    /// `Ok(None)` when there is no store yet (or one of an older layout).
+    pub fn open_read_only(target: &Path, scope: Scope) -> Result<Option<Self>, StateError> {
+        let backend = if is_postgres(target) {
+            match pg::PgStore::open(target.to_str().unwrap_or_default(), scope, false) {
+                Ok(p) if p.is_current()? => Backend::Pg(p),
+                Ok(_) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        } else {
+            match SqliteStore::open_read_only(target, scope)? {
+                Some(s) => Backend::Sqlite(s),
+                None => return Ok(None),
+            }
+        };
+        Ok(Some(StateStore {
+            backend,
+            stop: false,
+        }))
+    }
+
+    /// The store as it may be shown (a URL without its password).
+    pub fn target(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(s) => s.path.display().to_string(),
+            Backend::Pg(p) => p.target().to_string(),
+        }
+    }
+
+    /// Whether this is a PostgreSQL store (shared by runners on several hosts).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
+    }
+
+    delegate! {
+        /// Open the writer's batch transaction.
+        fn begin(&mut self) -> Result<(), StateError>;
+        /// Commit the writer's batch transaction.
+        fn commit(&mut self) -> Result<(), StateError>;
+        /// Give up the writer's batch transaction (after a failed commit).
+        fn rollback(&mut self) -> ();
+        /// The schema version this store is at.
+        fn schema_version(&self) -> Result<usize, StateError>;
+        /// The time up to which every log of `source` is final.
+        fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError>;
+        /// Move the checkpoint forward (never back), and forget processed ids well behind it.
+        fn advance_checkpoint(&mut self, source: &str, until: DateTime<Utc>, keep_ids_for: chrono::Duration) -> Result<(), StateError>;
+        /// Whether an earlier run (or this one) already gave this log a final outcome.
+        fn is_seen(&self, log_id: &str) -> Result<bool, StateError>;
+        /// Record a batch of final outcomes in one transaction: each log is seen; failed ones
+        /// go on the retry list (one more run counted), succeeded ones leave it.
+        fn record(&mut self, batch: &[Processed]) -> Result<(), StateError>;
+        /// Failed logs waiting for a retry, oldest failure first.
+        fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError>;
+        /// Take logs off the retry list for good (given up after too many runs).
+        fn give_up(&mut self, ids: &[String]) -> Result<(), StateError>;
+        /// The ticket an earlier run (or another runner) created for a fingerprint.
+        fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError>;
+        /// Remember a ticket the moment it exists, and that its create finished.
+        fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError>;
+        /// Note that a create is about to be sent (see `create_begun`).
+        fn begin_create(&self, fingerprint: &str) -> Result<(), StateError>;
+        /// When an unfinished create for this fingerprint was begun, if there is one.
+        fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError>;
+        /// Take the fingerprint's create lease (cross-runner dedup; always taken on SQLite,
+        /// where the job's run lock already makes this run the only one).
+        fn try_lease(&self, fingerprint: &str) -> Result<Lease, StateError>;
+        /// Give the fingerprint's create lease back (after its key is recorded, or nothing was
+        /// created).
+        fn release_lease(&self, fingerprint: &str) -> Result<(), StateError>;
+        /// What `analyzer` said about `fingerprint`, if it said it less than `ttl` ago (JSON).
+        fn cached_analysis(&self, fingerprint: &str, analyzer: &str, ttl: chrono::Duration) -> Result<Option<String>, StateError>;
+        /// Remember what `analyzer` said about `fingerprint` (JSON), replacing an older answer.
+        fn cache_analysis(&self, fingerprint: &str, analyzer: &str, analysis: &str) -> Result<(), StateError>;
+        fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError>;
+        /// A ticket was just created at `at`: its creation counts as its last update.
+        fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError>;
+        /// Save what a ticket has accumulated (`last_comment` set when a comment was posted).
+        fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError>;
+        /// Everything the template miner learned, with the ticket recorded for each template.
+        fn load_templates(&self) -> Result<TemplateSnapshot, StateError>;
+        /// Save what the template miner changed, in one transaction.
+        fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError>;
+        /// Start a run's row; returns its id.
+        fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError>;
+        fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError>;
+        /// Record a finished run of this job.
+        fn record_run(&self, started: DateTime<Utc>, ended: DateTime<Utc>, exit_code: u8, summary: &Value) -> Result<(), StateError>;
+        /// Mark the run lock as released.
+        fn release_lock(&self) -> ();
+        /// When the last run that exited 0 ended.
+        fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError>;
+    }
+}
+
+/// The SQLite backend: one file.
+struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    scope: Scope,
+    /// The run lock; `None` for a read-only store (a dry run).
+    _lock: Option<RunLock>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -545,7 +730,7 @@ fn from_ms(v: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(v).single()
 }
 
-impl StateStore {
+impl SqliteStore {
     /// Open (creating the folder and the file if needed), take the job's run lock, migrate.
     pub fn open(path: &Path, scope: Scope) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
@@ -573,12 +758,11 @@ impl StateStore {
             .map_err(sql)?;
         migrate(&mut conn).map_err(sql)?;
         adopt_unscoped(&mut conn, &scope).map_err(sql)?;
-        Ok(StateStore {
+        Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             scope,
             _lock: Some(lock),
-            stop: false,
         })
     }
 
@@ -604,17 +788,34 @@ impl StateStore {
             // An older layout: a dry run does not migrate it; the next real run will.
             return Ok(None);
         }
-        Ok(Some(StateStore {
+        Ok(Some(SqliteStore {
             conn,
             path: path.to_path_buf(),
             scope,
             _lock: None,
-            stop: false,
         }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Open the writer's batch transaction.
+    fn begin(&mut self) -> Result<(), StateError> {
+        self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))
+    }
+
+    fn commit(&mut self) -> Result<(), StateError> {
+        self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))
+    }
+
+    fn rollback(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    /// One file, one runner per job (the run lock): nobody else creates for this job.
+    fn try_lease(&self, _fingerprint: &str) -> Result<Lease, StateError> {
+        Ok(Lease::Taken)
+    }
+
+    fn release_lease(&self, _fingerprint: &str) -> Result<(), StateError> {
+        Ok(())
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {

@@ -132,6 +132,12 @@ fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
 
 /// Read the job's part of the state file, read-only.
 pub fn read(path: &Path, scope: &Scope, last_runs: usize) -> anyhow::Result<Status> {
+    if crate::state::is_postgres(path) {
+        anyhow::bail!(
+            "triage status reads a SQLite state file; it does not read a PostgreSQL store ({}) yet",
+            crate::state::display_target(path)
+        );
+    }
     let mut status = Status {
         schema_version: SCHEMA_VERSION,
         state: path.to_path_buf(),
