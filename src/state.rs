@@ -371,6 +371,7 @@ fn writer_loop(
     commits: &std::sync::atomic::AtomicU64,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
+    let shared = store.is_shared();
     let mut pending = 0usize;
     let mut opened: Option<std::time::Instant> = None;
     let mut records: Vec<Processed> = Vec::new();
@@ -443,6 +444,9 @@ fn writer_loop(
                 }
             }
             Op::Call { job, durable } => {
+                // A shared store commits each call at once: a transaction held open for a
+                // batch would hold row locks other runners wait for.
+                let durable = durable || shared;
                 // Closures read what was recorded before them.
                 if !records.is_empty() {
                     if let Err(e) = store.record(&records) {

@@ -1280,3 +1280,219 @@ async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
     assert_eq!(s["already_processed"], 20, "{s}");
     assert_eq!(checkpoint(), Some(later - chrono::Duration::seconds(60)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Several runners sharing one PostgreSQL state store (issue 14). These need a real server:
+// `TRIAGE_TEST_DATABASE_URL` names one (`.ci/run` starts a throwaway cluster on loopback and
+// sets it); without it each test says it was skipped and passes. Each test works in its own
+// database, so they run in parallel.
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh database of its own for test `name` on the test server, as a URL; `None` (with a
+/// clear "skipped" line) when no test server is configured.
+fn pg_database(name: &str) -> Option<String> {
+    let Ok(base) = std::env::var("TRIAGE_TEST_DATABASE_URL") else {
+        eprintln!(
+            "skipped: TRIAGE_TEST_DATABASE_URL is not set ({name} needs a PostgreSQL server)"
+        );
+        return None;
+    };
+    let db = format!("triage_{name}_{}", std::process::id());
+    // The sync client must not run on the test's async runtime: its own thread.
+    let admin = base.clone();
+    let created = db.clone();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("test server");
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {created} WITH (FORCE)"))
+            .unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {created}"))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    Some(with_database(&base, &db))
+}
+
+/// `url` with its database replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let authority_end = head
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|i| head[i..].find('/').map(|j| i + j))
+        .unwrap_or(head.len());
+    format!("{}/{db}{query}", &head[..authority_end])
+}
+
+/// Run SQL on the test database, off the async runtime.
+fn pg_exec(url: &str, sql: &str) -> Vec<postgres::Row> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("test server");
+        c.query(sql.as_str(), &[]).unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The cron command of runner `query` on the shared store at `url`.
+fn pg_runner(
+    uri: &str,
+    url: &str,
+    dir: &Path,
+    now: DateTime<Utc>,
+    name: &str,
+    query: &str,
+) -> Command {
+    let mut cmd = cron_command(
+        uri,
+        &dir.join("unused-state.db"),
+        now,
+        &dir.join(format!("report-{name}.json")),
+        &["--batch-size", "20", "--comment-cooldown", "1h"],
+    );
+    cmd.env("TRIAGE_STATE", url).env("DD_QUERY", query);
+    cmd
+}
+
+/// What a PostgreSQL store knows of job `query`: processed ids among `logs`, and retries.
+fn pg_store_view(url: &str, uri: &str, query: &str, logs: &[SimLog]) -> (HashSet<String>, usize) {
+    let (url, uri, query, logs) = (
+        url.to_string(),
+        uri.to_string(),
+        query.to_string(),
+        logs.to_vec(),
+    );
+    std::thread::spawn(move || {
+        let scope = triage::state::Scope {
+            source: triage::state::Scope::datadog(&uri, &query),
+            jira: triage::state::Scope::jira(&uri, PROJECT),
+        };
+        let store = triage::state::StateStore::open_read_only(Path::new(&url), scope)
+            .expect("store opens")
+            .expect("store exists");
+        let seen = logs
+            .iter()
+            .filter(|l| store.is_seen(&l.id).unwrap())
+            .map(|l| l.id.clone())
+            .collect();
+        (seen, store.failed_logs().unwrap().len())
+    })
+    .join()
+    .unwrap()
+}
+
+/// The simulated services with Jira search lagging `lag` behind creates.
+fn lagging_sim(logs: Vec<SimLog>, page_delay: Duration, lag: Duration) -> Arc<Sim> {
+    Arc::new(Sim {
+        world: Mutex::new(World {
+            logs,
+            ..World::default()
+        }),
+        page_delay,
+        create_delay: Duration::from_millis(300),
+        search_lag: lag,
+    })
+}
+
+fn assert_one_ticket_per_problem(sim: &Sim, problems: usize) {
+    let per_label = sim.issues_per_label();
+    let duplicates: Vec<_> = per_label.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "duplicate tickets: {duplicates:?}");
+    assert_eq!(per_label.len(), problems, "one ticket per problem");
+    let w = sim.world.lock().unwrap();
+    assert!(w.unexpected.is_empty(), "{:?}", w.unexpected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_per_problem() {
+    let Some(url) = pg_database("four") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let problems = 12;
+    let logs = sim_logs(
+        240,
+        problems,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(2),
+        |_| chrono::Duration::seconds(1),
+    );
+    // Jira's search shows a new ticket only 5 s after its create: a runner that searched and
+    // missed would create a second one.
+    let sim = lagging_sim(
+        logs.clone(),
+        Duration::from_millis(20),
+        Duration::from_secs(5),
+    );
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Four jobs whose queries all match these logs (the simulated Datadog ignores the query).
+    let queries = [
+        "status:error",
+        "status:error service:svc-*",
+        "status:error env:prod",
+        "status:error -host:none",
+    ];
+    let started = Instant::now();
+    let runs: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            finish(pg_runner(
+                &server.uri(),
+                &url,
+                dir.path(),
+                now,
+                &i.to_string(),
+                q,
+            ))
+        })
+        .collect();
+    let outs = futures::future::join_all(runs).await;
+    let wall = started.elapsed();
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+        assert!(!stderr(out).contains("s3cret"));
+    }
+    assert_one_ticket_per_problem(&sim, problems);
+    for (i, q) in queries.iter().enumerate() {
+        let ids = processed_ids(&dir.path().join(format!("report-{i}.json")));
+        let unique: HashSet<_> = ids.iter().cloned().collect();
+        assert_eq!(
+            ids.len(),
+            logs.len(),
+            "runner {i} processed each of its logs once"
+        );
+        assert_eq!(unique.len(), logs.len());
+        let (seen, failed) = pg_store_view(&url, &server.uri(), q, &logs);
+        assert_eq!(
+            (seen.len(), failed),
+            (logs.len(), 0),
+            "runner {i}'s store view"
+        );
+    }
+    let created: u64 = outs
+        .iter()
+        .map(|o| {
+            serde_json::from_slice::<Value>(&o.stdout).unwrap()["created"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        created, problems as u64,
+        "the runners created each ticket once between them"
+    );
+    eprintln!(
+        "4 runners, {} logs each, {problems} problems, Jira search lag 5 s: {} tickets, {} duplicates, wall {:.2} s",
+        logs.len(),
+        sim.issues_per_label().len(),
+        sim.issues_per_label().values().map(|n| n - 1).sum::<usize>(),
+        wall.as_secs_f64()
+    );
+}

@@ -330,8 +330,9 @@ impl PgStore {
     /// not spoil the batch), or in its own transaction outside one.
     fn atomic<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+        f: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, StateError> {
+        let mut f = f;
         let mut c = self.client.borrow_mut();
         let (open, ok, undo) = if self.in_tx {
             (
@@ -342,15 +343,30 @@ impl PgStore {
         } else {
             ("BEGIN", "COMMIT", "ROLLBACK")
         };
-        c.batch_execute(open).map_err(|e| self.err(e))?;
-        match f(&mut c) {
-            Ok(v) => {
-                c.batch_execute(ok).map_err(|e| self.err(e))?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = c.batch_execute(undo);
-                Err(self.err(e))
+        let mut attempt = 0;
+        loop {
+            c.batch_execute(open).map_err(|e| self.err(e))?;
+            match f(&mut c) {
+                Ok(v) => {
+                    c.batch_execute(ok).map_err(|e| self.err(e))?;
+                    return Ok(v);
+                }
+                Err(e) => {
+                    let _ = c.batch_execute(undo);
+                    // Two runners writing the same rows in another order: the server picks
+                    // one to fail; its work is undone to the savepoint and done again.
+                    let retry = e.code().is_some_and(|code| {
+                        *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                            || *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                    });
+                    attempt += 1;
+                    if !retry || attempt >= 5 {
+                        return Err(self.err(e));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        10 * attempt + fastrand::u64(0..20),
+                    ));
+                }
             }
         }
     }
@@ -358,7 +374,7 @@ impl PgStore {
     /// One read (no transaction of its own needed).
     fn read<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+        mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, StateError> {
         if self.in_tx {
             // A failed read inside the batch must not abort it.
@@ -454,15 +470,18 @@ impl PgStore {
             )?;
             let done = c.prepare("DELETE FROM failed WHERE source = $1 AND log_id = $2")?;
             let count = c.prepare(
-                "INSERT INTO comments (jira, ticket, pending) VALUES ($1, $2, 1)
-                 ON CONFLICT (jira, ticket) DO UPDATE SET pending = comments.pending + 1",
+                "INSERT INTO comments (jira, ticket, pending) VALUES ($1, $2, $3)
+                 ON CONFLICT (jira, ticket) DO UPDATE SET pending = comments.pending + excluded.pending",
             )?;
             let now = ms(Utc::now());
+            // Tickets' counts are shared by every runner of the Jira: added last, in key
+            // order, so two runners' batches never wait on each other in a cycle.
+            let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
             for p in batch {
                 let ts = p.timestamp.map(ms);
                 let new = c.execute(&seen, &[&source, &p.id, &ts])?;
                 if let (1, Some(ticket)) = (new, &p.recurrence) {
-                    c.execute(&count, &[&jira, ticket])?;
+                    *counts.entry(ticket.as_str()).or_default() += 1;
                 }
                 match &p.failed {
                     Some((event, error)) => {
@@ -472,6 +491,9 @@ impl PgStore {
                         c.execute(&done, &[&source, &p.id])?;
                     }
                 }
+            }
+            for (ticket, n) in &counts {
+                c.execute(&count, &[&jira, ticket, n])?;
             }
             Ok(())
         })

@@ -546,16 +546,19 @@ impl TicketStage {
                 }
             }
         }
+        let shared = self
+            .state
+            .as_ref()
+            .is_some_and(|s| s.shared && s.writable && !self.dry_run);
         if found.open.is_none() && found.created_in_run.is_none() {
-            found = self
-                .settle_unfinished_create(jira, fingerprint, found)
-                .await?;
-        }
-        if found.open.is_none()
-            && found.created_in_run.is_none()
-            && !(found.done.is_some() && self.reopen)
-        {
-            found = self.claim(jira, fingerprint, found).await?;
+            found = if shared && !(found.done.is_some() && self.reopen) {
+                // Another runner's begun create may be in flight right now: only the lease's
+                // next holder settles it.
+                self.claim(jira, fingerprint, found).await?
+            } else {
+                self.settle_unfinished_create(jira, fingerprint, found)
+                    .await?
+            };
         }
         Ok(found)
     }
@@ -571,7 +574,7 @@ impl TicketStage {
         fingerprint: &Fingerprint,
         mut found: Found,
     ) -> anyhow::Result<Found> {
-        let Some(state) = self.state.as_ref().filter(|s| s.writable && !self.dry_run) else {
+        let Some(state) = self.state.as_ref() else {
             return Ok(found);
         };
         let give_up = Instant::now() + LEASE_WAIT;
@@ -582,10 +585,6 @@ impl TicketStage {
             let lease = state.call(move |s| s.try_lease(&fp)).await?;
             if lease == crate::state::Lease::Taken {
                 self.leases.insert(fingerprint.clone(), ());
-            }
-            if lease == crate::state::Lease::Taken && !waited && !state.shared {
-                // The only runner of this job: `find` has just looked.
-                return Ok(found);
             }
             let fp = fingerprint.to_string();
             if let Some(key) = state.call(move |s| s.ticket_for(&fp)).await? {
