@@ -1496,3 +1496,257 @@ async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_
         wall.as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_the_same_job_on_two_hosts_at_once_runs_once_and_the_other_exits_75() {
+    let Some(url) = pg_database("hosts") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        60,
+        3,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(5),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = lagging_sim(logs, Duration::from_millis(250), Duration::from_millis(500));
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Two "hosts": two processes, each with its own connection string to the one database.
+    let other_host = url.replacen("127.0.0.1", "localhost", 1);
+    assert_ne!(other_host, url, "the test server is on 127.0.0.1");
+    let a = pg_runner(&server.uri(), &url, dir.path(), now, "a", "status:error");
+    let b = pg_runner(
+        &server.uri(),
+        &other_host,
+        dir.path(),
+        now,
+        "b",
+        "status:error",
+    );
+    let (a, b) = futures::future::join(finish(a), finish(b)).await;
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [Some(0), Some(75)],
+        "a: {}\nb: {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let refused = if a.status.code() == Some(75) { &a } else { &b };
+    let err = stderr(refused);
+    assert!(
+        err.contains("another triage run holds the state lock"),
+        "{err}"
+    );
+    // The live holder is named by host and pid (shown, never compared).
+    assert!(err.contains(" pid "), "{err}");
+    assert_one_ticket_per_problem(&sim, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_runners_killed_at_random_points_leave_no_duplicate_no_lost_log_and_no_lease_blocking() {
+    let Some(url) = pg_database("kills") else {
+        return;
+    };
+    let seed = fastrand::u64(..);
+    eprintln!("kill points from seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let now = t("2026-11-23T10:00:00Z");
+    let problems = 10;
+    let logs = sim_logs(
+        200,
+        problems,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(2),
+        |_| chrono::Duration::seconds(1),
+    );
+    // Slow pages and creates, so a kill lands mid-run: between pages, while a create is in
+    // flight (its lease held), or while a batch is being written.
+    let sim = lagging_sim(
+        logs.clone(),
+        Duration::from_millis(60),
+        Duration::from_secs(5),
+    );
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let queries = [
+        "status:error",
+        "status:error env:prod",
+        "status:error service:svc-*",
+    ];
+    let victim = "status:error -host:none";
+    let others: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            finish(pg_runner(
+                &server.uri(),
+                &url,
+                dir.path(),
+                now,
+                &format!("o{i}"),
+                q,
+            ))
+        })
+        .collect();
+    let others = tokio::spawn(futures::future::join_all(others));
+    // The fourth runner is killed twice at random points while the three go on.
+    let mut kills = 0;
+    for round in 0..2 {
+        let creates = rng.u64(0..4);
+        let pages = rng.u64(1..8);
+        let mut child = pg_runner(
+            &server.uri(),
+            &url,
+            dir.path(),
+            now,
+            &format!("k{round}"),
+            victim,
+        )
+        .spawn()
+        .unwrap();
+        let (c0, p0) = {
+            let w = sim.world.lock().unwrap();
+            (w.creates, w.pages)
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (c, p) = {
+                let w = sim.world.lock().unwrap();
+                (w.creates, w.pages)
+            };
+            if c >= c0 + creates && p >= p0 + pages {
+                child.kill().unwrap();
+                assert_eq!(child.wait().unwrap().code(), None, "killed by a signal");
+                kills += 1;
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "run ended with {status}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the killed runner never got there"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for out in others.await.unwrap() {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    // One clean run of the killed job: nothing lost, nothing blocked by a dead runner's lease
+    // or run lock.
+    let started = Instant::now();
+    let clean = finish(pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        now,
+        "clean",
+        victim,
+    ))
+    .await;
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
+    let err = stderr(&clean);
+    assert!(!err.contains("create lease"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the clean run waited on nothing the dead runner held"
+    );
+    let (seen, failed) = pg_store_view(&url, &server.uri(), victim, &logs);
+    assert_eq!(
+        (seen.len(), failed),
+        (logs.len(), 0),
+        "no lost log ({kills} kills)"
+    );
+    for (i, q) in queries.iter().enumerate() {
+        let (seen, failed) = pg_store_view(&url, &server.uri(), q, &logs);
+        assert_eq!((seen.len(), failed), (logs.len(), 0), "runner {i}");
+    }
+    assert_one_ticket_per_problem(&sim, problems);
+    // No lease or run lock is left: every advisory lock belonged to a session that is gone.
+    let held = pg_exec(
+        &url,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+    );
+    assert_eq!(held[0].get::<_, i64>(0), 0, "advisory locks left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_connection_dropped_mid_run_fails_the_run_clearly_and_the_next_run_loses_nothing() {
+    let Some(url) = pg_database("dropped") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let problems = 4;
+    let logs = sim_logs(
+        120,
+        problems,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(4),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = lagging_sim(
+        logs.clone(),
+        Duration::from_millis(150),
+        Duration::from_millis(500),
+    );
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        now,
+        "dropped",
+        "status:error",
+    )
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.world.lock().unwrap().pages < 2 {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = pg_exec(
+        &url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'triage' AND datname = current_database()",
+    );
+    assert_eq!(killed.len(), 1, "the run's one connection");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_no_secret(&out);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the connection to PostgreSQL was lost"),
+        "a clear message: {err}"
+    );
+    let next = finish(pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        now,
+        "next",
+        "status:error",
+    ))
+    .await;
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    let (seen, failed) = pg_store_view(&url, &server.uri(), "status:error", &logs);
+    assert_eq!(
+        (seen.len(), failed),
+        (logs.len(), 0),
+        "the next run loses nothing"
+    );
+    assert_one_ticket_per_problem(&sim, problems);
+}

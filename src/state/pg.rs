@@ -160,6 +160,11 @@ impl PgStore {
         if writable {
             store.take_run_lock()?;
             store.migrate()?;
+            // Who holds the lock, for a runner that is refused (best effort: the lock itself
+            // is what counts).
+            if let Err(e) = store.note_holder() {
+                tracing::debug!("{e}");
+            }
         } else {
             store.check_version()?;
         }
@@ -284,6 +289,22 @@ impl PgStore {
             None
         };
         if !got {
+            // A holder that started a moment ago may not have written its name yet.
+            let mut left = left;
+            for _ in 0..40 {
+                if left.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                left = c
+                    .query_opt(
+                        "SELECT holder FROM run_locks WHERE job = $1 AND to_regclass('run_locks') IS NOT NULL",
+                        &[&job],
+                    )
+                    .ok()
+                    .flatten()
+                    .map(|r| r.get::<_, String>(0));
+            }
             return Err(StateError::Locked {
                 path: self.target.clone().into(),
                 holder: match left {
@@ -385,10 +406,6 @@ impl PgStore {
     }
 
     pub fn begin(&mut self) -> Result<(), StateError> {
-        if self.run_lock.is_some() && !self.in_tx {
-            // First batch: say who holds the lock (best effort; the lock itself is what counts).
-            let _ = self.note_holder();
-        }
         self.client
             .borrow_mut()
             .batch_execute("BEGIN")
