@@ -561,7 +561,7 @@ pub enum Lease {
 
 enum Backend {
     Sqlite(SqliteStore),
-    Pg(pg::PgStore),
+    Pg(Box<pg::PgStore>),
 }
 
 /// A state store, SQLite or PostgreSQL: the one interface the writer thread and the readers
@@ -608,11 +608,11 @@ impl StateStore {
     /// run lock, create or migrate the schema.
     pub fn open(target: &Path, scope: Scope) -> Result<Self, StateError> {
         let backend = if is_postgres(target) {
-            Backend::Pg(pg::PgStore::open(
+            Backend::Pg(Box::new(pg::PgStore::open(
                 target.to_str().unwrap_or_default(),
                 scope,
                 true,
-            )?)
+            )?))
         } else {
             Backend::Sqlite(SqliteStore::open(target, scope)?)
         };
@@ -627,7 +627,7 @@ impl StateStore {
     pub fn open_read_only(target: &Path, scope: Scope) -> Result<Option<Self>, StateError> {
         let backend = if is_postgres(target) {
             match pg::PgStore::open(target.to_str().unwrap_or_default(), scope, false) {
-                Ok(p) if p.is_current()? => Backend::Pg(p),
+                Ok(p) if p.is_current()? => Backend::Pg(Box::new(p)),
                 Ok(_) => return Ok(None),
                 Err(e) => return Err(e),
             }
