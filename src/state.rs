@@ -559,6 +559,97 @@ pub enum Lease {
     Held,
 }
 
+/// The tables `triage state export` writes and `import` reads, with their columns (the same
+/// names on both backends). Run history ids are not imported: the store numbers them anew.
+const EXPORT_TABLES: &[(&str, &[&str])] = &[
+    ("checkpoints", &["source", "until_ms", "updated_ms"]),
+    ("seen", &["source", "log_id", "ts_ms"]),
+    (
+        "failed",
+        &[
+            "source",
+            "log_id",
+            "event",
+            "error",
+            "runs",
+            "first_failed_ms",
+        ],
+    ),
+    ("tickets", &["jira", "fingerprint", "key", "created_ms"]),
+    (
+        "comments",
+        &[
+            "jira",
+            "ticket",
+            "last_ms",
+            "pending",
+            "first_ms",
+            "last_seen_ms",
+            "hosts",
+        ],
+    ),
+    ("creating", &["jira", "fingerprint", "started_ms"]),
+    ("runs", &["started_ms", "ended_ms", "exit_code", "summary"]),
+    (
+        "job_runs",
+        &[
+            "source",
+            "jira",
+            "started_ms",
+            "ended_ms",
+            "exit_code",
+            "fetched",
+            "processed",
+            "created",
+            "existing",
+            "commented",
+            "duplicates",
+            "skipped",
+            "failed",
+            "summary",
+        ],
+    ),
+    (
+        "analyses",
+        &["fingerprint", "analyzer", "analysis", "created_ms"],
+    ),
+    (
+        "template_families",
+        &["id", "service", "tokens", "variable"],
+    ),
+    (
+        "templates",
+        &[
+            "fingerprint",
+            "id",
+            "family",
+            "service",
+            "template",
+            "tokens",
+            "count",
+            "first_ms",
+            "last_ms",
+            "last_used",
+        ],
+    ),
+    (
+        "template_merges",
+        &["fingerprint", "into_fingerprint", "merged_ms"],
+    ),
+];
+
+/// The first line of an export.
+const EXPORT_HEADER: &str = "triage-state";
+
+/// What `import` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// Rows read from the input.
+    pub read: u64,
+    /// Rows the store did not have and now has (a row whose key is there already is kept).
+    pub added: u64,
+}
+
 enum Backend {
     Sqlite(SqliteStore),
     Pg(Box<pg::PgStore>),
@@ -648,6 +739,78 @@ impl StateStore {
         match &self.backend {
             Backend::Sqlite(s) => s.path.display().to_string(),
             Backend::Pg(p) => p.target().to_string(),
+        }
+    }
+
+    /// Write the whole store as JSON Lines: a header line, then one line per row
+    /// (`{"table": …, "row": {column: value}}`), table by table. Returns the rows written.
+    pub fn export(&self, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"format": EXPORT_HEADER, "version": 1})
+        )?;
+        let mut rows = 0u64;
+        for (table, columns) in EXPORT_TABLES {
+            let json_rows = match &self.backend {
+                Backend::Sqlite(s) => s.export_table(table, columns)?,
+                Backend::Pg(p) => p.export_table(table, columns)?,
+            };
+            for row in json_rows {
+                let row: Value = serde_json::from_str(&row)?;
+                writeln!(out, "{}", serde_json::json!({"table": table, "row": row}))?;
+                rows += 1;
+            }
+        }
+        out.flush()?;
+        Ok(rows)
+    }
+
+    /// Read an export (JSON Lines, as [`StateStore::export`] writes it) into this store, in one
+    /// transaction: rows whose key the store has already are kept as they are.
+    pub fn import(&mut self, input: impl std::io::BufRead) -> anyhow::Result<Imported> {
+        let mut done = Imported::default();
+        self.begin()?;
+        let result = (|| -> anyhow::Result<()> {
+            for (n, line) in input.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&line)
+                    .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", n + 1))?;
+                if v.get("format").is_some() {
+                    anyhow::ensure!(
+                        v["format"] == EXPORT_HEADER && v["version"] == 1,
+                        "line {}: not a triage state export this version reads",
+                        n + 1
+                    );
+                    continue;
+                }
+                let table = v["table"].as_str().unwrap_or_default();
+                let Some((table, columns)) = EXPORT_TABLES.iter().find(|(t, _)| *t == table) else {
+                    anyhow::bail!("line {}: unknown table {table:?}", n + 1);
+                };
+                anyhow::ensure!(v["row"].is_object(), "line {}: no row object", n + 1);
+                let row = v["row"].to_string();
+                let added = match &mut self.backend {
+                    Backend::Sqlite(s) => s.import_row(table, columns, &row)?,
+                    Backend::Pg(p) => p.import_row(table, columns, &row)?,
+                };
+                done.read += 1;
+                done.added += added;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.commit()?;
+                Ok(done)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
         }
     }
 
@@ -811,6 +974,34 @@ impl SqliteStore {
 
     fn rollback(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    /// Each row of `table` as a JSON object text.
+    fn export_table(&self, table: &str, columns: &[&str]) -> Result<Vec<String>, StateError> {
+        let fields: Vec<String> = columns.iter().map(|c| format!("'{c}', {c}")).collect();
+        let sql = format!("SELECT json_object({}) FROM {table}", fields.join(", "));
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Insert one exported row (a JSON object text) unless its key is there; 1 when added.
+    fn import_row(&mut self, table: &str, columns: &[&str], row: &str) -> Result<u64, StateError> {
+        let values: Vec<String> = columns
+            .iter()
+            .map(|c| format!("json_extract(?1, '$.{c}')"))
+            .collect();
+        let sql = format!(
+            "INSERT OR IGNORE INTO {table} ({}) SELECT {}",
+            columns.join(", "),
+            values.join(", ")
+        );
+        self.conn
+            .execute(&sql, [row])
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
     }
 
     /// One file, one runner per job (the run lock): nobody else creates for this job.

@@ -1292,7 +1292,10 @@ async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
 /// clear "skipped" line) when no test server is configured.
 fn pg_database(name: &str) -> Option<String> {
     let Ok(base) = std::env::var("TRIAGE_TEST_DATABASE_URL") else {
-        eprintln!(
+        // Straight to stderr, past the test harness's capture, so `cargo test` shows it.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "skipped: TRIAGE_TEST_DATABASE_URL is not set ({name} needs a PostgreSQL server)"
         );
         return None;
@@ -1749,4 +1752,146 @@ async fn pg_a_connection_dropped_mid_run_fails_the_run_clearly_and_the_next_run_
         "the next run loses nothing"
     );
     assert_one_ticket_per_problem(&sim, problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_state_export_from_sqlite_and_import_into_postgres_carries_everything_across() {
+    let Some(url) = pg_database("export") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        60,
+        3,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(5),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = lagging_sim(logs.clone(), Duration::ZERO, Duration::from_millis(200));
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("state.db");
+    let first = finish(cron_command(
+        &server.uri(),
+        &sqlite,
+        now,
+        &dir.path().join("a.json"),
+        &[],
+    ))
+    .await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let state_cmd = |state: &str, args: &[&str]| {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("triage"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--state")
+            .arg(state)
+            .arg("state")
+            .args(args);
+        cmd
+    };
+    // SQLite -> JSON Lines -> PostgreSQL -> JSON Lines: the same rows.
+    let exported = state_cmd(sqlite.to_str().unwrap(), &["export"])
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let file = dir.path().join("state.jsonl");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let imported = state_cmd(&url, &["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let again = state_cmd(&url, &["export"]).output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    let rows = |out: &[u8]| -> Vec<String> {
+        let mut v: Vec<String> = String::from_utf8_lossy(out)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let mut row: Value = serde_json::from_str(l).unwrap();
+                // Run history is numbered anew by the store it is imported into.
+                if row["table"] == "runs" || row["table"] == "job_runs" {
+                    row["row"].as_object_mut().unwrap().remove("id");
+                }
+                row.to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (before, after) = (rows(&exported.stdout), rows(&again.stdout));
+    assert!(
+        before.len() > logs.len(),
+        "seen ids, tickets, templates, runs: {}",
+        before.len()
+    );
+    assert_eq!(before, after);
+    // Importing twice adds nothing but the run history.
+    let twice = state_cmd(&url, &["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(twice.status.success(), "{}", stderr(&twice));
+    assert!(
+        stderr(&twice).contains(&format!(
+            "imported {} rows into postgres://triage@",
+            before.len()
+        )) && stderr(&twice).contains("(2 new,"),
+        "{}",
+        stderr(&twice)
+    );
+    // The next run on PostgreSQL finds everything done and files nothing new.
+    let next = finish({
+        let mut cmd = cron_command(
+            &server.uri(),
+            &sqlite,
+            now,
+            &dir.path().join("b.json"),
+            &["--from", "now-15m"],
+        );
+        cmd.env("TRIAGE_STATE", &url);
+        cmd
+    })
+    .await;
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    let s: Value = serde_json::from_slice(&next.stdout).unwrap();
+    assert_eq!(s["already_processed"], logs.len());
+    assert_one_ticket_per_problem(&sim, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_state_url_never_shows_its_password() {
+    // Nothing listens on port 1: the connection fails, and the message names the store
+    // without the password (no server needed).
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://triage:pw-SECRET-5d1e@127.0.0.1:1/triage?connect_timeout=2";
+    let mut cmd = cron_command(
+        "http://127.0.0.1:1",
+        &dir.path().join("unused.db"),
+        t("2026-11-23T10:00:00Z"),
+        &dir.path().join("r.json"),
+        &[],
+    );
+    cmd.env("TRIAGE_STATE", url);
+    let out = finish(cmd).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("state store postgres://triage:***@127.0.0.1:1/triage"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-SECRET-5d1e"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("pw-SECRET-5d1e"));
+    // The export command too.
+    let out = Command::new(assert_cmd::cargo::cargo_bin("triage"))
+        .env_clear()
+        .args(["--state", url, "state", "export"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("pw-SECRET-5d1e") && err.contains(":***@"),
+        "{err}"
+    );
 }

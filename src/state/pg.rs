@@ -405,6 +405,31 @@ impl PgStore {
         f(&mut c).map_err(|e| self.err(e))
     }
 
+    /// Each row of `table` as a JSON object text.
+    pub fn export_table(&self, table: &str, columns: &[&str]) -> Result<Vec<String>, StateError> {
+        let sql = format!(
+            "SELECT row_to_json(t)::text FROM (SELECT {} FROM {table}) t",
+            columns.join(", ")
+        );
+        let rows = self.read(|c| c.query(sql.as_str(), &[]))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Insert one exported row (a JSON object text) unless its key is there; 1 when added.
+    pub fn import_row(
+        &mut self,
+        table: &str,
+        columns: &[&str],
+        row: &str,
+    ) -> Result<u64, StateError> {
+        let sql = format!(
+            "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_record(NULL::{table}, $1::text::json)
+             ON CONFLICT DO NOTHING",
+            cols = columns.join(", ")
+        );
+        self.atomic(|c| c.execute(sql.as_str(), &[&row]))
+    }
+
     pub fn begin(&mut self) -> Result<(), StateError> {
         self.client
             .borrow_mut()
@@ -903,6 +928,17 @@ impl PgStore {
     pub fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError> {
         self.read(|c| c.query_one("SELECT max(ended_ms) FROM runs WHERE exit_code = 0", &[]))
             .map(|r| r.get::<_, Option<i64>>(0).and_then(from_ms))
+    }
+}
+
+impl Drop for PgStore {
+    /// A store closed normally says so (its holder row goes, its locks are given back); a
+    /// killed runner's row stays, and the next holder warns that it took the lock over.
+    fn drop(&mut self) {
+        if self.in_tx {
+            self.rollback();
+        }
+        self.release_lock();
     }
 }
 
