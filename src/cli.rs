@@ -153,7 +153,9 @@ pub struct Cli {
     pub report: Option<PathBuf>,
 
     /// The state file: checkpoints, tickets, logs to retry, run history
-    /// (default $XDG_STATE_HOME/triage/state.db, or ~/.local/state/triage/state.db).
+    /// (default $XDG_STATE_HOME/triage/state.db, or ~/.local/state/triage/state.db);
+    /// a postgres://user:password@host/db URL shares one state between runners on several
+    /// hosts (docs/scale.md).
     #[arg(
         long,
         value_name = "PATH",
@@ -443,8 +445,8 @@ pub enum Command {
     /// List the templates the state store has learned: fingerprint, count, first and last
     /// seen, ticket and template (`--output json` for an array of objects).
     Templates,
-    /// Copy the whole state store (SQLite file or PostgreSQL database, as --state names it)
-    /// to or from JSON Lines: a backup, or the way to move a store to PostgreSQL.
+    /// Copy the whole state store (the SQLite file or PostgreSQL database the state option
+    /// names) to or from JSON Lines: a backup, or the way to move a store to PostgreSQL.
     State {
         #[command(subcommand)]
         action: StateAction,
