@@ -133,6 +133,8 @@ struct Sim {
     page_delay: Duration,
     create_delay: Duration,
     search_lag: Duration,
+    /// How long a comment post takes to answer.
+    comment_delay: Duration,
 }
 
 impl Sim {
@@ -145,6 +147,7 @@ impl Sim {
             page_delay,
             create_delay,
             search_lag: Duration::from_millis(1500),
+            comment_delay: Duration::ZERO,
         })
     }
 
@@ -225,11 +228,13 @@ impl Sim {
                 let at = w.now.unwrap_or_else(Utc::now);
                 let text = adf_text(&json_of(req)["body"]);
                 w.comments.push(SimComment { key, at, text });
-                ResponseTemplate::new(201).set_body_json(spec_example(
-                    "/rest/api/3/issue/{issueIdOrKey}/comment",
-                    "post",
-                    "201",
-                ))
+                ResponseTemplate::new(201)
+                    .set_body_json(spec_example(
+                        "/rest/api/3/issue/{issueIdOrKey}/comment",
+                        "post",
+                        "201",
+                    ))
+                    .set_delay(self.comment_delay)
             }
             // The end-of-run update of a ticket created in the run: its description now shows
             // the whole run.
@@ -1398,6 +1403,8 @@ fn lagging_sim(logs: Vec<SimLog>, page_delay: Duration, lag: Duration) -> Arc<Si
         page_delay,
         create_delay: Duration::from_millis(300),
         search_lag: lag,
+        // Long enough that runners deciding the same ticket's comment overlap.
+        comment_delay: Duration::from_millis(400),
     })
 }
 
@@ -1497,6 +1504,61 @@ async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_
         sim.issues_per_label().len(),
         sim.issues_per_label().values().map(|n| n - 1).sum::<usize>(),
         wall.as_secs_f64()
+    );
+
+    // An hour later the same problems recur, seen by all four runners at once: each ticket
+    // gets one recurrence comment between them (the comment cooldown is shared too).
+    let later = now + chrono::Duration::hours(1);
+    let again: Vec<SimLog> = sim_logs(
+        240,
+        problems,
+        later - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(2),
+        |_| chrono::Duration::seconds(1),
+    )
+    .into_iter()
+    .map(|mut l| {
+        l.id = l.id.replace("sim", "again");
+        l
+    })
+    .collect();
+    {
+        let mut w = sim.world.lock().unwrap();
+        w.logs.extend(again.iter().cloned());
+        w.now = Some(later);
+    }
+    let runs: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            // The cooldown (1 h) has passed since each ticket was created.
+            finish(pg_runner(
+                &server.uri(),
+                &url,
+                dir.path(),
+                later,
+                &format!("r{i}"),
+                q,
+            ))
+        })
+        .collect();
+    for out in futures::future::join_all(runs).await {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    assert_one_ticket_per_problem(&sim, problems);
+    let w = sim.world.lock().unwrap();
+    let mut per_ticket: HashMap<&str, usize> = HashMap::new();
+    for c in &w.comments {
+        *per_ticket.entry(c.key.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        per_ticket.len(),
+        problems,
+        "every recurring ticket is commented on"
+    );
+    assert!(
+        per_ticket.values().all(|n| *n == 1),
+        "one comment per ticket between the runners: {per_ticket:?}"
     );
 }
 
