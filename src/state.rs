@@ -1,7 +1,9 @@
-//! The state store: what a run must remember for the next one, in one SQLite file.
+//! The state store: what a run must remember for the next one, in one SQLite file, or in a
+//! PostgreSQL database that runners on several hosts share (`pg`, docs/scale.md).
 //!
-//! In: the path (`$XDG_STATE_HOME/triage/state.db`, or `--state PATH`). Out: a `StateStore`
-//! holding the run lock, or `StateError::Locked` naming the process that holds it.
+//! In: the path (`$XDG_STATE_HOME/triage/state.db`, or `--state PATH`) or a `postgres://` URL.
+//! Out: a `StateStore` (one interface over both backends) holding the run lock, or
+//! `StateError::Locked` naming the process that holds it.
 //!
 //! It keeps:
 //! - a checkpoint per source (site + query): the time up to which every log is final;
