@@ -534,7 +534,7 @@ impl Scope {
     }
 }
 
-mod pg;
+pub(crate) mod pg;
 
 /// Whether `--state` names a PostgreSQL database (`postgres://…` or `postgresql://…`) rather
 /// than a SQLite file.
@@ -813,6 +813,14 @@ impl StateStore {
                 self.rollback();
                 Err(e)
             }
+        }
+    }
+
+    /// The PostgreSQL backend, for readers that query it directly (`triage status`).
+    pub(crate) fn postgres(&self) -> Option<&pg::PgStore> {
+        match &self.backend {
+            Backend::Pg(p) => Some(p),
+            Backend::Sqlite(_) => None,
         }
     }
 

@@ -1919,6 +1919,27 @@ async fn pg_state_export_from_sqlite_and_import_into_postgres_carries_everything
     let s: Value = serde_json::from_slice(&next.stdout).unwrap();
     assert_eq!(s["already_processed"], logs.len());
     assert_one_ticket_per_problem(&sim, 3);
+    // `triage status` reads the job's part of the PostgreSQL store: the run imported twice
+    // (run history is appended) and the one just made, the checkpoint, the three tickets.
+    let status = finish({
+        let mut cmd = cron_command(
+            &server.uri(),
+            &sqlite,
+            now,
+            &dir.path().join("c.json"),
+            &["status"],
+        );
+        cmd.env("TRIAGE_STATE", &url);
+        cmd
+    })
+    .await;
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    let st: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(st["state"], url.as_str());
+    assert_eq!(st["exists"], true);
+    assert_eq!(st["runs"].as_array().unwrap().len(), 3, "{st}");
+    assert_eq!(st["tickets"].as_array().unwrap().len(), 3, "{st}");
+    assert!(st["checkpoint"].is_string(), "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

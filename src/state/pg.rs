@@ -171,6 +171,11 @@ impl PgStore {
         Ok(store)
     }
 
+    /// The connection, for a reader's own queries (`triage status`; not during a run).
+    pub(crate) fn client(&self) -> std::cell::RefMut<'_, Client> {
+        self.client.borrow_mut()
+    }
+
     pub fn target(&self) -> &str {
         &self.target
     }
