@@ -153,7 +153,9 @@ pub struct Cli {
     pub report: Option<PathBuf>,
 
     /// The state file: checkpoints, tickets, logs to retry, run history
-    /// (default $XDG_STATE_HOME/triage/state.db, or ~/.local/state/triage/state.db).
+    /// (default $XDG_STATE_HOME/triage/state.db, or ~/.local/state/triage/state.db);
+    /// a postgres://user:password@host/db URL shares one state between runners on several
+    /// hosts (docs/scale.md).
     #[arg(
         long,
         value_name = "PATH",
@@ -450,6 +452,12 @@ pub enum Command {
     /// List the templates the state store has learned: fingerprint, count, first and last
     /// seen, ticket and template (`--output json` for an array of objects).
     Templates,
+    /// Copy the whole state store (the SQLite file or PostgreSQL database the state option
+    /// names) to or from JSON Lines: a backup, or the way to move a store to PostgreSQL.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Show which [[route]] of the config file each problem takes and the ticket fields that
     /// result, without calling Jira: `triage route --explain --input FILE` (one entry per
     /// problem; `--fingerprint FP` for one; `--output json` for an array of objects).
@@ -461,6 +469,20 @@ pub enum Command {
         /// Only the problem with this fingerprint.
         #[arg(long, value_name = "FP")]
         fingerprint: Option<String>,
+    },
+}
+
+/// `triage state …`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum StateAction {
+    /// Write every row of the store as JSON Lines on stdout (`triage state export > state.jsonl`).
+    Export,
+    /// Read JSON Lines written by `export` into the store (created if needed), in one
+    /// transaction; rows whose key the store has already are kept. Stop runs first.
+    Import {
+        /// The export to read; `-` or nothing for stdin.
+        #[arg(value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
     },
 }
 

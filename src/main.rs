@@ -88,6 +88,7 @@ fn main() -> ExitCode {
             };
         }
         Some(Command::Templates) => return templates(&cli, &env),
+        Some(Command::State { action }) => return state_copy(&cli, &env, action),
         None => {}
     }
     let (mut config, notices) = match Config::from_cli(&cli, workers_given, &env) {
@@ -485,6 +486,75 @@ fn status(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, runs: usize) -> ExitC
         Err(e) => {
             stderr_line(&format!("error: {e:#}"));
             ExitCode::from(exit::FATAL)
+        }
+    }
+}
+
+/// `triage state export` / `triage state import [FILE]`: the whole store as JSON Lines.
+fn state_copy(
+    cli: &Cli,
+    env: &dyn Fn(&str) -> Option<String>,
+    action: &triage::cli::StateAction,
+) -> ExitCode {
+    use triage::cli::StateAction;
+    let Some(path) = triage::config::state_path(cli, env) else {
+        stderr_line("error: no state store: give --state PATH (or set XDG_STATE_HOME or HOME)");
+        return ExitCode::from(exit::USAGE);
+    };
+    let shown = triage::state::display_target(&path);
+    let scope = triage::state::Scope::default();
+    let done = match action {
+        StateAction::Export => {
+            match triage::state::StateStore::open_read_only(&path, scope) {
+                Ok(Some(store)) => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    store
+                        .export(&mut out)
+                        .map(|rows| format!("exported {rows} rows from {shown}"))
+                }
+                Ok(None) => Err(anyhow::anyhow!(
+                    "{shown}: no state store there yet (or one an older triage wrote: run triage once to migrate it)"
+                )),
+                Err(e) => Err(e.into()),
+            }
+        }
+        StateAction::Import { file } => {
+            let input: Box<dyn std::io::BufRead> = match file {
+                Some(f) if f.as_os_str() != "-" => match std::fs::File::open(f) {
+                    Ok(file) => Box::new(std::io::BufReader::new(file)),
+                    Err(e) => {
+                        stderr_line(&format!("error: cannot read {}: {e}", f.display()));
+                        return ExitCode::from(exit::USAGE);
+                    }
+                },
+                _ => Box::new(std::io::stdin().lock()),
+            };
+            match triage::state::StateStore::open(&path, scope) {
+                Ok(mut store) => store.import(input).map(|n| {
+                    format!(
+                        "imported {} rows into {shown} ({} new, {} already there)",
+                        n.read,
+                        n.added,
+                        n.read - n.added
+                    )
+                }),
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
+    match done {
+        Ok(message) => {
+            stderr_line(&message);
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            stderr_line(&format!("error: {e:#}"));
+            let locked = matches!(
+                e.downcast_ref::<triage::state::StateError>(),
+                Some(triage::state::StateError::Locked { .. })
+            );
+            ExitCode::from(if locked { exit::LOCKED } else { exit::FATAL })
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The state store: what a run must remember for the next one, in one SQLite file.
+//! The state store: what a run must remember for the next one, in one SQLite file, or in a
+//! PostgreSQL database that runners on several hosts share (`pg`, docs/scale.md).
 //!
-//! In: the path (`$XDG_STATE_HOME/triage/state.db`, or `--state PATH`). Out: a `StateStore`
-//! holding the run lock, or `StateError::Locked` naming the process that holds it.
+//! In: the path (`$XDG_STATE_HOME/triage/state.db`, or `--state PATH`) or a `postgres://` URL.
+//! Out: a `StateStore` (one interface over both backends) holding the run lock, or
+//! `StateError::Locked` naming the process that holds it.
 //!
 //! It keeps:
 //! - a checkpoint per source (site + query): the time up to which every log is final;
@@ -43,66 +45,66 @@ fn json_text<T: serde::Serialize>(value: &T) -> String {
 /// Never edit a released step: add a new one.
 const MIGRATIONS: &[&str] = &[
     // 1: the first layout.
-    "CREATE TABLE checkpoints (source TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
-     CREATE TABLE seen (log_id TEXT PRIMARY KEY, ts_ms INTEGER);
-     CREATE TABLE tickets (fingerprint TEXT PRIMARY KEY, key TEXT NOT NULL, created_ms INTEGER NOT NULL);
-     CREATE TABLE failed (log_id TEXT PRIMARY KEY, event TEXT NOT NULL, error TEXT, runs INTEGER NOT NULL DEFAULT 1);
-     CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_ms INTEGER NOT NULL, ended_ms INTEGER,
+    "CREATE TABLE IF NOT EXISTS checkpoints (source TEXT PRIMARY KEY, until_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS seen (log_id TEXT PRIMARY KEY, ts_ms INTEGER);
+     CREATE TABLE IF NOT EXISTS tickets (fingerprint TEXT PRIMARY KEY, key TEXT NOT NULL, created_ms INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS failed (log_id TEXT PRIMARY KEY, event TEXT NOT NULL, error TEXT, runs INTEGER NOT NULL DEFAULT 1);
+     CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_ms INTEGER NOT NULL, ended_ms INTEGER,
                         exit_code INTEGER, summary TEXT);",
     // 2: the comment cooldown, and when a failed log first failed.
-    "CREATE TABLE comments (ticket TEXT PRIMARY KEY, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
+    "CREATE TABLE IF NOT EXISTS comments (ticket TEXT PRIMARY KEY, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
                             first_ms INTEGER, last_seen_ms INTEGER, hosts TEXT NOT NULL DEFAULT '[]');
      ALTER TABLE failed ADD COLUMN first_failed_ms INTEGER;
-     CREATE INDEX seen_ts ON seen (ts_ms);",
+     CREATE INDEX IF NOT EXISTS seen_ts ON seen (ts_ms);",
     // 3: creates begun and not known to have finished (a run killed while Jira was answering).
-    "CREATE TABLE creating (fingerprint TEXT PRIMARY KEY, started_ms INTEGER NOT NULL);",
+    "CREATE TABLE IF NOT EXISTS creating (fingerprint TEXT PRIMARY KEY, started_ms INTEGER NOT NULL);",
     // 4: one store serves several jobs: processed logs and retries belong to a source (API
     // URL and query), tickets and comments to a Jira (URL and project). Rows from before get
     // the empty scope, and the first run that opens the store adopts them (`adopt_unscoped`).
-    "CREATE TABLE seen4 (source TEXT NOT NULL, log_id TEXT NOT NULL, ts_ms INTEGER, PRIMARY KEY (source, log_id));
+    "CREATE TABLE IF NOT EXISTS seen4 (source TEXT NOT NULL, log_id TEXT NOT NULL, ts_ms INTEGER, PRIMARY KEY (source, log_id));
      INSERT INTO seen4 SELECT '', log_id, ts_ms FROM seen;
      DROP TABLE seen;
      ALTER TABLE seen4 RENAME TO seen;
-     CREATE INDEX seen_ts ON seen (ts_ms);
-     CREATE TABLE failed4 (source TEXT NOT NULL, log_id TEXT NOT NULL, event TEXT NOT NULL, error TEXT,
+     CREATE INDEX IF NOT EXISTS seen_ts ON seen (ts_ms);
+     CREATE TABLE IF NOT EXISTS failed4 (source TEXT NOT NULL, log_id TEXT NOT NULL, event TEXT NOT NULL, error TEXT,
                            runs INTEGER NOT NULL DEFAULT 1, first_failed_ms INTEGER, PRIMARY KEY (source, log_id));
      INSERT INTO failed4 SELECT '', log_id, event, error, runs, first_failed_ms FROM failed;
      DROP TABLE failed;
      ALTER TABLE failed4 RENAME TO failed;
-     CREATE TABLE tickets4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, key TEXT NOT NULL, created_ms INTEGER NOT NULL,
+     CREATE TABLE IF NOT EXISTS tickets4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, key TEXT NOT NULL, created_ms INTEGER NOT NULL,
                             PRIMARY KEY (jira, fingerprint));
      INSERT INTO tickets4 SELECT '', fingerprint, key, created_ms FROM tickets;
      DROP TABLE tickets;
      ALTER TABLE tickets4 RENAME TO tickets;
-     CREATE TABLE comments4 (jira TEXT NOT NULL, ticket TEXT NOT NULL, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
+     CREATE TABLE IF NOT EXISTS comments4 (jira TEXT NOT NULL, ticket TEXT NOT NULL, last_ms INTEGER, pending INTEGER NOT NULL DEFAULT 0,
                              first_ms INTEGER, last_seen_ms INTEGER, hosts TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (jira, ticket));
      INSERT INTO comments4 SELECT '', ticket, last_ms, pending, first_ms, last_seen_ms, hosts FROM comments;
      DROP TABLE comments;
      ALTER TABLE comments4 RENAME TO comments;
-     CREATE TABLE creating4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, started_ms INTEGER NOT NULL,
+     CREATE TABLE IF NOT EXISTS creating4 (jira TEXT NOT NULL, fingerprint TEXT NOT NULL, started_ms INTEGER NOT NULL,
                              PRIMARY KEY (jira, fingerprint));
      INSERT INTO creating4 SELECT '', fingerprint, started_ms FROM creating;
      DROP TABLE creating;
      ALTER TABLE creating4 RENAME TO creating;",
     // 5: one row per finished run, per job, written when the run ends (`triage status`).
-    "CREATE TABLE job_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, jira TEXT NOT NULL,
+    "CREATE TABLE IF NOT EXISTS job_runs (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, jira TEXT NOT NULL,
                             started_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL, exit_code INTEGER NOT NULL,
                             fetched INTEGER NOT NULL, processed INTEGER NOT NULL, created INTEGER NOT NULL,
                             existing INTEGER NOT NULL, commented INTEGER NOT NULL, duplicates INTEGER NOT NULL,
                             skipped INTEGER NOT NULL, failed INTEGER NOT NULL, summary TEXT NOT NULL);
-     CREATE INDEX job_runs_by_job ON job_runs (source, jira, id);",
+     CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (source, jira, id);",
     // 6: the analysis cache: what the analyzer said about a fingerprint, so a problem whose
     // ticket is reopened or filed again is not analyzed again while the entry is fresh.
-    "CREATE TABLE analyses (fingerprint TEXT NOT NULL, analyzer TEXT NOT NULL, analysis TEXT NOT NULL,
+    "CREATE TABLE IF NOT EXISTS analyses (fingerprint TEXT NOT NULL, analyzer TEXT NOT NULL, analysis TEXT NOT NULL,
                             created_ms INTEGER NOT NULL, PRIMARY KEY (fingerprint, analyzer));",
     // 7: the template miner's store (see `grouping`): families, learned templates with the
     // fingerprint each was born with, and merges (an old fingerprint now meaning another).
-    "CREATE TABLE template_families (id INTEGER PRIMARY KEY, service TEXT NOT NULL, tokens TEXT NOT NULL,
+    "CREATE TABLE IF NOT EXISTS template_families (id INTEGER PRIMARY KEY, service TEXT NOT NULL, tokens TEXT NOT NULL,
                                      variable TEXT NOT NULL);
-     CREATE TABLE templates (fingerprint TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE, family INTEGER NOT NULL,
+     CREATE TABLE IF NOT EXISTS templates (fingerprint TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE, family INTEGER NOT NULL,
                              service TEXT NOT NULL, template TEXT NOT NULL, tokens TEXT NOT NULL,
                              count INTEGER NOT NULL, first_ms INTEGER, last_ms INTEGER, last_used INTEGER NOT NULL);
-     CREATE TABLE template_merges (fingerprint TEXT PRIMARY KEY, into_fingerprint TEXT NOT NULL, merged_ms INTEGER NOT NULL);",
+     CREATE TABLE IF NOT EXISTS template_merges (fingerprint TEXT PRIMARY KEY, into_fingerprint TEXT NOT NULL, merged_ms INTEGER NOT NULL);",
 ];
 
 /// A state store problem.
@@ -121,6 +123,9 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// A PostgreSQL store problem; `target` is the URL without its password.
+    #[error("state store {target}: {message}")]
+    Postgres { target: String, message: String },
 }
 
 /// A failed log waiting to be retried.
@@ -185,6 +190,8 @@ pub struct StateHandle {
     /// Transactions committed so far (for tests and the benchmark).
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub writable: bool,
+    /// A store other runners share (PostgreSQL): their tickets and leases are seen.
+    pub shared: bool,
 }
 
 impl std::fmt::Debug for Op {
@@ -214,6 +221,7 @@ impl StateHandle {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (tx, rx) = std::sync::mpsc::channel::<Op>();
         let path = path.to_path_buf();
+        let path_shown = path.clone();
         let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = commits.clone();
         let thread = std::thread::Builder::new()
@@ -246,6 +254,7 @@ impl StateHandle {
             thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
             commits,
             writable,
+            shared: is_postgres(&path_shown),
         };
         match opened {
             Ok(true) => Ok(Some(handle)),
@@ -364,6 +373,7 @@ fn writer_loop(
     commits: &std::sync::atomic::AtomicU64,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
+    let shared = store.is_shared();
     let mut pending = 0usize;
     let mut opened: Option<std::time::Instant> = None;
     let mut records: Vec<Processed> = Vec::new();
@@ -382,15 +392,14 @@ fn writer_loop(
             records.clear();
         }
         if opened.take().is_some() {
-            match store.conn.execute_batch("COMMIT") {
+            match store.commit() {
                 Ok(()) => {
                     commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(e) => {
-                    let e = store.err(e);
                     tracing::warn!("{e}");
                     last_error.get_or_insert(e.to_string());
-                    let _ = store.conn.execute_batch("ROLLBACK");
+                    store.rollback();
                 }
             }
         }
@@ -421,9 +430,12 @@ fn writer_loop(
             },
         };
         if writable && opened.is_none() {
-            match store.conn.execute_batch("BEGIN") {
+            match store.begin() {
                 Ok(()) => opened = Some(std::time::Instant::now()),
-                Err(e) => tracing::warn!("{}", store.err(e)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    last_error.get_or_insert(e.to_string());
+                }
             }
         }
         match op {
@@ -434,6 +446,9 @@ fn writer_loop(
                 }
             }
             Op::Call { job, durable } => {
+                // A shared store commits each call at once: a transaction held open for a
+                // batch would hold row locks other runners wait for.
+                let durable = durable || shared;
                 // Closures read what was recorded before them.
                 if !records.is_empty() {
                     if let Err(e) = store.record(&records) {
@@ -519,12 +534,134 @@ impl Scope {
     }
 }
 
+pub(crate) mod pg;
+
+/// Whether `--state` names a PostgreSQL database (`postgres://…` or `postgresql://…`) rather
+/// than a SQLite file.
+pub fn is_postgres(target: &Path) -> bool {
+    target
+        .to_str()
+        .is_some_and(|t| t.starts_with("postgres://") || t.starts_with("postgresql://"))
+}
+
+/// `target` as it may be shown: a PostgreSQL URL without its password, a file path as it is.
+pub fn display_target(target: &Path) -> String {
+    match target.to_str() {
+        Some(url) if is_postgres(target) => pg::redact_url(url),
+        _ => target.display().to_string(),
+    }
+}
+
+/// The answer to [`StateStore::try_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This run now holds the fingerprint's create lease: it may create (after looking again).
+    Taken,
+    /// Another live runner holds it: wait for the key it records.
+    Held,
+}
+
+/// The tables `triage state export` writes and `import` reads, with their columns (the same
+/// names on both backends). Run history ids are not imported: the store numbers them anew.
+const EXPORT_TABLES: &[(&str, &[&str])] = &[
+    ("checkpoints", &["source", "until_ms", "updated_ms"]),
+    ("seen", &["source", "log_id", "ts_ms"]),
+    (
+        "failed",
+        &[
+            "source",
+            "log_id",
+            "event",
+            "error",
+            "runs",
+            "first_failed_ms",
+        ],
+    ),
+    ("tickets", &["jira", "fingerprint", "key", "created_ms"]),
+    (
+        "comments",
+        &[
+            "jira",
+            "ticket",
+            "last_ms",
+            "pending",
+            "first_ms",
+            "last_seen_ms",
+            "hosts",
+        ],
+    ),
+    ("creating", &["jira", "fingerprint", "started_ms"]),
+    ("runs", &["started_ms", "ended_ms", "exit_code", "summary"]),
+    (
+        "job_runs",
+        &[
+            "source",
+            "jira",
+            "started_ms",
+            "ended_ms",
+            "exit_code",
+            "fetched",
+            "processed",
+            "created",
+            "existing",
+            "commented",
+            "duplicates",
+            "skipped",
+            "failed",
+            "summary",
+        ],
+    ),
+    (
+        "analyses",
+        &["fingerprint", "analyzer", "analysis", "created_ms"],
+    ),
+    (
+        "template_families",
+        &["id", "service", "tokens", "variable"],
+    ),
+    (
+        "templates",
+        &[
+            "fingerprint",
+            "id",
+            "family",
+            "service",
+            "template",
+            "tokens",
+            "count",
+            "first_ms",
+            "last_ms",
+            "last_used",
+        ],
+    ),
+    (
+        "template_merges",
+        &["fingerprint", "into_fingerprint", "merged_ms"],
+    ),
+];
+
+/// The first line of an export.
+const EXPORT_HEADER: &str = "triage-state";
+
+/// What `import` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// Rows read from the input.
+    pub read: u64,
+    /// Rows the store did not have and now has (a row whose key is there already is kept).
+    pub added: u64,
+}
+
+enum Backend {
+    Sqlite(SqliteStore),
+    Pg(Box<pg::PgStore>),
+}
+
+/// A state store, SQLite or PostgreSQL: the one interface the writer thread and the readers
+/// use. Every method runs on the calling thread (the state writer's own std::thread during a
+/// run: neither backend may be called from the async runtime).
 pub struct StateStore {
-    conn: Connection,
-    path: PathBuf,
-    scope: Scope,
-    /// The run lock; `None` for a read-only store (a dry run).
-    _lock: Option<RunLock>,
+    backend: Backend,
     /// Set by [`StateHandle::close`]: the writer thread ends after this operation.
     stop: bool,
 }
@@ -532,9 +669,234 @@ pub struct StateStore {
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateStore")
-            .field("path", &self.path)
+            .field("target", &self.target())
             .finish()
     }
+}
+
+macro_rules! delegate {
+    () => {};
+    ($(#[$m:meta])* fn $name:ident(&mut self $(, $arg:ident : $ty:ty)*) -> $ret:ty; $($rest:tt)*) => {
+        $(#[$m])* pub fn $name(&mut self $(, $arg: $ty)*) -> $ret {
+            match &mut self.backend {
+                Backend::Sqlite(s) => s.$name($($arg),*),
+                Backend::Pg(p) => p.$name($($arg),*),
+            }
+        }
+        delegate!($($rest)*);
+    };
+    ($(#[$m:meta])* fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; $($rest:tt)*) => {
+        $(#[$m])* pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+            match &self.backend {
+                Backend::Sqlite(s) => s.$name($($arg),*),
+                Backend::Pg(p) => p.$name($($arg),*),
+            }
+        }
+        delegate!($($rest)*);
+    };
+}
+
+impl StateStore {
+    /// Open the store `target` names (a SQLite file, or a `postgres://` URL), take the job's
+    /// run lock, create or migrate the schema.
+    pub fn open(target: &Path, scope: Scope) -> Result<Self, StateError> {
+        let backend = if is_postgres(target) {
+            Backend::Pg(Box::new(pg::PgStore::open(
+                target.to_str().unwrap_or_default(),
+                scope,
+                true,
+            )?))
+        } else {
+            Backend::Sqlite(SqliteStore::open(target, scope)?)
+        };
+        Ok(StateStore {
+            backend,
+            stop: false,
+        })
+    }
+
+    /// Open for reading only, without the lock (a dry run looks, never writes).
+    /// `Ok(None)` when there is no store yet (or one of an older layout).
+    pub fn open_read_only(target: &Path, scope: Scope) -> Result<Option<Self>, StateError> {
+        let backend = if is_postgres(target) {
+            match pg::PgStore::open(target.to_str().unwrap_or_default(), scope, false) {
+                Ok(p) if p.is_current()? => Backend::Pg(Box::new(p)),
+                Ok(_) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        } else {
+            match SqliteStore::open_read_only(target, scope)? {
+                Some(s) => Backend::Sqlite(s),
+                None => return Ok(None),
+            }
+        };
+        Ok(Some(StateStore {
+            backend,
+            stop: false,
+        }))
+    }
+
+    /// The store as it may be shown (a URL without its password).
+    pub fn target(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(s) => s.path.display().to_string(),
+            Backend::Pg(p) => p.target().to_string(),
+        }
+    }
+
+    /// Write the whole store as JSON Lines: a header line, then one line per row
+    /// (`{"table": …, "row": {column: value}}`), table by table. Returns the rows written.
+    pub fn export(&self, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"format": EXPORT_HEADER, "version": 1})
+        )?;
+        let mut rows = 0u64;
+        for (table, columns) in EXPORT_TABLES {
+            let json_rows = match &self.backend {
+                Backend::Sqlite(s) => s.export_table(table, columns)?,
+                Backend::Pg(p) => p.export_table(table, columns)?,
+            };
+            for row in json_rows {
+                let row: Value = serde_json::from_str(&row)?;
+                writeln!(out, "{}", serde_json::json!({"table": table, "row": row}))?;
+                rows += 1;
+            }
+        }
+        out.flush()?;
+        Ok(rows)
+    }
+
+    /// Read an export (JSON Lines, as [`StateStore::export`] writes it) into this store, in one
+    /// transaction: rows whose key the store has already are kept as they are.
+    pub fn import(&mut self, input: impl std::io::BufRead) -> anyhow::Result<Imported> {
+        let mut done = Imported::default();
+        self.begin()?;
+        let result = (|| -> anyhow::Result<()> {
+            for (n, line) in input.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&line)
+                    .map_err(|e| anyhow::anyhow!("line {}: not JSON: {e}", n + 1))?;
+                if v.get("format").is_some() {
+                    anyhow::ensure!(
+                        v["format"] == EXPORT_HEADER && v["version"] == 1,
+                        "line {}: not a triage state export this version reads",
+                        n + 1
+                    );
+                    continue;
+                }
+                let table = v["table"].as_str().unwrap_or_default();
+                let Some((table, columns)) = EXPORT_TABLES.iter().find(|(t, _)| *t == table) else {
+                    anyhow::bail!("line {}: unknown table {table:?}", n + 1);
+                };
+                anyhow::ensure!(v["row"].is_object(), "line {}: no row object", n + 1);
+                let row = v["row"].to_string();
+                let added = match &mut self.backend {
+                    Backend::Sqlite(s) => s.import_row(table, columns, &row)?,
+                    Backend::Pg(p) => p.import_row(table, columns, &row)?,
+                };
+                done.read += 1;
+                done.added += added;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.commit()?;
+                Ok(done)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// The PostgreSQL backend, for readers that query it directly (`triage status`).
+    pub(crate) fn postgres(&self) -> Option<&pg::PgStore> {
+        match &self.backend {
+            Backend::Pg(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Whether this is a PostgreSQL store (shared by runners on several hosts).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
+    }
+
+    delegate! {
+        /// Open the writer's batch transaction.
+        fn begin(&mut self) -> Result<(), StateError>;
+        /// Commit the writer's batch transaction.
+        fn commit(&mut self) -> Result<(), StateError>;
+        /// Give up the writer's batch transaction (after a failed commit).
+        fn rollback(&mut self) -> ();
+        /// The schema version this store is at.
+        fn schema_version(&self) -> Result<usize, StateError>;
+        /// The time up to which every log of `source` is final.
+        fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError>;
+        /// Move the checkpoint forward (never back), and forget processed ids well behind it.
+        fn advance_checkpoint(&mut self, source: &str, until: DateTime<Utc>, keep_ids_for: chrono::Duration) -> Result<(), StateError>;
+        /// Whether an earlier run (or this one) already gave this log a final outcome.
+        fn is_seen(&self, log_id: &str) -> Result<bool, StateError>;
+        /// Record a batch of final outcomes in one transaction: each log is seen; failed ones
+        /// go on the retry list (one more run counted), succeeded ones leave it.
+        fn record(&mut self, batch: &[Processed]) -> Result<(), StateError>;
+        /// Failed logs waiting for a retry, oldest failure first.
+        fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError>;
+        /// Take logs off the retry list for good (given up after too many runs).
+        fn give_up(&mut self, ids: &[String]) -> Result<(), StateError>;
+        /// The ticket an earlier run (or another runner) created for a fingerprint.
+        fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError>;
+        /// Remember a ticket the moment it exists, and that its create finished.
+        fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError>;
+        /// Note that a create is about to be sent (see `create_begun`).
+        fn begin_create(&self, fingerprint: &str) -> Result<(), StateError>;
+        /// When an unfinished create for this fingerprint was begun, if there is one.
+        fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError>;
+        /// Take the fingerprint's create lease (cross-runner dedup; always taken on SQLite,
+        /// where the job's run lock already makes this run the only one).
+        fn try_lease(&self, fingerprint: &str) -> Result<Lease, StateError>;
+        /// Give the fingerprint's create lease back (after its key is recorded, or nothing was
+        /// created).
+        fn release_lease(&self, fingerprint: &str) -> Result<(), StateError>;
+        /// What `analyzer` said about `fingerprint`, if it said it less than `ttl` ago (JSON).
+        fn cached_analysis(&self, fingerprint: &str, analyzer: &str, ttl: chrono::Duration) -> Result<Option<String>, StateError>;
+        /// Remember what `analyzer` said about `fingerprint` (JSON), replacing an older answer.
+        fn cache_analysis(&self, fingerprint: &str, analyzer: &str, analysis: &str) -> Result<(), StateError>;
+        fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError>;
+        /// A ticket was just created at `at`: its creation counts as its last update.
+        fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError>;
+        /// Save what a ticket has accumulated (`last_comment` set when a comment was posted).
+        fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError>;
+        /// Everything the template miner learned, with the ticket recorded for each template.
+        fn load_templates(&self) -> Result<TemplateSnapshot, StateError>;
+        /// Save what the template miner changed, in one transaction.
+        fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError>;
+        /// Start a run's row; returns its id.
+        fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError>;
+        fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError>;
+        /// Record a finished run of this job.
+        fn record_run(&self, started: DateTime<Utc>, ended: DateTime<Utc>, exit_code: u8, summary: &Value) -> Result<(), StateError>;
+        /// Mark the run lock as released.
+        fn release_lock(&self) -> ();
+        /// When the last run that exited 0 ended.
+        fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError>;
+    }
+}
+
+/// The SQLite backend: one file.
+struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    scope: Scope,
+    /// The run lock; `None` for a read-only store (a dry run).
+    _lock: Option<RunLock>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -545,7 +907,7 @@ fn from_ms(v: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(v).single()
 }
 
-impl StateStore {
+impl SqliteStore {
     /// Open (creating the folder and the file if needed), take the job's run lock, migrate.
     pub fn open(path: &Path, scope: Scope) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
@@ -563,20 +925,21 @@ impl StateStore {
             source,
         };
         let mut conn = Connection::open(path).map_err(sql)?;
+        // The busy timeout first: switching a new file to WAL and migrating it wait for a
+        // process that is doing the same at this moment.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
         migrate(&mut conn).map_err(sql)?;
         adopt_unscoped(&mut conn, &scope).map_err(sql)?;
-        Ok(StateStore {
+        Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
             scope,
             _lock: Some(lock),
-            stop: false,
         })
     }
 
@@ -602,17 +965,62 @@ impl StateStore {
             // An older layout: a dry run does not migrate it; the next real run will.
             return Ok(None);
         }
-        Ok(Some(StateStore {
+        Ok(Some(SqliteStore {
             conn,
             path: path.to_path_buf(),
             scope,
             _lock: None,
-            stop: false,
         }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Open the writer's batch transaction.
+    fn begin(&mut self) -> Result<(), StateError> {
+        self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))
+    }
+
+    fn commit(&mut self) -> Result<(), StateError> {
+        self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))
+    }
+
+    fn rollback(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+
+    /// Each row of `table` as a JSON object text.
+    fn export_table(&self, table: &str, columns: &[&str]) -> Result<Vec<String>, StateError> {
+        let fields: Vec<String> = columns.iter().map(|c| format!("'{c}', {c}")).collect();
+        let sql = format!("SELECT json_object({}) FROM {table}", fields.join(", "));
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Insert one exported row (a JSON object text) unless its key is there; 1 when added.
+    fn import_row(&mut self, table: &str, columns: &[&str], row: &str) -> Result<u64, StateError> {
+        let values: Vec<String> = columns
+            .iter()
+            .map(|c| format!("json_extract(?1, '$.{c}')"))
+            .collect();
+        let sql = format!(
+            "INSERT OR IGNORE INTO {table} ({}) SELECT {}",
+            columns.join(", "),
+            values.join(", ")
+        );
+        self.conn
+            .execute(&sql, [row])
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// One file, one runner per job (the run lock): nobody else creates for this job.
+    fn try_lease(&self, _fingerprint: &str) -> Result<Lease, StateError> {
+        Ok(Lease::Taken)
+    }
+
+    fn release_lease(&self, _fingerprint: &str) -> Result<(), StateError> {
+        Ok(())
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {
@@ -1161,7 +1569,7 @@ impl StateStore {
 
 /// Give rows written before stores were scoped (schema 4) to the first job that opens the store.
 fn adopt_unscoped(conn: &mut Connection, scope: &Scope) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if !scope.source.is_empty() {
         for table in ["seen", "failed"] {
             tx.execute(
@@ -1181,16 +1589,26 @@ fn adopt_unscoped(conn: &mut Connection, scope: &Scope) -> rusqlite::Result<()> 
     tx.commit()
 }
 
+/// Create or migrate the schema, safe when several processes open a new or old store at once
+/// (jobs on one file hold different run locks): the version is read again inside one
+/// IMMEDIATE transaction (the file's single writer lock, waited for up to the busy timeout),
+/// so exactly one opener applies the missing steps and the others find them done. The
+/// `IF NOT EXISTS` in the steps keeps a step that was applied without its version (a store
+/// touched by hand) from failing.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     check_not_newer(version)?;
+    if version as usize == MIGRATIONS.len() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    check_not_newer(version)?;
     for (i, step) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        let tx = conn.transaction()?;
         tx.execute_batch(step)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
     }
-    Ok(())
+    tx.commit()
 }
 
 /// Refuse a store written by a newer version of triage: its layout is unknown here, and using it
@@ -1304,6 +1722,36 @@ mod tests {
         drop(first);
         StateStore::open(&db, job("src", "jira"))
             .expect("the lock of a finished holder is taken over");
+    }
+
+    #[test]
+    fn openers_racing_on_a_new_file_all_succeed_and_create_the_schema_once() {
+        // Seen before: four runs started together on a new file, three exited 1 with
+        // "table checkpoints already exists". Each thread is its own connection and job.
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("state.db");
+            let n = 8;
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+            let threads: Vec<_> = (0..n)
+                .map(|i| {
+                    let (db, barrier) = (db.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        StateStore::open(&db, job(&format!("src {i}"), "J OPS"))
+                            .map(|s| s.schema_version().unwrap())
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for t in threads {
+                assert_eq!(
+                    t.join().unwrap(),
+                    Ok(MIGRATIONS.len()),
+                    "round {round}: every opener succeeds"
+                );
+            }
+        }
     }
 
     #[test]

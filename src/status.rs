@@ -132,6 +132,9 @@ fn from_ms(v: Option<i64>) -> Option<DateTime<Utc>> {
 
 /// Read the job's part of the state file, read-only.
 pub fn read(path: &Path, scope: &Scope, last_runs: usize) -> anyhow::Result<Status> {
+    if crate::state::is_postgres(path) {
+        return read_postgres(path, scope, last_runs);
+    }
     let mut status = Status {
         schema_version: SCHEMA_VERSION,
         state: path.to_path_buf(),
@@ -244,6 +247,114 @@ pub fn read(path: &Path, scope: &Scope, last_runs: usize) -> anyhow::Result<Stat
             })
         })?;
         status.tickets = rows.collect::<Result<_, _>>().with_context(ctx)?;
+    }
+    Ok(status)
+}
+
+/// The job's part of a PostgreSQL store (the same tables and columns as the file's).
+fn read_postgres(url: &Path, scope: &Scope, last_runs: usize) -> anyhow::Result<Status> {
+    let shown = crate::state::display_target(url);
+    let store = crate::state::StateStore::open_read_only(url, scope.clone())?;
+    let mut status = Status {
+        schema_version: SCHEMA_VERSION,
+        state: PathBuf::from(&shown),
+        exists: store.is_some(),
+        job: Job {
+            source: scope.source.clone(),
+            jira: scope.jira.clone(),
+        },
+        runs: Vec::new(),
+        checkpoint: None,
+        retry: Vec::new(),
+        tickets: Vec::new(),
+        other_jobs: Vec::new(),
+    };
+    let Some(store) = store else {
+        return Ok(status);
+    };
+    let Some(pg) = store.postgres() else {
+        return Ok(status);
+    };
+    let mut c = pg.client();
+    let ctx = || format!("reading the state store {shown}");
+    let ms = |r: &postgres::Row, i: usize| from_ms(r.get::<_, Option<i64>>(i));
+    for r in c
+        .query(
+            "SELECT started_ms, ended_ms, exit_code, fetched, processed, created, existing, commented,
+                    duplicates, skipped, failed
+             FROM job_runs WHERE source = $1 AND jira = $2 ORDER BY id DESC LIMIT $3",
+            &[&scope.source, &scope.jira, &(last_runs as i64)],
+        )
+        .with_context(ctx)?
+    {
+        let (started, ended): (i64, i64) = (r.get(0), r.get(1));
+        status.runs.push(RunRow {
+            started: from_ms(Some(started)),
+            duration_ms: (ended - started).max(0),
+            exit_code: r.get::<_, i32>(2) as i64,
+            fetched: r.get(3),
+            processed: r.get(4),
+            created: r.get(5),
+            existing: r.get(6),
+            commented: r.get(7),
+            duplicates: r.get(8),
+            skipped: r.get(9),
+            failed: r.get(10),
+        });
+    }
+    for r in c
+        .query(
+            "SELECT DISTINCT source, jira FROM job_runs WHERE NOT (source = $1 AND jira = $2)
+             ORDER BY source, jira",
+            &[&scope.source, &scope.jira],
+        )
+        .with_context(ctx)?
+    {
+        status.other_jobs.push(Job {
+            source: r.get(0),
+            jira: r.get(1),
+        });
+    }
+    if !scope.source.is_empty() {
+        status.checkpoint = c
+            .query_opt(
+                "SELECT until_ms FROM checkpoints WHERE source = $1",
+                &[&scope.source],
+            )
+            .with_context(ctx)?
+            .and_then(|r| ms(&r, 0));
+    }
+    for r in c
+        .query(
+            "SELECT log_id, runs, first_failed_ms, error FROM failed WHERE source = $1
+             ORDER BY coalesce(first_failed_ms, 0), log_id",
+            &[&scope.source],
+        )
+        .with_context(ctx)?
+    {
+        status.retry.push(RetryRow {
+            id: r.get(0),
+            runs: r.get(1),
+            first_failed: ms(&r, 2),
+            error: r.get(3),
+        });
+    }
+    for r in c
+        .query(
+            "SELECT t.fingerprint, t.key, t.created_ms, c.last_ms, coalesce(c.pending, 0)
+             FROM tickets t LEFT JOIN comments c ON c.jira = t.jira AND c.ticket = t.key
+             WHERE t.jira = $1 ORDER BY t.created_ms, t.key",
+            &[&scope.jira],
+        )
+        .with_context(ctx)?
+    {
+        status.tickets.push(TicketRow {
+            fingerprint: r.get(0),
+            key: r.get(1),
+            created: ms(&r, 2),
+            last_comment: ms(&r, 3),
+            pending: r.get(4),
+        });
     }
     Ok(status)
 }

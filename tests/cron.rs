@@ -133,6 +133,8 @@ struct Sim {
     page_delay: Duration,
     create_delay: Duration,
     search_lag: Duration,
+    /// How long a comment post takes to answer.
+    comment_delay: Duration,
 }
 
 impl Sim {
@@ -145,6 +147,7 @@ impl Sim {
             page_delay,
             create_delay,
             search_lag: Duration::from_millis(1500),
+            comment_delay: Duration::ZERO,
         })
     }
 
@@ -225,11 +228,13 @@ impl Sim {
                 let at = w.now.unwrap_or_else(Utc::now);
                 let text = adf_text(&json_of(req)["body"]);
                 w.comments.push(SimComment { key, at, text });
-                ResponseTemplate::new(201).set_body_json(spec_example(
-                    "/rest/api/3/issue/{issueIdOrKey}/comment",
-                    "post",
-                    "201",
-                ))
+                ResponseTemplate::new(201)
+                    .set_body_json(spec_example(
+                        "/rest/api/3/issue/{issueIdOrKey}/comment",
+                        "post",
+                        "201",
+                    ))
+                    .set_delay(self.comment_delay)
             }
             // The end-of-run update of a ticket created in the run: its description now shows
             // the whole run.
@@ -1279,4 +1284,697 @@ async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
     // The same span again: nothing processed twice, and now the checkpoint moves.
     assert_eq!(s["already_processed"], 20, "{s}");
     assert_eq!(checkpoint(), Some(later - chrono::Duration::seconds(60)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several runners sharing one PostgreSQL state store (issue 14). These need a real server:
+// `TRIAGE_TEST_DATABASE_URL` names one (`.ci/run` starts a throwaway cluster on loopback and
+// sets it); without it each test says it was skipped and passes. Each test works in its own
+// database, so they run in parallel.
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh database of its own for test `name` on the test server, as a URL; `None` (with a
+/// clear "skipped" line) when no test server is configured.
+fn pg_database(name: &str) -> Option<String> {
+    let Ok(base) = std::env::var("TRIAGE_TEST_DATABASE_URL") else {
+        // Straight to stderr, past the test harness's capture, so `cargo test` shows it.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: TRIAGE_TEST_DATABASE_URL is not set ({name} needs a PostgreSQL server)"
+        );
+        return None;
+    };
+    let db = format!("triage_{name}_{}", std::process::id());
+    // The sync client must not run on the test's async runtime: its own thread.
+    let admin = base.clone();
+    let created = db.clone();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("test server");
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {created} WITH (FORCE)"))
+            .unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {created}"))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    Some(with_database(&base, &db))
+}
+
+/// `url` with its database replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let authority_end = head
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|i| head[i..].find('/').map(|j| i + j))
+        .unwrap_or(head.len());
+    format!("{}/{db}{query}", &head[..authority_end])
+}
+
+/// Run SQL on the test database, off the async runtime.
+fn pg_exec(url: &str, sql: &str) -> Vec<postgres::Row> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("test server");
+        c.query(sql.as_str(), &[]).unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The cron command of runner `query` on the shared store at `url`.
+fn pg_runner(
+    uri: &str,
+    url: &str,
+    dir: &Path,
+    now: DateTime<Utc>,
+    name: &str,
+    query: &str,
+) -> Command {
+    let mut cmd = cron_command(
+        uri,
+        &dir.join("unused-state.db"),
+        now,
+        &dir.join(format!("report-{name}.json")),
+        &["--batch-size", "20", "--comment-cooldown", "1h"],
+    );
+    cmd.env("TRIAGE_STATE", url).env("DD_QUERY", query);
+    cmd
+}
+
+/// What a PostgreSQL store knows of job `query`: processed ids among `logs`, and retries.
+fn pg_store_view(url: &str, uri: &str, query: &str, logs: &[SimLog]) -> (HashSet<String>, usize) {
+    let (url, uri, query, logs) = (
+        url.to_string(),
+        uri.to_string(),
+        query.to_string(),
+        logs.to_vec(),
+    );
+    std::thread::spawn(move || {
+        let scope = triage::state::Scope {
+            source: triage::state::Scope::datadog(&uri, &query),
+            jira: triage::state::Scope::jira(&uri, PROJECT),
+        };
+        let store = triage::state::StateStore::open_read_only(Path::new(&url), scope)
+            .expect("store opens")
+            .expect("store exists");
+        let seen = logs
+            .iter()
+            .filter(|l| store.is_seen(&l.id).unwrap())
+            .map(|l| l.id.clone())
+            .collect();
+        (seen, store.failed_logs().unwrap().len())
+    })
+    .join()
+    .unwrap()
+}
+
+/// The simulated services with Jira search lagging `lag` behind creates.
+fn lagging_sim(logs: Vec<SimLog>, page_delay: Duration, lag: Duration) -> Arc<Sim> {
+    Arc::new(Sim {
+        world: Mutex::new(World {
+            logs,
+            ..World::default()
+        }),
+        page_delay,
+        create_delay: Duration::from_millis(300),
+        search_lag: lag,
+        // Long enough that runners deciding the same ticket's comment overlap.
+        comment_delay: Duration::from_millis(400),
+    })
+}
+
+fn assert_one_ticket_per_problem(sim: &Sim, problems: usize) {
+    let per_label = sim.issues_per_label();
+    let duplicates: Vec<_> = per_label.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "duplicate tickets: {duplicates:?}");
+    assert_eq!(per_label.len(), problems, "one ticket per problem");
+    let w = sim.world.lock().unwrap();
+    assert!(w.unexpected.is_empty(), "{:?}", w.unexpected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_per_problem() {
+    let Some(url) = pg_database("four") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let problems = 12;
+    let logs = sim_logs(
+        240,
+        problems,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(2),
+        |_| chrono::Duration::seconds(1),
+    );
+    // Jira's search shows a new ticket only 5 s after its create: a runner that searched and
+    // missed would create a second one.
+    let sim = lagging_sim(
+        logs.clone(),
+        Duration::from_millis(20),
+        Duration::from_secs(5),
+    );
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Four jobs whose queries all match these logs (the simulated Datadog ignores the query).
+    let queries = [
+        "status:error",
+        "status:error service:svc-*",
+        "status:error env:prod",
+        "status:error -host:none",
+    ];
+    let started = Instant::now();
+    let runs: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            finish(pg_runner(
+                &server.uri(),
+                &url,
+                dir.path(),
+                now,
+                &i.to_string(),
+                q,
+            ))
+        })
+        .collect();
+    let outs = futures::future::join_all(runs).await;
+    let wall = started.elapsed();
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+        assert!(!stderr(out).contains("s3cret"));
+    }
+    assert_one_ticket_per_problem(&sim, problems);
+    for (i, q) in queries.iter().enumerate() {
+        let ids = processed_ids(&dir.path().join(format!("report-{i}.json")));
+        let unique: HashSet<_> = ids.iter().cloned().collect();
+        assert_eq!(
+            ids.len(),
+            logs.len(),
+            "runner {i} processed each of its logs once"
+        );
+        assert_eq!(unique.len(), logs.len());
+        let (seen, failed) = pg_store_view(&url, &server.uri(), q, &logs);
+        assert_eq!(
+            (seen.len(), failed),
+            (logs.len(), 0),
+            "runner {i}'s store view"
+        );
+    }
+    let created: u64 = outs
+        .iter()
+        .map(|o| {
+            serde_json::from_slice::<Value>(&o.stdout).unwrap()["created"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        created, problems as u64,
+        "the runners created each ticket once between them"
+    );
+    eprintln!(
+        "4 runners, {} logs each, {problems} problems, Jira search lag 5 s: {} tickets, {} duplicates, wall {:.2} s",
+        logs.len(),
+        sim.issues_per_label().len(),
+        sim.issues_per_label().values().map(|n| n - 1).sum::<usize>(),
+        wall.as_secs_f64()
+    );
+
+    // An hour later the same problems recur, seen by all four runners at once: each ticket
+    // gets one recurrence comment between them (the comment cooldown is shared too).
+    let later = now + chrono::Duration::hours(1);
+    let again: Vec<SimLog> = sim_logs(
+        240,
+        problems,
+        later - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(2),
+        |_| chrono::Duration::seconds(1),
+    )
+    .into_iter()
+    .map(|mut l| {
+        l.id = l.id.replace("sim", "again");
+        l
+    })
+    .collect();
+    {
+        let mut w = sim.world.lock().unwrap();
+        w.logs.extend(again.iter().cloned());
+        w.now = Some(later);
+    }
+    let runs: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            // The cooldown (1 h) has passed since each ticket was created.
+            finish(pg_runner(
+                &server.uri(),
+                &url,
+                dir.path(),
+                later,
+                &format!("r{i}"),
+                q,
+            ))
+        })
+        .collect();
+    for out in futures::future::join_all(runs).await {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    assert_one_ticket_per_problem(&sim, problems);
+    let w = sim.world.lock().unwrap();
+    let mut per_ticket: HashMap<&str, usize> = HashMap::new();
+    for c in &w.comments {
+        *per_ticket.entry(c.key.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        per_ticket.len(),
+        problems,
+        "every recurring ticket is commented on"
+    );
+    assert!(
+        per_ticket.values().all(|n| *n == 1),
+        "one comment per ticket between the runners: {per_ticket:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_the_same_job_on_two_hosts_at_once_runs_once_and_the_other_exits_75() {
+    let Some(url) = pg_database("hosts") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        60,
+        3,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(5),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = lagging_sim(logs, Duration::from_millis(250), Duration::from_millis(500));
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Two "hosts": two processes, each with its own connection string to the one database.
+    let other_host = url.replacen("127.0.0.1", "localhost", 1);
+    assert_ne!(other_host, url, "the test server is on 127.0.0.1");
+    let a = pg_runner(&server.uri(), &url, dir.path(), now, "a", "status:error");
+    let b = pg_runner(
+        &server.uri(),
+        &other_host,
+        dir.path(),
+        now,
+        "b",
+        "status:error",
+    );
+    let (a, b) = futures::future::join(finish(a), finish(b)).await;
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [Some(0), Some(75)],
+        "a: {}\nb: {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let refused = if a.status.code() == Some(75) { &a } else { &b };
+    let err = stderr(refused);
+    assert!(
+        err.contains("another triage run holds the state lock"),
+        "{err}"
+    );
+    // The live holder is named by host and pid (shown, never compared).
+    assert!(err.contains(" pid "), "{err}");
+    assert_one_ticket_per_problem(&sim, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_runners_killed_at_random_points_leave_no_duplicate_no_lost_log_and_no_lease_blocking() {
+    let Some(url) = pg_database("kills") else {
+        return;
+    };
+    let seed = fastrand::u64(..);
+    eprintln!("kill points from seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let now = t("2026-11-23T10:00:00Z");
+    let problems = 10;
+    let logs = sim_logs(
+        200,
+        problems,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(2),
+        |_| chrono::Duration::seconds(1),
+    );
+    // Slow pages and creates, so a kill lands mid-run: between pages, while a create is in
+    // flight (its lease held), or while a batch is being written.
+    let sim = lagging_sim(
+        logs.clone(),
+        Duration::from_millis(60),
+        Duration::from_secs(5),
+    );
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let queries = [
+        "status:error",
+        "status:error env:prod",
+        "status:error service:svc-*",
+    ];
+    let victim = "status:error -host:none";
+    let others: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            finish(pg_runner(
+                &server.uri(),
+                &url,
+                dir.path(),
+                now,
+                &format!("o{i}"),
+                q,
+            ))
+        })
+        .collect();
+    let others = tokio::spawn(futures::future::join_all(others));
+    // The fourth runner is killed twice at random points while the three go on.
+    let mut kills = 0;
+    for round in 0..2 {
+        let creates = rng.u64(0..4);
+        let pages = rng.u64(1..8);
+        let mut child = pg_runner(
+            &server.uri(),
+            &url,
+            dir.path(),
+            now,
+            &format!("k{round}"),
+            victim,
+        )
+        .spawn()
+        .unwrap();
+        let (c0, p0) = {
+            let w = sim.world.lock().unwrap();
+            (w.creates, w.pages)
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (c, p) = {
+                let w = sim.world.lock().unwrap();
+                (w.creates, w.pages)
+            };
+            if c >= c0 + creates && p >= p0 + pages {
+                child.kill().unwrap();
+                assert_eq!(child.wait().unwrap().code(), None, "killed by a signal");
+                kills += 1;
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "run ended with {status}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the killed runner never got there"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for out in others.await.unwrap() {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    // One clean run of the killed job: nothing lost, nothing blocked by a dead runner's lease
+    // or run lock.
+    let started = Instant::now();
+    let clean = finish(pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        now,
+        "clean",
+        victim,
+    ))
+    .await;
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
+    let err = stderr(&clean);
+    assert!(!err.contains("create lease"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the clean run waited on nothing the dead runner held"
+    );
+    let (seen, failed) = pg_store_view(&url, &server.uri(), victim, &logs);
+    assert_eq!(
+        (seen.len(), failed),
+        (logs.len(), 0),
+        "no lost log ({kills} kills)"
+    );
+    for (i, q) in queries.iter().enumerate() {
+        let (seen, failed) = pg_store_view(&url, &server.uri(), q, &logs);
+        assert_eq!((seen.len(), failed), (logs.len(), 0), "runner {i}");
+    }
+    assert_one_ticket_per_problem(&sim, problems);
+    // No lease or run lock is left: every advisory lock belonged to a session that is gone.
+    let held = pg_exec(
+        &url,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+    );
+    assert_eq!(held[0].get::<_, i64>(0), 0, "advisory locks left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_connection_dropped_mid_run_fails_the_run_clearly_and_the_next_run_loses_nothing() {
+    let Some(url) = pg_database("dropped") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let problems = 4;
+    let logs = sim_logs(
+        120,
+        problems,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(4),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = lagging_sim(
+        logs.clone(),
+        Duration::from_millis(150),
+        Duration::from_millis(500),
+    );
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        now,
+        "dropped",
+        "status:error",
+    )
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.world.lock().unwrap().pages < 2 {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = pg_exec(
+        &url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'triage' AND datname = current_database()",
+    );
+    assert_eq!(killed.len(), 1, "the run's one connection");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_no_secret(&out);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the connection to PostgreSQL was lost"),
+        "a clear message: {err}"
+    );
+    let next = finish(pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        now,
+        "next",
+        "status:error",
+    ))
+    .await;
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    let (seen, failed) = pg_store_view(&url, &server.uri(), "status:error", &logs);
+    assert_eq!(
+        (seen.len(), failed),
+        (logs.len(), 0),
+        "the next run loses nothing"
+    );
+    assert_one_ticket_per_problem(&sim, problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_state_export_from_sqlite_and_import_into_postgres_carries_everything_across() {
+    let Some(url) = pg_database("export") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        60,
+        3,
+        now - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(5),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = lagging_sim(logs.clone(), Duration::ZERO, Duration::from_millis(200));
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("state.db");
+    let first = finish(cron_command(
+        &server.uri(),
+        &sqlite,
+        now,
+        &dir.path().join("a.json"),
+        &[],
+    ))
+    .await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let state_cmd = |state: &str, args: &[&str]| {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("triage"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--state")
+            .arg(state)
+            .arg("state")
+            .args(args);
+        cmd
+    };
+    // SQLite -> JSON Lines -> PostgreSQL -> JSON Lines: the same rows.
+    let exported = state_cmd(sqlite.to_str().unwrap(), &["export"])
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let file = dir.path().join("state.jsonl");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let imported = state_cmd(&url, &["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let again = state_cmd(&url, &["export"]).output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    let rows = |out: &[u8]| -> Vec<String> {
+        let mut v: Vec<String> = String::from_utf8_lossy(out)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let mut row: Value = serde_json::from_str(l).unwrap();
+                // Run history is numbered anew by the store it is imported into.
+                if row["table"] == "runs" || row["table"] == "job_runs" {
+                    row["row"].as_object_mut().unwrap().remove("id");
+                }
+                row.to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (before, after) = (rows(&exported.stdout), rows(&again.stdout));
+    assert!(
+        before.len() > logs.len(),
+        "seen ids, tickets, templates, runs: {}",
+        before.len()
+    );
+    assert_eq!(before, after);
+    // Importing twice adds nothing but the run history.
+    let twice = state_cmd(&url, &["import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(twice.status.success(), "{}", stderr(&twice));
+    assert!(
+        stderr(&twice).contains(&format!(
+            "imported {} rows into postgres://triage@",
+            before.len()
+        )) && stderr(&twice).contains("(2 new,"),
+        "{}",
+        stderr(&twice)
+    );
+    // The next run on PostgreSQL finds everything done and files nothing new.
+    let next = finish({
+        let mut cmd = cron_command(
+            &server.uri(),
+            &sqlite,
+            now,
+            &dir.path().join("b.json"),
+            &["--from", "now-15m"],
+        );
+        cmd.env("TRIAGE_STATE", &url);
+        cmd
+    })
+    .await;
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    let s: Value = serde_json::from_slice(&next.stdout).unwrap();
+    assert_eq!(s["already_processed"], logs.len());
+    assert_one_ticket_per_problem(&sim, 3);
+    // `triage status` reads the job's part of the PostgreSQL store: the run imported twice
+    // (run history is appended) and the one just made, the checkpoint, the three tickets.
+    let status = finish({
+        let mut cmd = cron_command(
+            &server.uri(),
+            &sqlite,
+            now,
+            &dir.path().join("c.json"),
+            &["status"],
+        );
+        cmd.env("TRIAGE_STATE", &url);
+        cmd
+    })
+    .await;
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    let st: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(st["state"], url.as_str());
+    assert_eq!(st["exists"], true);
+    assert_eq!(st["runs"].as_array().unwrap().len(), 3, "{st}");
+    assert_eq!(st["tickets"].as_array().unwrap().len(), 3, "{st}");
+    assert!(st["checkpoint"].is_string(), "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_state_url_never_shows_its_password() {
+    // Nothing listens on port 1: the connection fails, and the message names the store
+    // without the password (no server needed).
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://triage:pw-SECRET-5d1e@127.0.0.1:1/triage?connect_timeout=2";
+    let mut cmd = cron_command(
+        "http://127.0.0.1:1",
+        &dir.path().join("unused.db"),
+        t("2026-11-23T10:00:00Z"),
+        &dir.path().join("r.json"),
+        &[],
+    );
+    cmd.env("TRIAGE_STATE", url);
+    let out = finish(cmd).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("state store postgres://triage:***@127.0.0.1:1/triage"),
+        "{err}"
+    );
+    assert!(!err.contains("pw-SECRET-5d1e"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("pw-SECRET-5d1e"));
+    // The export command too.
+    let out = Command::new(assert_cmd::cargo::cargo_bin("triage"))
+        .env_clear()
+        .args(["--state", url, "state", "export"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("pw-SECRET-5d1e") && err.contains(":***@"),
+        "{err}"
+    );
 }

@@ -78,6 +78,8 @@ pub struct TicketStage {
     /// ticket probably exists though search may not show it yet): the in-memory twin of the
     /// state's unfinished-create record, so a run without state settles the same way.
     ambiguous: DashMap<Fingerprint, chrono::DateTime<chrono::Utc>>,
+    /// Fingerprints whose create lease this run holds (see [`TicketStage::claim`]).
+    leases: DashMap<Fingerprint, ()>,
     /// The run's clock (`--now`): when a ticket created in this run counts as last updated.
     now: chrono::DateTime<chrono::Utc>,
     /// The config file's routes: where each problem's ticket goes, or whether it is muted.
@@ -324,6 +326,7 @@ impl TicketStage {
             tasks: Mutex::new(JoinSet::new()),
             also: DashMap::new(),
             ambiguous: DashMap::new(),
+            leases: DashMap::new(),
             now: chrono::Utc::now(),
             routes: Routes::default(),
         }
@@ -435,6 +438,8 @@ impl TicketStage {
             if let Some(cap) = &stage.cap {
                 cap.settle(turn);
             }
+            // Created (key recorded), found, capped or failed: the lease goes back either way.
+            stage.release_lease(&fingerprint).await;
             let _ = tx.send(result);
         };
         {
@@ -762,12 +767,91 @@ impl TicketStage {
                 }
             }
         }
+        let shared = self
+            .state
+            .as_ref()
+            .is_some_and(|s| s.shared && s.writable && !self.dry_run);
         if found.open.is_none() && found.created_in_run.is_none() {
-            found = self
-                .settle_unfinished_create(jira, fingerprint, found)
-                .await?;
+            found = if shared && !(found.done.is_some() && self.reopen) {
+                // Another runner's begun create may be in flight right now: only the lease's
+                // next holder settles it.
+                self.claim(jira, fingerprint, found).await?
+            } else {
+                self.settle_unfinished_create(jira, fingerprint, found)
+                    .await?
+            };
         }
         Ok(found)
+    }
+
+    /// Cross-runner dedup: take the fingerprint's create lease before creating. While another
+    /// runner holds it (it is creating this very problem's ticket), wait for the key it
+    /// records instead of creating a second ticket. Once taken, look again: the previous
+    /// holder may have recorded a key just now, or died while its create was in flight (its
+    /// begun create is then settled by searching Jira before anything is created).
+    async fn claim(
+        &self,
+        jira: &Arc<JiraClient>,
+        fingerprint: &Fingerprint,
+        mut found: Found,
+    ) -> anyhow::Result<Found> {
+        let Some(state) = self.state.as_ref() else {
+            return Ok(found);
+        };
+        let give_up = Instant::now() + LEASE_WAIT;
+        let mut wait = Duration::from_millis(100);
+        let mut waited = false;
+        loop {
+            let fp = fingerprint.to_string();
+            let lease = state.call(move |s| s.try_lease(&fp)).await?;
+            if lease == crate::state::Lease::Taken {
+                self.leases.insert(fingerprint.clone(), ());
+            }
+            let fp = fingerprint.to_string();
+            if let Some(key) = state.call(move |s| s.ticket_for(&fp)).await? {
+                self.release_lease(fingerprint).await;
+                tracing::info!("another runner created {key} for {fingerprint}: using it");
+                match jira.issue(&key).await? {
+                    Some(issue) if issue.is_done() => found.done = Some(key),
+                    _ => found.open = Some(key),
+                }
+                return Ok(found);
+            }
+            if lease == crate::state::Lease::Taken {
+                found = self
+                    .settle_unfinished_create(jira, fingerprint, found)
+                    .await?;
+                return Ok(found);
+            }
+            if Instant::now() >= give_up {
+                anyhow::bail!(
+                    "another runner has held the create lease of {fingerprint} for {}s without \
+                     recording a ticket: not creating a second one (the log is retried next run)",
+                    LEASE_WAIT.as_secs()
+                );
+            }
+            if !waited {
+                tracing::info!(
+                    "another runner is creating the ticket for {fingerprint}: waiting for its key"
+                );
+            }
+            waited = true;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Give back the fingerprint's create lease, if this run holds it.
+    async fn release_lease(&self, fingerprint: &Fingerprint) {
+        if self.leases.remove(fingerprint).is_none() {
+            return;
+        }
+        if let Some(state) = &self.state {
+            let fp = fingerprint.to_string();
+            if let Err(e) = state.call(move |s| s.release_lease(&fp)).await {
+                tracing::warn!("state store: {e:#}");
+            }
+        }
     }
 
     /// Send the create, recorded before it leaves and after it is answered.
@@ -945,6 +1029,11 @@ fn maybe_created(error: &anyhow::Error) -> bool {
         None => true,
     }
 }
+
+/// How long a runner waits for another runner's create of the same problem before giving
+/// up on the log for this run (a live holder's create is bounded by the HTTP timeouts well
+/// within this; a dead holder's lease is gone with its connection).
+const LEASE_WAIT: Duration = Duration::from_secs(120);
 
 fn failure(stage: Stage, message: &str) -> LeadFailure {
     LeadFailure {

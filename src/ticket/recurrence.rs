@@ -112,6 +112,9 @@ pub async fn run(
         };
         save(state, &key, baseline, &mut out, shutdown).await;
     }
+    // On a shared store, a ticket's comment is decided by one runner at a time: the others
+    // leave its counts pending (the holder's comment, or the next one, reports them).
+    let mut leased: Vec<String> = Vec::new();
     for TicketWork {
         key,
         mut facts,
@@ -124,6 +127,17 @@ pub async fn run(
         if out.interrupted || shutdown.fired() {
             out.interrupted = true;
             break;
+        }
+        if let Some(shared) = state.filter(|s| s.shared && s.writable) {
+            let lease = comment_lease(&key);
+            match shared.call(move |s| s.try_lease(&lease)).await {
+                Ok(crate::state::Lease::Taken) => leased.push(key.clone()),
+                Ok(crate::state::Lease::Held) => continue,
+                Err(e) => {
+                    out.warnings.push(format!("state store: {e:#}"));
+                    continue;
+                }
+            }
         }
         let mut pending = stored(state, &key, &mut out, shutdown).await;
         if out.interrupted {
@@ -184,7 +198,20 @@ pub async fn run(
                 .push(format!("could not comment on {key}: {e:#}")),
         }
     }
+    if let Some(state) = state {
+        for key in leased {
+            let lease = comment_lease(&key);
+            if let Err(e) = state.call(move |s| s.release_lease(&lease)).await {
+                out.warnings.push(format!("state store: {e:#}"));
+            }
+        }
+    }
     out
+}
+
+/// The lease name under which one runner at a time decides a ticket's recurrence comment.
+fn comment_lease(key: &str) -> String {
+    format!("comment on {key}")
 }
 
 /// A ticket's comment state. State calls wait for the writer, which may itself wait for a
