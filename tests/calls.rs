@@ -20,9 +20,12 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const V3: &str = "/rest/api/3";
 
-/// The issues the fake Jira holds: (id, key, labels).
+/// One issue the fake Jira holds: (id, key, labels).
+type Stored = (u64, String, Vec<String>);
+
+/// The issues the fake Jira holds.
 #[derive(Clone, Default)]
-struct Store(Arc<Mutex<Vec<(u64, String, Vec<String>)>>>);
+struct Store(Arc<Mutex<Vec<Stored>>>);
 
 struct Create(Store);
 
