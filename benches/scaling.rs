@@ -27,10 +27,13 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const V3: &str = "/rest/api/3";
 
+/// One issue the fake Jira holds: (id, key, labels).
+type Stored = (u64, String, Vec<String>);
+
 /// What the fake Jira holds, and when each call arrived.
 #[derive(Clone, Default)]
 struct Fake {
-    issues: Arc<Mutex<Vec<(u64, String, Vec<String>)>>>,
+    issues: Arc<Mutex<Vec<Stored>>>,
     arrivals: Arc<Mutex<Vec<Instant>>>,
     delay: Duration,
 }

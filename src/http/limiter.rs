@@ -12,7 +12,8 @@
 //! On top of that, the rate adapts to the server (AIMD, per service): a 429 halves the rate
 //! calls start at (multiplicative decrease, down to [`MIN_RATE`]); a success whose headers say
 //! few calls remain lowers it to what is left of the window (`X-RateLimit-Remaining` over the
-//! seconds to `X-RateLimit-Reset`, or `-Period` when no reset is sent), before any 429; every
+//! seconds to `X-RateLimit-Reset`, or `-Period` when no reset is sent), and Jira's
+//! `X-RateLimit-NearLimit: true` lowers it by a quarter, both before any 429; every
 //! other success raises it by a twentieth of its ceiling (additive increase) until it is back at
 //! the ceiling: the configured `--rate-limit`, or, with the limiter off, the rate calls were
 //! starting at when the server first pushed back (then the adaptation switches itself off
@@ -82,17 +83,19 @@ impl Aimd {
         }
     }
 
-    /// The rate now: lowered, else the ceiling, else what the last second saw.
-    fn base(&self) -> f64 {
+    /// The rate now: lowered, else the ceiling, else the configured rate, else what the last
+    /// second saw.
+    fn base(&self, configured: Option<f64>) -> f64 {
         self.current
             .or(self.ceiling)
+            .or(configured)
             .unwrap_or(self.recent.len() as f64)
             .max(MIN_RATE)
     }
 
     fn lower_to(&mut self, rate: f64, configured: Option<f64>) {
         if self.ceiling.is_none() {
-            self.ceiling = Some(configured.unwrap_or_else(|| self.base()).max(MIN_RATE));
+            self.ceiling = Some(self.base(configured));
         }
         let rate = rate.max(MIN_RATE);
         self.current = Some(self.current.map_or(rate, |c| c.min(rate)));
@@ -172,7 +175,7 @@ impl Limiter {
             return;
         };
         if status == 429 {
-            let halved = aimd.base() / 2.0;
+            let halved = aimd.base(configured) / 2.0;
             aimd.lower_to(halved, configured);
             tracing::debug!(
                 service = self.name,
@@ -185,6 +188,10 @@ impl Limiter {
             );
         } else if let Some(allowed) = low {
             aimd.lower_to(allowed, configured);
+        } else if near_limit(headers) {
+            // Jira Cloud: less than a fifth of the budget is left.
+            let eased = aimd.base(configured) * 0.75;
+            aimd.lower_to(eased, configured);
         } else if (200..300).contains(&status) {
             aimd.increase(configured);
         }
@@ -266,6 +273,14 @@ impl Limiter {
         let window = reset.min(self.max_wait).as_secs_f64().max(1.0);
         Some(remaining.max(1) as f64 / window)
     }
+}
+
+/// `X-RateLimit-NearLimit: true`: Jira Cloud's sign that less than a fifth of the budget is left.
+fn near_limit(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-ratelimit-nearlimit")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 /// Counts one waiting call for as long as it lives (also when the wait is cancelled).
@@ -392,9 +407,9 @@ mod tests {
     #[test]
     fn aimd_halves_on_push_back_and_climbs_back_by_twentieths() {
         let mut a = Aimd::default();
-        a.lower_to(a.base().max(10.0) / 2.0, Some(10.0));
+        a.lower_to(a.base(Some(10.0)) / 2.0, Some(10.0));
         assert_eq!((a.current, a.ceiling), (Some(5.0), Some(10.0)));
-        a.lower_to(a.base() / 2.0, Some(10.0));
+        a.lower_to(a.base(Some(10.0)) / 2.0, Some(10.0));
         assert_eq!(a.current, Some(2.5));
         let mut steps = 0;
         while a.current.is_some() {
@@ -405,9 +420,24 @@ mod tests {
         assert_eq!((steps, a.ceiling), (15, Some(10.0)));
         // Never below the floor, however often it is halved.
         for _ in 0..100 {
-            a.lower_to(a.base() / 2.0, Some(10.0));
+            a.lower_to(a.base(Some(10.0)) / 2.0, Some(10.0));
         }
         assert_eq!(a.current, Some(MIN_RATE));
+    }
+
+    #[test]
+    fn jiras_near_limit_header_eases_the_rate_and_plain_successes_restore_it() {
+        let limiter = Limiter::new("Jira", NonZeroU32::new(20), Duration::from_secs(120));
+        let mut near = HeaderMap::new();
+        near.insert("x-ratelimit-nearlimit", "true".parse().unwrap());
+        limiter.observe(200, &near);
+        assert_eq!(limiter.current_rate(), Some(15.0));
+        limiter.observe(200, &HeaderMap::new());
+        assert_eq!(limiter.current_rate(), Some(16.0));
+        for _ in 0..4 {
+            limiter.observe(200, &HeaderMap::new());
+        }
+        assert_eq!(limiter.current_rate(), Some(20.0));
     }
 
     #[tokio::test]
