@@ -760,7 +760,8 @@ impl TemplateMiner {
         });
         self.next_family += 1;
         self.register(f);
-        self.touch(f);
+        // No `touch` here: `learn` always gives a new family its first member next, and
+        // `member` touches the family then, before any cached line can be stamped.
         self.mark_family(f);
         self.structural = true;
         f
