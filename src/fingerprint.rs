@@ -24,7 +24,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 use serde_json::Value;
@@ -45,7 +45,7 @@ const LABEL_PREFIX: &str = "triage-";
 
 /// A fingerprint: short lowercase hex (16 hex chars of SHA-256), or a sanitized error.fingerprint value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint(String);
+pub struct Fingerprint(Arc<str>);
 
 impl Fingerprint {
     /// The fingerprint as text, exactly as it appears in the label after `triage-`.
@@ -68,7 +68,7 @@ impl Fingerprint {
 
     /// Build from a raw string (used by tests and later by a state store); no validation beyond what you need.
     pub fn from_raw(s: impl Into<String>) -> Self {
-        Fingerprint(s.into())
+        Fingerprint(Arc::from(s.into()))
     }
 }
 
@@ -108,7 +108,7 @@ pub fn fingerprint(event: &LogEvent) -> Fingerprinted {
         Some(fp) => fp,
         None => {
             let service = event.service.as_deref().unwrap_or("");
-            Fingerprint(hash16(&[service, &template]))
+            Fingerprint(hash16(&[service, &template]).into())
         }
     };
     Fingerprinted {
@@ -153,9 +153,9 @@ pub(crate) fn explicit_fingerprint(event: &LogEvent) -> Option<Fingerprint> {
         return None;
     }
     if scalar && is_label_safe(&raw) {
-        Some(Fingerprint(raw))
+        Some(Fingerprint(raw.into()))
     } else {
-        Some(Fingerprint(hash16(&["error.fingerprint", &raw])))
+        Some(Fingerprint(hash16(&["error.fingerprint", &raw]).into()))
     }
 }
 

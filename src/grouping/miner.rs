@@ -224,6 +224,9 @@ pub struct TemplateMiner {
     cands: Vec<u32>,
     /// Per index key, how often the families under it changed.
     epochs: IdMap<u64>,
+    /// How often any family changed: a cached line stamped with the current value is valid
+    /// without looking its keys' epochs up.
+    global_epoch: u64,
     line_cache: IdMap<CachedLine>,
     /// The template the last `learn` created, if it did.
     born: Option<u32>,
@@ -251,6 +254,8 @@ const LINE_CACHE: usize = 1 << 18;
 struct CachedLine {
     line: Box<str>,
     service: u32,
+    /// `global_epoch` when last found valid: equal means nothing changed anywhere since.
+    global: u64,
     epochs: [u64; 2],
     member: u32,
 }
@@ -292,6 +297,7 @@ impl TemplateMiner {
             spans: Vec::new(),
             cands: Vec::new(),
             epochs: IdMap::default(),
+            global_epoch: 0,
             line_cache: IdMap::default(),
             born: None,
         }
@@ -639,13 +645,26 @@ impl TemplateMiner {
         // The same masked line as before, and nothing changed since among the families it
         // could match: the answer is the one learned then (see `LineCache`).
         let line_key = hash_str(mix(17, u64::from(service)), buf);
-        let epochs = [0, 1].map(|i| keys.get(i).map_or(0, |k| self.epoch(*k)));
-        if let Some(hit) = self
-            .line_cache
-            .get(&line_key)
-            .filter(|e| e.service == service && e.epochs == epochs && *e.line == *buf)
-        {
-            let m = hit.member;
+        let global = self.global_epoch;
+        let (mut hit, mut refresh) = (None, false);
+        if let Some(e) = self.line_cache.get(&line_key) {
+            if e.service == service && *e.line == *buf {
+                if e.global == global {
+                    hit = Some(e.member);
+                } else {
+                    let epochs = [0, 1].map(|i| keys.get(i).map_or(0, |k| self.epoch(*k)));
+                    if e.epochs == epochs {
+                        (hit, refresh) = (Some(e.member), true);
+                    }
+                }
+            }
+        }
+        if let Some(m) = hit {
+            if refresh {
+                if let Some(e) = self.line_cache.get_mut(&line_key) {
+                    e.global = global;
+                }
+            }
             self.count(m, ts);
             return m;
         }
@@ -695,6 +714,7 @@ impl TemplateMiner {
             CachedLine {
                 line: buf.into(),
                 service,
+                global: self.global_epoch,
                 epochs,
                 member: m,
             },
@@ -720,6 +740,7 @@ impl TemplateMiner {
 
     /// Family `f` changed (shape, members, index keys): lines cached under its keys are stale.
     fn touch(&mut self, f: u32) {
+        self.global_epoch += 1;
         let keys = self.keys(f);
         for k in keys {
             *self.epochs.entry(k).or_insert(0) += 1;
@@ -739,7 +760,8 @@ impl TemplateMiner {
         });
         self.next_family += 1;
         self.register(f);
-        self.touch(f);
+        // No `touch` here: `learn` always gives a new family its first member next, and
+        // `member` touches the family then, before any cached line can be stamped.
         self.mark_family(f);
         self.structural = true;
         f
@@ -786,8 +808,7 @@ impl TemplateMiner {
             return m;
         }
         let tokens = Tokens::new((0..n).map(value));
-        let service = self.service_names[fam.service as usize].to_string();
-        let service = service.as_str();
+        let service: &str = &self.service_names[fam.service as usize];
         let mut fingerprint = Fingerprint::from_raw(fingerprint::hash16(&[service, buf]));
         let mut salt = 0u32;
         while self.by_fp.contains_key(&fingerprint) || self.aliases.contains_key(&fingerprint) {
@@ -843,6 +864,10 @@ impl TemplateMiner {
     /// Turn positions with enough distinct values into variables, merging what then reads
     /// the same.
     fn settle(&mut self, f: u32) {
+        if self.families[f as usize].members.len() < 2 {
+            // One template shows one value per position: nothing can be a variable yet.
+            return;
+        }
         let n = self.families[f as usize].tokens.len();
         for p in 0..n {
             let fam = &self.families[f as usize];
@@ -1113,6 +1138,28 @@ mod tests {
         assert_eq!(fps[0], fps[2]);
         assert_ne!(fps[0], fps[1]);
         assert_ne!(fps[3], fps[4]);
+    }
+
+    #[test]
+    fn a_template_born_beside_a_sibling_is_young_until_it_settles() {
+        let mut miner = TemplateMiner::default();
+        let line = |u: &str| format!("Failed password for {u} from 10.0.0.1 port 22 ssh2");
+        let first = miner.fingerprint(&ev("sshd", &line("root")));
+        assert!(!first.young, "alone in its family");
+        let second = miner.fingerprint(&ev("sshd", &line("admin")));
+        assert!(second.young, "born beside root's template");
+        assert!(
+            !miner.fingerprint(&ev("sshd", &line("admin"))).young,
+            "not born again"
+        );
+        assert!(miner.fingerprint(&ev("sshd", &line("uucp"))).young);
+        // The fourth value makes the position a variable: this log lands on root's template.
+        let fourth = miner.fingerprint(&ev("sshd", &line("guest")));
+        assert!(!fourth.young);
+        assert_eq!(fourth.fingerprint, first.fingerprint);
+        assert_eq!(miner.resolve(&second.fingerprint), first.fingerprint);
+        let other = miner.fingerprint(&ev("cron", "job nightly failed"));
+        assert!(!other.young, "another service, another family");
     }
 
     #[test]
