@@ -237,7 +237,7 @@ pub async fn run(
                             miner.note_ticket(&fp, key);
                         }
                         for p in dedup.resolve(&fp, resolution.clone()) {
-                            collector.add(follower(p, &fp, &resolution))?;
+                            collector.add(follower(p, fp.clone(), &resolution))?;
                         }
                     }
                     Err(auth) => {
@@ -263,7 +263,7 @@ pub async fn run(
                         }
                         Some(SourceItem::Event(event)) => {
                             collector.fetched();
-                            let retry = retry_ids.remove(&event.id);
+                            let retry = !retry_ids.is_empty() && retry_ids.remove(&event.id);
                             let mut already = false;
                             if !retry {
                                 events += 1;
@@ -296,7 +296,7 @@ pub async fn run(
                                     Claim::Lead(p) => waiting.push_back((printed.fingerprint, p)),
                                     Claim::Parked => {}
                                     Claim::Resolved(res, p) => {
-                                        collector.add(follower(p, &printed.fingerprint, &res))?;
+                                        collector.add(follower(p, printed.fingerprint, &res))?;
                                     }
                                 }
                             }
@@ -723,7 +723,7 @@ fn leader_finished(
 const CAPPED: &str = "the --max-tickets cap was reached before this problem's ticket";
 
 /// A log whose problem's leader resolved: one more occurrence of that ticket.
-fn follower(p: Pending, fingerprint: &Fingerprint, res: &Resolution) -> Outcome {
+fn follower(p: Pending, fingerprint: Fingerprint, res: &Resolution) -> Outcome {
     let (kind, error) = match res.action {
         TicketAction::Capped => (OutcomeKind::Skipped, Some(CAPPED.to_string())),
         TicketAction::Muted => (OutcomeKind::Skipped, Some(res.muted_reason())),
@@ -732,7 +732,7 @@ fn follower(p: Pending, fingerprint: &Fingerprint, res: &Resolution) -> Outcome 
     let event = p.event;
     Outcome {
         log_id: event.id,
-        fingerprint: Some(fingerprint.clone()),
+        fingerprint: Some(fingerprint),
         kind,
         ticket: res.key.clone(),
         stage: None,
