@@ -319,7 +319,7 @@ impl Collector {
             }
         }
         self.progress.inc();
-        if self.stats.processed().is_multiple_of(64) {
+        if self.stats.processed().is_multiple_of(64) && self.progress.shown() {
             self.progress.message(format!(
                 "{} problems, {} failed",
                 self.problems.len(),

@@ -123,7 +123,7 @@ impl Held {
                     waiting.push_back((now, p));
                 }
                 Claim::Parked => {}
-                Claim::Resolved(res, p) => collector.add(follower(p, &now, &res))?,
+                Claim::Resolved(res, p) => collector.add(follower(p, now, &res))?,
             }
         }
         Ok(())
@@ -317,7 +317,7 @@ pub async fn run(
                             miner.note_ticket(&fp, key);
                         }
                         for p in dedup.resolve(&fp, resolution.clone()) {
-                            collector.add(follower(p, &fp, &resolution))?;
+                            collector.add(follower(p, fp.clone(), &resolution))?;
                         }
                     }
                     Err(auth) => {
@@ -343,7 +343,7 @@ pub async fn run(
                         }
                         Some(SourceItem::Event(event)) => {
                             collector.fetched();
-                            let retry = retry_ids.remove(&event.id);
+                            let retry = !retry_ids.is_empty() && retry_ids.remove(&event.id);
                             let mut already = false;
                             if !retry {
                                 events += 1;
@@ -394,7 +394,7 @@ pub async fn run(
                                         }
                                         Claim::Parked => {}
                                         Claim::Resolved(res, p) => {
-                                            collector.add(follower(p, &printed.fingerprint, &res))?;
+                                            collector.add(follower(p, printed.fingerprint, &res))?;
                                         }
                                     }
                                 }
@@ -834,7 +834,7 @@ fn leader_finished(
 const CAPPED: &str = "the --max-tickets cap was reached before this problem's ticket";
 
 /// A log whose problem's leader resolved: one more occurrence of that ticket.
-fn follower(p: Pending, fingerprint: &Fingerprint, res: &Resolution) -> Outcome {
+fn follower(p: Pending, fingerprint: Fingerprint, res: &Resolution) -> Outcome {
     let (kind, error) = match res.action {
         TicketAction::Capped => (OutcomeKind::Skipped, Some(CAPPED.to_string())),
         TicketAction::Muted => (OutcomeKind::Skipped, Some(res.muted_reason())),
@@ -843,7 +843,7 @@ fn follower(p: Pending, fingerprint: &Fingerprint, res: &Resolution) -> Outcome 
     let event = p.event;
     Outcome {
         log_id: event.id,
-        fingerprint: Some(fingerprint.clone()),
+        fingerprint: Some(fingerprint),
         kind,
         ticket: res.key.clone(),
         stage: None,

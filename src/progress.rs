@@ -43,14 +43,16 @@ impl tracing_subscriber::fmt::time::FormatTime for UtcRfc3339 {
     }
 }
 
+/// `None` when hidden: then counting a log costs nothing (a hidden bar still takes its lock
+/// and reads the clock on every update).
 #[derive(Debug, Clone)]
-pub struct Progress(ProgressBar);
+pub struct Progress(Option<ProgressBar>);
 
 impl Progress {
     /// A visible bar when `show`, else one that draws nothing.
     pub fn new(show: bool, total: Option<u64>) -> Self {
         if !show {
-            return Progress(ProgressBar::hidden());
+            return Progress(None);
         }
         let bar = match total {
             Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr())
@@ -67,27 +69,37 @@ impl Progress {
             ),
         };
         bar.enable_steady_tick(Duration::from_millis(120));
-        Progress(bar)
+        Progress(Some(bar))
+    }
+
+    /// Whether the bar is drawn (else there is no point in building its message).
+    pub fn shown(&self) -> bool {
+        self.0.as_ref().is_some_and(|b| !b.is_hidden())
     }
 
     pub fn inc(&self) {
-        self.0.inc(1);
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
     }
 
     pub fn message(&self, msg: String) {
-        self.0.set_message(msg);
+        if let Some(bar) = &self.0 {
+            bar.set_message(msg);
+        }
     }
 
     /// Print a line above the bar (or plainly when hidden) without garbling it.
     pub fn println(&self, line: &str) {
-        if self.0.is_hidden() {
-            stderr_line(line);
-        } else {
-            self.0.println(line);
+        match &self.0 {
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => stderr_line(line),
         }
     }
 
     pub fn finish(&self) {
-        self.0.finish_and_clear();
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }

@@ -231,7 +231,7 @@ async fn max_tickets_picks_the_same_problems_in_async_as_in_sequential() {
             )
         })
         .collect();
-    let known = move |label: &str| !masking_only.contains(label) && fnv(label) % 3 == 0;
+    let known = move |label: &str| !masking_only.contains(label) && fnv(label).is_multiple_of(3);
     let known_by_jira = known.clone();
     let seed =
         std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
@@ -743,7 +743,7 @@ async fn an_interrupt_while_fetching_stops_paging_and_the_next_run_loses_nothing
 }
 
 /// Saving state: a comment is being posted when another process takes the state file's write
-/// lock for 2.5 s, and the interrupt comes. The state writer waits for the file; the run does
+/// lock for 4 s, and the interrupt comes. The state writer waits for the file; the run does
 /// not: it ends within the grace period while the lock is still held (exit 130, a partial
 /// summary), without starting another comment. The writer then finishes what was queued,
 /// and the next run loses nothing: every log is recognised or processed, and no ticket gets a
@@ -774,7 +774,7 @@ async fn an_interrupt_while_the_state_writer_waits_ends_the_run_within_the_grace
             .respond_with(move |_: &Request| {
                 comments.fetch_add(1, Ordering::SeqCst);
                 // The first comment: another process takes the state file's write lock (once
-                // the run's writer has committed what it holds) and keeps it for 2.5 s.
+                // the run's writer has committed what it holds) and keeps it for 4 s.
                 if let Some(tx) = locked_tx.lock().unwrap().take() {
                     let (state, released) = (state.clone(), released.clone());
                     *holder.lock().unwrap() = Some(std::thread::spawn(move || {
@@ -782,12 +782,12 @@ async fn an_interrupt_while_the_state_writer_waits_ends_the_run_within_the_grace
                         conn.busy_timeout(Duration::from_secs(10)).unwrap();
                         conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
                         let _ = tx.send(());
-                        std::thread::sleep(Duration::from_millis(2500));
+                        std::thread::sleep(Duration::from_millis(4000));
                         released.store(true, Ordering::SeqCst);
                         conn.execute_batch("COMMIT").unwrap();
                     }));
                 }
-                ResponseTemplate::new(201).set_delay(Duration::from_millis(800))
+                ResponseTemplate::new(201).set_delay(Duration::from_millis(1500))
             })
             .mount(&jira)
             .await;
@@ -800,7 +800,7 @@ async fn an_interrupt_while_the_state_writer_waits_ends_the_run_within_the_grace
             &state,
             &[
                 "--shutdown-grace",
-                "1s",
+                "2s",
                 "--report",
                 report.to_str().unwrap(),
             ],

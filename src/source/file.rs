@@ -144,10 +144,6 @@ impl Emitter {
     /// messages. A record without an id gets one from its content. `cut`: its line was cut.
     fn event(&mut self, value: Value, at: At, cut: bool) {
         self.budget.set(0);
-        let location = match at {
-            At::Line(n) => format!("{}:{n}", self.origin),
-            At::Record(n) => format!("{} record {n}", self.origin),
-        };
         let fallback = if has_id(&value) {
             String::new()
         } else {
@@ -160,7 +156,14 @@ impl Emitter {
                 }
                 self.send(SourceItem::Event(event))
             }
-            Err(e) => self.skipped(location, e.to_string()),
+            Err(e) => {
+                // Named only when needed: formatting it for every log cost an allocation each.
+                let location = match at {
+                    At::Line(n) => format!("{}:{n}", self.origin),
+                    At::Record(n) => format!("{} record {n}", self.origin),
+                };
+                self.skipped(location, e.to_string())
+            }
         }
     }
 
@@ -401,7 +404,8 @@ fn read_line(line: &[u8], number: usize, cut: Option<u64>, out: &mut Emitter) {
     if trimmed.is_empty() && cut.is_none() {
         return;
     }
-    let location = format!("{}:{number}", out.origin);
+    // Named only when needed (a cut or unreadable line), not for every line.
+    let location = |origin: &str| format!("{origin}:{number}");
     let value = match cut {
         // A trial reading only tells the format: a cut line is not evidence of either.
         Some(_) if out.tx.is_none() => {
@@ -410,7 +414,7 @@ fn read_line(line: &[u8], number: usize, cut: Option<u64>, out: &mut Emitter) {
         }
         Some(length) => {
             out.send(SourceItem::Cut(Cut {
-                location: location.clone(),
+                location: location(&out.origin),
                 length,
                 kept: line.len() as u64,
             }));
@@ -418,7 +422,7 @@ fn read_line(line: &[u8], number: usize, cut: Option<u64>, out: &mut Emitter) {
                 Some(v) => v,
                 None => {
                     return out.skipped(
-                        location,
+                        location(&out.origin),
                         format!(
                             "line of {length} bytes is longer than --max-line-bytes ({}) and its \
                              first {} bytes hold no complete record",
@@ -430,13 +434,15 @@ fn read_line(line: &[u8], number: usize, cut: Option<u64>, out: &mut Emitter) {
         }
         None => {
             if std::str::from_utf8(trimmed).is_err() {
-                return out.skipped(location, "line is not valid UTF-8".into());
+                return out.skipped(location(&out.origin), "line is not valid UTF-8".into());
             }
             match serde_json::from_slice::<Value>(trimmed) {
                 Ok(v) => v,
                 Err(e) => {
-                    return out
-                        .skipped(location, format!("malformed JSON ({})", strip_position(&e)))
+                    return out.skipped(
+                        location(&out.origin),
+                        format!("malformed JSON ({})", strip_position(&e)),
+                    )
                 }
             }
         }

@@ -142,6 +142,10 @@ impl TicketCap {
     }
 
     fn answer(&self, t: &mut CapTurns, turn: u64) -> CapAnswer {
+        if !t.undecided.contains(&turn) {
+            // Abandoned (its leader is over): it takes no place.
+            return CapAnswer::Refuse;
+        }
         let created = t.created.range(..turn).count() as u64;
         if created >= self.max {
             return CapAnswer::Refuse;
@@ -1107,6 +1111,7 @@ mod tests {
         }
         cap.not_needed(0);
         cap.abandon(1);
+        assert!(!cap.acquire(1).await, "an abandoned turn takes no place");
         assert!(cap.acquire(2).await);
         cap.commit(2);
         cap.register(3);
