@@ -2002,6 +2002,25 @@ fn pg_url_with(url: &str, password: &str, params: &str) -> String {
     format!("{url}{sep}{params}")
 }
 
+/// Open the store at `url` read-only (through triage's own connection code, off the async
+/// runtime) and say whether the server sees that connection encrypted, and with what.
+fn pg_connection_tls(url: &str) -> Result<Option<String>, String> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let scope = triage::state::Scope {
+            source: String::new(),
+            jira: String::new(),
+        };
+        triage::state::StateStore::open_read_only(Path::new(&url), scope)
+            .map_err(|e| e.to_string())?
+            .ok_or("no store there")?
+            .connection_tls()
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_verify_full_against_the_servers_ca_runs_encrypted_and_a_wrong_ca_fails_clearly() {
     let Some(ca) = pg_test_ca("tls") else {
@@ -2045,46 +2064,49 @@ async fn pg_verify_full_against_the_servers_ca_runs_encrypted_and_a_wrong_ca_fai
     assert_eq!((seen.len(), failed), (logs.len(), 0));
 
     // The store's connection with these settings is encrypted, as the server sees it.
-    let tls = {
-        let good = good.clone();
-        std::thread::spawn(move || {
-            let scope = triage::state::Scope {
-                source: String::new(),
-                jira: String::new(),
-            };
-            triage::state::StateStore::open_read_only(Path::new(&good), scope)
-                .expect("store opens")
-                .expect("store exists")
-                .connection_tls()
-                .unwrap()
-        })
-        .join()
-        .unwrap()
-    };
+    let tls = pg_connection_tls(&good).expect("store opens");
     assert!(
         tls.as_deref().is_some_and(|v| v.starts_with("TLSv1.")),
         "{tls:?}"
     );
     // And sslmode=disable really is plain text (so the check above can tell them apart).
     let plain = pg_url_with(&url, password, "sslmode=disable");
-    let plain_tls = std::thread::spawn(move || {
-        let scope = triage::state::Scope {
-            source: String::new(),
-            jira: String::new(),
-        };
-        triage::state::StateStore::open_read_only(Path::new(&plain), scope)
-            .expect("store opens")
-            .expect("store exists")
-            .connection_tls()
+    assert_eq!(pg_connection_tls(&plain), Ok(None));
+
+    // verify-full checks the host name; verify-ca does not (libpq's meanings). The name the
+    // client checks is the URL's host, while hostaddr reaches the same loopback server.
+    let misnamed = |mode: &str| {
+        pg_url_with(
+            &url.replacen("@127.0.0.1:", "@db.wrong.example:", 1),
+            password,
+            &format!(
+                "hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={}",
+                ca.display()
+            ),
+        )
+    };
+    let err = pg_connection_tls(&misnamed("verify-full")).unwrap_err();
+    assert!(err.contains("does not name the host"), "{err}");
+    assert!(!err.contains(password), "password shown: {err}");
+    assert!(pg_connection_tls(&misnamed("verify-ca")).unwrap().is_some());
+    // require takes the certificate as it comes when no root is given, as libpq does, and
+    // checks it (as verify-ca) when sslrootcert is given.
+    let other_ca = ca.with_file_name("other-ca.pem");
+    assert!(
+        pg_connection_tls(&pg_url_with(&url, password, "sslmode=require"))
             .unwrap()
-    })
-    .join()
-    .unwrap();
-    assert_eq!(plain_tls, None);
+            .is_some()
+    );
+    let err = pg_connection_tls(&pg_url_with(
+        &url,
+        password,
+        &format!("sslmode=require&sslrootcert={}", other_ca.display()),
+    ))
+    .unwrap_err();
+    assert!(err.contains("not signed by a CA in sslrootcert"), "{err}");
 
     // verify-full against a CA that did not sign the server's certificate: refused, clearly,
     // with the password nowhere in the output.
-    let other_ca = ca.with_file_name("other-ca.pem");
     assert!(other_ca.is_file(), "{} is missing", other_ca.display());
     let wrong = pg_url_with(
         &url,
@@ -2102,7 +2124,10 @@ async fn pg_verify_full_against_the_servers_ca_runs_encrypted_and_a_wrong_ca_fai
     .await;
     let err = stderr(&out);
     assert_ne!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("certificate"), "{err}");
+    assert!(
+        err.contains("not signed by a CA in sslrootcert"),
+        "a clear reason: {err}"
+    );
     assert!(
         err.contains("triage:***@"),
         "the target is shown, redacted: {err}"

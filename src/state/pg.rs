@@ -155,7 +155,9 @@ impl PgStore {
         config.application_name("triage");
         config.keepalives(true);
         config.keepalives_idle(std::time::Duration::from_secs(30));
-        let client = config.connect(connector).map_err(|e| fail(describe(&e)))?;
+        let client = config
+            .connect(connector)
+            .map_err(|e| fail(pg_tls::explain(&tls, describe(&e))))?;
         let mut store = PgStore {
             client: RefCell::new(client),
             target: target.clone(),

@@ -154,6 +154,29 @@ fn roots(root_cert: Option<&str>) -> Result<rustls::RootCertStore, String> {
     Ok(store)
 }
 
+/// `message` (a failed connect) with what to do when the server's certificate was refused.
+pub fn explain(settings: &TlsSettings, message: String) -> String {
+    if !message.contains("invalid peer certificate") {
+        return message;
+    }
+    let roots = match settings.root_cert.as_deref() {
+        Some("system") | None => {
+            "the built-in public roots (or ~/.postgresql/root.crt)".to_string()
+        }
+        Some(path) => format!("sslrootcert {path}"),
+    };
+    if message.contains("NotValidForName") || message.contains("not valid for name") {
+        return format!(
+            "{message} (sslmode=verify-full: the server's certificate does not name the host \
+             connected to; connect by a name it holds, or use sslmode=verify-ca)"
+        );
+    }
+    format!(
+        "{message} (the server's certificate is not signed by a CA in {roots}; give the CA \
+         that signed it with sslrootcert=PATH)"
+    )
+}
+
 /// The rustls connector for `settings` (also built for `disable`, where it is never used).
 pub fn connector(
     settings: &TlsSettings,
