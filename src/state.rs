@@ -535,6 +535,7 @@ impl Scope {
 }
 
 pub(crate) mod pg;
+mod pg_tls;
 
 /// Whether `--state` names a PostgreSQL database (`postgres://…` or `postgresql://…`) rather
 /// than a SQLite file.
@@ -821,6 +822,15 @@ impl StateStore {
         match &self.backend {
             Backend::Pg(p) => Some(p),
             Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The TLS protocol of this store's PostgreSQL connection as the server sees it
+    /// (`pg_stat_ssl`), e.g. `TLSv1.3`; `None` when it is not encrypted or the store is SQLite.
+    pub fn connection_tls(&self) -> Result<Option<String>, StateError> {
+        match &self.backend {
+            Backend::Pg(p) => p.connection_tls(),
+            Backend::Sqlite(_) => Ok(None),
         }
     }
 

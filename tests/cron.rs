@@ -1978,3 +1978,160 @@ async fn a_postgres_state_url_never_shows_its_password() {
         "{err}"
     );
 }
+
+/// The test server's throwaway CA (`tools/pg-test-cluster` makes it, `.ci/run` sets
+/// `TRIAGE_TEST_DATABASE_CA`); `None`, with a clear "skipped" line, without one.
+fn pg_test_ca(name: &str) -> Option<PathBuf> {
+    match std::env::var_os("TRIAGE_TEST_DATABASE_CA") {
+        Some(ca) => Some(PathBuf::from(ca)),
+        None => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: TRIAGE_TEST_DATABASE_CA is not set ({name} needs a PostgreSQL server with TLS)"
+            );
+            None
+        }
+    }
+}
+
+/// `url` with its password set to `password` and `params` appended to its query.
+fn pg_url_with(url: &str, password: &str, params: &str) -> String {
+    let url = url.replacen("://triage@", &format!("://triage:{password}@"), 1);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{params}")
+}
+
+/// Open the store at `url` read-only (through triage's own connection code, off the async
+/// runtime) and say whether the server sees that connection encrypted, and with what.
+fn pg_connection_tls(url: &str) -> Result<Option<String>, String> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let scope = triage::state::Scope {
+            source: String::new(),
+            jira: String::new(),
+        };
+        triage::state::StateStore::open_read_only(Path::new(&url), scope)
+            .map_err(|e| e.to_string())?
+            .ok_or("no store there")?
+            .connection_tls()
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_verify_full_against_the_servers_ca_runs_encrypted_and_a_wrong_ca_fails_clearly() {
+    let Some(ca) = pg_test_ca("tls") else {
+        return;
+    };
+    let Some(url) = pg_database("tls") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let logs = sim_logs(
+        12,
+        3,
+        now - chrono::Duration::minutes(5),
+        chrono::Duration::seconds(2),
+        |_| chrono::Duration::seconds(1),
+    );
+    let sim = lagging_sim(logs.clone(), Duration::ZERO, Duration::ZERO);
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = "pg-tls-s3cret";
+
+    // verify-full against the CA that signed the server's certificate: the run works.
+    let good = pg_url_with(
+        &url,
+        password,
+        &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+    );
+    let out = finish(pg_runner(
+        &server.uri(),
+        &good,
+        dir.path(),
+        now,
+        "good",
+        "status:error",
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_one_ticket_per_problem(&sim, 3);
+    let (seen, failed) = pg_store_view(&good, &server.uri(), "status:error", &logs);
+    assert_eq!((seen.len(), failed), (logs.len(), 0));
+
+    // The store's connection with these settings is encrypted, as the server sees it.
+    let tls = pg_connection_tls(&good).expect("store opens");
+    assert!(
+        tls.as_deref().is_some_and(|v| v.starts_with("TLSv1.")),
+        "{tls:?}"
+    );
+    // And sslmode=disable really is plain text (so the check above can tell them apart).
+    let plain = pg_url_with(&url, password, "sslmode=disable");
+    assert_eq!(pg_connection_tls(&plain), Ok(None));
+
+    // verify-full checks the host name; verify-ca does not (libpq's meanings). The name the
+    // client checks is the URL's host, while hostaddr reaches the same loopback server.
+    let misnamed = |mode: &str| {
+        pg_url_with(
+            &url.replacen("@127.0.0.1:", "@db.wrong.example:", 1),
+            password,
+            &format!(
+                "hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={}",
+                ca.display()
+            ),
+        )
+    };
+    let err = pg_connection_tls(&misnamed("verify-full")).unwrap_err();
+    assert!(err.contains("does not name the host"), "{err}");
+    assert!(!err.contains(password), "password shown: {err}");
+    assert!(pg_connection_tls(&misnamed("verify-ca")).unwrap().is_some());
+    // require takes the certificate as it comes when no root is given, as libpq does, and
+    // checks it (as verify-ca) when sslrootcert is given.
+    let other_ca = ca.with_file_name("other-ca.pem");
+    assert!(
+        pg_connection_tls(&pg_url_with(&url, password, "sslmode=require"))
+            .unwrap()
+            .is_some()
+    );
+    let err = pg_connection_tls(&pg_url_with(
+        &url,
+        password,
+        &format!("sslmode=require&sslrootcert={}", other_ca.display()),
+    ))
+    .unwrap_err();
+    assert!(err.contains("not signed by a CA in sslrootcert"), "{err}");
+
+    // verify-full against a CA that did not sign the server's certificate: refused, clearly,
+    // with the password nowhere in the output.
+    assert!(other_ca.is_file(), "{} is missing", other_ca.display());
+    let wrong = pg_url_with(
+        &url,
+        password,
+        &format!("sslmode=verify-full&sslrootcert={}", other_ca.display()),
+    );
+    let out = finish(pg_runner(
+        &server.uri(),
+        &wrong,
+        dir.path(),
+        now,
+        "wrong",
+        "status:error",
+    ))
+    .await;
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("not signed by a CA in sslrootcert"),
+        "a clear reason: {err}"
+    );
+    assert!(
+        err.contains("triage:***@"),
+        "the target is shown, redacted: {err}"
+    );
+    let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!all.contains(password), "password shown: {all}");
+}

@@ -16,7 +16,9 @@
 use std::cell::RefCell;
 
 use chrono::{DateTime, Utc};
-use postgres::{Client, NoTls};
+use postgres::Client;
+
+use super::pg_tls;
 use serde_json::Value;
 
 use super::{
@@ -140,16 +142,22 @@ impl PgStore {
             target: target.clone(),
             message,
         };
-        let mut config: postgres::Config = url
+        // `sslmode`/`sslrootcert` are read here (libpq's meaning), not by the `postgres` crate.
+        let (plain_url, tls) = pg_tls::split_url(url).map_err(&fail)?;
+        let mut config: postgres::Config = plain_url
             .parse()
             .map_err(|e: postgres::Error| fail(format!("not a PostgreSQL URL: {e}")))?;
+        config.ssl_mode(pg_tls::crate_mode(tls.mode));
+        let connector = pg_tls::connector(&tls).map_err(&fail)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
         config.application_name("triage");
         config.keepalives(true);
         config.keepalives_idle(std::time::Duration::from_secs(30));
-        let client = config.connect(NoTls).map_err(|e| fail(describe(&e)))?;
+        let client = config
+            .connect(connector)
+            .map_err(|e| fail(pg_tls::explain(&tls, describe(&e))))?;
         let mut store = PgStore {
             client: RefCell::new(client),
             target: target.clone(),
@@ -157,6 +165,11 @@ impl PgStore {
             run_lock: None,
             in_tx: false,
         };
+        match store.connection_tls() {
+            Ok(Some(version)) => tracing::debug!("connected to {} over {version}", store.target),
+            Ok(None) => tracing::debug!("connected to {} without TLS", store.target),
+            Err(e) => tracing::debug!("{e}"),
+        }
         if writable {
             store.take_run_lock()?;
             store.migrate()?;
@@ -178,6 +191,19 @@ impl PgStore {
 
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The TLS protocol of this connection as the server reports it, `None` when plain text.
+    pub fn connection_tls(&self) -> Result<Option<String>, StateError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+                &[],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     fn err(&self, e: postgres::Error) -> StateError {
