@@ -2032,7 +2032,17 @@ async fn the_summary_says_when_the_jira_limit_bounded_the_run() {
     let args: Vec<String> = case
         .cloud_args(
             &server.uri(),
-            &["--async", "--workers", "8", "--rate-limit", "10"],
+            // The fake's search shows a create after 500 ms: its lost creates are settled
+            // within a second, so the run's time is the limiter's, not the search lag's.
+            &[
+                "--async",
+                "--workers",
+                "8",
+                "--rate-limit",
+                "10",
+                "--jira-search-lag",
+                "1s",
+            ],
         )
         .into_iter()
         .filter(|a| a != "--no-rate-limit")
