@@ -165,72 +165,30 @@ async fn run_with_state(
             }
         }
     }
+    // The credentials check (`GET /myself`) runs alongside the start of the run: the client
+    // holds every other call's result until the check has answered, and a refusal stays fatal
+    // with the check's own message (see `connect_jira`).
     let jira = match &config.jira {
-        Some(jira) => Some(Arc::new(connect_jira(jira, &config).await?)),
+        Some(jira) => Some(Arc::new(connect_jira(jira, &config)?)),
         None => None,
     };
-    let (analyzer, cache_key) = match &config.analyzer {
-        config::AnalyzerConfig::Rules => (analyze::Analyzer::Rules, None),
-        config::AnalyzerConfig::Llm {
-            base_url,
-            model,
-            api_key,
-        } => {
-            let policy = http::RetryPolicy {
-                max_attempts: 3,
-                ..http::RetryPolicy::default()
-            };
-            let service = http::Service::new("LLM", config.rate_limit, policy)?
-                .with_breaker(config.breaker.0, config.breaker.1);
-            (
-                analyze::Analyzer::Llm(analyze::llm::LlmAnalyzer::new(
-                    service,
-                    base_url,
-                    model,
-                    api_key.clone(),
-                )),
-                Some(format!("llm {model}")),
-            )
+    let jira_config = config.jira.clone();
+    let check = async {
+        match (&jira, &jira_config) {
+            (Some(client), Some(jira)) => check_jira(client, jira).await,
+            _ => Ok(()),
         }
     };
-    // Only once every service is reachable: a run that cannot start gives nothing up.
-    let (retries, given_up) = match &state {
-        Some(state) if checkpoint_key.is_some() => take_retries(state, config.max_retries).await?,
-        _ => (Vec::new(), Vec::new()),
-    };
-    let run_id = match state.as_ref().filter(|s| s.writable) {
-        Some(s) => {
-            let now = config.now;
-            Some(s.call(move |s| s.begin_run(now)).await?)
-        }
-        None => None,
-    };
-    let progress = progress::Progress::new(config.progress, config.limit);
-    let metrics_file = config.metrics_file.clone();
-    let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
-    let tickets = Arc::new(
-        ticket::TicketStage::new(
-            jira.clone(),
-            state.clone(),
-            analyzer,
-            cache_key,
-            config.site.clone(),
-            config.dry_run,
-            reopen,
-            config.max_tickets,
-        )
-        .with_now(config.now)
-        .with_routes(config.routes.clone()),
-    );
-    let deps = pipeline::Deps {
-        tickets,
-        jira,
-        state: state.clone(),
-        retries,
-        given_up: (given_up, config.max_retries),
+    let rest = start_and_run(
+        config,
+        state.clone(),
+        shutdown,
+        jira.clone(),
         checkpoint_key,
-    };
-    let report = pipeline::run(config, deps, progress, shutdown).await?;
+    );
+    let (checked, ran) = tokio::join!(check, rest);
+    checked?;
+    let (report, run_id, metrics_file) = ran?;
     let code = exit_code(&report);
     let mut last_success = None;
     if let Some(state) = &state {
@@ -265,6 +223,100 @@ async fn run_with_state(
     Ok(report)
 }
 
+/// Everything of a run after the Jira client is built, up to its report: the run's id in the
+/// state store and where its metrics go come back with it. Jira's results wait for the
+/// credentials check (the client holds them); what would give something up or record the run
+/// in the state store waits for it too.
+async fn start_and_run(
+    config: Config,
+    state: Option<state::StateHandle>,
+    shutdown: &mut shutdown::Shutdown<'_>,
+    jira: Option<Arc<jira::JiraClient>>,
+    checkpoint_key: Option<String>,
+) -> anyhow::Result<(Report, Option<i64>, Option<std::path::PathBuf>)> {
+    let (analyzer, cache_key) = match &config.analyzer {
+        config::AnalyzerConfig::Rules => (analyze::Analyzer::Rules, None),
+        config::AnalyzerConfig::Llm {
+            base_url,
+            model,
+            api_key,
+        } => {
+            let policy = http::RetryPolicy {
+                max_attempts: 3,
+                ..http::RetryPolicy::default()
+            };
+            let service = http::Service::new("LLM", config.rate_limit, policy)?
+                .with_breaker(config.breaker.0, config.breaker.1);
+            (
+                analyze::Analyzer::Llm(analyze::llm::LlmAnalyzer::new(
+                    service,
+                    base_url,
+                    model,
+                    api_key.clone(),
+                )),
+                Some(format!("llm {model}")),
+            )
+        }
+    };
+    // Only once every service is reachable: a run that cannot start gives nothing up.
+    let checked_jira = jira.clone();
+    let reachable = || async {
+        match &checked_jira {
+            Some(client) => client.credentials_checked().await,
+            None => true,
+        }
+    };
+    let (retries, given_up) = match &state {
+        Some(state) if checkpoint_key.is_some() => {
+            if !reachable().await {
+                anyhow::bail!("Jira's credentials check failed");
+            }
+            take_retries(state, config.max_retries).await?
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    // The run is recorded once the check has passed, alongside the pipeline.
+    let writable = state.clone().filter(|s| s.writable);
+    let now = config.now;
+    let begin = async {
+        match writable {
+            Some(s) => match reachable().await {
+                true => Some(s.call(move |s| s.begin_run(now)).await),
+                false => None,
+            },
+            None => None,
+        }
+    };
+    let progress = progress::Progress::new(config.progress, config.limit);
+    let metrics_file = config.metrics_file.clone();
+    let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
+    let tickets = Arc::new(
+        ticket::TicketStage::new(
+            jira.clone(),
+            state.clone(),
+            analyzer,
+            cache_key,
+            config.site.clone(),
+            config.dry_run,
+            reopen,
+            config.max_tickets,
+        )
+        .with_now(config.now)
+        .with_routes(config.routes.clone()),
+    );
+    let deps = pipeline::Deps {
+        tickets,
+        jira,
+        state: state.clone(),
+        retries,
+        given_up: (given_up, config.max_retries),
+        checkpoint_key,
+    };
+    let (run_id, report) = tokio::join!(begin, pipeline::run(config, deps, progress, shutdown));
+    let run_id = run_id.transpose()?;
+    Ok((report?, run_id, metrics_file))
+}
+
 /// Split the retry list: logs to retry now, and ids given up after `max_retries` runs.
 async fn take_retries(
     state: &state::StateHandle,
@@ -287,19 +339,27 @@ async fn take_retries(
     Ok((retries, given_up))
 }
 
-/// Build the Jira client and check the credentials once (`GET /myself`).
-async fn connect_jira(
+/// Build the Jira client, its results held until [`check_jira`] has checked the credentials.
+fn connect_jira(
     jira: &jira::config::JiraConfig,
     config: &Config,
 ) -> anyhow::Result<jira::JiraClient> {
     let service = http::Service::new("Jira", config.rate_limit, http::RetryPolicy::default())?
         .with_breaker(config.breaker.0, config.breaker.1);
-    let client = jira::JiraClient::new(service, jira.clone())
-        .with_search_projects(config.routes.projects(&jira.project));
-    match client.myself().await {
+    Ok(jira::JiraClient::new(service, jira.clone())
+        .with_search_projects(config.routes.projects(&jira.project))
+        .unverified())
+}
+
+/// Check the credentials once (`GET /myself`); a refusal is fatal for the run.
+async fn check_jira(
+    client: &jira::JiraClient,
+    jira: &jira::config::JiraConfig,
+) -> anyhow::Result<()> {
+    match client.verify().await {
         Ok(name) => {
             tracing::debug!("Jira: signed in as {name}");
-            Ok(client)
+            Ok(())
         }
         Err(e) if e.is_auth() => Err(anyhow::anyhow!(
             "{e}: check JIRA_URL ({}) and {}",

@@ -165,7 +165,13 @@ pub const BATCH_MAX: usize = 512;
 /// How long a queued write may wait for its commit.
 pub const BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(200);
 
-type Job = Box<dyn FnOnce(&mut StateStore) + Send>;
+/// A call's work on the store; it returns how to answer its caller once the call's batch is
+/// committed (`Err`: the commit failed), for a durable call, or at once otherwise.
+type Job = Box<dyn FnOnce(&mut StateStore) -> Answer + Send>;
+type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// How long a durable call may wait for other queued writes to join its commit.
+pub const GROUP_COMMIT_AGE: std::time::Duration = std::time::Duration::from_millis(5);
 
 enum Op {
     /// Run a closure inside the open batch; `durable` commits the batch (and it) first.
@@ -291,16 +297,23 @@ impl StateHandle {
         f: impl FnOnce(&mut StateStore) -> Result<T, StateError> + Send + 'static,
         durable: bool,
     ) -> anyhow::Result<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::oneshot::channel::<anyhow::Result<T>>();
         let job: Job = Box::new(move |store| {
-            let _ = tx.send(f(store));
+            let result = f(store);
+            Box::new(move |committed: Result<(), String>| {
+                let answer = match (result, committed) {
+                    (Err(e), _) => Err(e.into()),
+                    (Ok(_), Err(e)) => Err(anyhow::anyhow!("state store: commit failed: {e}")),
+                    (Ok(v), Ok(())) => Ok(v),
+                };
+                let _ = tx.send(answer);
+            })
         });
         self.tx
             .send(Op::Call { job, durable })
             .map_err(|_| anyhow::anyhow!("the state writer has stopped"))?;
-        Ok(rx
-            .await
-            .map_err(|_| anyhow::anyhow!("the state writer stopped before answering"))??)
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the state writer stopped before answering"))?
     }
 
     /// Queue one final outcome; it is committed with its batch.
@@ -346,7 +359,9 @@ impl StateHandle {
             let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
             let stop: Job = Box::new(move |store| {
                 store.stop = true;
-                let _ = done_tx.send(());
+                Box::new(move |_| {
+                    let _ = done_tx.send(());
+                })
             });
             let _ = self.tx.send(Op::Call {
                 job: stop,
@@ -366,24 +381,36 @@ impl StateHandle {
 }
 
 /// The writer thread: apply operations in order, commit by count and by age.
+///
+/// Group commit: a durable call is answered only once its batch is committed, and that commit
+/// waits for nothing but the operations already queued behind it (at most [`BATCH_MAX`] of them,
+/// or [`GROUP_COMMIT_AGE`]): the `begin` writes of many creates sent at once share one commit
+/// instead of queueing one commit each.
 fn writer_loop(
     mut store: StateStore,
     rx: std::sync::mpsc::Receiver<Op>,
     writable: bool,
     commits: &std::sync::atomic::AtomicU64,
 ) {
-    use std::sync::mpsc::RecvTimeoutError;
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let shared = store.is_shared();
     let mut pending = 0usize;
     let mut opened: Option<std::time::Instant> = None;
     let mut records: Vec<Processed> = Vec::new();
-    // Commit what is open; a failure is reported to whoever asks next (a flush), and logged.
+    // Durable calls applied and not yet committed: answered by the next commit, and since when.
+    let mut awaiting: Vec<Answer> = Vec::new();
+    let mut awaiting_since: Option<std::time::Instant> = None;
+    // An operation read while deciding whether a group commit may wait for it.
+    let mut peeked: Option<Op> = None;
+    // Commit what is open; a failure is reported to the durable calls it held, to whoever asks
+    // next (a flush), and logged.
     let mut last_error: Option<String> = None;
     let commit = |store: &mut StateStore,
                   records: &mut Vec<Processed>,
                   pending: &mut usize,
                   opened: &mut Option<std::time::Instant>,
-                  last_error: &mut Option<String>| {
+                  last_error: &mut Option<String>,
+                  awaiting: &mut Vec<Answer>| {
         if !records.is_empty() {
             if let Err(e) = store.record(records) {
                 tracing::warn!("{e}");
@@ -391,6 +418,7 @@ fn writer_loop(
             }
             records.clear();
         }
+        let mut committed = Ok(());
         if opened.take().is_some() {
             match store.commit() {
                 Ok(()) => {
@@ -399,34 +427,42 @@ fn writer_loop(
                 Err(e) => {
                     tracing::warn!("{e}");
                     last_error.get_or_insert(e.to_string());
+                    committed = Err(e.to_string());
                     store.rollback();
                 }
             }
         }
+        for answer in awaiting.drain(..) {
+            answer(committed.clone());
+        }
         *pending = 0;
     };
     loop {
-        let op = match opened {
-            Some(since) => {
-                let left = BATCH_AGE.saturating_sub(since.elapsed());
-                match rx.recv_timeout(left) {
-                    Ok(op) => op,
-                    Err(RecvTimeoutError::Timeout) => {
-                        commit(
-                            &mut store,
-                            &mut records,
-                            &mut pending,
-                            &mut opened,
-                            &mut last_error,
-                        );
-                        continue;
+        let op = match peeked.take() {
+            Some(op) => op,
+            None => match opened {
+                Some(since) => {
+                    let left = BATCH_AGE.saturating_sub(since.elapsed());
+                    match rx.recv_timeout(left) {
+                        Ok(op) => op,
+                        Err(RecvTimeoutError::Timeout) => {
+                            commit(
+                                &mut store,
+                                &mut records,
+                                &mut pending,
+                                &mut opened,
+                                &mut last_error,
+                                &mut awaiting,
+                            );
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
-                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-            }
-            None => match rx.recv() {
-                Ok(op) => op,
-                Err(_) => break,
+                None => match rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => break,
+                },
             },
         };
         if writable && opened.is_none() {
@@ -438,6 +474,7 @@ fn writer_loop(
                 }
             }
         }
+        let mut commit_now = false;
         match op {
             Op::Record(p) => {
                 if writable {
@@ -457,16 +494,13 @@ fn writer_loop(
                     }
                     records.clear();
                 }
-                job(&mut store);
+                let answer = job(&mut store);
                 pending += 1;
                 if durable {
-                    commit(
-                        &mut store,
-                        &mut records,
-                        &mut pending,
-                        &mut opened,
-                        &mut last_error,
-                    );
+                    awaiting.push(answer);
+                    awaiting_since.get_or_insert_with(std::time::Instant::now);
+                } else {
+                    answer(Ok(()));
                 }
             }
             Op::Flush(answer) => {
@@ -476,21 +510,40 @@ fn writer_loop(
                     &mut pending,
                     &mut opened,
                     &mut last_error,
+                    &mut awaiting,
                 );
+                awaiting_since = None;
                 let _ = answer.send(match last_error.take() {
                     None => Ok(()),
                     Some(e) => Err(e),
                 });
             }
         }
-        if pending >= BATCH_MAX {
+        if pending >= BATCH_MAX || store.stop {
+            commit_now = true;
+        } else if !awaiting.is_empty() {
+            // Group commit: the writes already queued join it; an empty queue (or a durable
+            // call that has waited long enough) commits now.
+            let waited = awaiting_since.is_some_and(|t| t.elapsed() >= GROUP_COMMIT_AGE);
+            if waited {
+                commit_now = true;
+            } else {
+                match rx.try_recv() {
+                    Ok(op) => peeked = Some(op),
+                    Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => commit_now = true,
+                }
+            }
+        }
+        if commit_now {
             commit(
                 &mut store,
                 &mut records,
                 &mut pending,
                 &mut opened,
                 &mut last_error,
+                &mut awaiting,
             );
+            awaiting_since = None;
         }
         if store.stop {
             break;
@@ -502,6 +555,7 @@ fn writer_loop(
         &mut pending,
         &mut opened,
         &mut last_error,
+        &mut awaiting,
     );
 }
 

@@ -1127,6 +1127,53 @@ async fn outcomes_are_committed_in_batches() {
     assert!(store.is_seen("l0").unwrap() && store.is_seen("l1999").unwrap());
 }
 
+/// Group commit: durable writes queued together (the `begin` writes of a wave of creates) share
+/// one commit, and each is on disk (seen by another connection) when its call returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_writes_queued_together_share_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let scope = triage::state::Scope {
+        source: "src".into(),
+        jira: "J OPS".into(),
+    };
+    let handle = triage::state::StateHandle::open(&db, scope.clone(), true)
+        .await
+        .unwrap()
+        .unwrap();
+    handle.flush().await.unwrap();
+    let before = handle.commits();
+    // The writer is busy with a slow call while 64 durable writes queue up behind it.
+    let busy = handle.call(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(())
+    });
+    let writes = (0..64).map(|i| {
+        let (handle, db, scope) = (handle.clone(), db.clone(), scope.clone());
+        async move {
+            handle
+                .call_durable(move |s| s.remember_ticket(&format!("fp{i}"), &format!("OPS-{i}")))
+                .await
+                .unwrap();
+            // Committed before the call returned: another connection sees it.
+            let store = triage::state::StateStore::open_read_only(&db, scope)
+                .unwrap()
+                .unwrap();
+            store.ticket_for(&format!("fp{i}")).unwrap()
+        }
+    });
+    let (busy, seen) = tokio::join!(busy, futures::future::join_all(writes));
+    busy.unwrap();
+    let keys: Vec<String> = (0..64).map(|i| format!("OPS-{i}")).collect();
+    assert_eq!(seen, keys.into_iter().map(Some).collect::<Vec<_>>());
+    let commits = handle.commits() - before;
+    assert!(
+        commits <= 2,
+        "{commits} commits for 64 durable writes queued together"
+    );
+    handle.close().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Find before analyse, and the analysis cache
 // ---------------------------------------------------------------------------------------------

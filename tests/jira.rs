@@ -1352,6 +1352,8 @@ fn assert_no_secret(out: &str) {
 }
 
 /// 401 on `GET /myself`: exit 1 before any log, naming the variables to check, never the token.
+/// The check runs alongside the first lookups: a slow refusal lets searches go out (and answer
+/// at once), but nothing is acted on: no create, no other call, no run recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_at_start_exit_1_naming_the_variables() {
     let server = MockServer::start().await;
@@ -1359,18 +1361,43 @@ async fn refused_credentials_at_start_exit_1_naming_the_variables() {
         .and(path(format!("{V3}/myself")))
         .respond_with(
             ResponseTemplate::new(401)
-                .set_body_string("Client must be authenticated to access this resource."),
+                .set_body_string("Client must be authenticated to access this resource.")
+                .set_delay(Duration::from_millis(300)),
         )
         .expect(1)
         .mount(&server)
         .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/search/jql")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"issues": [], "isLast": true})),
+        )
+        .mount(&server)
+        .await;
     mount_catch_all(&server).await;
     let case = Case::new(&generated_logs(10, 2));
+    let state = case.input.with_extension("db");
     let (code, stdout, stderr, _dir) = run_binary(
         cloud_cli(&server.uri()),
-        vec!["--input".into(), case.input.to_str().unwrap().into()],
+        [
+            "--input",
+            case.input.to_str().unwrap(),
+            "--async",
+            "--workers",
+            "4",
+            "--state",
+            state.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
     )
     .await;
+    let runs: i64 = rusqlite::Connection::open(&state)
+        .unwrap()
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 0, "a run refused at start is not recorded");
     assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
     assert!(
         stderr.contains("JIRA_EMAIL") && stderr.contains("JIRA_API_TOKEN"),

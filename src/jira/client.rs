@@ -84,6 +84,9 @@ pub struct JiraClient {
     /// The projects a problem's ticket is searched in: the configured one, then every project
     /// a route names (a problem whose route changed is still found where it was filed).
     search_projects: Vec<String>,
+    /// The outcome of the start-up credentials check (`GET /myself`); `None` while it runs.
+    /// Every other call's result waits for it (see [`Self::unverified`]).
+    verified: tokio::sync::watch::Sender<Option<Result<(), HttpError>>>,
 }
 
 impl JiraClient {
@@ -98,8 +101,63 @@ impl JiraClient {
             refused: DashMap::new(),
             lookups: Lookups::default(),
             search_projects: vec![config.project.clone()],
+            verified: tokio::sync::watch::Sender::new(Some(Ok(()))),
             config,
         }
+    }
+
+    /// A client whose calls may go out before its credentials are checked, but whose results
+    /// are held until [`Self::verify`] has its answer: a refusal of the credentials is then
+    /// every call's answer, so nothing is acted on with credentials Jira refused. Lets the
+    /// start-up check run at the same time as the run's first lookups.
+    pub fn unverified(self) -> Self {
+        self.verified.send_replace(None);
+        self
+    }
+
+    /// `GET /myself` for a client made [`Self::unverified`]: its outcome releases the results
+    /// held meanwhile. Stopped before its answer (dropped), it fails them.
+    pub async fn verify(&self) -> Result<String, HttpError> {
+        struct Unfinished<'a>(&'a tokio::sync::watch::Sender<Option<Result<(), HttpError>>>);
+        impl Drop for Unfinished<'_> {
+            fn drop(&mut self) {
+                self.0.send_if_modified(|v| {
+                    if v.is_some() {
+                        return false;
+                    }
+                    *v = Some(Err(HttpError::Unavailable {
+                        service: "Jira",
+                        attempts: 0,
+                        last: "the credentials check was stopped before its answer".into(),
+                        maybe_applied: false,
+                    }));
+                    true
+                });
+            }
+        }
+        let unfinished = Unfinished(&self.verified);
+        let outcome = self.myself_unchecked().await;
+        self.verified
+            .send_replace(Some(outcome.as_ref().map(|_| ()).map_err(Clone::clone)));
+        drop(unfinished);
+        outcome
+    }
+
+    /// Whether the credentials check passed (waiting for its answer).
+    pub async fn credentials_checked(&self) -> bool {
+        self.checked().await.is_ok()
+    }
+
+    /// Wait for the credentials check's outcome (at once for a client checked or not made
+    /// [`Self::unverified`]).
+    async fn checked(&self) -> Result<(), HttpError> {
+        let mut rx = self.verified.subscribe();
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            // The sender is this client's own field: not dropped while `self` lives.
+            Err(_) => None,
+        };
+        outcome.unwrap_or(Ok(()))
     }
 
     /// Search these projects as well as the configured one (the projects the routes name).
@@ -151,6 +209,12 @@ impl JiraClient {
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, HttpError> {
+        let resp = self.get_unchecked(path).await;
+        self.checked().await?;
+        resp
+    }
+
+    async fn get_unchecked(&self, path: &str) -> Result<reqwest::Response, HttpError> {
         let url = self.url(path);
         self.service
             .send(|c| self.authorize(c.get(&url)), Retry::Idempotent)
@@ -164,14 +228,23 @@ impl JiraClient {
         retry: Retry,
     ) -> Result<reqwest::Response, HttpError> {
         let url = self.url(path);
-        self.service
+        let resp = self
+            .service
             .send(|c| self.authorize(c.post(&url)).json(body), retry)
-            .await
+            .await;
+        self.checked().await?;
+        resp
     }
 
     /// `GET /myself`: are the credentials good? Returns the account's display name.
     pub async fn myself(&self) -> Result<String, HttpError> {
-        let resp = self.get("myself").await?;
+        let name = self.myself_unchecked().await;
+        self.checked().await?;
+        name
+    }
+
+    async fn myself_unchecked(&self) -> Result<String, HttpError> {
+        let resp = self.get_unchecked("myself").await?;
         let me: Myself = resp.json().await.unwrap_or_default();
         Ok(me
             .display_name
@@ -441,12 +514,15 @@ impl JiraClient {
     pub async fn add_label(&self, key: &str, label: &str) -> anyhow::Result<()> {
         let url = self.url(&format!("issue/{key}"));
         let body = json!({"update": {"labels": [{"add": label}]}});
-        self.service
+        let resp = self
+            .service
             .send(
                 |c| self.authorize(c.put(&url)).json(&body),
                 Retry::Idempotent,
             )
-            .await?;
+            .await;
+        self.checked().await?;
+        resp?;
         Ok(())
     }
 
@@ -727,12 +803,15 @@ impl JiraClient {
         };
         let url = self.url(&format!("issue/{key}"));
         let body = json!({ "fields": fields });
-        self.service
+        let resp = self
+            .service
             .send(
                 |c| self.authorize(c.put(&url)).json(&body),
                 Retry::Idempotent,
             )
-            .await?;
+            .await;
+        self.checked().await?;
+        resp?;
         Ok(())
     }
 
