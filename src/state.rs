@@ -483,9 +483,11 @@ fn writer_loop(
                 }
             }
             Op::Call { job, durable } => {
-                // A shared store commits each call at once: a transaction held open for a
-                // batch would hold row locks other runners wait for.
+                // A shared store commits each call at once, never in a group: a transaction
+                // held open across calls would hold row locks other runners wait for, and two
+                // runners taking them in different orders deadlock.
                 let durable = durable || shared;
+                commit_now = shared;
                 // Closures read what was recorded before them.
                 if !records.is_empty() {
                     if let Err(e) = store.record(&records) {
@@ -521,7 +523,7 @@ fn writer_loop(
         }
         if pending >= BATCH_MAX || store.stop {
             commit_now = true;
-        } else if !awaiting.is_empty() {
+        } else if !awaiting.is_empty() && !commit_now {
             // Group commit: the writes already queued join it; an empty queue (or a durable
             // call that has waited long enough) commits now.
             let waited = awaiting_since.is_some_and(|t| t.elapsed() >= GROUP_COMMIT_AGE);
