@@ -394,92 +394,39 @@ fn writer_loop(
 ) {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let shared = store.is_shared();
-    let mut pending = 0usize;
-    let mut opened: Option<std::time::Instant> = None;
-    let mut records: Vec<Processed> = Vec::new();
-    // Durable calls applied and not yet committed: answered by the next commit, and since when.
-    let mut awaiting: Vec<Answer> = Vec::new();
-    let mut awaiting_since: Option<std::time::Instant> = None;
+    let mut batch = Batch::default();
     // An operation read while deciding whether a group commit may wait for it.
     let mut peeked: Option<Op> = None;
-    // Commit what is open; a failure is reported to the durable calls it held, to whoever asks
-    // next (a flush), and logged.
-    let mut last_error: Option<String> = None;
-    let commit = |store: &mut StateStore,
-                  records: &mut Vec<Processed>,
-                  pending: &mut usize,
-                  opened: &mut Option<std::time::Instant>,
-                  last_error: &mut Option<String>,
-                  awaiting: &mut Vec<Answer>| {
-        if !records.is_empty() {
-            if let Err(e) = store.record(records) {
-                tracing::warn!("{e}");
-                last_error.get_or_insert(e.to_string());
-            }
-            records.clear();
-        }
-        let mut committed = Ok(());
-        if opened.take().is_some() {
-            match store.commit() {
-                Ok(()) => {
-                    commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    last_error.get_or_insert(e.to_string());
-                    committed = Err(e.to_string());
-                    store.rollback();
-                }
-            }
-        }
-        for answer in awaiting.drain(..) {
-            answer(committed.clone());
-        }
-        *pending = 0;
-    };
     loop {
         let op = match peeked.take() {
             Some(op) => op,
-            None => match opened {
-                Some(since) => {
-                    let left = BATCH_AGE.saturating_sub(since.elapsed());
-                    match rx.recv_timeout(left) {
-                        Ok(op) => op,
-                        Err(RecvTimeoutError::Timeout) => {
-                            commit(
-                                &mut store,
-                                &mut records,
-                                &mut pending,
-                                &mut opened,
-                                &mut last_error,
-                                &mut awaiting,
-                            );
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
+            None => match batch.opened {
+                Some(since) => match rx.recv_timeout(BATCH_AGE.saturating_sub(since.elapsed())) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => {
+                        batch.commit(&mut store, commits);
+                        continue;
                     }
-                }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
                 None => match rx.recv() {
                     Ok(op) => op,
                     Err(_) => break,
                 },
             },
         };
-        if writable && opened.is_none() {
+        if writable && batch.opened.is_none() {
             match store.begin() {
-                Ok(()) => opened = Some(std::time::Instant::now()),
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    last_error.get_or_insert(e.to_string());
-                }
+                Ok(()) => batch.opened = Some(std::time::Instant::now()),
+                Err(e) => batch.failed(e.to_string()),
             }
         }
         let mut commit_now = false;
         match op {
             Op::Record(p) => {
                 if writable {
-                    records.push(p);
-                    pending += 1;
+                    batch.records.push(p);
+                    batch.pending += 1;
                 }
             }
             Op::Call { job, durable } => {
@@ -489,44 +436,34 @@ fn writer_loop(
                 let durable = durable || shared;
                 commit_now = shared;
                 // Closures read what was recorded before them.
-                if !records.is_empty() {
-                    if let Err(e) = store.record(&records) {
-                        tracing::warn!("{e}");
-                        last_error.get_or_insert(e.to_string());
-                    }
-                    records.clear();
-                }
+                batch.write_records(&mut store);
                 let answer = job(&mut store);
-                pending += 1;
+                batch.pending += 1;
                 if durable {
-                    awaiting.push(answer);
-                    awaiting_since.get_or_insert_with(std::time::Instant::now);
+                    batch.awaiting.push(answer);
+                    batch
+                        .awaiting_since
+                        .get_or_insert_with(std::time::Instant::now);
                 } else {
                     answer(Ok(()));
                 }
             }
             Op::Flush(answer) => {
-                commit(
-                    &mut store,
-                    &mut records,
-                    &mut pending,
-                    &mut opened,
-                    &mut last_error,
-                    &mut awaiting,
-                );
-                awaiting_since = None;
-                let _ = answer.send(match last_error.take() {
+                batch.commit(&mut store, commits);
+                let _ = answer.send(match batch.last_error.take() {
                     None => Ok(()),
                     Some(e) => Err(e),
                 });
             }
         }
-        if pending >= BATCH_MAX || store.stop {
+        if batch.pending >= BATCH_MAX || store.stop {
             commit_now = true;
-        } else if !awaiting.is_empty() && !commit_now {
+        } else if !batch.awaiting.is_empty() && !commit_now {
             // Group commit: the writes already queued join it; an empty queue (or a durable
             // call that has waited long enough) commits now.
-            let waited = awaiting_since.is_some_and(|t| t.elapsed() >= GROUP_COMMIT_AGE);
+            let waited = batch
+                .awaiting_since
+                .is_some_and(|t| t.elapsed() >= GROUP_COMMIT_AGE);
             if waited {
                 commit_now = true;
             } else {
@@ -537,28 +474,71 @@ fn writer_loop(
             }
         }
         if commit_now {
-            commit(
-                &mut store,
-                &mut records,
-                &mut pending,
-                &mut opened,
-                &mut last_error,
-                &mut awaiting,
-            );
-            awaiting_since = None;
+            batch.commit(&mut store, commits);
         }
         if store.stop {
             break;
         }
     }
-    commit(
-        &mut store,
-        &mut records,
-        &mut pending,
-        &mut opened,
-        &mut last_error,
-        &mut awaiting,
-    );
+    batch.commit(&mut store, commits);
+}
+
+/// What the writer holds between two commits.
+#[derive(Default)]
+struct Batch {
+    /// Operations applied (or queued) since the last commit.
+    pending: usize,
+    /// When the open transaction began (`None`: none is open).
+    opened: Option<std::time::Instant>,
+    /// Processed logs not yet written: written together, before the next call or commit.
+    records: Vec<Processed>,
+    /// Durable calls applied and not yet committed: answered by the next commit, and since when.
+    awaiting: Vec<Answer>,
+    awaiting_since: Option<std::time::Instant>,
+    /// The first failure since the last flush, for whoever asks next.
+    last_error: Option<String>,
+}
+
+impl Batch {
+    /// A failure: logged, and kept for the next flush.
+    fn failed(&mut self, error: String) {
+        tracing::warn!("{error}");
+        self.last_error.get_or_insert(error);
+    }
+
+    /// Write the queued processed logs into the open transaction.
+    fn write_records(&mut self, store: &mut StateStore) {
+        if !self.records.is_empty() {
+            if let Err(e) = store.record(&self.records) {
+                self.failed(e.to_string());
+            }
+            self.records.clear();
+        }
+    }
+
+    /// Commit what is open; a failure is reported to the durable calls it held, to whoever
+    /// asks next (a flush), and logged.
+    fn commit(&mut self, store: &mut StateStore, commits: &std::sync::atomic::AtomicU64) {
+        self.write_records(store);
+        let mut committed = Ok(());
+        if self.opened.take().is_some() {
+            match store.commit() {
+                Ok(()) => {
+                    commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.failed(e.to_string());
+                    committed = Err(e.to_string());
+                    store.rollback();
+                }
+            }
+        }
+        for answer in self.awaiting.drain(..) {
+            answer(committed.clone());
+        }
+        self.awaiting_since = None;
+        self.pending = 0;
+    }
 }
 
 /// Which job a store is opened for. One state file can serve several jobs (another query,
