@@ -49,6 +49,38 @@ const MAX_SEARCH_PAGES: usize = 20;
 /// A prefetched lookup older than this is not trusted: its problem is searched again.
 const PREFETCH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Search again (after [`LOST_CREATE_SEARCH_FIRST_WAIT`], doubling up to
+/// [`LOST_CREATE_SEARCH_MAX_WAIT`]) until `found` says the last result shows the ticket or
+/// `settled` (when search has caught up with a create) has passed; the last result is returned
+/// either way. A wait that would reach the log's deadline fails with `give_up()` instead:
+/// whoever creates next must not do so before search has caught up.
+pub(crate) async fn until_search_settles<T, Fut>(
+    settled: tokio::time::Instant,
+    mut last: T,
+    found: impl Fn(&T) -> bool,
+    mut search: impl FnMut() -> Fut,
+    give_up: impl FnOnce() -> anyhow::Error,
+) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut wait = LOST_CREATE_SEARCH_FIRST_WAIT;
+    while !found(&last) {
+        let now = tokio::time::Instant::now();
+        if now >= settled {
+            break;
+        }
+        let next = (now + wait).min(settled);
+        if crate::http::current_deadline().is_some_and(|d| next >= d) {
+            return Err(give_up());
+        }
+        tokio::time::sleep_until(next).await;
+        wait = (wait * 2).min(LOST_CREATE_SEARCH_MAX_WAIT);
+        last = search().await?;
+    }
+    Ok(last)
+}
+
 /// What a label search found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Found {
@@ -702,33 +734,27 @@ impl JiraClient {
         label: &str,
         sent: tokio::time::Instant,
     ) -> anyhow::Result<Option<String>> {
-        let settled = sent + self.config.search_lag;
-        let mut wait = LOST_CREATE_SEARCH_FIRST_WAIT;
-        loop {
-            if let Some(issue) = self
-                .search_label(label)
-                .await?
-                .into_iter()
-                .find(|i| !i.is_done())
-            {
-                return Ok(Some(self.remember(label, Some(issue.id), issue.key)));
-            }
-            let now = tokio::time::Instant::now();
-            if now >= settled {
-                return Ok(None);
-            }
-            let next = (now + wait).min(settled);
-            if crate::http::current_deadline().is_some_and(|d| next >= d) {
-                anyhow::bail!(
+        let open = |issues: &Vec<Issue>| issues.iter().any(|i| !i.is_done());
+        let first = self.search_label(label).await?;
+        let issues = until_search_settles(
+            sent + self.config.search_lag,
+            first,
+            open,
+            || self.search_label(label),
+            || {
+                anyhow::anyhow!(
                     "a create for {label} got no usable answer and search has not shown it \
                      within the log's deadline; it is not sent again before --jira-search-lag \
                      ({}s) has passed",
                     self.config.search_lag.as_secs_f64()
-                );
-            }
-            tokio::time::sleep_until(next).await;
-            wait = (wait * 2).min(LOST_CREATE_SEARCH_MAX_WAIT);
-        }
+                )
+            },
+        )
+        .await?;
+        Ok(issues
+            .into_iter()
+            .find(|i| !i.is_done())
+            .map(|issue| self.remember(label, Some(issue.id), issue.key)))
     }
 
     /// How long after a create search may still not show it (`--jira-search-lag`).

@@ -989,33 +989,33 @@ impl TicketStage {
         let Some(begun) = recorded.max(in_memory) else {
             return Ok(found);
         };
+        // How much of the search lag allowance is left since the create began (none: search
+        // has caught up, and what it showed stands).
         let lag = chrono::Duration::from_std(jira.search_lag()).unwrap_or(chrono::Duration::MAX);
-        let mut wait = Duration::from_millis(500);
-        while found.open.is_none() {
-            let left = lag - (chrono::Utc::now() - begun);
-            let Ok(left) = left.to_std() else { break };
-            if left.is_zero() {
-                break;
-            }
-            let pause = wait.min(left);
-            if crate::http::current_deadline()
-                .is_some_and(|d| tokio::time::Instant::now() + pause >= d)
-            {
-                // Creating now could file a second ticket; the next log of this problem (or the
-                // next run) looks again.
-                anyhow::bail!(
+        let Ok(left) = (lag - (chrono::Utc::now() - begun)).to_std() else {
+            return Ok(found);
+        };
+        // Creating before it has caught up could file a second ticket; past the deadline the
+        // next log of this problem (or the next run) looks again.
+        found = crate::jira::client::until_search_settles(
+            tokio::time::Instant::now() + left,
+            found,
+            |f: &Found| f.open.is_some(),
+            || {
+                tracing::info!(
+                    "a create for {fingerprint} began at {begun} and was never answered: searching again"
+                );
+                jira.find(fingerprint)
+            },
+            || {
+                anyhow::anyhow!(
                     "a create for {fingerprint} began at {begun} got no usable answer, and search \
                      has not shown it within the log's deadline (--jira-search-lag {}s)",
                     jira.search_lag().as_secs_f64()
-                );
-            }
-            tracing::info!(
-                "a create for {fingerprint} began at {begun} and was never answered: searching again"
-            );
-            tokio::time::sleep(pause).await;
-            wait = (wait * 2).min(Duration::from_secs(4));
-            found = jira.find(fingerprint).await?;
-        }
+                )
+            },
+        )
+        .await?;
         Ok(found)
     }
 }
