@@ -316,6 +316,26 @@ impl StateHandle {
             .map_err(|_| anyhow::anyhow!("the state writer stopped before answering"))?
     }
 
+    /// Like [`StateHandle::call_durable`] (in order after everything sent before it, committed
+    /// as soon as the writer is free), without waiting for it: for a fact the caller's next
+    /// step does not depend on. Whatever is sent after it is committed with it or later. A
+    /// failure is logged.
+    pub fn send_durable(
+        &self,
+        f: impl FnOnce(&mut StateStore) -> Result<(), StateError> + Send + 'static,
+    ) {
+        let job: Job = Box::new(move |store| {
+            if let Err(e) = f(store) {
+                tracing::warn!("state store: {e}");
+            }
+            // A failed commit is logged by the writer.
+            Box::new(|_| {})
+        });
+        if self.tx.send(Op::Call { job, durable: true }).is_err() {
+            tracing::warn!("state store: the state writer has stopped");
+        }
+    }
+
     /// Queue one final outcome; it is committed with its batch.
     pub fn record(&self, processed: Processed) -> anyhow::Result<()> {
         self.tx
@@ -954,6 +974,21 @@ fn from_ms(v: i64) -> Option<DateTime<Utc>> {
 }
 
 impl SqliteStore {
+    /// One row of a query, its statement prepared once per connection (hot paths run it for
+    /// every problem).
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.conn.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    /// Run a statement, prepared once per connection.
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(params)
+    }
     /// Open (creating the folder and the file if needed), take the job's run lock, migrate.
     pub fn open(path: &Path, scope: Scope) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
@@ -979,6 +1014,8 @@ impl SqliteStore {
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
+        // Every statement a run repeats stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn).map_err(sql)?;
         adopt_unscoped(&mut conn, &scope).map_err(sql)?;
         Ok(SqliteStore {
@@ -1054,8 +1091,7 @@ impl SqliteStore {
             columns.join(", "),
             values.join(", ")
         );
-        self.conn
-            .execute(&sql, [row])
+        self.exec(&sql, [row])
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
     }
@@ -1086,15 +1122,14 @@ impl SqliteStore {
 
     /// The time up to which every log of `source` is final.
     pub fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError> {
-        self.conn
-            .query_row(
-                "SELECT until_ms FROM checkpoints WHERE source = ?1",
-                [source],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|v| v.and_then(from_ms))
-            .map_err(|e| self.err(e))
+        self.row(
+            "SELECT until_ms FROM checkpoints WHERE source = ?1",
+            [source],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map(|v| v.and_then(from_ms))
+        .map_err(|e| self.err(e))
     }
 
     /// Move the checkpoint forward (never back), and forget processed ids well behind it.
@@ -1120,15 +1155,14 @@ impl SqliteStore {
 
     /// Whether an earlier run (or this one) already gave this log a final outcome.
     pub fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
-        self.conn
-            .query_row(
-                "SELECT 1 FROM seen WHERE source = ?1 AND log_id = ?2",
-                params![self.scope.source, log_id],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|v| v.is_some())
-            .map_err(|e| self.err(e))
+        self.row(
+            "SELECT 1 FROM seen WHERE source = ?1 AND log_id = ?2",
+            params![self.scope.source, log_id],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|v| v.is_some())
+        .map_err(|e| self.err(e))
     }
 
     /// Record a batch of final outcomes in one transaction: each log is seen; failed ones go on
@@ -1237,14 +1271,13 @@ impl SqliteStore {
 
     /// The ticket an earlier run created for a fingerprint.
     pub fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError> {
-        self.conn
-            .query_row(
-                "SELECT key FROM tickets WHERE jira = ?1 AND fingerprint = ?2",
-                params![self.scope.jira, fingerprint],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        self.row(
+            "SELECT key FROM tickets WHERE jira = ?1 AND fingerprint = ?2",
+            params![self.scope.jira, fingerprint],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| self.err(e))
     }
 
     /// Remember a ticket the moment it exists, and that its create finished (one transaction).
@@ -1256,44 +1289,40 @@ impl SqliteStore {
         };
         let jira = self.scope.jira.clone();
         let tx = self.conn.savepoint().map_err(err)?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO tickets (jira, fingerprint, key, created_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(jira, fingerprint) DO UPDATE SET key = excluded.key",
-            params![jira, fingerprint, key, ms(Utc::now())],
         )
+        .and_then(|mut s| s.execute(params![jira, fingerprint, key, ms(Utc::now())]))
         .map_err(err)?;
-        tx.execute(
-            "DELETE FROM creating WHERE jira = ?1 AND fingerprint = ?2",
-            params![jira, fingerprint],
-        )
-        .map_err(err)?;
+        tx.prepare_cached("DELETE FROM creating WHERE jira = ?1 AND fingerprint = ?2")
+            .and_then(|mut s| s.execute(params![jira, fingerprint]))
+            .map_err(err)?;
         tx.commit().map_err(err)
     }
 
     /// Note that a create is about to be sent: if the run dies before the answer, the next run
     /// knows Jira may hold a ticket its search does not show yet.
     pub fn begin_create(&self, fingerprint: &str) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO creating (jira, fingerprint, started_ms) VALUES (?1, ?2, ?3)
+        self.exec(
+            "INSERT INTO creating (jira, fingerprint, started_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT(jira, fingerprint) DO UPDATE SET started_ms = excluded.started_ms",
-                params![self.scope.jira, fingerprint, ms(Utc::now())],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            params![self.scope.jira, fingerprint, ms(Utc::now())],
+        )
+        .map(|_| ())
+        .map_err(|e| self.err(e))
     }
 
     /// When an unfinished create for this fingerprint was begun, if there is one.
     pub fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError> {
-        self.conn
-            .query_row(
-                "SELECT started_ms FROM creating WHERE jira = ?1 AND fingerprint = ?2",
-                params![self.scope.jira, fingerprint],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|t| t.and_then(from_ms))
-            .map_err(|e| self.err(e))
+        self.row(
+            "SELECT started_ms FROM creating WHERE jira = ?1 AND fingerprint = ?2",
+            params![self.scope.jira, fingerprint],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map(|t| t.and_then(from_ms))
+        .map_err(|e| self.err(e))
     }
 
     /// What `analyzer` said about `fingerprint`, if it said it less than `ttl` ago (JSON).
@@ -1303,8 +1332,8 @@ impl SqliteStore {
         analyzer: &str,
         ttl: chrono::Duration,
     ) -> Result<Option<String>, StateError> {
-        self.conn
-            .query_row(
+        self
+            .row(
                 "SELECT analysis FROM analyses WHERE fingerprint = ?1 AND analyzer = ?2 AND created_ms >= ?3",
                 params![fingerprint, analyzer, ms(Utc::now() - ttl)],
                 |r| r.get(0),
@@ -1320,8 +1349,8 @@ impl SqliteStore {
         analyzer: &str,
         analysis: &str,
     ) -> Result<(), StateError> {
-        self.conn
-            .execute(
+        self
+            .exec(
                 "INSERT INTO analyses (fingerprint, analyzer, analysis, created_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(fingerprint, analyzer) DO UPDATE SET analysis = excluded.analysis, created_ms = excluded.created_ms",
                 params![fingerprint, analyzer, analysis, ms(Utc::now())],
@@ -1331,8 +1360,8 @@ impl SqliteStore {
     }
 
     pub fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError> {
-        self.conn
-            .query_row(
+        self
+            .row(
                 "SELECT last_ms, pending, first_ms, last_seen_ms, hosts FROM comments WHERE jira = ?1 AND ticket = ?2",
                 params![self.scope.jira, ticket],
                 |r| {
@@ -1354,8 +1383,8 @@ impl SqliteStore {
     /// cooldown covers it even when the run dies before it brings the ticket up to date (a later
     /// update or comment replaces this).
     pub fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError> {
-        self.conn
-            .execute(
+        self
+            .exec(
                 "INSERT INTO comments (jira, ticket, last_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT(jira, ticket) DO UPDATE SET last_ms = COALESCE(last_ms, excluded.last_ms)",
                 params![self.scope.jira, ticket, ms(at)],
@@ -1366,8 +1395,8 @@ impl SqliteStore {
 
     /// Save what a ticket has accumulated (`last_comment` set when a comment was just posted).
     pub fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError> {
-        self.conn
-            .execute(
+        self
+            .exec(
                 "INSERT INTO comments (jira, ticket, last_ms, pending, first_ms, last_seen_ms, hosts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(jira, ticket) DO UPDATE SET last_ms = excluded.last_ms, pending = excluded.pending,
                    first_ms = excluded.first_ms, last_seen_ms = excluded.last_seen_ms, hosts = excluded.hosts",
@@ -1541,20 +1570,18 @@ impl SqliteStore {
 
     /// Start a run's row; returns its id.
     pub fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError> {
-        self.conn
-            .execute("INSERT INTO runs (started_ms) VALUES (?1)", [ms(started)])
+        self.exec("INSERT INTO runs (started_ms) VALUES (?1)", [ms(started)])
             .map(|_| self.conn.last_insert_rowid())
             .map_err(|e| self.err(e))
     }
 
     pub fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "UPDATE runs SET ended_ms = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1",
-                params![id, ms(Utc::now()), exit_code, summary.to_string()],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.exec(
+            "UPDATE runs SET ended_ms = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1",
+            params![id, ms(Utc::now()), exit_code, summary.to_string()],
+        )
+        .map(|_| ())
+        .map_err(|e| self.err(e))
     }
 
     /// Record a finished run of this job: when it started and ended, its exit code, its counts.
@@ -1566,8 +1593,8 @@ impl SqliteStore {
         summary: &Value,
     ) -> Result<(), StateError> {
         let count = |name: &str| summary[name].as_u64().unwrap_or(0) as i64;
-        self.conn
-            .execute(
+        self
+            .exec(
                 "INSERT INTO job_runs (source, jira, started_ms, ended_ms, exit_code, fetched, processed,
                                        created, existing, commented, duplicates, skipped, failed, summary)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -1602,14 +1629,13 @@ impl SqliteStore {
 
     /// When the last run that exited 0 ended.
     pub fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError> {
-        self.conn
-            .query_row(
-                "SELECT max(ended_ms) FROM runs WHERE exit_code = 0",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|v| v.and_then(from_ms))
-            .map_err(|e| self.err(e))
+        self.row(
+            "SELECT max(ended_ms) FROM runs WHERE exit_code = 0",
+            [],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .map(|v| v.and_then(from_ms))
+        .map_err(|e| self.err(e))
     }
 }
 

@@ -693,11 +693,11 @@ impl TicketStage {
                     if let Ok(Found {
                         open: Some(key), ..
                     }) = self
-                        .settle_unfinished_create(jira, fingerprint, Found::default())
+                        .settle_unfinished_create(jira, fingerprint, Found::default(), None)
                         .await
                     {
                         self.ambiguous.remove(fingerprint);
-                        self.remember_created(fingerprint, &key).await;
+                        self.remember_created(fingerprint, &key);
                         self.placed(turn);
                         return Ok(leader_report(
                             event,
@@ -721,19 +721,16 @@ impl TicketStage {
     }
 
     /// Record in the state (when writable) that `fingerprint`'s ticket is `key`, created now
-    /// (which the comment cooldown counts as its last update).
-    async fn remember_created(&self, fingerprint: &Fingerprint, key: &str) {
+    /// (which the comment cooldown counts as its last update). Committed at once, and the
+    /// leader goes on meanwhile: its log's outcome is recorded after this, so never without it,
+    /// and a run killed first leaves the begun create for the next one to settle.
+    fn remember_created(&self, fingerprint: &Fingerprint, key: &str) {
         if let Some(state) = self.state.as_ref().filter(|s| s.writable) {
             let (fp, k, at) = (fingerprint.to_string(), key.to_string(), self.now);
-            if let Err(e) = state
-                .call_durable(move |s| {
-                    s.remember_ticket(&fp, &k)?;
-                    s.note_created_ticket(&k, at)
-                })
-                .await
-            {
-                tracing::warn!("state store: {e:#}");
-            }
+            state.send_durable(move |s| {
+                s.remember_ticket(&fp, &k)?;
+                s.note_created_ticket(&k, at)
+            });
         }
     }
 
@@ -749,21 +746,44 @@ impl TicketStage {
             .map(|a| a.value().clone())
             .unwrap_or_default();
         let mut found = jira.find_also(fingerprint, &also).await?;
-        if found == Found::default() {
-            // Nothing by label: search may lag behind a ticket an earlier run created moments ago
-            // (under this fingerprint, or one of its other labels).
-            let mut remembered = None;
-            if let Some(s) = &self.state {
-                for fp in std::iter::once(fingerprint).chain(&also) {
-                    let key = fp.to_string();
-                    remembered = s.call(move |s| s.ticket_for(&key)).await?;
-                    if remembered.is_some() {
-                        found.needs_label = fp != fingerprint;
-                        break;
+        let shared = self
+            .state
+            .as_ref()
+            .is_some_and(|s| s.shared && s.writable && !self.dry_run);
+        // What the state knows, in one call: with nothing found by label, the ticket an earlier
+        // run recorded (search may lag behind a ticket created moments ago, under this
+        // fingerprint or one of its other labels); and, on a store of this run alone, a create
+        // begun and never answered. A shared store's begun create is read under its lease.
+        let no_ticket = found.open.is_none() && found.created_in_run.is_none();
+        let mut begun = None;
+        if let Some(state) = self.state.as_ref().filter(|_| no_ticket) {
+            let labels: Vec<String> = match found == Found::default() {
+                true => std::iter::once(fingerprint)
+                    .chain(&also)
+                    .map(|fp| fp.to_string())
+                    .collect(),
+                false => Vec::new(),
+            };
+            let own = (!shared).then(|| fingerprint.to_string());
+            let (remembered, recorded) = state
+                .call(move |s| {
+                    let mut remembered = None;
+                    for (i, fp) in labels.iter().enumerate() {
+                        if let Some(key) = s.ticket_for(fp)? {
+                            remembered = Some((i, key));
+                            break;
+                        }
                     }
-                }
-            }
-            if let Some(key) = remembered {
+                    let begun = match &own {
+                        Some(fp) => Some(s.create_begun(fp)?),
+                        None => None,
+                    };
+                    Ok((remembered, begun))
+                })
+                .await?;
+            begun = recorded;
+            if let Some((i, key)) = remembered {
+                found.needs_label = i != 0;
                 match jira.issue(&key).await? {
                     Some(issue) if issue.is_done() => found.done = Some(key),
                     Some(_) => found.open = Some(key),
@@ -771,17 +791,13 @@ impl TicketStage {
                 }
             }
         }
-        let shared = self
-            .state
-            .as_ref()
-            .is_some_and(|s| s.shared && s.writable && !self.dry_run);
         if found.open.is_none() && found.created_in_run.is_none() {
             found = if shared && !(found.done.is_some() && self.reopen) {
                 // Another runner's begun create may be in flight right now: only the lease's
                 // next holder settles it.
                 self.claim(jira, fingerprint, found).await?
             } else {
-                self.settle_unfinished_create(jira, fingerprint, found)
+                self.settle_unfinished_create(jira, fingerprint, found, begun)
                     .await?
             };
         }
@@ -823,7 +839,7 @@ impl TicketStage {
             }
             if lease == crate::state::Lease::Taken {
                 found = self
-                    .settle_unfinished_create(jira, fingerprint, found)
+                    .settle_unfinished_create(jira, fingerprint, found, None)
                     .await?;
                 return Ok(found);
             }
@@ -905,7 +921,7 @@ impl TicketStage {
             }
         };
         self.ambiguous.remove(fingerprint);
-        self.remember_created(fingerprint, &key).await;
+        self.remember_created(fingerprint, &key);
         Ok(key)
     }
 
@@ -972,18 +988,21 @@ impl TicketStage {
     /// An earlier run began a create for this fingerprint and died before the answer: the
     /// ticket may exist without search showing it yet. Search again until it shows up or the
     /// create is old enough for search to have caught up.
+    /// `recorded`: the state's begun create, when the caller has just read it.
     async fn settle_unfinished_create(
         &self,
         jira: &Arc<JiraClient>,
         fingerprint: &Fingerprint,
         mut found: Found,
+        recorded: Option<Option<chrono::DateTime<chrono::Utc>>>,
     ) -> anyhow::Result<Found> {
-        let recorded = match &self.state {
-            Some(state) => {
+        let recorded = match (recorded, &self.state) {
+            (Some(recorded), _) => recorded,
+            (None, Some(state)) => {
                 let fp = fingerprint.to_string();
                 state.call(move |s| s.create_begun(&fp)).await?
             }
-            None => None,
+            (None, None) => None,
         };
         let in_memory = self.ambiguous.get(fingerprint).map(|b| *b.value());
         let Some(begun) = recorded.max(in_memory) else {
