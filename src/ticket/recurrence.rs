@@ -56,8 +56,26 @@ pub async fn run(
     shutdown: &mut Shutdown<'_>,
 ) -> PhaseResult {
     let mut out = PhaseResult::default();
+    let baseline = CommentState {
+        last_comment: Some(now),
+        ..CommentState::default()
+    };
+    // A ticket its create describes whole (one log) needs no update: its baseline is saved
+    // now, all of them in one call.
+    let (described, created): (Vec<TicketWork>, Vec<TicketWork>) =
+        created.into_iter().partition(|w| {
+            let f = &w.facts;
+            f.occurrences == 1 && f.first_seen == f.last_seen && f.hosts.len() <= 1
+        });
+    if !described.is_empty() && !shutdown.fired() {
+        let saved = described
+            .into_iter()
+            .map(|w| (w.key, baseline.clone()))
+            .collect();
+        save_all(state, saved, &mut out, shutdown).await;
+    }
     for TicketWork { key, facts, .. } in created {
-        if shutdown.fired() {
+        if out.interrupted || shutdown.fired() {
             out.interrupted = true;
             break;
         }
@@ -73,44 +91,36 @@ pub async fn run(
         if out.interrupted {
             break;
         }
-        let described_by_create =
-            facts.occurrences == 1 && facts.first_seen == facts.last_seen && facts.hosts.len() <= 1;
-        if !described_by_create {
-            let started = std::time::Instant::now();
-            let draft = crate::jira::content::ticket(&facts);
-            let call = jira.update(&key, &draft);
-            let Some(result) = shutdown.bounded(call).await else {
-                out.interrupted = true;
-                let waiting = CommentState {
-                    last_comment: Some(now),
-                    pending,
-                    ..CommentState::default()
-                };
-                save(state, &key, waiting, &mut out, shutdown).await;
-                break;
+        let started = std::time::Instant::now();
+        let draft = crate::jira::content::ticket(&facts);
+        let call = jira.update(&key, &draft);
+        let Some(result) = shutdown.bounded(call).await else {
+            out.interrupted = true;
+            let waiting = CommentState {
+                last_comment: Some(now),
+                pending,
+                ..CommentState::default()
             };
-            out.jira_times.push(started.elapsed());
-            if let Err(e) = result {
-                out.warnings
-                    .push(format!("could not bring {key} up to date: {e:#}"));
-                let waiting = CommentState {
-                    last_comment: Some(now),
-                    pending,
-                    first_seen: facts.first_seen,
-                    last_seen: facts.last_seen,
-                    hosts: facts.hosts.clone(),
-                };
-                save(state, &key, waiting, &mut out, shutdown).await;
-                continue;
-            }
-            out.updated += 1;
-        }
-        // The ticket now tells the whole run: later occurrences count from here.
-        let baseline = CommentState {
-            last_comment: Some(now),
-            ..CommentState::default()
+            save(state, &key, waiting, &mut out, shutdown).await;
+            break;
         };
-        save(state, &key, baseline, &mut out, shutdown).await;
+        out.jira_times.push(started.elapsed());
+        if let Err(e) = result {
+            out.warnings
+                .push(format!("could not bring {key} up to date: {e:#}"));
+            let waiting = CommentState {
+                last_comment: Some(now),
+                pending,
+                first_seen: facts.first_seen,
+                last_seen: facts.last_seen,
+                hosts: facts.hosts.clone(),
+            };
+            save(state, &key, waiting, &mut out, shutdown).await;
+            continue;
+        }
+        out.updated += 1;
+        // The ticket now tells the whole run: later occurrences count from here.
+        save(state, &key, baseline.clone(), &mut out, shutdown).await;
     }
     // On a shared store, a ticket's comment is decided by one runner at a time: the others
     // leave its counts pending (the holder's comment, or the next one, reports them).
@@ -249,12 +259,23 @@ async fn save(
     out: &mut PhaseResult,
     shutdown: &mut Shutdown<'_>,
 ) {
+    save_all(state, vec![(key.to_string(), saved)], out, shutdown).await;
+}
+
+/// Save the comment states of several tickets in one state call.
+async fn save_all(
+    state: Option<&StateHandle>,
+    saved: Vec<(String, CommentState)>,
+    out: &mut PhaseResult,
+    shutdown: &mut Shutdown<'_>,
+) {
     let Some(state) = state else { return };
-    let key = key.to_string();
-    match shutdown
-        .bounded(state.call(move |s| s.save_comment_state(&key, &saved)))
-        .await
-    {
+    let all = move |s: &mut crate::state::StateStore| {
+        saved
+            .iter()
+            .try_for_each(|(key, c)| s.save_comment_state(key, c))
+    };
+    match shutdown.bounded(state.call(all)).await {
         None => out.interrupted = true,
         Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
         Some(Ok(())) => {}
