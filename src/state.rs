@@ -292,11 +292,28 @@ impl StateHandle {
         self.call_inner(f, true).await
     }
 
+    /// Like [`StateHandle::call`], but `f` is sent now and its answer awaited later (or never:
+    /// dropping the receiver is fine): to overlap a read with something slower.
+    pub fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut StateStore) -> Result<T, StateError> + Send + 'static,
+    ) -> Asked<T> {
+        Asked(self.send_call(f, false))
+    }
+
     async fn call_inner<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut StateStore) -> Result<T, StateError> + Send + 'static,
         durable: bool,
     ) -> anyhow::Result<T> {
+        Asked(self.send_call(f, durable)).answer().await
+    }
+
+    fn send_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut StateStore) -> Result<T, StateError> + Send + 'static,
+        durable: bool,
+    ) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<T>>> {
         let (tx, rx) = tokio::sync::oneshot::channel::<anyhow::Result<T>>();
         let job: Job = Box::new(move |store| {
             let result = f(store);
@@ -312,8 +329,7 @@ impl StateHandle {
         self.tx
             .send(Op::Call { job, durable })
             .map_err(|_| anyhow::anyhow!("the state writer has stopped"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("the state writer stopped before answering"))?
+        Ok(rx)
     }
 
     /// Like [`StateHandle::call_durable`] (in order after everything sent before it, committed
@@ -397,6 +413,19 @@ impl StateHandle {
             });
             let _ = joined_rx.await;
         }
+    }
+}
+
+/// A state call sent, its answer to come ([`StateHandle::ask`]).
+#[derive(Debug)]
+pub struct Asked<T>(anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<T>>>);
+
+impl<T> Asked<T> {
+    /// Wait for the answer.
+    pub async fn answer(self) -> anyhow::Result<T> {
+        self.0?
+            .await
+            .map_err(|_| anyhow::anyhow!("the state writer stopped before answering"))?
     }
 }
 

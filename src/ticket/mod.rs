@@ -84,6 +84,53 @@ pub struct TicketStage {
     now: chrono::DateTime<chrono::Utc>,
     /// The config file's routes: where each problem's ticket goes, or whether it is muted.
     routes: Routes,
+    /// Per fingerprint claimed ahead of its worker slot, what the state knows of it, asked
+    /// while its Jira lookup is out (see [`TicketStage::prefetch`]).
+    local: DashMap<Fingerprint, LocalAsk>,
+}
+
+/// What the state knows of a problem before anything is created: the ticket an earlier run
+/// recorded under one of its labels (the label's index, the key), and when a create for it
+/// was begun and never answered (`None` on a shared store, where it is read under the lease).
+type Local = (
+    Option<(usize, String)>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+/// A [`Local`] read sent ahead, for these labels.
+#[derive(Debug)]
+struct LocalAsk {
+    labels: Vec<String>,
+    asked: crate::state::Asked<Local>,
+}
+
+/// Read a problem's [`Local`] view: `labels` its own label first; `own` its fingerprint when
+/// its begun create is to be read too.
+fn read_local(
+    s: &crate::state::StateStore,
+    labels: &[String],
+    own: Option<&str>,
+) -> Result<Local, crate::state::StateError> {
+    let mut remembered = None;
+    for (i, fp) in labels.iter().enumerate() {
+        if let Some(key) = s.ticket_for(fp)? {
+            remembered = Some((i, key));
+            break;
+        }
+    }
+    let begun = match own {
+        Some(fp) => s.create_begun(fp)?,
+        None => None,
+    };
+    Ok((remembered, begun))
+}
+
+/// A problem's labels as the state keys them: its own first, then its other labels.
+fn local_labels(fingerprint: &Fingerprint, also: &[Fingerprint]) -> Vec<String> {
+    std::iter::once(fingerprint)
+        .chain(also)
+        .map(|fp| fp.to_string())
+        .collect()
 }
 
 /// An exact cap on tickets created in one run, granted in arrival order.
@@ -333,6 +380,7 @@ impl TicketStage {
             leases: DashMap::new(),
             now: chrono::Utc::now(),
             routes: Routes::default(),
+            local: DashMap::new(),
         }
     }
 
@@ -387,6 +435,22 @@ impl TicketStage {
             .map(|a| a.value().clone())
             .unwrap_or_default();
         jira.prefetch(fingerprint, &also);
+        // The state's view too, read while the search is out.
+        if let Some(state) = &self.state {
+            let labels = local_labels(fingerprint, &also);
+            let own = (!self.shared_store()).then(|| fingerprint.to_string());
+            let read = labels.clone();
+            let asked = state.ask(move |s| read_local(s, &read, own.as_deref()));
+            self.local
+                .insert(fingerprint.clone(), LocalAsk { labels, asked });
+        }
+    }
+
+    /// Whether the state is a store other runners share and this run writes to.
+    fn shared_store(&self) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| s.shared && s.writable && !self.dry_run)
     }
 
     /// How many times the analyzer's circuit breaker opened.
@@ -514,6 +578,8 @@ impl TicketStage {
         if let Some(jira) = &self.jira {
             jira.abort_lookups().await;
         }
+        // State reads asked for leaders that will not run now.
+        self.local.clear();
         loop {
             let next = {
                 let Ok(mut tasks) = self.tasks.lock() else {
@@ -535,6 +601,8 @@ impl TicketStage {
         if let Some(jira) = &self.jira {
             jira.abort_lookups().await;
         }
+        // State reads asked for leaders that will not run now.
+        self.local.clear();
         let set = self.tasks.lock().map(|mut t| std::mem::take(&mut *t));
         if let Ok(mut set) = set {
             set.abort_all();
@@ -745,43 +813,33 @@ impl TicketStage {
             .get(fingerprint)
             .map(|a| a.value().clone())
             .unwrap_or_default();
+        let labels = local_labels(fingerprint, &also);
+        let asked = self
+            .local
+            .remove(fingerprint)
+            .map(|(_, a)| a)
+            .filter(|a| a.labels == labels);
         let mut found = jira.find_also(fingerprint, &also).await?;
-        let shared = self
-            .state
-            .as_ref()
-            .is_some_and(|s| s.shared && s.writable && !self.dry_run);
-        // What the state knows, in one call: with nothing found by label, the ticket an earlier
-        // run recorded (search may lag behind a ticket created moments ago, under this
-        // fingerprint or one of its other labels); and, on a store of this run alone, a create
-        // begun and never answered. A shared store's begun create is read under its lease.
+        let shared = self.shared_store();
+        // What the state knows (read while the search was out, when the problem waited for a
+        // slot): with nothing found by label, the ticket an earlier run recorded (search may
+        // lag behind a ticket created moments ago, under this fingerprint or one of its other
+        // labels); and, on a store of this run alone, a create begun and never answered. A
+        // shared store's begun create is read under its lease.
         let no_ticket = found.open.is_none() && found.created_in_run.is_none();
         let mut begun = None;
         if let Some(state) = self.state.as_ref().filter(|_| no_ticket) {
-            let labels: Vec<String> = match found == Found::default() {
-                true => std::iter::once(fingerprint)
-                    .chain(&also)
-                    .map(|fp| fp.to_string())
-                    .collect(),
-                false => Vec::new(),
+            let (remembered, recorded) = match asked {
+                Some(a) => a.asked.answer().await?,
+                None => {
+                    let own = (!shared).then(|| fingerprint.to_string());
+                    state
+                        .call(move |s| read_local(s, &labels, own.as_deref()))
+                        .await?
+                }
             };
-            let own = (!shared).then(|| fingerprint.to_string());
-            let (remembered, recorded) = state
-                .call(move |s| {
-                    let mut remembered = None;
-                    for (i, fp) in labels.iter().enumerate() {
-                        if let Some(key) = s.ticket_for(fp)? {
-                            remembered = Some((i, key));
-                            break;
-                        }
-                    }
-                    let begun = match &own {
-                        Some(fp) => Some(s.create_begun(fp)?),
-                        None => None,
-                    };
-                    Ok((remembered, begun))
-                })
-                .await?;
-            begun = recorded;
+            begun = (!shared).then_some(recorded);
+            let remembered = remembered.filter(|_| found == Found::default());
             if let Some((i, key)) = remembered {
                 found.needs_label = i != 0;
                 match jira.issue(&key).await? {
