@@ -396,9 +396,11 @@ async fn v3_creates_one_ticket_per_problem_with_bodies_jira_accepts() {
         );
     }
 
-    // Problem 0 led first, so its create came first; every search sent after its answer
-    // carries its id (10000) in reconcileIssues. The lookups are batched: each problem's
-    // labels are in exactly one search, fewer searches than problems.
+    // Problem 0 led first, so its create came first; a search sent after its answer carries
+    // its id (10000) in reconcileIssues (one that arrives after the create but was sent while
+    // the create was out carries none yet: arrival order cannot tell them apart; the search-lag
+    // simulations show the ids are passed). The lookups are batched: each problem's labels are
+    // in exactly one search, fewer searches than problems.
     assert_eq!(body_label(&json_of(&creates[0])), label(&fps[0]));
     let all = server.received_requests().await.expect("recording on");
     let first_create = all
@@ -450,7 +452,7 @@ async fn v3_creates_one_ticket_per_problem_with_bodies_jira_accepts() {
             assert!(reconcile.is_empty(), "nothing created yet: {body}");
         } else {
             assert!(
-                reconcile.contains(&10_000),
+                reconcile.is_empty() || reconcile.contains(&10_000),
                 "reconcileIssues lacks 10000: {body}"
             );
         }
