@@ -12,9 +12,15 @@
 //! - the most calls Jira saw in any one-second window (arrival times at the server), and for the
 //!   limited row how much of the limit the run used (calls per second over the run / limit).
 //!
+//! A short warm-up run comes first, so the process's one-time start-up (compiling patterns,
+//! first connections) is no row's.
+//!
 //! `BENCH_PROBLEMS=N` changes the number of problems, `BENCH_DELAY_MS=N` the latency,
 //! `BENCH_NO_STATE=1` runs without the state store (no durable write around each create), to
-//! see what it costs. Fails (panics) if a run fails or files a wrong number of tickets.
+//! see what it costs. `BENCH_WORKERS=50,100` runs only those rows (without the limited one),
+//! `BENCH_RUNS=N` runs each row N times and reports the median run (and the fastest and
+//! slowest), `BENCH_TIMELINE=1` prints each run's calls per 5 ms by kind: where the time went.
+//! Fails (panics) if a run fails or files a wrong number of tickets.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,7 +40,8 @@ type Stored = (u64, String, Vec<String>);
 #[derive(Clone, Default)]
 struct Fake {
     issues: Arc<Mutex<Vec<Stored>>>,
-    arrivals: Arc<Mutex<Vec<Instant>>>,
+    /// When each call arrived, and which it was (`myself`, `create`, `search`).
+    arrivals: Arc<Mutex<Vec<(Instant, &'static str)>>>,
     delay: Duration,
 }
 
@@ -63,17 +70,21 @@ fn labels_in(jql: &str) -> Vec<String> {
 impl Respond for Handler {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let fake = &self.0;
-        fake.arrivals.lock().unwrap().push(Instant::now());
+        fake.arrivals.lock().unwrap().push((Instant::now(), self.1));
         match self.1 {
             "myself" => fake.answer(200, json!({"accountId": "1", "displayName": "bench"})),
             "create" => {
-                let body: Value = req.body_json().expect("JSON");
-                let labels = body["fields"]["labels"]
-                    .as_array()
-                    .expect("labels")
-                    .iter()
-                    .filter_map(|l| l.as_str().map(str::to_string))
-                    .collect();
+                // Only the labels are read (the description is skipped, not built).
+                #[derive(serde::Deserialize)]
+                struct Create {
+                    fields: Labels,
+                }
+                #[derive(serde::Deserialize)]
+                struct Labels {
+                    labels: Vec<String>,
+                }
+                let body: Create = req.body_json().expect("JSON with fields.labels");
+                let labels = body.fields.labels;
                 let mut issues = fake.issues.lock().unwrap();
                 let n = issues.len() as u64 + 1;
                 let key = format!("OPS-{n}");
@@ -117,7 +128,11 @@ async fn start(delay: Duration) -> (MockServer, Fake) {
         delay,
         ..Fake::default()
     };
-    let server = MockServer::start().await;
+    // The fake costs as little as it can: its CPU is taken from the run it measures.
+    let server = MockServer::builder()
+        .disable_request_recording()
+        .start()
+        .await;
     for (verb, p, what) in [
         ("GET", format!("{V3}/myself"), "myself"),
         ("POST", format!("{V3}/issue"), "create"),
@@ -147,13 +162,48 @@ fn logs(problems: usize) -> String {
 struct Row {
     label: String,
     workers: usize,
+    /// The median run's figures, and the fastest and slowest wall time of the runs.
+    wall: Duration,
+    calls: usize,
+    most_in_a_second: usize,
+    range: (Duration, Duration),
+}
+
+/// One run's figures.
+struct Run {
     wall: Duration,
     calls: usize,
     most_in_a_second: usize,
 }
 
+/// The calls a run made, counted per 5 ms from its start, per kind: where the time went.
+fn timeline(started: Instant, arrivals: &[(Instant, &'static str)]) -> String {
+    let mut bins: std::collections::BTreeMap<u128, (usize, usize, usize)> = Default::default();
+    for (at, what) in arrivals {
+        let bin = at.saturating_duration_since(started).as_millis() / 5 * 5;
+        let b = bins.entry(bin).or_default();
+        match *what {
+            "myself" => b.0 += 1,
+            "search" => b.1 += 1,
+            _ => b.2 += 1,
+        }
+    }
+    bins.iter()
+        .map(|(ms, (m, s, c))| {
+            let mut line = format!("  {ms:>6} ms:");
+            for (n, what) in [(m, "myself"), (s, "search"), (c, "create")] {
+                if *n > 0 {
+                    line.push_str(&format!(" {n} {what}"));
+                }
+            }
+            line + "\n"
+        })
+        .collect()
+}
+
 /// The most arrivals in any half-open one-second window.
-fn most_in_any_second(mut at: Vec<Instant>) -> usize {
+fn most_in_any_second(arrivals: &[(Instant, &'static str)]) -> usize {
+    let mut at: Vec<Instant> = arrivals.iter().map(|(t, _)| *t).collect();
     at.sort();
     let mut most = 0;
     let mut lo = 0;
@@ -173,9 +223,10 @@ fn run_row(
     delay: Duration,
     workers: usize,
     limit: Option<u32>,
-) -> Row {
+    run: usize,
+) -> Run {
     let input = dir.join("logs.jsonl");
-    let state = dir.join(format!("state-{workers}-{limit:?}.db"));
+    let state = dir.join(format!("state-{workers}-{limit:?}-{run}.db"));
     let state_args: Vec<String> = if std::env::var_os("BENCH_NO_STATE").is_some() {
         vec!["--no-state".into()]
     } else {
@@ -223,17 +274,49 @@ fn run_row(
             report.summary
         );
         let arrivals = fake.arrivals.lock().unwrap().clone();
-        Row {
-            label: match limit {
-                Some(r) => format!("--rate-limit {r}"),
-                None => "--no-rate-limit".to_string(),
-            },
-            workers,
+        if std::env::var_os("BENCH_TIMELINE").is_some() {
+            println!(
+                "{workers} workers, limit {limit:?}, run {run}: {:.3} s\n{}",
+                wall.as_secs_f64(),
+                timeline(started, &arrivals)
+            );
+        }
+        Run {
             wall,
             calls: arrivals.len(),
-            most_in_a_second: most_in_any_second(arrivals),
+            most_in_a_second: most_in_any_second(&arrivals),
         }
     })
+}
+
+/// `runs` runs of one row; its figures are the median run's.
+#[allow(clippy::too_many_arguments)]
+fn row(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    problems: usize,
+    delay: Duration,
+    workers: usize,
+    limit: Option<u32>,
+    runs: usize,
+) -> Row {
+    let mut all: Vec<Run> = (0..runs)
+        .map(|run| run_row(runtime, dir, problems, delay, workers, limit, run))
+        .collect();
+    all.sort_by_key(|r| r.wall);
+    let range = (all[0].wall, all[all.len() - 1].wall);
+    let median = all.swap_remove(all.len() / 2);
+    Row {
+        label: match limit {
+            Some(r) => format!("--rate-limit {r}"),
+            None => "--no-rate-limit".to_string(),
+        },
+        workers,
+        wall: median.wall,
+        calls: median.calls,
+        most_in_a_second: median.most_in_a_second,
+        range,
+    }
 }
 
 fn main() {
@@ -252,20 +335,37 @@ fn main() {
         .build()
         .expect("runtime");
 
-    let mut rows = Vec::new();
-    for workers in [1, 10, 50, 100] {
-        rows.push(run_row(
-            &runtime,
-            dir.path(),
-            problems,
-            delay,
-            workers,
-            None,
-        ));
-    }
-    rows.push(run_row(&runtime, dir.path(), problems, delay, 50, Some(20)));
+    let runs = env_usize("BENCH_RUNS", 1).max(1);
+    let workers: Vec<usize> = match std::env::var("BENCH_WORKERS") {
+        Ok(list) => list
+            .split(',')
+            .map(|w| {
+                w.trim()
+                    .parse()
+                    .expect("BENCH_WORKERS: numbers, comma-separated")
+            })
+            .collect(),
+        Err(_) => vec![1, 10, 50, 100],
+    };
+    // A short run first: the process's one-time start-up (compiling the redaction and rule
+    // patterns, the first connections) is not any row's.
+    let warm = tempfile::tempdir().expect("temp dir");
+    std::fs::write(warm.path().join("logs.jsonl"), logs(20)).expect("write logs");
+    run_row(&runtime, warm.path(), 20, delay, 10, None, 0);
 
-    let t1 = rows[0].wall.as_secs_f64();
+    let mut rows: Vec<Row> = workers
+        .iter()
+        .map(|&w| row(&runtime, dir.path(), problems, delay, w, None, runs))
+        .collect();
+    if std::env::var_os("BENCH_WORKERS").is_none() {
+        rows.push(row(&runtime, dir.path(), problems, delay, 50, Some(20), 1));
+    }
+
+    // Efficiency needs the one-worker row.
+    let t1 = rows
+        .iter()
+        .find(|r| r.workers == 1 && r.label == "--no-rate-limit")
+        .map(|r| r.wall.as_secs_f64());
     println!(
         "scaling: {problems} new problems, {} ms per Jira call, state store {}",
         delay.as_millis(),
@@ -276,10 +376,11 @@ fn main() {
         }
     );
     println!(
-        "{:<16} {:>7} {:>9} {:>9} {:>8} {:>10} {:>10} {:>12}",
+        "{:<16} {:>7} {:>9} {:>15} {:>9} {:>8} {:>10} {:>10} {:>12}",
         "limiter",
         "workers",
         "wall s",
+        "runs: min-max",
         "ideal s",
         "wall/id",
         "efficiency",
@@ -290,18 +391,28 @@ fn main() {
         let ideal = problems.div_ceil(r.workers) as f64 * delay.as_secs_f64();
         let wall = r.wall.as_secs_f64();
         println!(
-            "{:<16} {:>7} {:>9.3} {:>9.3} {:>8.2} {:>10.3} {:>10.3} {:>12}",
+            "{:<16} {:>7} {:>9.3} {:>15} {:>9.3} {:>8.2} {:>10} {:>10.3} {:>12}",
             r.label,
             r.workers,
             wall,
+            format!(
+                "{runs}: {:.3}-{:.3}",
+                r.range.0.as_secs_f64(),
+                r.range.1.as_secs_f64()
+            ),
             ideal,
             wall / ideal,
-            t1 / (r.workers as f64 * wall),
+            t1.map_or("-".to_string(), |t1| format!(
+                "{:.3}",
+                t1 / (r.workers as f64 * wall)
+            )),
             r.calls as f64 / problems as f64,
             r.most_in_a_second
         );
     }
-    let limited = &rows[4];
+    let Some(limited) = rows.iter().find(|r| r.label != "--no-rate-limit") else {
+        return;
+    };
     let used = limited.calls as f64 / limited.wall.as_secs_f64() / 20.0;
     println!(
         "at --rate-limit 20: {} calls in {:.2} s, {:.1} % of the limit used, at most {} in any one second",
