@@ -595,9 +595,9 @@ impl Collector {
                     "summary": draft.summary,
                     "labels": draft.labels,
                     "description": if wiki {
-                        serde_json::Value::String(draft.description_wiki)
+                        serde_json::Value::String(draft.description_wiki())
                     } else {
-                        draft.description_adf
+                        draft.description_adf()
                     },
                 }))
             })?;

@@ -79,8 +79,8 @@ proptest! {
     ) {
         let f = facts(text, hosts, link);
         let draft = content::ticket(&f);
-        prop_assert!(triage::jira::adf::validate(&draft.description_adf).is_ok(),
-            "{:?}", triage::jira::adf::validate(&draft.description_adf));
+        prop_assert!(triage::jira::adf::validate(&draft.description_adf()).is_ok(),
+            "{:?}", triage::jira::adf::validate(&draft.description_adf()));
         prop_assert!(!draft.summary.is_empty());
         prop_assert!(draft.summary.chars().count() <= content::SUMMARY_MAX);
         prop_assert!(!draft.summary.contains('\n'));
@@ -89,10 +89,10 @@ proptest! {
             prop_assert!(!label.chars().any(char::is_whitespace), "{label:?}");
         }
         // Every {code} in the wiki markup is one of the delimiters the builder wrote.
-        let blocks = usize::from(!draft.description_wiki.is_empty() && !f.template.is_empty())
+        let blocks = usize::from(!draft.description_wiki().is_empty() && !f.template.is_empty())
             + usize::from(!f.sample_message.is_empty());
-        let delimiters = draft.description_wiki.to_ascii_lowercase().matches("{code").count();
-        prop_assert!(delimiters <= 2 * blocks, "{delimiters} > 2 * {blocks}: {}", draft.description_wiki);
+        let delimiters = draft.description_wiki().to_ascii_lowercase().matches("{code").count();
+        prop_assert!(delimiters <= 2 * blocks, "{delimiters} > 2 * {blocks}: {}", draft.description_wiki());
         prop_assert_eq!(delimiters % 2, 0);
         let comment = content::recurrence_comment_adf(&f);
         prop_assert!(triage::jira::adf::validate(&comment).is_ok());

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::config::{JiraApi, JiraAuth, JiraConfig, PriorityMap};
-use super::content::{self, ProblemFacts, TicketDraft};
+use super::content::{self, Description, ProblemFacts, TicketDraft};
 use super::lookup::{self, Batch, Failed, Lookups, Plan, Prefetched, Waiter};
 use super::model::{
     Created, Issue, Myself, SearchJqlRequest, SearchResponse, SearchV2Request, Transitions,
@@ -35,6 +35,49 @@ use crate::route::Fields;
 
 /// Fields a search asks for (v3 returns only ids unless told).
 const SEARCH_FIELDS: &[&str] = &["key", "summary", "status", "labels", "resolution"];
+/// A create's body as Jira takes it, serialized straight from the draft (no JSON tree built).
+#[derive(Debug, serde::Serialize)]
+struct CreateBody<'a> {
+    fields: CreateFields<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct CreateFields<'a> {
+    project: Key<'a>,
+    issuetype: Name<'a>,
+    summary: &'a str,
+    labels: Vec<&'a str>,
+    description: &'a Description,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    components: Vec<Name<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assignee: Option<User<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<Name<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Key<'a> {
+    key: &'a str,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Name<'a> {
+    name: &'a str,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum User<'a> {
+    AccountId {
+        #[serde(rename = "accountId")]
+        account_id: &'a str,
+    },
+    Name {
+        name: &'a str,
+    },
+}
+
 /// v3 accepts at most this many ids in `reconcileIssues`.
 const MAX_RECONCILE: usize = 50;
 /// Times a create is sent when its responses keep getting lost.
@@ -256,7 +299,7 @@ impl JiraClient {
     async fn post(
         &self,
         path: &str,
-        body: &Value,
+        body: &(impl serde::Serialize + Sync),
         retry: Retry,
     ) -> Result<reqwest::Response, HttpError> {
         let url = self.url(path);
@@ -661,10 +704,11 @@ impl JiraClient {
     pub async fn create(
         &self,
         fingerprint: &Fingerprint,
-        draft: &TicketDraft,
+        draft: &TicketDraft<'_>,
         route: &Fields,
     ) -> anyhow::Result<String> {
         let label = content::fingerprint_label(fingerprint.as_str());
+        let description = draft.description(self.config.api == JiraApi::V2);
         let mut last: Option<HttpError> = None;
         let mut sent = tokio::time::Instant::now();
         for _ in 1..=CREATE_ATTEMPTS {
@@ -677,8 +721,8 @@ impl JiraClient {
                 }
             }
             sent = tokio::time::Instant::now();
-            let body = self.create_body(draft, route);
-            let sent_priority = body["fields"].get("priority").is_some();
+            let body = self.create_body(draft, &description, route);
+            let sent_priority = body.fields.priority.is_some();
             match self.post("issue", &body, Retry::SafeOnly).await {
                 Ok(resp) => {
                     let created: Created = crate::decode::json(
@@ -773,62 +817,71 @@ impl JiraClient {
         key
     }
 
-    fn create_body(&self, draft: &TicketDraft, route: &Fields) -> Value {
-        let mut labels = draft.labels.clone();
+    fn create_body<'a>(
+        &'a self,
+        draft: &'a TicketDraft<'_>,
+        description: &'a Description,
+        route: &'a Fields,
+    ) -> CreateBody<'a> {
+        let mut labels: Vec<&str> = draft.labels.iter().map(String::as_str).collect();
         for l in &route.labels {
-            if !labels.contains(l) {
-                labels.push(l.clone());
+            if !labels.contains(&l.as_str()) {
+                labels.push(l);
             }
         }
-        let mut fields = json!({
-            "project": {"key": route.project.as_deref().unwrap_or(&self.config.project)},
-            "issuetype": {"name": route.issue_type.as_deref().unwrap_or(&self.config.issue_type)},
-            "summary": draft.summary,
-            "labels": labels,
-        });
-        fields["description"] = match self.config.api {
-            JiraApi::V3 => draft.description_adf.clone(),
-            JiraApi::V2 => Value::String(draft.description_wiki.clone()),
-        };
-        if !route.components.is_empty() {
-            fields["components"] = route
-                .components
-                .iter()
-                .map(|c| json!({"name": c}))
-                .collect();
-        }
-        if let Some(assignee) = &route.assignee {
-            // Cloud names a user by accountId; Server / Data Center by user name.
-            fields["assignee"] = match self.config.api {
-                JiraApi::V3 => json!({"accountId": assignee}),
-                JiraApi::V2 => json!({"name": assignee}),
-            };
-        }
-        if !self.skip_priority.load(Ordering::SeqCst) {
-            let priority = route
+        let priority = match self.skip_priority.load(Ordering::SeqCst) {
+            true => None,
+            false => route
                 .priority
                 .as_deref()
-                .or_else(|| self.priorities.get(&draft.severity));
-            if let Some(p) = priority {
-                fields["priority"] = json!({"name": p});
-            }
+                .or_else(|| self.priorities.get(&draft.severity)),
+        };
+        CreateBody {
+            fields: CreateFields {
+                project: Key {
+                    key: route.project.as_deref().unwrap_or(&self.config.project),
+                },
+                issuetype: Name {
+                    name: route
+                        .issue_type
+                        .as_deref()
+                        .unwrap_or(&self.config.issue_type),
+                },
+                summary: &draft.summary,
+                labels,
+                description,
+                components: route.components.iter().map(|c| Name { name: c }).collect(),
+                // Cloud names a user by accountId; Server / Data Center by user name.
+                assignee: route.assignee.as_deref().map(|a| match self.config.api {
+                    JiraApi::V3 => User::AccountId { account_id: a },
+                    JiraApi::V2 => User::Name { name: a },
+                }),
+                priority: priority.map(|name| Name { name }),
+            },
         }
-        json!({ "fields": fields })
     }
 
     /// Bring a ticket this run created up to date: its summary, labels and description become
     /// `draft` (the whole run's figures). `PUT /issue/{key}`, safe to repeat.
-    pub async fn update(&self, key: &str, draft: &TicketDraft) -> anyhow::Result<()> {
-        let mut fields = json!({
-            "summary": draft.summary,
-            "labels": draft.labels,
-        });
-        fields["description"] = match self.config.api {
-            JiraApi::V3 => draft.description_adf.clone(),
-            JiraApi::V2 => Value::String(draft.description_wiki.clone()),
-        };
+    pub async fn update(&self, key: &str, draft: &TicketDraft<'_>) -> anyhow::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Update<'a> {
+            fields: UpdateFields<'a>,
+        }
+        #[derive(serde::Serialize)]
+        struct UpdateFields<'a> {
+            summary: &'a str,
+            labels: &'a [String],
+            description: Description,
+        }
         let url = self.url(&format!("issue/{key}"));
-        let body = json!({ "fields": fields });
+        let body = Update {
+            fields: UpdateFields {
+                summary: &draft.summary,
+                labels: &draft.labels,
+                description: draft.description(self.config.api == JiraApi::V2),
+            },
+        };
         let resp = self
             .service
             .send(

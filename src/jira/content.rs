@@ -56,20 +56,83 @@ pub struct ProblemFacts {
     pub counted_since: Option<DateTime<Utc>>,
 }
 
-/// The ticket the Jira sink will send.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TicketDraft {
+/// The ticket the Jira sink will send. Its description is rendered when asked for, in the one
+/// format the Jira in use takes ([`TicketDraft::description`]).
+#[derive(Debug, Clone)]
+pub struct TicketDraft<'a> {
     /// One line, at most 255 characters, never empty.
     pub summary: String,
-    /// The description as an ADF document (Jira Cloud, REST v3).
-    pub description_adf: Value,
-    /// The description in wiki markup (Jira Server / Data Center, REST v2).
-    pub description_wiki: String,
     /// Always `"triage"` and [`fingerprint_label`]; no whitespace, at most 255 characters each,
     /// no duplicates.
     pub labels: Vec<String>,
     /// The analyzer's severity, trimmed and lower-cased.
     pub severity: String,
+    facts: &'a ProblemFacts,
+    /// The analyzer's title differs from the summary line: the description shows it.
+    title_cut: bool,
+}
+
+/// A description, in the format of the Jira it goes to; serializes as Jira takes it (an ADF
+/// document object, or a wiki-markup string).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Description {
+    /// Jira Cloud, REST v3.
+    Adf(Doc),
+    /// Jira Server / Data Center, REST v2.
+    Wiki(String),
+}
+
+impl TicketDraft<'_> {
+    /// The description as an ADF document (Jira Cloud, REST v3).
+    pub fn description_doc(&self) -> Doc {
+        fit(Caps::new(SAMPLE_MAX), |caps| {
+            let doc = description_doc(&Prepared::new(self.facts, caps), self.title_cut);
+            let len = json_len(&doc);
+            (doc, len)
+        })
+    }
+
+    /// [`TicketDraft::description_doc`] as JSON.
+    pub fn description_adf(&self) -> Value {
+        self.description_doc().to_value()
+    }
+
+    /// The description in wiki markup (Jira Server / Data Center, REST v2).
+    pub fn description_wiki(&self) -> String {
+        fit(Caps::new(SAMPLE_MAX), |caps| {
+            let w = description_wiki(&Prepared::new(self.facts, caps), self.title_cut);
+            let len = w.len();
+            (w, len)
+        })
+    }
+
+    /// The description in wiki markup when `wiki`, else ADF.
+    pub fn description(&self, wiki: bool) -> Description {
+        match wiki {
+            true => Description::Wiki(self.description_wiki()),
+            false => Description::Adf(self.description_doc()),
+        }
+    }
+}
+
+/// The length of `value` as JSON, in bytes, without building the text.
+fn json_len(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The label that marks every ticket of triage.
@@ -96,28 +159,17 @@ const HOST_MAX: usize = 100;
 const HOSTS_SHOWN: usize = 10;
 const LINK_MAX: usize = 4_000;
 
-/// The ticket for a new problem: summary, description (ADF and wiki), labels, severity.
-pub fn ticket(facts: &ProblemFacts) -> TicketDraft {
+/// The ticket for a new problem: summary, labels, severity, and its description to render.
+pub fn ticket(facts: &ProblemFacts) -> TicketDraft<'_> {
     let summary = summary_line(facts);
     let title = one_line(&facts.title);
     let title_cut = !title.is_empty() && title != summary;
-    let description_adf = fit(Caps::new(SAMPLE_MAX), |caps| {
-        let p = Prepared::new(facts, caps);
-        let v = description_doc(&p, title_cut).to_value();
-        let len = serde_json::to_string(&v).map_or(usize::MAX, |s| s.len());
-        (v, len)
-    });
-    let description_wiki = fit(Caps::new(SAMPLE_MAX), |caps| {
-        let w = description_wiki(&Prepared::new(facts, caps), title_cut);
-        let len = w.len();
-        (w, len)
-    });
     TicketDraft {
         summary,
-        description_adf,
-        description_wiki,
         labels: labels(facts),
         severity: facts.severity.trim().to_lowercase(),
+        facts,
+        title_cut,
     }
 }
 
@@ -131,9 +183,9 @@ pub fn summary_and_labels(facts: &ProblemFacts) -> (String, Vec<String>) {
 /// this run, first and last seen, hosts, and a (shorter) sample. ADF, for Jira Cloud.
 pub fn recurrence_comment_adf(facts: &ProblemFacts) -> Value {
     fit(Caps::new(COMMENT_SAMPLE_MAX), |caps| {
-        let v = comment_doc(&Prepared::new(facts, caps)).to_value();
-        let len = serde_json::to_string(&v).map_or(usize::MAX, |s| s.len());
-        (v, len)
+        let doc = comment_doc(&Prepared::new(facts, caps));
+        let len = json_len(&doc);
+        (doc.to_value(), len)
     })
 }
 
@@ -762,8 +814,8 @@ mod tests {
         let mut f = facts();
         f.recurrence_of = Some("OPS-7".to_string());
         let draft = ticket(&f);
-        validate(&draft.description_adf).unwrap();
-        let s = adf_text(&draft.description_adf);
+        validate(&draft.description_adf()).unwrap();
+        let s = adf_text(&draft.description_adf());
         for needle in [
             "The checkout service cannot reach Postgres.",
             "checkout",
@@ -809,7 +861,7 @@ mod tests {
             counted_since: None,
         };
         let draft = ticket(&f);
-        validate(&draft.description_adf).unwrap();
+        validate(&draft.description_adf()).unwrap();
         validate(&recurrence_comment_adf(&f)).unwrap();
         assert!(!draft.summary.is_empty());
         assert!(draft.labels.contains(&"triage".to_string()));
@@ -825,8 +877,8 @@ mod tests {
         assert!(!draft.summary.contains('\n'));
         assert!(draft.summary.ends_with('…'));
         // The full title is kept in the description.
-        validate(&draft.description_adf).unwrap();
-        assert!(adf_text(&draft.description_adf).contains("é🦀 漢é🦀 漢"));
+        validate(&draft.description_adf()).unwrap();
+        assert!(adf_text(&draft.description_adf()).contains("é🦀 漢é🦀 漢"));
     }
 
     #[test]
@@ -891,12 +943,12 @@ mod tests {
         let mut f = facts();
         f.sample_message = "x".repeat(1 << 20);
         let draft = ticket(&f);
-        let adf = adf_text(&draft.description_adf);
+        let adf = adf_text(&draft.description_adf());
         assert!(adf.len() < 32_767, "{}", adf.len());
-        assert!(draft.description_wiki.len() < 32_767);
+        assert!(draft.description_wiki().len() < 32_767);
         assert!(adf.contains(TRUNCATED));
-        assert!(draft.description_wiki.contains(TRUNCATED));
-        validate(&draft.description_adf).unwrap();
+        assert!(draft.description_wiki().contains(TRUNCATED));
+        validate(&draft.description_adf()).unwrap();
     }
 
     #[test]
@@ -910,9 +962,9 @@ mod tests {
             .map(|i| format!("{}{i}", "\\".repeat(500)))
             .collect();
         let draft = ticket(&f);
-        assert!(adf_text(&draft.description_adf).len() < 32_767);
-        assert!(draft.description_wiki.len() < 32_767);
-        validate(&draft.description_adf).unwrap();
+        assert!(adf_text(&draft.description_adf()).len() < 32_767);
+        assert!(draft.description_wiki().len() < 32_767);
+        validate(&draft.description_adf()).unwrap();
         assert!(adf_text(&recurrence_comment_adf(&f)).len() < 32_767);
         assert!(recurrence_comment_wiki(&f).len() < 32_767);
     }
@@ -922,7 +974,7 @@ mod tests {
         let mut f = facts();
         f.sample_message = "é".repeat(20_000);
         let draft = ticket(&f);
-        let sample = draft.description_adf["content"]
+        let sample = draft.description_adf()["content"]
             .as_array()
             .unwrap()
             .iter()
@@ -938,11 +990,11 @@ mod tests {
         let mut f = facts();
         f.hosts = (1..=13).map(|i| format!("host-{i}")).collect();
         let draft = ticket(&f);
-        let s = adf_text(&draft.description_adf);
+        let s = adf_text(&draft.description_adf());
         assert!(s.contains("host-10 (+3 more)"), "{s}");
         assert!(!s.contains("host-11"));
         // '+' is escaped in wiki text; Jira shows "(+3 more)".
-        assert!(draft.description_wiki.contains("host-10 (\\+3 more)"));
+        assert!(draft.description_wiki().contains("host-10 (\\+3 more)"));
     }
 
     #[test]
@@ -950,7 +1002,7 @@ mod tests {
         let mut f = facts();
         f.sample_message = "before {code} middle {CODE:java} after {noformat}".to_string();
         f.template = "t {code}".to_string();
-        let wiki = ticket(&f).description_wiki;
+        let wiki = ticket(&f).description_wiki();
         assert!(wiki.contains("before { code} middle { CODE:java} after {noformat}"));
         // Only the block delimiters remain: two per block (template and sample).
         assert_eq!(wiki.matches("{code}").count(), 4, "{wiki}");
@@ -961,7 +1013,7 @@ mod tests {
     fn wiki_has_the_same_information() {
         let mut f = facts();
         f.recurrence_of = Some("OPS-7".to_string());
-        let wiki = ticket(&f).description_wiki;
+        let wiki = ticket(&f).description_wiki();
         for needle in [
             "The checkout service cannot reach Postgres.",
             "h3. Details",
@@ -1003,9 +1055,9 @@ mod tests {
         let mut f = facts();
         f.log_link = None;
         let draft = ticket(&f);
-        assert!(!adf_text(&draft.description_adf).contains("View in Datadog"));
-        assert!(!draft.description_wiki.contains("View in Datadog"));
-        validate(&draft.description_adf).unwrap();
+        assert!(!adf_text(&draft.description_adf()).contains("View in Datadog"));
+        assert!(!draft.description_wiki().contains("View in Datadog"));
+        validate(&draft.description_adf()).unwrap();
     }
 
     #[test]
@@ -1043,11 +1095,11 @@ mod tests {
         f.sample_message = "a\u{0}b\u{7}c\r\nd".to_string();
         let draft = ticket(&f);
         assert_eq!(draft.summary, "badtitle[0m");
-        let s = adf_text(&draft.description_adf);
+        let s = adf_text(&draft.description_adf());
         assert!(!s.contains("\\u0000") && !s.contains("\\u0007") && !s.contains("\\r"));
         assert!(s.contains("abc\\nd"));
         assert!(!draft
-            .description_wiki
+            .description_wiki()
             .chars()
             .any(|c| c.is_control() && c != '\n'));
     }
