@@ -511,12 +511,20 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     );
     let fps = fingerprints_of(&logs);
     assert_eq!(fps.len(), 12);
-    // 12 pages of 40 at 150 ms each; a create is answered 400 ms after Jira stored it.
-    let sim = Sim::new(
-        logs.clone(),
-        Duration::from_millis(150),
-        Duration::from_millis(400),
-    );
+    // 12 pages of 40 at 150 ms each; a create is answered 400 ms after Jira stored it, a
+    // comment 100 ms after: the kill meant for the comment phase lands there even when this
+    // test is slow to see the first comment (without the delay, the rest of that phase and the
+    // checkpoint take about 20 ms).
+    let sim = Arc::new(Sim {
+        world: Mutex::new(World {
+            logs: logs.clone(),
+            ..World::default()
+        }),
+        page_delay: Duration::from_millis(150),
+        create_delay: Duration::from_millis(400),
+        search_lag: Duration::from_millis(1500),
+        comment_delay: Duration::from_millis(100),
+    });
     sim.set_now(now);
     let server = sim.serve().await;
     let dir = tempfile::tempdir().unwrap();
