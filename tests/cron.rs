@@ -471,6 +471,15 @@ fn store_view(state: &Path, uri: &str, logs: &[SimLog]) -> (HashSet<String>, Vec
     (seen, failed)
 }
 
+/// The checkpoint the store keeps for the binary run against the simulated services at `uri`.
+fn checkpoint_of(state: &Path, uri: &str) -> Option<DateTime<Utc>> {
+    triage::state::StateStore::open_read_only(state, job(uri))
+        .expect("store opens")
+        .expect("store exists")
+        .checkpoint(&job(uri).source)
+        .unwrap()
+}
+
 /// Each problem's fingerprint, as the pipeline computes it over these logs in order (one
 /// template miner; a template merged into an older one counts as that one).
 fn fingerprints_of(logs: &[SimLog]) -> BTreeMap<usize, String> {
@@ -502,12 +511,20 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     );
     let fps = fingerprints_of(&logs);
     assert_eq!(fps.len(), 12);
-    // 12 pages of 40 at 150 ms each; a create is answered 400 ms after Jira stored it.
-    let sim = Sim::new(
-        logs.clone(),
-        Duration::from_millis(150),
-        Duration::from_millis(400),
-    );
+    // 12 pages of 40 at 150 ms each; a create is answered 400 ms after Jira stored it, a
+    // comment 100 ms after: the kill meant for the comment phase lands there even when this
+    // test is slow to see the first comment (without the delay, the rest of that phase and the
+    // checkpoint take about 20 ms).
+    let sim = Arc::new(Sim {
+        world: Mutex::new(World {
+            logs: logs.clone(),
+            ..World::default()
+        }),
+        page_delay: Duration::from_millis(150),
+        create_delay: Duration::from_millis(400),
+        search_lag: Duration::from_millis(1500),
+        comment_delay: Duration::from_millis(100),
+    });
     sim.set_now(now);
     let server = sim.serve().await;
     let dir = tempfile::tempdir().unwrap();
@@ -557,6 +574,10 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     processed_by_killed_runs += seen.len() - seen_before.len();
     per_run.push(seen.len() - seen_before.len());
     let seen_before_final = seen;
+    // A run saves its checkpoint last, once every outcome is committed: a kill that lands after
+    // that (the run was nearly done) leaves one, and the final run reads only from there.
+    let checkpoint = checkpoint_of(&state, &server.uri());
+    let requests_before_final = sim.world.lock().unwrap().windows.len();
 
     let out = finish(run(5)).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -576,7 +597,34 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     let (seen, failed) = store_view(&state, &server.uri(), &logs);
     assert_eq!(seen.len(), logs.len());
     assert!(failed.is_empty(), "left on the retry list: {failed:?}");
-    assert_eq!(summary["already_processed"], seen_before_final.len());
+
+    // The window the final run read: from the checkpoint less the overlap, or the default
+    // window when no run got as far as saving a checkpoint.
+    let final_windows: HashSet<(DateTime<Utc>, DateTime<Utc>)> = sim.world.lock().unwrap().windows
+        [requests_before_final..]
+        .iter()
+        .map(|&(from, to, _)| (from, to))
+        .collect();
+    assert_eq!(final_windows.len(), 1, "{final_windows:?}");
+    let (from, to) = final_windows.into_iter().next().unwrap();
+    if let Some(checkpoint) = checkpoint {
+        assert_eq!(from, checkpoint - triage::CHECKPOINT_OVERLAP);
+    }
+    // The checkpoint never passes a log no run recorded: everything behind the window was.
+    for l in logs.iter().filter(|l| l.ts < from) {
+        assert!(
+            seen_before_final.contains(&l.id),
+            "{} is behind the checkpoint {checkpoint:?} but no run recorded it",
+            l.id
+        );
+    }
+    // Every recorded log the final run fetched again is skipped as already processed.
+    let refetched = logs
+        .iter()
+        .filter(|l| l.ts >= from && l.ts <= to && l.arrives <= now)
+        .filter(|l| seen_before_final.contains(&l.id))
+        .count();
+    assert_eq!(summary["already_processed"], refetched);
 
     // Never twice: one ticket per problem, whatever the kills interrupted.
     let per_label = sim.issues_per_label();
@@ -615,8 +663,9 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     }
     eprintln!(
         "kill test: {kills} kills, {} logs ({processed_by_killed_runs} recorded by killed runs: \
-         {per_run:?}, {} by the last run), {} creates sent, {} tickets, duplicates = \
-         {duplicates}, occurrences told twice = {surplus}",
+         {per_run:?}, {} by the last run, which read from {from} (checkpoint {checkpoint:?}) \
+         and skipped {refetched}), {} creates sent, {} tickets, duplicates = {duplicates}, \
+         occurrences told twice = {surplus}",
         logs.len(),
         final_ids.len(),
         w.creates,
