@@ -1039,9 +1039,10 @@ impl SqliteStore {
         // process that is doing the same at this moment.
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
+        // NORMAL before WAL: switching a new file to WAL then syncs less.
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         // Every statement a run repeats stays prepared.
         conn.set_prepared_statement_cache_capacity(64);
