@@ -127,6 +127,10 @@ struct World {
     unexpected: Vec<String>,
 }
 
+/// Called as a create, update or comment of a ticket reaches the simulated Jira, before it is
+/// answered: ("create" | "update" | "comment", the ticket's key).
+type JiraHook = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 /// Datadog and Jira Cloud on one loopback server, sharing one world.
 struct Sim {
     world: Mutex<World>,
@@ -135,6 +139,7 @@ struct Sim {
     search_lag: Duration,
     /// How long a comment post takes to answer.
     comment_delay: Duration,
+    hook: Mutex<Option<JiraHook>>,
 }
 
 impl Sim {
@@ -148,7 +153,18 @@ impl Sim {
             create_delay,
             search_lag: Duration::from_millis(1500),
             comment_delay: Duration::ZERO,
+            hook: Mutex::new(None),
         })
+    }
+
+    fn set_hook(&self, hook: JiraHook) {
+        *self.hook.lock().unwrap() = Some(hook);
+    }
+
+    fn call_hook(&self, what: &str, key: &str) {
+        if let Some(hook) = &*self.hook.lock().unwrap() {
+            hook(what, key);
+        }
     }
 
     async fn serve(self: &Arc<Self>) -> MockServer {
@@ -218,6 +234,7 @@ impl Sim {
                     created_sim,
                     described: described_count(&body["fields"]["description"]),
                 });
+                self.call_hook("create", &key);
                 ResponseTemplate::new(201)
                     .set_body_json(created(id, &key))
                     .set_delay(self.create_delay)
@@ -227,6 +244,7 @@ impl Sim {
                 let key = issue_key.unwrap_or_default();
                 let at = w.now.unwrap_or_else(Utc::now);
                 let text = adf_text(&json_of(req)["body"]);
+                self.call_hook("comment", &key);
                 w.comments.push(SimComment { key, at, text });
                 ResponseTemplate::new(201)
                     .set_body_json(spec_example(
@@ -244,6 +262,7 @@ impl Sim {
                 match w.issues.iter_mut().find(|i| i.key == key) {
                     Some(issue) => {
                         issue.described = described;
+                        self.call_hook("update", &key);
                         ResponseTemplate::new(204)
                     }
                     None => ResponseTemplate::new(404),
@@ -1405,6 +1424,7 @@ fn lagging_sim(logs: Vec<SimLog>, page_delay: Duration, lag: Duration) -> Arc<Si
         search_lag: lag,
         // Long enough that runners deciding the same ticket's comment overlap.
         comment_delay: Duration::from_millis(400),
+        hook: Mutex::new(None),
     })
 }
 
@@ -1560,6 +1580,240 @@ async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_
         per_ticket.values().all(|n| *n == 1),
         "one comment per ticket between the runners: {per_ticket:?}"
     );
+}
+
+/// Another job on the shared store (another query, the same Jira), as a thread that records
+/// one more occurrence of a ticket each time it is asked, and answers once that is committed.
+fn other_job(
+    url: &str,
+    uri: &str,
+) -> std::sync::mpsc::Sender<(String, std::sync::mpsc::Sender<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(String, std::sync::mpsc::Sender<()>)>();
+    let (url, uri) = (url.to_string(), uri.to_string());
+    std::thread::spawn(move || {
+        let scope = triage::state::Scope {
+            source: triage::state::Scope::datadog(&uri, "status:error service:other"),
+            jira: triage::state::Scope::jira(&uri, PROJECT),
+        };
+        let mut store =
+            triage::state::StateStore::open(Path::new(&url), scope).expect("store opens");
+        for (n, (key, done)) in rx.into_iter().enumerate() {
+            store
+                .record(&[triage::state::Processed {
+                    id: format!("other-{n}"),
+                    timestamp: None,
+                    failed: None,
+                    recurrence: Some(key),
+                }])
+                .expect("recorded");
+            let _ = done.send(());
+        }
+    });
+    tx
+}
+
+/// Another runner records occurrences of a ticket at the worst moments: while its create, its
+/// end-of-run update and, an hour later, its recurrence comment are at Jira (after the runner
+/// that made them read the pending count, before it takes off what it reported). Every
+/// occurrence is told exactly once: each ticket's description, comments and pending count add
+/// up to the logs of both runners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_occurrences_another_runner_adds_while_a_ticket_is_updated_or_commented_are_told_once() {
+    let Some(url) = pg_database("tally") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let problems = 4;
+    let round = |at: DateTime<Utc>, tag: &str| -> Vec<SimLog> {
+        sim_logs(
+            40,
+            problems,
+            at - chrono::Duration::minutes(10),
+            chrono::Duration::seconds(2),
+            |_| chrono::Duration::seconds(1),
+        )
+        .into_iter()
+        .map(|mut l| {
+            l.id = l.id.replace("sim", tag);
+            l
+        })
+        .collect()
+    };
+    let sim = Sim::new(round(now, "first"), Duration::ZERO, Duration::ZERO);
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = Mutex::new(other_job(&url, &server.uri()));
+    let added: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    {
+        let added = added.clone();
+        sim.set_hook(Box::new(move |_what, key| {
+            let (done, wait) = std::sync::mpsc::channel();
+            other.lock().unwrap().send((key.to_string(), done)).unwrap();
+            wait.recv().expect("the other job recorded it");
+            *added.lock().unwrap().entry(key.to_string()).or_default() += 1;
+        }));
+    }
+    let pending = |key: &str| {
+        let (url, uri, key) = (url.clone(), server.uri(), key.to_string());
+        std::thread::spawn(move || {
+            let scope = triage::state::Scope {
+                source: triage::state::Scope::datadog(&uri, "status:error"),
+                jira: triage::state::Scope::jira(&uri, PROJECT),
+            };
+            triage::state::StateStore::open_read_only(Path::new(&url), scope)
+                .unwrap()
+                .unwrap()
+                .comment_state(&key)
+                .unwrap()
+                .pending
+        })
+        .join()
+        .unwrap()
+    };
+
+    let out = finish(pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        now,
+        "1",
+        "status:error",
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let keys: Vec<String> = sim
+        .world
+        .lock()
+        .unwrap()
+        .issues
+        .iter()
+        .map(|i| i.key.clone())
+        .collect();
+    assert_eq!(keys.len(), problems);
+    for key in &keys {
+        // Its create and its update each saw one occurrence from the other job: the update
+        // reported this runner's logs, and left the other job's pending.
+        assert_eq!(added.lock().unwrap()[key], 2, "{key}");
+        assert_eq!(
+            pending(key),
+            2,
+            "{key}: the other job's occurrences are pending"
+        );
+    }
+
+    // An hour later (past the cooldown) every problem recurs: one comment per ticket, which
+    // reports all that is pending, while the other job records one more.
+    let later = now + chrono::Duration::hours(1);
+    {
+        let mut w = sim.world.lock().unwrap();
+        w.logs.extend(round(later, "again"));
+        w.now = Some(later);
+    }
+    let out = finish(pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        later,
+        "2",
+        "status:error",
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let w = sim.world.lock().unwrap();
+    let per_problem = 2 * 40 / problems as u64;
+    for issue in &w.issues {
+        let comments: Vec<u64> = w
+            .comments
+            .iter()
+            .filter(|c| c.key == issue.key)
+            .map(|c| comment_count(&c.text))
+            .collect();
+        assert_eq!(comments.len(), 1, "{}: {comments:?}", issue.key);
+        let others = added.lock().unwrap()[&issue.key];
+        assert_eq!(others, 3, "{}", issue.key);
+        let left = pending(&issue.key);
+        assert_eq!(
+            left, 1,
+            "{}: the occurrence recorded while the comment was at Jira is pending",
+            issue.key
+        );
+        assert_eq!(
+            issue.described + comments[0] + left,
+            per_problem + others,
+            "{}: described {}, commented {comments:?}, pending {left}",
+            issue.key,
+            issue.described
+        );
+    }
+}
+
+/// The store's side of it, from two connections at the critical point: a runner reads a
+/// ticket's pending count, another runner adds to it, and the first saves its counts and, after
+/// its comment, takes off what it reported. What the other added is still there.
+#[test]
+fn pg_a_pending_count_is_moved_never_written_over() {
+    let Some(url) = pg_database("moved") else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let uri = "http://127.0.0.1:9";
+        let open = |query: &str| {
+            let scope = triage::state::Scope {
+                source: triage::state::Scope::datadog(uri, query),
+                jira: triage::state::Scope::jira(uri, PROJECT),
+            };
+            triage::state::StateStore::open(Path::new(&url), scope).expect("store opens")
+        };
+        let (mut a, mut b) = (open("status:error"), open("status:error service:b"));
+        let log = |id: &str| triage::state::Processed {
+            id: id.into(),
+            timestamp: None,
+            failed: None,
+            recurrence: Some("OPS-1".into()),
+        };
+        a.record(&[log("a1"), log("a2")]).unwrap();
+        let read = a.comment_state("OPS-1").unwrap();
+        assert_eq!(read.pending, 2);
+        b.record(&[log("b1")]).unwrap();
+        // Saved as pending before the comment: the span, not the count.
+        let saved = triage::state::CommentChange {
+            last_comment: read.last_comment,
+            pending: 0,
+            first_seen: Some(t("2026-11-23T09:50:00Z")),
+            last_seen: Some(t("2026-11-23T09:59:00Z")),
+            hosts: vec!["i-0a11".into()],
+        };
+        a.change_comment_state("OPS-1", &saved).unwrap();
+        assert_eq!(a.comment_state("OPS-1").unwrap().pending, 3);
+        b.record(&[log("b2")]).unwrap();
+        // The comment reported what was read.
+        let commented = triage::state::CommentChange {
+            last_comment: Some(t("2026-11-23T10:00:00Z")),
+            pending: -(read.pending as i64),
+            ..Default::default()
+        };
+        a.change_comment_state("OPS-1", &commented).unwrap();
+        let after = b.comment_state("OPS-1").unwrap();
+        assert_eq!(
+            (after.pending, after.last_comment, after.first_seen),
+            (2, Some(t("2026-11-23T10:00:00Z")), None),
+            "the other runner's two occurrences are pending"
+        );
+        // Each store knows its own share; a count never goes below 0.
+        assert_eq!((a.counted_here("OPS-1"), b.counted_here("OPS-1")), (2, 2));
+        a.change_comment_state(
+            "OPS-1",
+            &triage::state::CommentChange {
+                pending: -10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(a.comment_state("OPS-1").unwrap().pending, 0);
+    })
+    .join()
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

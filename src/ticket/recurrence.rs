@@ -14,6 +14,11 @@
 //!   before its update is covered too), and it says since when. Counts are saved as pending before each call,
 //!   so a run killed meanwhile leaves them for the next comment instead of losing them.
 //!
+//! A ticket's pending count is only ever moved, never written whole ([`CommentChange`]): a
+//! comment or an update takes off what it reported, and what other runners (or other jobs on
+//! the same store) added meanwhile stays for the next comment. So every occurrence recorded is
+//! told once, by the update of the run that created the ticket or by one comment.
+//!
 //! An interrupt stops this phase: no new call starts, the one in flight gets the grace period.
 
 use chrono::{DateTime, Utc};
@@ -21,7 +26,7 @@ use chrono::{DateTime, Utc};
 use crate::jira::content::ProblemFacts;
 use crate::jira::JiraClient;
 use crate::shutdown::Shutdown;
-use crate::state::{CommentState, StateHandle};
+use crate::state::{CommentChange, CommentState, StateHandle};
 
 /// What the collector hands over: one ticket and its whole-run facts.
 #[derive(Debug)]
@@ -56,12 +61,13 @@ pub async fn run(
     shutdown: &mut Shutdown<'_>,
 ) -> PhaseResult {
     let mut out = PhaseResult::default();
-    let baseline = CommentState {
+    let baseline = CommentChange {
         last_comment: Some(now),
-        ..CommentState::default()
+        ..CommentChange::default()
     };
     // A ticket its create describes whole (one log) needs no update: its baseline is saved
-    // now, all of them in one call.
+    // now, all of them in one call. Its create reported its one log, which no pending count
+    // holds: nothing is taken off.
     let (described, created): (Vec<TicketWork>, Vec<TicketWork>) =
         created.into_iter().partition(|w| {
             let f = &w.facts;
@@ -79,15 +85,22 @@ pub async fn run(
             out.interrupted = true;
             break;
         }
-        // Until the update lands, this run's other logs wait as pending for the next comment
-        // (with a checkpointed source they were counted as they were recorded).
-        let pending = if counted {
-            stored(state, &key, &mut out, shutdown)
-                .await
-                .map_or(0, |p| p.pending)
+        // Until the update lands, this run's other logs wait as pending for the next comment:
+        // with a checkpointed source they were counted as they were recorded, else they are
+        // added now.
+        let added = if counted {
+            0
         } else {
             facts.occurrences.saturating_sub(1)
         };
+        let waiting = CommentChange {
+            last_comment: Some(now),
+            pending: added as i64,
+            first_seen: facts.first_seen,
+            last_seen: facts.last_seen,
+            hosts: facts.hosts.clone(),
+        };
+        save(state, &key, waiting, &mut out, shutdown).await;
         if out.interrupted {
             break;
         }
@@ -96,31 +109,34 @@ pub async fn run(
         let call = jira.update(&key, &draft);
         let Some(result) = shutdown.bounded(call).await else {
             out.interrupted = true;
-            let waiting = CommentState {
-                last_comment: Some(now),
-                pending,
-                ..CommentState::default()
-            };
-            save(state, &key, waiting, &mut out, shutdown).await;
             break;
         };
         out.jira_times.push(started.elapsed());
         if let Err(e) = result {
             out.warnings
                 .push(format!("could not bring {key} up to date: {e:#}"));
-            let waiting = CommentState {
-                last_comment: Some(now),
-                pending,
-                first_seen: facts.first_seen,
-                last_seen: facts.last_seen,
-                hosts: facts.hosts.clone(),
-            };
-            save(state, &key, waiting, &mut out, shutdown).await;
             continue;
         }
         out.updated += 1;
-        // The ticket now tells the whole run: later occurrences count from here.
-        save(state, &key, baseline.clone(), &mut out, shutdown).await;
+        // The ticket now tells the whole run: later occurrences count from here. Its count
+        // (all but the first log, which its create reported) leaves the pending count: this
+        // run's own share of it, no more, so what other runners added stays.
+        let reported = facts.occurrences.saturating_sub(1);
+        let Some(state) = state else { continue };
+        let own = move |s: &mut crate::state::StateStore| {
+            let own = (s.counted_here(&key) + added).min(reported);
+            let baseline = CommentChange {
+                last_comment: Some(now),
+                pending: -(own as i64),
+                ..CommentChange::default()
+            };
+            s.change_comment_state(&key, &baseline)
+        };
+        match shutdown.bounded(state.call(own)).await {
+            None => out.interrupted = true,
+            Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
+            Some(Ok(())) => {}
+        }
     }
     // On a shared store, a ticket's comment is decided by one runner at a time: the others
     // leave its counts pending (the holder's comment, or the next one, reports them).
@@ -149,6 +165,9 @@ pub async fn run(
                 }
             }
         }
+        // This run's occurrences that no pending count holds yet (none with a checkpointed
+        // source: each was counted as it was recorded).
+        let added = if counted { 0 } else { facts.occurrences };
         let mut pending = stored(state, &key, &mut out, shutdown).await;
         if out.interrupted {
             break;
@@ -173,7 +192,16 @@ pub async fn run(
             }
             facts.counted_since = p.last_comment;
             if p.last_comment.is_some_and(|last| now - last < cooldown) {
-                save_pending(state, &key, p.last_comment, &facts, &mut out, shutdown).await;
+                save_pending(
+                    state,
+                    &key,
+                    p.last_comment,
+                    &facts,
+                    added,
+                    &mut out,
+                    shutdown,
+                )
+                .await;
                 continue;
             }
         }
@@ -181,7 +209,7 @@ pub async fn run(
             continue;
         }
         let last = pending.as_ref().and_then(|p| p.last_comment);
-        save_pending(state, &key, last, &facts, &mut out, shutdown).await;
+        let saved = save_pending(state, &key, last, &facts, added, &mut out, shutdown).await;
         if out.interrupted {
             // The counts may not be saved as pending: no comment is sent that could count them
             // twice.
@@ -196,9 +224,17 @@ pub async fn run(
         match result {
             Ok(()) => {
                 out.commented += 1;
-                let fresh = CommentState {
+                // What the comment reported leaves the pending count (of it, only what was
+                // saved there); what other runners added since it was read stays.
+                let reported = if saved {
+                    facts.occurrences
+                } else {
+                    facts.occurrences.saturating_sub(added)
+                };
+                let fresh = CommentChange {
                     last_comment: Some(now),
-                    ..CommentState::default()
+                    pending: -(reported as i64),
+                    ..CommentChange::default()
                 };
                 save(state, &key, fresh, &mut out, shutdown).await;
             }
@@ -251,52 +287,61 @@ async fn stored(
     }
 }
 
-/// Save a ticket's comment state, within the grace period after an interrupt.
+/// Change a ticket's comment state, within the grace period after an interrupt. Whether it
+/// was changed.
 async fn save(
     state: Option<&StateHandle>,
     key: &str,
-    saved: CommentState,
+    change: CommentChange,
     out: &mut PhaseResult,
     shutdown: &mut Shutdown<'_>,
-) {
-    save_all(state, vec![(key.to_string(), saved)], out, shutdown).await;
+) -> bool {
+    save_all(state, vec![(key.to_string(), change)], out, shutdown).await
 }
 
-/// Save the comment states of several tickets in one state call.
+/// Change the comment states of several tickets in one state call. Whether they were changed.
 async fn save_all(
     state: Option<&StateHandle>,
-    saved: Vec<(String, CommentState)>,
+    changes: Vec<(String, CommentChange)>,
     out: &mut PhaseResult,
     shutdown: &mut Shutdown<'_>,
-) {
-    let Some(state) = state else { return };
+) -> bool {
+    let Some(state) = state else { return false };
     let all = move |s: &mut crate::state::StateStore| {
-        saved
+        changes
             .iter()
-            .try_for_each(|(key, c)| s.save_comment_state(key, c))
+            .try_for_each(|(key, c)| s.change_comment_state(key, c))
     };
     match shutdown.bounded(state.call(all)).await {
-        None => out.interrupted = true,
-        Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
-        Some(Ok(())) => {}
+        None => {
+            out.interrupted = true;
+            false
+        }
+        Some(Err(e)) => {
+            out.warnings.push(format!("state store: {e:#}"));
+            false
+        }
+        Some(Ok(())) => true,
     }
 }
 
-/// Remember occurrences not yet commented on, to add them to the ticket's next comment.
+/// Remember occurrences not yet commented on, to add them to the ticket's next comment:
+/// `added` more pending, and the span `facts` covers. Whether it was saved.
 async fn save_pending(
     state: Option<&StateHandle>,
     key: &str,
     last_comment: Option<DateTime<Utc>>,
     facts: &ProblemFacts,
+    added: u64,
     out: &mut PhaseResult,
     shutdown: &mut Shutdown<'_>,
-) {
-    let saved = CommentState {
+) -> bool {
+    let change = CommentChange {
         last_comment,
-        pending: facts.occurrences,
+        pending: added as i64,
         first_seen: facts.first_seen,
         last_seen: facts.last_seen,
         hosts: facts.hosts.clone(),
     };
-    save(state, key, saved, out, shutdown).await;
+    save(state, key, change, out, shutdown).await
 }
