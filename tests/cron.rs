@@ -107,6 +107,8 @@ struct SimComment {
     key: String,
     at: DateTime<Utc>,
     text: String,
+    /// When the post reached the simulated Jira (it is answered `comment_delay` later).
+    arrived: Instant,
 }
 
 #[derive(Default)]
@@ -124,6 +126,10 @@ struct World {
     jira_down: bool,
     /// Datadog answers with `meta.status: timeout` (a partial result) while this is set.
     partial: bool,
+    /// Requests to Jira so far.
+    jira_requests: u64,
+    /// Tickets whose comment posts Jira refuses (400).
+    refused_comments: HashSet<String>,
     unexpected: Vec<String>,
 }
 
@@ -153,6 +159,21 @@ impl Sim {
             create_delay,
             search_lag: Duration::from_millis(1500),
             comment_delay: Duration::ZERO,
+            hook: Mutex::new(None),
+        })
+    }
+
+    /// The same, with comment posts answered `comment_delay` after they arrive.
+    fn with_comment_delay(logs: Vec<SimLog>, comment_delay: Duration) -> Arc<Sim> {
+        Arc::new(Sim {
+            world: Mutex::new(World {
+                logs,
+                ..World::default()
+            }),
+            page_delay: Duration::ZERO,
+            create_delay: Duration::ZERO,
+            search_lag: Duration::from_millis(1500),
+            comment_delay,
             hook: Mutex::new(None),
         })
     }
@@ -191,6 +212,9 @@ impl Sim {
         let issue_key = p
             .strip_prefix("/rest/api/3/issue/")
             .map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+        if p.starts_with("/rest/api/") {
+            w.jira_requests += 1;
+        }
         if w.jira_down && matches!(p.as_str(), "/rest/api/3/issue" | "/rest/api/3/search/jql") {
             return ResponseTemplate::new(503).set_body_string("Service Unavailable");
         }
@@ -242,10 +266,21 @@ impl Sim {
             ("POST", _) if p.ends_with("/comment") => {
                 w.comment_posts += 1;
                 let key = issue_key.unwrap_or_default();
+                if w.refused_comments.contains(&key) {
+                    return ResponseTemplate::new(400).set_body_json(json!({
+                        "errorMessages": [format!("{key}: comments are closed on this issue")],
+                        "errors": {}
+                    }));
+                }
                 let at = w.now.unwrap_or_else(Utc::now);
                 let text = adf_text(&json_of(req)["body"]);
                 self.call_hook("comment", &key);
-                w.comments.push(SimComment { key, at, text });
+                w.comments.push(SimComment {
+                    key,
+                    at,
+                    text,
+                    arrived: Instant::now(),
+                });
                 ResponseTemplate::new(201)
                     .set_body_json(spec_example(
                         "/rest/api/3/issue/{issueIdOrKey}/comment",
@@ -352,6 +387,25 @@ fn cron_command(
     report: &Path,
     extra: &[&str],
 ) -> Command {
+    cron_command_in(
+        &["--async", "--workers", "8"],
+        uri,
+        state,
+        now,
+        report,
+        extra,
+    )
+}
+
+/// [`cron_command`] in another mode (`--async --workers N`, or `[]`: sequential).
+fn cron_command_in(
+    mode: &[&str],
+    uri: &str,
+    state: &Path,
+    now: DateTime<Utc>,
+    report: &Path,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("triage"));
     cmd.env_clear()
         .current_dir(state.parent().unwrap())
@@ -364,14 +418,8 @@ fn cron_command(
         .env("JIRA_EMAIL", "triage-bot@example.com")
         .env("JIRA_API_TOKEN", JIRA_TOKEN)
         .env("TRIAGE_STATE", state)
-        .args([
-            "--no-rate-limit",
-            "--output",
-            "json",
-            "--async",
-            "--workers",
-            "8",
-        ])
+        .args(["--no-rate-limit", "--output", "json"])
+        .args(mode)
         .arg("--now")
         .arg(now.to_rfc3339())
         .arg("--report")
@@ -1303,6 +1351,275 @@ async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
     // The same span again: nothing processed twice, and now the checkpoint moves.
     assert_eq!(s["already_processed"], 20, "{s}");
     assert_eq!(checkpoint(), Some(later - chrono::Duration::seconds(60)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The end-of-run comments, up to --workers at once
+// ---------------------------------------------------------------------------------------------
+
+/// One log of each of `problems` problems, stamped 10 minutes before `at`, ids tagged `tag`.
+fn one_each(problems: usize, at: DateTime<Utc>, tag: &str) -> Vec<SimLog> {
+    sim_logs(
+        problems,
+        problems,
+        at - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(1),
+        |_| chrono::Duration::seconds(1),
+    )
+    .into_iter()
+    .map(|mut l| {
+        l.id = l.id.replace("sim", tag);
+        l
+    })
+    .collect()
+}
+
+/// A simulated world where `problems` problems already have their tickets (filed by a
+/// sequential run at `now`, so OPS-1 is problem 0's, and so on), and have recurred once more by
+/// `later`. Returns the world, its server, and the state file.
+async fn recurring_world(
+    problems: usize,
+    comment_delay: Duration,
+    now: DateTime<Utc>,
+    later: DateTime<Utc>,
+    dir: &Path,
+) -> (Arc<Sim>, MockServer, PathBuf) {
+    let sim = Sim::with_comment_delay(one_each(problems, now, "first"), comment_delay);
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let state = dir.join("state.db");
+    let out = finish(cron_command_in(
+        &[],
+        &server.uri(),
+        &state,
+        now,
+        &dir.join("report-0.json"),
+        &["--comment-cooldown", "30m"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    {
+        let mut w = sim.world.lock().unwrap();
+        assert_eq!(w.issues.len(), problems, "one ticket per problem");
+        w.logs.extend(one_each(problems, later, "again"));
+        w.now = Some(later);
+    }
+    (sim, server, state)
+}
+
+/// The most comment posts the simulated Jira held at once: each is held `delay` after it
+/// arrives, so posts that arrived less than `delay` apart were in flight together.
+fn most_comments_in_flight(arrivals: &[Instant], delay: Duration) -> usize {
+    let mut arrivals = arrivals.to_vec();
+    arrivals.sort();
+    (0..arrivals.len())
+        .map(|j| {
+            arrivals[..=j]
+                .iter()
+                .filter(|a| arrivals[j].duration_since(**a) < delay)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Each ticket's description, comments and pending count add up to exactly its logs: every
+/// occurrence told once.
+fn assert_told_exactly(sim: &Sim, state: &Path, uri: &str, logs_per_ticket: u64) {
+    let store = triage::state::StateStore::open_read_only(state, job(uri))
+        .unwrap()
+        .unwrap();
+    let w = sim.world.lock().unwrap();
+    for issue in &w.issues {
+        let commented: u64 = w
+            .comments
+            .iter()
+            .filter(|c| c.key == issue.key)
+            .map(|c| comment_count(&c.text))
+            .sum();
+        let pending = store.comment_state(&issue.key).unwrap().pending;
+        assert_eq!(
+            issue.described + commented + pending,
+            logs_per_ticket,
+            "{}: described {}, commented {commented}, pending {pending}",
+            issue.key,
+            issue.described
+        );
+    }
+}
+
+/// 40 tickets recur, and Jira takes 100 ms to answer each comment. With `--async --workers 10`
+/// the end of the run has at least 5 comments in flight at once at Jira; sequentially, one at a
+/// time. Either way each ticket gets exactly one comment, with the same text, and the warnings
+/// for the three tickets whose comments Jira refuses come in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recurrence_comments_go_out_up_to_workers_at_once_and_say_the_same_in_either_mode() {
+    let now = t("2026-11-23T10:00:00Z");
+    let later = now + chrono::Duration::hours(1);
+    let delay = Duration::from_millis(100);
+    let problems = 40;
+    let mut seen = Vec::new();
+    for mode in [&["--async", "--workers", "10"][..], &[][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let (sim, server, state) = recurring_world(problems, delay, now, later, dir.path()).await;
+        {
+            let mut w = sim.world.lock().unwrap();
+            for key in ["OPS-3", "OPS-17", "OPS-31"] {
+                w.refused_comments.insert(key.to_string());
+            }
+        }
+        let out = finish(cron_command_in(
+            mode,
+            &server.uri(),
+            &state,
+            later,
+            &dir.path().join("report-1.json"),
+            &["--comment-cooldown", "30m"],
+        ))
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["commented"], 37, "{mode:?}: {summary}");
+        let w = sim.world.lock().unwrap();
+        assert_eq!(w.comment_posts, 40, "{mode:?}: one comment post per ticket");
+        let mut texts: Vec<(String, String)> = w
+            .comments
+            .iter()
+            .map(|c| (c.key.clone(), c.text.clone()))
+            .collect();
+        texts.sort();
+        let mut keys: Vec<&String> = texts.iter().map(|(k, _)| k).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), 37, "{mode:?}: one comment per ticket");
+        let arrivals: Vec<Instant> = w.comments.iter().map(|c| c.arrived).collect();
+        let most = most_comments_in_flight(&arrivals, delay);
+        let warnings: Vec<String> = stderr(&out)
+            .lines()
+            .filter_map(|l| l.split_once("warning: ").map(|(_, w)| w.to_string()))
+            .collect();
+        assert_eq!(warnings.len(), 3, "{mode:?}: {warnings:?}");
+        eprintln!("{mode:?}: at most {most} comments in flight at once");
+        if mode.is_empty() {
+            assert_eq!(most, 1, "sequential: one comment at a time");
+        } else {
+            assert!(most >= 5, "--workers 10: {most} comments at once at most");
+        }
+        drop(w);
+        assert_told_exactly(&sim, &state, &server.uri(), 2);
+        seen.push((texts, warnings));
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "the same comments and warnings in both modes"
+    );
+}
+
+/// 40 tickets recur and Jira takes 1.5 s to answer each comment; SIGTERM comes once 10
+/// comments (`--workers 10`) are in flight. Those 10 finish within the grace period, no call to
+/// Jira starts after the signal, and the run says it was interrupted (exit 130). The next run
+/// comments on every ticket, and each ticket's description, comments and pending count add up
+/// to exactly its logs: what the interrupted run left is told once.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_while_comments_go_out_10_at_a_time_starts_no_call_and_loses_no_count() {
+    let now = t("2026-11-23T10:00:00Z");
+    let later = now + chrono::Duration::hours(1);
+    let problems = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, server, state) = recurring_world(
+        problems,
+        Duration::from_millis(1500),
+        now,
+        later,
+        dir.path(),
+    )
+    .await;
+    let async_10 = ["--async", "--workers", "10"];
+    let extra = ["--comment-cooldown", "30m", "--shutdown-grace", "10s"];
+    let child = cron_command_in(
+        &async_10,
+        &server.uri(),
+        &state,
+        later,
+        &dir.path().join("report-1.json"),
+        &extra,
+    )
+    .spawn()
+    .expect("triage starts");
+    let started = Instant::now();
+    let calls_at_signal = loop {
+        {
+            let w = sim.world.lock().unwrap();
+            if w.comment_posts >= 10 {
+                break w.jira_requests;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "10 comments were never in flight at once"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    assert_eq!(
+        summary["commented"], 10,
+        "the comments in flight finished: {summary}"
+    );
+    {
+        let w = sim.world.lock().unwrap();
+        let arrivals: Vec<Instant> = w.comments.iter().map(|c| c.arrived).collect();
+        assert_eq!(
+            most_comments_in_flight(&arrivals, Duration::from_millis(1500)),
+            10,
+            "the signal came with 10 comments in flight"
+        );
+        assert_eq!(w.comment_posts, 10, "no comment started after the signal");
+        assert_eq!(
+            w.jira_requests, calls_at_signal,
+            "no call to Jira started after the signal"
+        );
+    }
+
+    // The next run: every ticket recurs once more.
+    let last = later + chrono::Duration::hours(1);
+    {
+        let mut w = sim.world.lock().unwrap();
+        w.logs.extend(one_each(problems, last, "third"));
+        w.now = Some(last);
+    }
+    let out = finish(cron_command_in(
+        &async_10,
+        &server.uri(),
+        &state,
+        last,
+        &dir.path().join("report-2.json"),
+        &extra,
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["commented"], 40, "{summary}");
+    let w = sim.world.lock().unwrap();
+    let mut counts: Vec<u64> = w.comments[10..]
+        .iter()
+        .map(|c| comment_count(&c.text))
+        .collect();
+    counts.sort();
+    // The 10 tickets commented on before the signal report their one new log; the 30 others
+    // what was left pending too.
+    assert_eq!(counts, [vec![1; 10], vec![2; 30]].concat(), "{counts:?}");
+    drop(w);
+    assert_told_exactly(&sim, &state, &server.uri(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------
