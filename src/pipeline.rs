@@ -14,6 +14,8 @@
 //!   Each leader has one deadline (`--timeout`), passed down to the HTTP layer. A leader that
 //!   fails hands its problem to the oldest parked log of it, which starts with a fresh deadline.
 //! - **collector**: every outcome is added up there, in the order the loop sees it.
+//! - **ticket phase** (`ticket::recurrence`), once every leader is done: tickets created in the
+//!   run are brought up to date and recurring ones commented on, `workers` tickets at once.
 //!
 //! Stopping: an interrupt (`Shutdown`) stops taking logs and starting leaders at once; leaders
 //! in flight get the grace period (`--shutdown-grace`), then are cancelled and their logs (and
@@ -493,6 +495,8 @@ pub async fn run(
             recurring,
             cooldown,
             config.now,
+            // As many tickets at once as leaders: 1 without `--async`.
+            workers,
             shutdown,
         )
         .await;

@@ -148,6 +148,23 @@ pub struct CommentState {
     pub hosts: Vec<String>,
 }
 
+/// A change to a ticket's comment state ([`StateStore::change_comment_state`]), applied in one
+/// statement. The pending count is moved, never set: other runners on a shared store (and
+/// other jobs on a shared file) add their logs to it at any moment, and a count written back
+/// whole would drop what they added since it was read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommentChange {
+    /// When the ticket was last commented on or brought up to date (set as given).
+    pub last_comment: Option<DateTime<Utc>>,
+    /// Added to the pending count: occurrences saved for the next comment (positive), or those
+    /// a comment or an update just reported (negative). The count never goes below 0.
+    pub pending: i64,
+    /// The rest of what the next comment reports (set as given).
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub hosts: Vec<String>,
+}
+
 /// One processed log, as the store records it.
 #[derive(Debug, Clone)]
 pub struct Processed {
@@ -750,6 +767,13 @@ pub struct StateStore {
     backend: Backend,
     /// Set by [`StateHandle::close`]: the writer thread ends after this operation.
     stop: bool,
+    /// What this store (this run) added to tickets' pending counts, committed.
+    counted: std::collections::HashMap<String, u64>,
+    /// What it added in the open batch transaction: counted once it commits, dropped if it
+    /// rolls back.
+    counting: std::collections::HashMap<String, u64>,
+    /// A batch transaction is open (`begin`).
+    in_batch: bool,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -798,6 +822,9 @@ impl StateStore {
         Ok(StateStore {
             backend,
             stop: false,
+            counted: Default::default(),
+            counting: Default::default(),
+            in_batch: false,
         })
     }
 
@@ -819,6 +846,9 @@ impl StateStore {
         Ok(Some(StateStore {
             backend,
             stop: false,
+            counted: Default::default(),
+            counting: Default::default(),
+            in_batch: false,
         }))
     }
 
@@ -924,13 +954,69 @@ impl StateStore {
         matches!(self.backend, Backend::Pg(_))
     }
 
+    /// Open the writer's batch transaction.
+    pub fn begin(&mut self) -> Result<(), StateError> {
+        match &mut self.backend {
+            Backend::Sqlite(s) => s.begin(),
+            Backend::Pg(p) => p.begin(),
+        }?;
+        self.in_batch = true;
+        Ok(())
+    }
+
+    /// Commit the writer's batch transaction.
+    pub fn commit(&mut self) -> Result<(), StateError> {
+        self.in_batch = false;
+        let committed = match &mut self.backend {
+            Backend::Sqlite(s) => s.commit(),
+            Backend::Pg(p) => p.commit(),
+        };
+        let counting = std::mem::take(&mut self.counting);
+        if committed.is_ok() {
+            for (ticket, n) in counting {
+                *self.counted.entry(ticket).or_default() += n;
+            }
+        }
+        committed
+    }
+
+    /// Give up the writer's batch transaction (after a failed commit).
+    pub fn rollback(&mut self) {
+        self.in_batch = false;
+        self.counting.clear();
+        match &mut self.backend {
+            Backend::Sqlite(s) => s.rollback(),
+            Backend::Pg(p) => p.rollback(),
+        }
+    }
+
+    /// Record a batch of final outcomes in one transaction: each log is seen; failed ones go on
+    /// the retry list (one more run counted), succeeded ones leave it. A log new to this job
+    /// that is one more occurrence of a ticket adds one to the ticket's pending count.
+    pub fn record(&mut self, batch: &[Processed]) -> Result<(), StateError> {
+        let added = match &mut self.backend {
+            Backend::Sqlite(s) => s.record(batch),
+            Backend::Pg(p) => p.record(batch),
+        }?;
+        let into = if self.in_batch {
+            &mut self.counting
+        } else {
+            &mut self.counted
+        };
+        for (ticket, n) in added {
+            *into.entry(ticket).or_default() += n;
+        }
+        Ok(())
+    }
+
+    /// How many occurrences this store (this run) has added to `ticket`'s pending count, with
+    /// what the open batch holds: the share of the count that the run's own logs make up.
+    pub fn counted_here(&self, ticket: &str) -> u64 {
+        self.counted.get(ticket).copied().unwrap_or(0)
+            + self.counting.get(ticket).copied().unwrap_or(0)
+    }
+
     delegate! {
-        /// Open the writer's batch transaction.
-        fn begin(&mut self) -> Result<(), StateError>;
-        /// Commit the writer's batch transaction.
-        fn commit(&mut self) -> Result<(), StateError>;
-        /// Give up the writer's batch transaction (after a failed commit).
-        fn rollback(&mut self) -> ();
         /// The schema version this store is at.
         fn schema_version(&self) -> Result<usize, StateError>;
         /// The time up to which every log of `source` is final.
@@ -939,9 +1025,6 @@ impl StateStore {
         fn advance_checkpoint(&mut self, source: &str, until: DateTime<Utc>, keep_ids_for: chrono::Duration) -> Result<(), StateError>;
         /// Whether an earlier run (or this one) already gave this log a final outcome.
         fn is_seen(&self, log_id: &str) -> Result<bool, StateError>;
-        /// Record a batch of final outcomes in one transaction: each log is seen; failed ones
-        /// go on the retry list (one more run counted), succeeded ones leave it.
-        fn record(&mut self, batch: &[Processed]) -> Result<(), StateError>;
         /// Failed logs waiting for a retry, oldest failure first.
         fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError>;
         /// Take logs off the retry list for good (given up after too many runs).
@@ -967,8 +1050,9 @@ impl StateStore {
         fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError>;
         /// A ticket was just created at `at`: its creation counts as its last update.
         fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError>;
-        /// Save what a ticket has accumulated (`last_comment` set when a comment was posted).
-        fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError>;
+        /// Change what a ticket has accumulated: its pending count moved by `change.pending`
+        /// (atomically, whatever other runners add meanwhile), the rest set as given.
+        fn change_comment_state(&self, ticket: &str, change: &CommentChange) -> Result<(), StateError>;
         /// Everything the template miner learned, with the ticket recorded for each template.
         fn load_templates(&self) -> Result<TemplateSnapshot, StateError>;
         /// Save what the template miner changed, in one transaction.
@@ -1196,10 +1280,11 @@ impl SqliteStore {
     }
 
     /// Record a batch of final outcomes in one transaction: each log is seen; failed ones go on
-    /// the retry list (one more run counted), succeeded ones leave it.
-    pub fn record(&mut self, batch: &[Processed]) -> Result<(), StateError> {
+    /// the retry list (one more run counted), succeeded ones leave it. Returns what was added
+    /// to each ticket's pending count.
+    pub fn record(&mut self, batch: &[Processed]) -> Result<Vec<(String, u64)>, StateError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let path = self.path.clone();
         let err = |source| StateError::Sqlite {
@@ -1208,6 +1293,7 @@ impl SqliteStore {
         };
         let jira = self.scope.jira.clone();
         let source = self.scope.source.clone();
+        let mut added: std::collections::BTreeMap<String, u64> = Default::default();
         let tx = self.conn.savepoint().map_err(err)?;
         {
             let mut seen = tx
@@ -1237,6 +1323,7 @@ impl SqliteStore {
                     .map_err(err)?;
                 if let (1, Some(ticket)) = (new, &p.recurrence) {
                     count.execute(params![jira, ticket]).map_err(err)?;
+                    *added.entry(ticket.clone()).or_default() += 1;
                 }
                 match &p.failed {
                     Some((event, error)) => {
@@ -1249,7 +1336,8 @@ impl SqliteStore {
                 }
             }
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        Ok(added.into_iter().collect())
     }
 
     /// Failed logs waiting for a retry, oldest failure first.
@@ -1423,21 +1511,26 @@ impl SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    /// Save what a ticket has accumulated (`last_comment` set when a comment was just posted).
-    pub fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError> {
+    /// Change what a ticket has accumulated: the pending count moved by `change.pending` in the
+    /// statement itself (never below 0), the rest set as given.
+    pub fn change_comment_state(
+        &self,
+        ticket: &str,
+        change: &CommentChange,
+    ) -> Result<(), StateError> {
         self
             .exec(
-                "INSERT INTO comments (jira, ticket, last_ms, pending, first_ms, last_seen_ms, hosts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(jira, ticket) DO UPDATE SET last_ms = excluded.last_ms, pending = excluded.pending,
+                "INSERT INTO comments (jira, ticket, last_ms, pending, first_ms, last_seen_ms, hosts) VALUES (?1, ?2, ?3, max(?4, 0), ?5, ?6, ?7)
+                 ON CONFLICT(jira, ticket) DO UPDATE SET last_ms = excluded.last_ms, pending = max(pending + ?4, 0),
                    first_ms = excluded.first_ms, last_seen_ms = excluded.last_seen_ms, hosts = excluded.hosts",
                 params![
                     self.scope.jira,
                     ticket,
-                    state.last_comment.map(ms),
-                    state.pending as i64,
-                    state.first_seen.map(ms),
-                    state.last_seen.map(ms),
-                    serde_json::to_string(&state.hosts).unwrap_or_else(|_| "[]".into())
+                    change.last_comment.map(ms),
+                    change.pending,
+                    change.first_seen.map(ms),
+                    change.last_seen.map(ms),
+                    serde_json::to_string(&change.hosts).unwrap_or_else(|_| "[]".into())
                 ],
             )
             .map(|_| ())
@@ -1870,11 +1963,11 @@ mod tests {
         }])
         .unwrap();
         a.remember_ticket("fp", "OPS-1").unwrap();
-        a.save_comment_state(
+        a.change_comment_state(
             "OPS-1",
-            &CommentState {
+            &CommentChange {
                 pending: 4,
-                ..CommentState::default()
+                ..CommentChange::default()
             },
         )
         .unwrap();
@@ -1941,6 +2034,95 @@ mod tests {
         // The same log again (an overlapping window) is not a new occurrence.
         store.record(&[log("b"), log("c")]).unwrap();
         assert_eq!(store.comment_state("OPS-3").unwrap().pending, 3);
+        assert_eq!(store.counted_here("OPS-3"), 3);
+    }
+
+    #[test]
+    fn a_pending_count_is_moved_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.db");
+        // Two jobs on one file, one Jira: both count the same ticket's occurrences.
+        let mut a = StateStore::open(&db, job("src A", "J OPS")).unwrap();
+        let mut b = StateStore::open(&db, job("src B", "J OPS")).unwrap();
+        let log = |id: &str| Processed {
+            id: id.into(),
+            timestamp: None,
+            failed: None,
+            recurrence: Some("OPS-3".into()),
+        };
+        let t = |s| Utc.timestamp_opt(s, 0).single();
+        a.record(&[log("a1"), log("a2")]).unwrap();
+        let read = a.comment_state("OPS-3").unwrap();
+        b.record(&[log("b1")]).unwrap();
+        let saved = CommentChange {
+            last_comment: t(100),
+            pending: 0,
+            first_seen: t(50),
+            last_seen: t(90),
+            hosts: vec!["web-1".into()],
+        };
+        a.change_comment_state("OPS-3", &saved).unwrap();
+        assert_eq!(
+            a.comment_state("OPS-3").unwrap(),
+            CommentState {
+                last_comment: t(100),
+                pending: 3,
+                first_seen: t(50),
+                last_seen: t(90),
+                hosts: vec!["web-1".into()],
+            }
+        );
+        b.record(&[log("b2")]).unwrap();
+        let commented = CommentChange {
+            last_comment: t(200),
+            pending: -(read.pending as i64),
+            ..CommentChange::default()
+        };
+        a.change_comment_state("OPS-3", &commented).unwrap();
+        assert_eq!(
+            b.comment_state("OPS-3").unwrap(),
+            CommentState {
+                last_comment: t(200),
+                pending: 2,
+                ..CommentState::default()
+            }
+        );
+        assert_eq!((a.counted_here("OPS-3"), b.counted_here("OPS-3")), (2, 2));
+        // Never below 0, also for a ticket without a row yet.
+        for ticket in ["OPS-3", "OPS-4"] {
+            let over = CommentChange {
+                pending: -5,
+                ..CommentChange::default()
+            };
+            a.change_comment_state(ticket, &over).unwrap();
+            assert_eq!(a.comment_state(ticket).unwrap().pending, 0);
+        }
+    }
+
+    #[test]
+    fn a_runs_own_share_of_a_count_holds_only_what_its_batches_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db"), job("src", "J OPS")).unwrap();
+        let log = |id: &str| Processed {
+            id: id.into(),
+            timestamp: None,
+            failed: None,
+            recurrence: Some("OPS-5".into()),
+        };
+        store.begin().unwrap();
+        store.record(&[log("a"), log("b")]).unwrap();
+        // The open batch counts for the calls inside it.
+        assert_eq!(store.counted_here("OPS-5"), 2);
+        store.rollback();
+        assert_eq!(store.counted_here("OPS-5"), 0);
+        assert_eq!(store.comment_state("OPS-5").unwrap().pending, 0);
+        store.begin().unwrap();
+        store.record(&[log("a"), log("b"), log("c")]).unwrap();
+        store.commit().unwrap();
+        store.record(&[log("d")]).unwrap();
+        assert_eq!(store.counted_here("OPS-5"), 4);
+        assert_eq!(store.comment_state("OPS-5").unwrap().pending, 4);
+        assert_eq!(store.counted_here("OPS-6"), 0);
     }
 
     #[test]

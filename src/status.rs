@@ -490,7 +490,7 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{CommentState, Processed, StateStore};
+    use crate::state::{CommentChange, Processed, StateStore};
 
     #[test]
     fn a_job_sees_its_runs_checkpoint_retries_and_tickets_while_a_run_holds_the_lock() {
@@ -512,12 +512,12 @@ mod tests {
             .unwrap();
         store.remember_ticket("fp1", "OPS-1").unwrap();
         store
-            .save_comment_state(
+            .change_comment_state(
                 "OPS-1",
-                &CommentState {
+                &CommentChange {
                     last_comment: Some(t(5_000)),
                     pending: 2,
-                    ..CommentState::default()
+                    ..CommentChange::default()
                 },
             )
             .unwrap();

@@ -383,67 +383,100 @@ async fn an_interrupt_while_logs_are_in_flight_ends_the_run_after_the_grace_peri
     server.verify().await;
 }
 
-/// Recurrence comments: the ticket exists, its comment takes 8 s to be answered. An interrupt
-/// during that call ends the phase after the grace period: exit 130, and the occurrences stay
-/// pending for the next run.
+/// Recurrence comments: three tickets exist, each comment takes 8 s to be answered. An
+/// interrupt during those calls ends the phase after the grace period: exit 130, and the
+/// occurrences stay pending for the next run. Sequentially one comment was in flight; with
+/// `--async --workers 4` all three were, and all three are dropped alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupt_while_comments_are_posted_ends_the_run_after_the_grace_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = jira_server().await;
-    let text: String = (0..4)
-        .map(|i| log(&format!("l{i}"), "svc", "h", i, "") + "\n")
-        .collect();
-    let fp = fingerprint_of(text.lines().next().unwrap());
-    let lbl = label(&fp);
-    Mock::given(method("POST"))
-        .and(path(format!("{V3}/search/jql")))
-        .respond_with(move |_: &Request| {
-            ResponseTemplate::new(200)
-                .set_body_json(search_page(vec![cloud_issue(20_001, "OPS-9", &lbl, false)]))
-        })
-        .mount(&server)
+    for (mode, in_flight) in [(&[][..], 1), (&["--async", "--workers", "4"][..], 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = jira_server().await;
+        let text: String = (0..12)
+            .map(|i| log(&format!("l{i}"), &format!("svc{}", i % 3), "h", i, "") + "\n")
+            .collect();
+        let keys: HashMap<String, String> = text
+            .lines()
+            .take(3)
+            .enumerate()
+            .map(|(i, line)| (label(&fingerprint_of(line)), format!("OPS-{}", 9 + i)))
+            .collect();
+        let found = keys.clone();
+        Mock::given(method("POST"))
+            .and(path(format!("{V3}/search/jql")))
+            .respond_with(move |req: &Request| {
+                let issues = jql_labels(req)
+                    .iter()
+                    .filter_map(|l| {
+                        let key = found.get(l)?;
+                        Some(cloud_issue(20_001, key, l, false))
+                    })
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(search_page(issues))
+            })
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex(format!("^{V3}/issue/OPS-[0-9]+/comment$")))
+            .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(8)))
+            .expect(in_flight)
+            .mount(&server)
+            .await;
+        let input = write(dir.path(), "logs.jsonl", &text);
+        let state = dir.path().join("state.db");
+        let mut extra = vec![
+            "--state",
+            state.to_str().unwrap(),
+            "--shutdown-grace",
+            "300ms",
+        ];
+        extra.extend(mode);
+        let started = Instant::now();
+        let report = run_lib(
+            &cloud_args(&server.uri(), &input, &extra),
+            CLOUD_ENV,
+            after(1000),
+        )
         .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{V3}/issue/OPS-9/comment")))
-        .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(8)))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let input = write(dir.path(), "logs.jsonl", &text);
-    let state = dir.path().join("state.db");
-    let started = Instant::now();
-    let report = run_lib(
-        &cloud_args(
-            &server.uri(),
-            &input,
-            &[
-                "--state",
-                state.to_str().unwrap(),
-                "--shutdown-grace",
-                "300ms",
-            ],
-        ),
-        CLOUD_ENV,
-        after(1000),
-    )
-    .await;
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(4), "took {took:?}");
-    let s = &report.summary;
-    assert!(s.interrupted, "{s:?}");
-    assert_eq!((s.existing, s.duplicates, s.commented), (1, 3, 0), "{s:?}");
-    assert_eq!(triage::exit_code(&report), 130);
-    let store = triage::state::StateStore::open_read_only(
-        &state,
-        triage::state::Scope {
-            source: String::new(),
-            jira: triage::state::Scope::jira(&server.uri(), "OPS"),
-        },
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(store.comment_state("OPS-9").unwrap().pending, 4);
-    server.verify().await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(4), "{mode:?}: took {took:?}");
+        let s = &report.summary;
+        assert!(s.interrupted, "{mode:?}: {s:?}");
+        assert_eq!(
+            (s.existing, s.duplicates, s.commented),
+            (3, 9, 0),
+            "{mode:?}: {s:?}"
+        );
+        assert_eq!(triage::exit_code(&report), 130);
+        let store = triage::state::StateStore::open_read_only(
+            &state,
+            triage::state::Scope {
+                source: String::new(),
+                jira: triage::state::Scope::jira(&server.uri(), "OPS"),
+            },
+        )
+        .unwrap()
+        .unwrap();
+        // The tickets whose comment was cut off keep their counts for the next comment.
+        let cut_off: Vec<String> = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.url.path().strip_suffix("/comment").map(str::to_string))
+            .filter_map(|p| p.rsplit('/').next().map(str::to_string))
+            .collect();
+        assert_eq!(cut_off.len() as u64, in_flight, "{mode:?}: {cut_off:?}");
+        for key in &cut_off {
+            assert!(keys.values().any(|k| k == key), "{key}");
+            assert_eq!(
+                store.comment_state(key).unwrap().pending,
+                4,
+                "{mode:?}: {key}"
+            );
+        }
+        server.verify().await;
+    }
 }
 
 /// An interrupt that comes after the logs are done stops the recurrence phase before it

@@ -107,6 +107,8 @@ struct SimComment {
     key: String,
     at: DateTime<Utc>,
     text: String,
+    /// When the post reached the simulated Jira (it is answered `comment_delay` later).
+    arrived: Instant,
 }
 
 #[derive(Default)]
@@ -124,8 +126,16 @@ struct World {
     jira_down: bool,
     /// Datadog answers with `meta.status: timeout` (a partial result) while this is set.
     partial: bool,
+    /// Requests to Jira so far.
+    jira_requests: u64,
+    /// Tickets whose comment posts Jira refuses (400).
+    refused_comments: HashSet<String>,
     unexpected: Vec<String>,
 }
+
+/// Called as a create, update or comment of a ticket reaches the simulated Jira, before it is
+/// answered: ("create" | "update" | "comment", the ticket's key).
+type JiraHook = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Datadog and Jira Cloud on one loopback server, sharing one world.
 struct Sim {
@@ -135,6 +145,7 @@ struct Sim {
     search_lag: Duration,
     /// How long a comment post takes to answer.
     comment_delay: Duration,
+    hook: Mutex<Option<JiraHook>>,
 }
 
 impl Sim {
@@ -148,7 +159,33 @@ impl Sim {
             create_delay,
             search_lag: Duration::from_millis(1500),
             comment_delay: Duration::ZERO,
+            hook: Mutex::new(None),
         })
+    }
+
+    /// The same, with comment posts answered `comment_delay` after they arrive.
+    fn with_comment_delay(logs: Vec<SimLog>, comment_delay: Duration) -> Arc<Sim> {
+        Arc::new(Sim {
+            world: Mutex::new(World {
+                logs,
+                ..World::default()
+            }),
+            page_delay: Duration::ZERO,
+            create_delay: Duration::ZERO,
+            search_lag: Duration::from_millis(1500),
+            comment_delay,
+            hook: Mutex::new(None),
+        })
+    }
+
+    fn set_hook(&self, hook: JiraHook) {
+        *self.hook.lock().unwrap() = Some(hook);
+    }
+
+    fn call_hook(&self, what: &str, key: &str) {
+        if let Some(hook) = &*self.hook.lock().unwrap() {
+            hook(what, key);
+        }
     }
 
     async fn serve(self: &Arc<Self>) -> MockServer {
@@ -175,6 +212,9 @@ impl Sim {
         let issue_key = p
             .strip_prefix("/rest/api/3/issue/")
             .map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+        if p.starts_with("/rest/api/") {
+            w.jira_requests += 1;
+        }
         if w.jira_down && matches!(p.as_str(), "/rest/api/3/issue" | "/rest/api/3/search/jql") {
             return ResponseTemplate::new(503).set_body_string("Service Unavailable");
         }
@@ -218,6 +258,7 @@ impl Sim {
                     created_sim,
                     described: described_count(&body["fields"]["description"]),
                 });
+                self.call_hook("create", &key);
                 ResponseTemplate::new(201)
                     .set_body_json(created(id, &key))
                     .set_delay(self.create_delay)
@@ -225,9 +266,21 @@ impl Sim {
             ("POST", _) if p.ends_with("/comment") => {
                 w.comment_posts += 1;
                 let key = issue_key.unwrap_or_default();
+                if w.refused_comments.contains(&key) {
+                    return ResponseTemplate::new(400).set_body_json(json!({
+                        "errorMessages": [format!("{key}: comments are closed on this issue")],
+                        "errors": {}
+                    }));
+                }
                 let at = w.now.unwrap_or_else(Utc::now);
                 let text = adf_text(&json_of(req)["body"]);
-                w.comments.push(SimComment { key, at, text });
+                self.call_hook("comment", &key);
+                w.comments.push(SimComment {
+                    key,
+                    at,
+                    text,
+                    arrived: Instant::now(),
+                });
                 ResponseTemplate::new(201)
                     .set_body_json(spec_example(
                         "/rest/api/3/issue/{issueIdOrKey}/comment",
@@ -244,6 +297,7 @@ impl Sim {
                 match w.issues.iter_mut().find(|i| i.key == key) {
                     Some(issue) => {
                         issue.described = described;
+                        self.call_hook("update", &key);
                         ResponseTemplate::new(204)
                     }
                     None => ResponseTemplate::new(404),
@@ -333,6 +387,25 @@ fn cron_command(
     report: &Path,
     extra: &[&str],
 ) -> Command {
+    cron_command_in(
+        &["--async", "--workers", "8"],
+        uri,
+        state,
+        now,
+        report,
+        extra,
+    )
+}
+
+/// [`cron_command`] in another mode (`--async --workers N`, or `[]`: sequential).
+fn cron_command_in(
+    mode: &[&str],
+    uri: &str,
+    state: &Path,
+    now: DateTime<Utc>,
+    report: &Path,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("triage"));
     cmd.env_clear()
         .current_dir(state.parent().unwrap())
@@ -345,14 +418,8 @@ fn cron_command(
         .env("JIRA_EMAIL", "triage-bot@example.com")
         .env("JIRA_API_TOKEN", JIRA_TOKEN)
         .env("TRIAGE_STATE", state)
-        .args([
-            "--no-rate-limit",
-            "--output",
-            "json",
-            "--async",
-            "--workers",
-            "8",
-        ])
+        .args(["--no-rate-limit", "--output", "json"])
+        .args(mode)
         .arg("--now")
         .arg(now.to_rfc3339())
         .arg("--report")
@@ -1336,6 +1403,275 @@ async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The end-of-run comments, up to --workers at once
+// ---------------------------------------------------------------------------------------------
+
+/// One log of each of `problems` problems, stamped 10 minutes before `at`, ids tagged `tag`.
+fn one_each(problems: usize, at: DateTime<Utc>, tag: &str) -> Vec<SimLog> {
+    sim_logs(
+        problems,
+        problems,
+        at - chrono::Duration::minutes(10),
+        chrono::Duration::seconds(1),
+        |_| chrono::Duration::seconds(1),
+    )
+    .into_iter()
+    .map(|mut l| {
+        l.id = l.id.replace("sim", tag);
+        l
+    })
+    .collect()
+}
+
+/// A simulated world where `problems` problems already have their tickets (filed by a
+/// sequential run at `now`, so OPS-1 is problem 0's, and so on), and have recurred once more by
+/// `later`. Returns the world, its server, and the state file.
+async fn recurring_world(
+    problems: usize,
+    comment_delay: Duration,
+    now: DateTime<Utc>,
+    later: DateTime<Utc>,
+    dir: &Path,
+) -> (Arc<Sim>, MockServer, PathBuf) {
+    let sim = Sim::with_comment_delay(one_each(problems, now, "first"), comment_delay);
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let state = dir.join("state.db");
+    let out = finish(cron_command_in(
+        &[],
+        &server.uri(),
+        &state,
+        now,
+        &dir.join("report-0.json"),
+        &["--comment-cooldown", "30m"],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    {
+        let mut w = sim.world.lock().unwrap();
+        assert_eq!(w.issues.len(), problems, "one ticket per problem");
+        w.logs.extend(one_each(problems, later, "again"));
+        w.now = Some(later);
+    }
+    (sim, server, state)
+}
+
+/// The most comment posts the simulated Jira held at once: each is held `delay` after it
+/// arrives, so posts that arrived less than `delay` apart were in flight together.
+fn most_comments_in_flight(arrivals: &[Instant], delay: Duration) -> usize {
+    let mut arrivals = arrivals.to_vec();
+    arrivals.sort();
+    (0..arrivals.len())
+        .map(|j| {
+            arrivals[..=j]
+                .iter()
+                .filter(|a| arrivals[j].duration_since(**a) < delay)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Each ticket's description, comments and pending count add up to exactly its logs: every
+/// occurrence told once.
+fn assert_told_exactly(sim: &Sim, state: &Path, uri: &str, logs_per_ticket: u64) {
+    let store = triage::state::StateStore::open_read_only(state, job(uri))
+        .unwrap()
+        .unwrap();
+    let w = sim.world.lock().unwrap();
+    for issue in &w.issues {
+        let commented: u64 = w
+            .comments
+            .iter()
+            .filter(|c| c.key == issue.key)
+            .map(|c| comment_count(&c.text))
+            .sum();
+        let pending = store.comment_state(&issue.key).unwrap().pending;
+        assert_eq!(
+            issue.described + commented + pending,
+            logs_per_ticket,
+            "{}: described {}, commented {commented}, pending {pending}",
+            issue.key,
+            issue.described
+        );
+    }
+}
+
+/// 40 tickets recur, and Jira takes 100 ms to answer each comment. With `--async --workers 10`
+/// the end of the run has at least 5 comments in flight at once at Jira; sequentially, one at a
+/// time. Either way each ticket gets exactly one comment, with the same text, and the warnings
+/// for the three tickets whose comments Jira refuses come in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recurrence_comments_go_out_up_to_workers_at_once_and_say_the_same_in_either_mode() {
+    let now = t("2026-11-23T10:00:00Z");
+    let later = now + chrono::Duration::hours(1);
+    let delay = Duration::from_millis(100);
+    let problems = 40;
+    let mut seen = Vec::new();
+    for mode in [&["--async", "--workers", "10"][..], &[][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let (sim, server, state) = recurring_world(problems, delay, now, later, dir.path()).await;
+        {
+            let mut w = sim.world.lock().unwrap();
+            for key in ["OPS-3", "OPS-17", "OPS-31"] {
+                w.refused_comments.insert(key.to_string());
+            }
+        }
+        let out = finish(cron_command_in(
+            mode,
+            &server.uri(),
+            &state,
+            later,
+            &dir.path().join("report-1.json"),
+            &["--comment-cooldown", "30m"],
+        ))
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["commented"], 37, "{mode:?}: {summary}");
+        let w = sim.world.lock().unwrap();
+        assert_eq!(w.comment_posts, 40, "{mode:?}: one comment post per ticket");
+        let mut texts: Vec<(String, String)> = w
+            .comments
+            .iter()
+            .map(|c| (c.key.clone(), c.text.clone()))
+            .collect();
+        texts.sort();
+        let mut keys: Vec<&String> = texts.iter().map(|(k, _)| k).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), 37, "{mode:?}: one comment per ticket");
+        let arrivals: Vec<Instant> = w.comments.iter().map(|c| c.arrived).collect();
+        let most = most_comments_in_flight(&arrivals, delay);
+        let warnings: Vec<String> = stderr(&out)
+            .lines()
+            .filter_map(|l| l.split_once("warning: ").map(|(_, w)| w.to_string()))
+            .collect();
+        assert_eq!(warnings.len(), 3, "{mode:?}: {warnings:?}");
+        eprintln!("{mode:?}: at most {most} comments in flight at once");
+        if mode.is_empty() {
+            assert_eq!(most, 1, "sequential: one comment at a time");
+        } else {
+            assert!(most >= 5, "--workers 10: {most} comments at once at most");
+        }
+        drop(w);
+        assert_told_exactly(&sim, &state, &server.uri(), 2);
+        seen.push((texts, warnings));
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "the same comments and warnings in both modes"
+    );
+}
+
+/// 40 tickets recur and Jira takes 1.5 s to answer each comment; SIGTERM comes once 10
+/// comments (`--workers 10`) are in flight. Those 10 finish within the grace period, no call to
+/// Jira starts after the signal, and the run says it was interrupted (exit 130). The next run
+/// comments on every ticket, and each ticket's description, comments and pending count add up
+/// to exactly its logs: what the interrupted run left is told once.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_while_comments_go_out_10_at_a_time_starts_no_call_and_loses_no_count() {
+    let now = t("2026-11-23T10:00:00Z");
+    let later = now + chrono::Duration::hours(1);
+    let problems = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, server, state) = recurring_world(
+        problems,
+        Duration::from_millis(1500),
+        now,
+        later,
+        dir.path(),
+    )
+    .await;
+    let async_10 = ["--async", "--workers", "10"];
+    let extra = ["--comment-cooldown", "30m", "--shutdown-grace", "10s"];
+    let child = cron_command_in(
+        &async_10,
+        &server.uri(),
+        &state,
+        later,
+        &dir.path().join("report-1.json"),
+        &extra,
+    )
+    .spawn()
+    .expect("triage starts");
+    let started = Instant::now();
+    let calls_at_signal = loop {
+        {
+            let w = sim.world.lock().unwrap();
+            if w.comment_posts >= 10 {
+                break w.jira_requests;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "10 comments were never in flight at once"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    assert_eq!(
+        summary["commented"], 10,
+        "the comments in flight finished: {summary}"
+    );
+    {
+        let w = sim.world.lock().unwrap();
+        let arrivals: Vec<Instant> = w.comments.iter().map(|c| c.arrived).collect();
+        assert_eq!(
+            most_comments_in_flight(&arrivals, Duration::from_millis(1500)),
+            10,
+            "the signal came with 10 comments in flight"
+        );
+        assert_eq!(w.comment_posts, 10, "no comment started after the signal");
+        assert_eq!(
+            w.jira_requests, calls_at_signal,
+            "no call to Jira started after the signal"
+        );
+    }
+
+    // The next run: every ticket recurs once more.
+    let last = later + chrono::Duration::hours(1);
+    {
+        let mut w = sim.world.lock().unwrap();
+        w.logs.extend(one_each(problems, last, "third"));
+        w.now = Some(last);
+    }
+    let out = finish(cron_command_in(
+        &async_10,
+        &server.uri(),
+        &state,
+        last,
+        &dir.path().join("report-2.json"),
+        &extra,
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["commented"], 40, "{summary}");
+    let w = sim.world.lock().unwrap();
+    let mut counts: Vec<u64> = w.comments[10..]
+        .iter()
+        .map(|c| comment_count(&c.text))
+        .collect();
+    counts.sort();
+    // The 10 tickets commented on before the signal report their one new log; the 30 others
+    // what was left pending too.
+    assert_eq!(counts, [vec![1; 10], vec![2; 30]].concat(), "{counts:?}");
+    drop(w);
+    assert_told_exactly(&sim, &state, &server.uri(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Several runners sharing one PostgreSQL state store (issue 14). These need a real server:
 // `TRIAGE_TEST_DATABASE_URL` names one (`.ci/run` starts a throwaway cluster on loopback and
 // sets it); without it each test says it was skipped and passes. Each test works in its own
@@ -1454,6 +1790,7 @@ fn lagging_sim(logs: Vec<SimLog>, page_delay: Duration, lag: Duration) -> Arc<Si
         search_lag: lag,
         // Long enough that runners deciding the same ticket's comment overlap.
         comment_delay: Duration::from_millis(400),
+        hook: Mutex::new(None),
     })
 }
 
@@ -1609,6 +1946,240 @@ async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_
         per_ticket.values().all(|n| *n == 1),
         "one comment per ticket between the runners: {per_ticket:?}"
     );
+}
+
+/// Another job on the shared store (another query, the same Jira), as a thread that records
+/// one more occurrence of a ticket each time it is asked, and answers once that is committed.
+fn other_job(
+    url: &str,
+    uri: &str,
+) -> std::sync::mpsc::Sender<(String, std::sync::mpsc::Sender<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(String, std::sync::mpsc::Sender<()>)>();
+    let (url, uri) = (url.to_string(), uri.to_string());
+    std::thread::spawn(move || {
+        let scope = triage::state::Scope {
+            source: triage::state::Scope::datadog(&uri, "status:error service:other"),
+            jira: triage::state::Scope::jira(&uri, PROJECT),
+        };
+        let mut store =
+            triage::state::StateStore::open(Path::new(&url), scope).expect("store opens");
+        for (n, (key, done)) in rx.into_iter().enumerate() {
+            store
+                .record(&[triage::state::Processed {
+                    id: format!("other-{n}"),
+                    timestamp: None,
+                    failed: None,
+                    recurrence: Some(key),
+                }])
+                .expect("recorded");
+            let _ = done.send(());
+        }
+    });
+    tx
+}
+
+/// Another runner records occurrences of a ticket at the worst moments: while its create, its
+/// end-of-run update and, an hour later, its recurrence comment are at Jira (after the runner
+/// that made them read the pending count, before it takes off what it reported). Every
+/// occurrence is told exactly once: each ticket's description, comments and pending count add
+/// up to the logs of both runners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_occurrences_another_runner_adds_while_a_ticket_is_updated_or_commented_are_told_once() {
+    let Some(url) = pg_database("tally") else {
+        return;
+    };
+    let now = t("2026-11-23T10:00:00Z");
+    let problems = 4;
+    let round = |at: DateTime<Utc>, tag: &str| -> Vec<SimLog> {
+        sim_logs(
+            40,
+            problems,
+            at - chrono::Duration::minutes(10),
+            chrono::Duration::seconds(2),
+            |_| chrono::Duration::seconds(1),
+        )
+        .into_iter()
+        .map(|mut l| {
+            l.id = l.id.replace("sim", tag);
+            l
+        })
+        .collect()
+    };
+    let sim = Sim::new(round(now, "first"), Duration::ZERO, Duration::ZERO);
+    sim.set_now(now);
+    let server = sim.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = Mutex::new(other_job(&url, &server.uri()));
+    let added: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    {
+        let added = added.clone();
+        sim.set_hook(Box::new(move |_what, key| {
+            let (done, wait) = std::sync::mpsc::channel();
+            other.lock().unwrap().send((key.to_string(), done)).unwrap();
+            wait.recv().expect("the other job recorded it");
+            *added.lock().unwrap().entry(key.to_string()).or_default() += 1;
+        }));
+    }
+    let pending = |key: &str| {
+        let (url, uri, key) = (url.clone(), server.uri(), key.to_string());
+        std::thread::spawn(move || {
+            let scope = triage::state::Scope {
+                source: triage::state::Scope::datadog(&uri, "status:error"),
+                jira: triage::state::Scope::jira(&uri, PROJECT),
+            };
+            triage::state::StateStore::open_read_only(Path::new(&url), scope)
+                .unwrap()
+                .unwrap()
+                .comment_state(&key)
+                .unwrap()
+                .pending
+        })
+        .join()
+        .unwrap()
+    };
+
+    let out = finish(pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        now,
+        "1",
+        "status:error",
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let keys: Vec<String> = sim
+        .world
+        .lock()
+        .unwrap()
+        .issues
+        .iter()
+        .map(|i| i.key.clone())
+        .collect();
+    assert_eq!(keys.len(), problems);
+    for key in &keys {
+        // Its create and its update each saw one occurrence from the other job: the update
+        // reported this runner's logs, and left the other job's pending.
+        assert_eq!(added.lock().unwrap()[key], 2, "{key}");
+        assert_eq!(
+            pending(key),
+            2,
+            "{key}: the other job's occurrences are pending"
+        );
+    }
+
+    // An hour later (past the cooldown) every problem recurs: one comment per ticket, which
+    // reports all that is pending, while the other job records one more.
+    let later = now + chrono::Duration::hours(1);
+    {
+        let mut w = sim.world.lock().unwrap();
+        w.logs.extend(round(later, "again"));
+        w.now = Some(later);
+    }
+    let out = finish(pg_runner(
+        &server.uri(),
+        &url,
+        dir.path(),
+        later,
+        "2",
+        "status:error",
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let w = sim.world.lock().unwrap();
+    let per_problem = 2 * 40 / problems as u64;
+    for issue in &w.issues {
+        let comments: Vec<u64> = w
+            .comments
+            .iter()
+            .filter(|c| c.key == issue.key)
+            .map(|c| comment_count(&c.text))
+            .collect();
+        assert_eq!(comments.len(), 1, "{}: {comments:?}", issue.key);
+        let others = added.lock().unwrap()[&issue.key];
+        assert_eq!(others, 3, "{}", issue.key);
+        let left = pending(&issue.key);
+        assert_eq!(
+            left, 1,
+            "{}: the occurrence recorded while the comment was at Jira is pending",
+            issue.key
+        );
+        assert_eq!(
+            issue.described + comments[0] + left,
+            per_problem + others,
+            "{}: described {}, commented {comments:?}, pending {left}",
+            issue.key,
+            issue.described
+        );
+    }
+}
+
+/// The store's side of it, from two connections at the critical point: a runner reads a
+/// ticket's pending count, another runner adds to it, and the first saves its counts and, after
+/// its comment, takes off what it reported. What the other added is still there.
+#[test]
+fn pg_a_pending_count_is_moved_never_written_over() {
+    let Some(url) = pg_database("moved") else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let uri = "http://127.0.0.1:9";
+        let open = |query: &str| {
+            let scope = triage::state::Scope {
+                source: triage::state::Scope::datadog(uri, query),
+                jira: triage::state::Scope::jira(uri, PROJECT),
+            };
+            triage::state::StateStore::open(Path::new(&url), scope).expect("store opens")
+        };
+        let (mut a, mut b) = (open("status:error"), open("status:error service:b"));
+        let log = |id: &str| triage::state::Processed {
+            id: id.into(),
+            timestamp: None,
+            failed: None,
+            recurrence: Some("OPS-1".into()),
+        };
+        a.record(&[log("a1"), log("a2")]).unwrap();
+        let read = a.comment_state("OPS-1").unwrap();
+        assert_eq!(read.pending, 2);
+        b.record(&[log("b1")]).unwrap();
+        // Saved as pending before the comment: the span, not the count.
+        let saved = triage::state::CommentChange {
+            last_comment: read.last_comment,
+            pending: 0,
+            first_seen: Some(t("2026-11-23T09:50:00Z")),
+            last_seen: Some(t("2026-11-23T09:59:00Z")),
+            hosts: vec!["i-0a11".into()],
+        };
+        a.change_comment_state("OPS-1", &saved).unwrap();
+        assert_eq!(a.comment_state("OPS-1").unwrap().pending, 3);
+        b.record(&[log("b2")]).unwrap();
+        // The comment reported what was read.
+        let commented = triage::state::CommentChange {
+            last_comment: Some(t("2026-11-23T10:00:00Z")),
+            pending: -(read.pending as i64),
+            ..Default::default()
+        };
+        a.change_comment_state("OPS-1", &commented).unwrap();
+        let after = b.comment_state("OPS-1").unwrap();
+        assert_eq!(
+            (after.pending, after.last_comment, after.first_seen),
+            (2, Some(t("2026-11-23T10:00:00Z")), None),
+            "the other runner's two occurrences are pending"
+        );
+        // Each store knows its own share; a count never goes below 0.
+        assert_eq!((a.counted_here("OPS-1"), b.counted_here("OPS-1")), (2, 2));
+        a.change_comment_state(
+            "OPS-1",
+            &triage::state::CommentChange {
+                pending: -10,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(a.comment_state("OPS-1").unwrap().pending, 0);
+    })
+    .join()
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

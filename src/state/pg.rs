@@ -22,8 +22,8 @@ use super::pg_tls;
 use serde_json::Value;
 
 use super::{
-    from_ms, json_text, ms, CommentState, FailedLog, Lease, Processed, Scope, StateError,
-    StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
+    from_ms, json_text, ms, CommentChange, CommentState, FailedLog, Lease, Processed, Scope,
+    StateError, StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
 };
 
 /// Schema steps, applied in order; `triage_schema.version` counts how many have run.
@@ -528,9 +528,10 @@ impl PgStore {
         .map(|r| r.is_some())
     }
 
-    pub fn record(&mut self, batch: &[Processed]) -> Result<(), StateError> {
+    /// Returns what was added to each ticket's pending count.
+    pub fn record(&mut self, batch: &[Processed]) -> Result<Vec<(String, u64)>, StateError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let (source, jira) = (self.scope.source.clone(), self.scope.jira.clone());
         self.atomic(|c| {
@@ -568,7 +569,10 @@ impl PgStore {
             for (ticket, n) in &counts {
                 c.execute(&count, &[&jira, ticket, n])?;
             }
-            Ok(())
+            Ok(counts
+                .into_iter()
+                .map(|(ticket, n)| (ticket.to_string(), n as u64))
+                .collect())
         })
     }
 
@@ -729,21 +733,28 @@ impl PgStore {
         })
     }
 
-    pub fn save_comment_state(&self, ticket: &str, state: &CommentState) -> Result<(), StateError> {
-        let hosts = serde_json::to_string(&state.hosts).unwrap_or_else(|_| "[]".into());
+    /// The pending count is moved in the statement itself, under the row's lock: what another
+    /// runner's `record` adds meanwhile is kept whichever commits first.
+    pub fn change_comment_state(
+        &self,
+        ticket: &str,
+        change: &CommentChange,
+    ) -> Result<(), StateError> {
+        let hosts = serde_json::to_string(&change.hosts).unwrap_or_else(|_| "[]".into());
         self.atomic(|c| {
             c.execute(
                 "INSERT INTO comments (jira, ticket, last_ms, pending, first_ms, last_seen_ms, hosts)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (jira, ticket) DO UPDATE SET last_ms = excluded.last_ms, pending = excluded.pending,
+                 VALUES ($1, $2, $3, GREATEST($4::BIGINT, 0), $5, $6, $7)
+                 ON CONFLICT (jira, ticket) DO UPDATE SET last_ms = excluded.last_ms,
+                   pending = GREATEST(comments.pending + $4::BIGINT, 0),
                    first_ms = excluded.first_ms, last_seen_ms = excluded.last_seen_ms, hosts = excluded.hosts",
                 &[
                     &self.scope.jira,
                     &ticket,
-                    &state.last_comment.map(ms),
-                    &(state.pending as i64),
-                    &state.first_seen.map(ms),
-                    &state.last_seen.map(ms),
+                    &change.last_comment.map(ms),
+                    &change.pending,
+                    &change.first_seen.map(ms),
+                    &change.last_seen.map(ms),
                     &hosts,
                 ],
             )

@@ -1,8 +1,9 @@
 //! The end of a run, on Jira: tickets say what happened.
 //!
 //! In: the problems the collector added up (their ticket key and whole-run facts), the state,
-//! and the run's interrupt. Out: a [`PhaseResult`] for the collector to add up (comments and
-//! updates made, Jira latencies, warnings); a failed call becomes a warning, never an error.
+//! the number of tickets to handle at once (`--workers` with `--async`, else 1), and the run's
+//! interrupt. Out: a [`PhaseResult`] for the collector to add up (comments and updates made,
+//! Jira latencies, warnings); a failed call becomes a warning, never an error.
 //!
 //! - A ticket created in this run was written from its first log; it is brought up to date with
 //!   the whole run's occurrence count, first and last seen, and hosts (the same text a dry run
@@ -11,17 +12,35 @@
 //! - A ticket that existed before this run (or was reopened) gets at most one comment per run,
 //!   and with a state store at most one per `--comment-cooldown`: the occurrences since the last
 //!   comment (or update; a ticket's creation counts as one, so a ticket created by a run killed
-//!   before its update is covered too), and it says since when. Counts are saved as pending before each call,
-//!   so a run killed meanwhile leaves them for the next comment instead of losing them.
+//!   before its update is covered too), and it says since when. Counts are saved as pending
+//!   before each call, so a run killed meanwhile leaves them for the next comment instead of
+//!   losing them.
 //!
-//! An interrupt stops this phase: no new call starts, the one in flight gets the grace period.
+//! A ticket's pending count is only ever moved, never written whole ([`CommentChange`]): a
+//! comment or an update takes off what it reported, and what other runners (or other jobs on
+//! the same store) added meanwhile stays for the next comment. So every occurrence recorded is
+//! told once, by the update of the run that created the ticket or by one comment.
+//!
+//! Up to `workers` tickets are handled at once, each one's steps in order; work on the same
+//! ticket (two problems whose lookups found one ticket) is handled in order, as one ticket.
+//! What each ticket's work did is added up in the input order, so the result does not depend on
+//! the worker count or on scheduling. The Jira client's limiter bounds the rate of the calls.
+//!
+//! An interrupt stops this phase: no ticket and no Jira call starts after it; the work in
+//! flight gets the grace period, then is dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::jira::content::ProblemFacts;
 use crate::jira::JiraClient;
 use crate::shutdown::Shutdown;
-use crate::state::{CommentState, StateHandle};
+use crate::state::{CommentChange, StateError, StateHandle, StateStore};
 
 /// What the collector hands over: one ticket and its whole-run facts.
 #[derive(Debug)]
@@ -43,7 +62,8 @@ pub struct PhaseResult {
     pub interrupted: bool,
 }
 
-/// Bring created tickets up to date, then comment on recurring ones.
+/// Bring created tickets up to date, and comment on recurring ones, up to `workers` tickets at
+/// once.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     jira: &JiraClient,
@@ -53,109 +73,288 @@ pub async fn run(
     recurring: Vec<TicketWork>,
     cooldown: chrono::Duration,
     now: DateTime<Utc>,
+    workers: usize,
     shutdown: &mut Shutdown<'_>,
 ) -> PhaseResult {
     let mut out = PhaseResult::default();
-    let baseline = CommentState {
-        last_comment: Some(now),
-        ..CommentState::default()
-    };
     // A ticket its create describes whole (one log) needs no update: its baseline is saved
-    // now, all of them in one call.
+    // now, all of them in one call. Its create reported its one log, which no pending count
+    // holds: nothing is taken off.
     let (described, created): (Vec<TicketWork>, Vec<TicketWork>) =
         created.into_iter().partition(|w| {
             let f = &w.facts;
             f.occurrences == 1 && f.first_seen == f.last_seen && f.hosts.len() <= 1
         });
-    if !described.is_empty() && !shutdown.fired() {
-        let saved = described
-            .into_iter()
-            .map(|w| (w.key, baseline.clone()))
-            .collect();
-        save_all(state, saved, &mut out, shutdown).await;
+    if let Some(state) = state.filter(|_| !described.is_empty() && !shutdown.fired()) {
+        let keys: Vec<String> = described.into_iter().map(|w| w.key).collect();
+        let baseline = CommentChange {
+            last_comment: Some(now),
+            ..CommentChange::default()
+        };
+        let all = move |s: &mut StateStore| {
+            keys.iter()
+                .try_for_each(|key| s.change_comment_state(key, &baseline))
+        };
+        match shutdown.bounded(state.call(all)).await {
+            None => out.interrupted = true,
+            Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
+            Some(Ok(())) => {}
+        }
     }
-    for TicketWork { key, facts, .. } in created {
-        if out.interrupted || shutdown.fired() {
-            out.interrupted = true;
+    if out.interrupted {
+        return out;
+    }
+
+    // The work, in input order (updates, then comments), gathered per ticket.
+    let work: Vec<Work> = created
+        .into_iter()
+        .map(Work::Update)
+        .chain(recurring.into_iter().map(Work::Comment))
+        .collect();
+    let slots: Vec<Mutex<Slot>> = work.iter().map(|_| Mutex::default()).collect();
+    let mut units: Vec<Vec<(usize, Work)>> = Vec::new();
+    let mut unit_of: HashMap<String, usize> = HashMap::new();
+    for (i, w) in work.into_iter().enumerate() {
+        let u = *unit_of.entry(w.key().to_string()).or_insert_with(|| {
+            units.push(Vec::new());
+            units.len() - 1
+        });
+        units[u].push((i, w));
+    }
+
+    let phase = Phase {
+        jira,
+        state,
+        counted,
+        cooldown,
+        now,
+        stop: AtomicBool::new(false),
+    };
+    let mut waiting = units.into_iter();
+    // Futures of this task, not tasks: nothing here outlives the phase.
+    let mut running = FuturesUnordered::new();
+    let mut stopping = false;
+    let mut cut_off = false;
+    loop {
+        if !stopping && shutdown.poll_now() {
+            stopping = true;
+            phase.stop.store(true, Ordering::SeqCst);
+        }
+        while !stopping && running.len() < workers.max(1) {
+            let Some(unit) = waiting.next() else { break };
+            running.push(phase.unit(unit, &slots));
+        }
+        if running.is_empty() {
             break;
         }
-        // Until the update lands, this run's other logs wait as pending for the next comment
-        // (with a checkpointed source they were counted as they were recorded).
-        let pending = if counted {
-            stored(state, &key, &mut out, shutdown)
+        tokio::select! {
+            biased;
+            () = interrupt_step(shutdown, stopping) => {
+                if stopping {
+                    // The grace period is over: what is still in flight is dropped.
+                    cut_off = true;
+                    break;
+                }
+                stopping = true;
+                phase.stop.store(true, Ordering::SeqCst);
+            }
+            Some(()) = running.next() => {}
+        }
+    }
+    drop(running);
+    out.interrupted |= cut_off || (stopping && waiting.len() > 0);
+
+    // Added up in input order, whatever order the work finished in.
+    let mut leased = Vec::new();
+    for slot in slots {
+        let Slot { out: done, lease } = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+        out.commented += done.commented;
+        out.updated += done.updated;
+        out.jira_times.extend(done.jira_times);
+        out.warnings.extend(done.warnings);
+        out.interrupted |= done.interrupted;
+        leased.extend(lease);
+    }
+    // The comment leases are given back once every ticket is done (after an interrupt,
+    // within the grace period; a lease not given back goes with the store's connection).
+    if let Some(state) = state {
+        for key in leased {
+            let lease = comment_lease(&key);
+            match shutdown
+                .bounded(state.call(move |s| s.release_lease(&lease)))
                 .await
-                .map_or(0, |p| p.pending)
+            {
+                None => {
+                    out.interrupted = true;
+                    break;
+                }
+                Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
+                Some(Ok(())) => {}
+            }
+        }
+    }
+    out
+}
+
+/// One piece of the phase's work.
+enum Work {
+    /// Bring a ticket created in this run up to date.
+    Update(TicketWork),
+    /// Comment on a ticket that recurred.
+    Comment(TicketWork),
+}
+
+impl Work {
+    fn key(&self) -> &str {
+        match self {
+            Work::Update(w) | Work::Comment(w) => &w.key,
+        }
+    }
+}
+
+/// What one piece of work did, kept as it happens: work dropped at the end of the grace period
+/// still counts what it did.
+#[derive(Default)]
+struct Slot {
+    out: PhaseResult,
+    /// The ticket whose comment lease this work took.
+    lease: Option<String>,
+}
+
+/// A piece of work's slot.
+struct Out<'s>(&'s Mutex<Slot>);
+
+impl Out<'_> {
+    fn with<T>(&self, f: impl FnOnce(&mut Slot) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn warn(&self, warning: String) {
+        self.with(|s| s.out.warnings.push(warning));
+    }
+
+    fn interrupted(&self) {
+        self.with(|s| s.out.interrupted = true);
+    }
+}
+
+/// What every piece of work shares.
+struct Phase<'a> {
+    jira: &'a JiraClient,
+    state: Option<&'a StateHandle>,
+    counted: bool,
+    cooldown: chrono::Duration,
+    now: DateTime<Utc>,
+    /// Set when the interrupt comes: no Jira call starts after it.
+    stop: AtomicBool,
+}
+
+impl Phase<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// One ticket's work, in order.
+    async fn unit(&self, unit: Vec<(usize, Work)>, slots: &[Mutex<Slot>]) {
+        for (i, work) in unit {
+            let out = Out(&slots[i]);
+            match work {
+                Work::Update(w) => self.update(w, &out).await,
+                Work::Comment(w) => self.comment(w, &out).await,
+            }
+        }
+    }
+
+    /// Bring a ticket created in this run up to date with the whole run.
+    async fn update(&self, work: TicketWork, out: &Out<'_>) {
+        let TicketWork { key, facts, .. } = work;
+        if self.stopped() {
+            out.interrupted();
+            return;
+        }
+        // Until the update lands, this run's other logs wait as pending for the next comment:
+        // with a checkpointed source they were counted as they were recorded, else they are
+        // added now.
+        let added = if self.counted {
+            0
         } else {
             facts.occurrences.saturating_sub(1)
         };
-        if out.interrupted {
-            break;
-        }
-        let started = std::time::Instant::now();
-        let draft = crate::jira::content::ticket(&facts);
-        let call = jira.update(&key, &draft);
-        let Some(result) = shutdown.bounded(call).await else {
-            out.interrupted = true;
-            let waiting = CommentState {
-                last_comment: Some(now),
-                pending,
-                ..CommentState::default()
-            };
-            save(state, &key, waiting, &mut out, shutdown).await;
-            break;
+        let waiting = CommentChange {
+            last_comment: Some(self.now),
+            pending: added as i64,
+            first_seen: facts.first_seen,
+            last_seen: facts.last_seen,
+            hosts: facts.hosts.clone(),
         };
-        out.jira_times.push(started.elapsed());
+        let k = key.clone();
+        self.call(out, move |s| s.change_comment_state(&k, &waiting))
+            .await;
+        if self.stopped() {
+            out.interrupted();
+            return;
+        }
+        let started = Instant::now();
+        let draft = crate::jira::content::ticket(&facts);
+        let result = self.jira.update(&key, &draft).await;
+        out.with(|s| s.out.jira_times.push(started.elapsed()));
         if let Err(e) = result {
-            out.warnings
-                .push(format!("could not bring {key} up to date: {e:#}"));
-            let waiting = CommentState {
+            out.warn(format!("could not bring {key} up to date: {e:#}"));
+            return;
+        }
+        out.with(|s| s.out.updated += 1);
+        // The ticket now tells the whole run: later occurrences count from here. Its count
+        // (all but the first log, which its create reported) leaves the pending count: this
+        // run's own share of it, no more, so what other runners added stays.
+        let reported = facts.occurrences.saturating_sub(1);
+        let now = self.now;
+        self.call(out, move |s| {
+            let own = (s.counted_here(&key) + added).min(reported);
+            let baseline = CommentChange {
                 last_comment: Some(now),
-                pending,
-                first_seen: facts.first_seen,
-                last_seen: facts.last_seen,
-                hosts: facts.hosts.clone(),
+                pending: -(own as i64),
+                ..CommentChange::default()
             };
-            save(state, &key, waiting, &mut out, shutdown).await;
-            continue;
-        }
-        out.updated += 1;
-        // The ticket now tells the whole run: later occurrences count from here.
-        save(state, &key, baseline.clone(), &mut out, shutdown).await;
+            s.change_comment_state(&key, &baseline)
+        })
+        .await;
     }
-    // On a shared store, a ticket's comment is decided by one runner at a time: the others
-    // leave its counts pending (the holder's comment, or the next one, reports them).
-    let mut leased: Vec<String> = Vec::new();
-    for TicketWork {
-        key,
-        mut facts,
-        cooldown: own_cooldown,
-    } in recurring
-    {
-        let cooldown = own_cooldown
+
+    /// Comment on a ticket that recurred, unless its cooldown holds or another runner decides.
+    async fn comment(&self, work: TicketWork, out: &Out<'_>) {
+        let TicketWork {
+            key,
+            mut facts,
+            cooldown,
+        } = work;
+        let cooldown = cooldown
             .and_then(|d| chrono::Duration::from_std(d).ok())
-            .unwrap_or(cooldown);
-        if out.interrupted || shutdown.fired() {
-            out.interrupted = true;
-            break;
+            .unwrap_or(self.cooldown);
+        if self.stopped() {
+            out.interrupted();
+            return;
         }
-        if let Some(shared) = state.filter(|s| s.shared && s.writable) {
+        // On a shared store, a ticket's comment is decided by one runner at a time: the others
+        // leave its counts pending (the holder's comment, or the next one, reports them).
+        if let Some(shared) = self.state.filter(|s| s.shared && s.writable) {
             let lease = comment_lease(&key);
             match shared.call(move |s| s.try_lease(&lease)).await {
-                Ok(crate::state::Lease::Taken) => leased.push(key.clone()),
-                Ok(crate::state::Lease::Held) => continue,
+                Ok(crate::state::Lease::Taken) => out.with(|s| s.lease = Some(key.clone())),
+                Ok(crate::state::Lease::Held) => return,
                 Err(e) => {
-                    out.warnings.push(format!("state store: {e:#}"));
-                    continue;
+                    out.warn(format!("state store: {e:#}"));
+                    return;
                 }
             }
         }
-        let mut pending = stored(state, &key, &mut out, shutdown).await;
-        if out.interrupted {
-            break;
-        }
-        if let Some(p) = &mut pending {
+        // This run's occurrences that no pending count holds yet (none with a checkpointed
+        // source: each was counted as it was recorded).
+        let added = if self.counted { 0 } else { facts.occurrences };
+        let k = key.clone();
+        let mut stored = self.call(out, move |s| s.comment_state(&k)).await;
+        if let Some(p) = &mut stored {
             // What recurred since the last comment, with this run's figures.
-            if counted {
+            if self.counted {
                 facts.occurrences = p.pending;
             } else {
                 facts.occurrences += p.pending;
@@ -172,131 +371,99 @@ pub async fn run(
                 }
             }
             facts.counted_since = p.last_comment;
-            if p.last_comment.is_some_and(|last| now - last < cooldown) {
-                save_pending(state, &key, p.last_comment, &facts, &mut out, shutdown).await;
-                continue;
+            if p.last_comment
+                .is_some_and(|last| self.now - last < cooldown)
+            {
+                self.save_pending(&key, p.last_comment, &facts, added, out)
+                    .await;
+                return;
             }
         }
         if facts.occurrences == 0 {
-            continue;
+            return;
         }
-        let last = pending.as_ref().and_then(|p| p.last_comment);
-        save_pending(state, &key, last, &facts, &mut out, shutdown).await;
-        if out.interrupted {
-            // The counts may not be saved as pending: no comment is sent that could count them
-            // twice.
-            break;
+        let last = stored.as_ref().and_then(|p| p.last_comment);
+        let saved = self.save_pending(&key, last, &facts, added, out).await;
+        if self.stopped() {
+            // The counts stay pending for the next run's comment.
+            out.interrupted();
+            return;
         }
-        let started = std::time::Instant::now();
-        let Some(result) = shutdown.bounded(jira.comment(&key, &facts)).await else {
-            out.interrupted = true;
-            break;
-        };
-        out.jira_times.push(started.elapsed());
+        let started = Instant::now();
+        let result = self.jira.comment(&key, &facts).await;
+        out.with(|s| s.out.jira_times.push(started.elapsed()));
         match result {
             Ok(()) => {
-                out.commented += 1;
-                let fresh = CommentState {
-                    last_comment: Some(now),
-                    ..CommentState::default()
+                out.with(|s| s.out.commented += 1);
+                // What the comment reported leaves the pending count (of it, only what was
+                // saved there); what other runners added since it was read stays.
+                let reported = if saved {
+                    facts.occurrences
+                } else {
+                    facts.occurrences.saturating_sub(added)
                 };
-                save(state, &key, fresh, &mut out, shutdown).await;
+                let fresh = CommentChange {
+                    last_comment: Some(self.now),
+                    pending: -(reported as i64),
+                    ..CommentChange::default()
+                };
+                self.call(out, move |s| s.change_comment_state(&key, &fresh))
+                    .await;
             }
             // The counts stay pending for the next run's comment.
-            Err(e) => out
-                .warnings
-                .push(format!("could not comment on {key}: {e:#}")),
+            Err(e) => out.warn(format!("could not comment on {key}: {e:#}")),
         }
     }
-    if let Some(state) = state {
-        for key in leased {
-            let lease = comment_lease(&key);
-            if let Err(e) = state.call(move |s| s.release_lease(&lease)).await {
-                out.warnings.push(format!("state store: {e:#}"));
+
+    /// Remember occurrences not yet commented on, to add them to the ticket's next comment:
+    /// `added` more pending, and the span `facts` covers. Whether it was saved.
+    async fn save_pending(
+        &self,
+        key: &str,
+        last_comment: Option<DateTime<Utc>>,
+        facts: &ProblemFacts,
+        added: u64,
+        out: &Out<'_>,
+    ) -> bool {
+        let change = CommentChange {
+            last_comment,
+            pending: added as i64,
+            first_seen: facts.first_seen,
+            last_seen: facts.last_seen,
+            hosts: facts.hosts.clone(),
+        };
+        let key = key.to_string();
+        self.call(out, move |s| s.change_comment_state(&key, &change))
+            .await
+            .is_some()
+    }
+
+    /// A state call; a failure becomes a warning (`None`, as without a state store).
+    async fn call<T: Send + 'static>(
+        &self,
+        out: &Out<'_>,
+        f: impl FnOnce(&mut StateStore) -> Result<T, StateError> + Send + 'static,
+    ) -> Option<T> {
+        match self.state?.call(f).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                out.warn(format!("state store: {e:#}"));
+                None
             }
         }
     }
-    out
+}
+
+/// The next thing the interrupt does: come, or (once it came) end its grace period.
+async fn interrupt_step(shutdown: &mut Shutdown<'_>, came: bool) {
+    if came {
+        shutdown.grace_over().await;
+    } else {
+        shutdown.signalled().await;
+    }
 }
 
 /// The lease name under which one runner at a time decides a ticket's recurrence comment.
 fn comment_lease(key: &str) -> String {
     format!("comment on {key}")
-}
-
-/// A ticket's comment state. State calls wait for the writer, which may itself wait for a
-/// state file another process holds: after an interrupt, no longer than the grace period
-/// (`out.interrupted` is set when it ran out).
-async fn stored(
-    state: Option<&StateHandle>,
-    key: &str,
-    out: &mut PhaseResult,
-    shutdown: &mut Shutdown<'_>,
-) -> Option<CommentState> {
-    let state = state?;
-    let key = key.to_string();
-    let Some(answer) = shutdown
-        .bounded(state.call(move |s| s.comment_state(&key)))
-        .await
-    else {
-        out.interrupted = true;
-        return None;
-    };
-    match answer {
-        Ok(p) => Some(p),
-        Err(e) => {
-            out.warnings.push(format!("state store: {e:#}"));
-            None
-        }
-    }
-}
-
-/// Save a ticket's comment state, within the grace period after an interrupt.
-async fn save(
-    state: Option<&StateHandle>,
-    key: &str,
-    saved: CommentState,
-    out: &mut PhaseResult,
-    shutdown: &mut Shutdown<'_>,
-) {
-    save_all(state, vec![(key.to_string(), saved)], out, shutdown).await;
-}
-
-/// Save the comment states of several tickets in one state call.
-async fn save_all(
-    state: Option<&StateHandle>,
-    saved: Vec<(String, CommentState)>,
-    out: &mut PhaseResult,
-    shutdown: &mut Shutdown<'_>,
-) {
-    let Some(state) = state else { return };
-    let all = move |s: &mut crate::state::StateStore| {
-        saved
-            .iter()
-            .try_for_each(|(key, c)| s.save_comment_state(key, c))
-    };
-    match shutdown.bounded(state.call(all)).await {
-        None => out.interrupted = true,
-        Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
-        Some(Ok(())) => {}
-    }
-}
-
-/// Remember occurrences not yet commented on, to add them to the ticket's next comment.
-async fn save_pending(
-    state: Option<&StateHandle>,
-    key: &str,
-    last_comment: Option<DateTime<Utc>>,
-    facts: &ProblemFacts,
-    out: &mut PhaseResult,
-    shutdown: &mut Shutdown<'_>,
-) {
-    let saved = CommentState {
-        last_comment,
-        pending: facts.occurrences,
-        first_seen: facts.first_seen,
-        last_seen: facts.last_seen,
-        hosts: facts.hosts.clone(),
-    };
-    save(state, key, saved, out, shutdown).await;
 }
