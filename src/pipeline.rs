@@ -291,7 +291,7 @@ pub async fn run(
         let can_take = taking && filling && dedup.parked() < MAX_PARKED;
         tokio::select! {
             biased;
-            () = interrupt_step(shutdown, interrupted), if !interrupted || !leaders.is_empty() => {
+            () = shutdown.next_step(interrupted), if !interrupted || !leaders.is_empty() => {
                 if !interrupted {
                     interrupted = true;
                     taking = false;
@@ -593,15 +593,6 @@ async fn next_item(
         if let Some(item) = buffered.next() {
             return Some(item);
         }
-    }
-}
-
-/// The next thing the interrupt does: come, or (once it came) end its grace period.
-async fn interrupt_step(shutdown: &mut Shutdown<'_>, interrupted: bool) {
-    if interrupted {
-        shutdown.grace_over().await;
-    } else {
-        shutdown.signalled().await;
     }
 }
 

@@ -58,6 +58,17 @@ impl<'a> Shutdown<'a> {
         }
     }
 
+    /// The next thing the interrupt does: come (`came` false), or, once it came, end its grace
+    /// period. For a loop that stops starting work when the interrupt comes and drops what is
+    /// in flight when the grace period ends.
+    pub async fn next_step(&mut self, came: bool) {
+        if came {
+            self.grace_over().await;
+        } else {
+            self.signalled().await;
+        }
+    }
+
     /// Run `work` to its end, unless an interrupt comes and its grace period ends first
     /// (`None`: `work` was dropped).
     pub async fn bounded<F: Future>(&mut self, work: F) -> Option<F::Output> {

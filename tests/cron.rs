@@ -591,6 +591,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
         create_delay: Duration::from_millis(400),
         search_lag: Duration::from_millis(1500),
         comment_delay: Duration::from_millis(100),
+        hook: Mutex::new(None),
     });
     sim.set_now(now);
     let server = sim.serve().await;

@@ -149,7 +149,7 @@ pub async fn run(
         }
         tokio::select! {
             biased;
-            () = interrupt_step(shutdown, stopping) => {
+            () = shutdown.next_step(stopping) => {
                 if stopping {
                     // The grace period is over: what is still in flight is dropped.
                     cut_off = true;
@@ -451,15 +451,6 @@ impl Phase<'_> {
                 None
             }
         }
-    }
-}
-
-/// The next thing the interrupt does: come, or (once it came) end its grace period.
-async fn interrupt_step(shutdown: &mut Shutdown<'_>, came: bool) {
-    if came {
-        shutdown.grace_over().await;
-    } else {
-        shutdown.signalled().await;
     }
 }
 
