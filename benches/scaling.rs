@@ -167,6 +167,7 @@ struct Row {
     calls: usize,
     most_in_a_second: usize,
     range: (Duration, Duration),
+    runs: usize,
 }
 
 /// One run's figures.
@@ -316,6 +317,7 @@ fn row(
         calls: median.calls,
         most_in_a_second: median.most_in_a_second,
         range,
+        runs,
     }
 }
 
@@ -396,7 +398,8 @@ fn main() {
             r.workers,
             wall,
             format!(
-                "{runs}: {:.3}-{:.3}",
+                "{}: {:.3}-{:.3}",
+                r.runs,
                 r.range.0.as_secs_f64(),
                 r.range.1.as_secs_f64()
             ),
