@@ -1321,18 +1321,18 @@ impl SqliteStore {
                 let new = seen
                     .execute(params![source, p.id, p.timestamp.map(ms)])
                     .map_err(err)?;
-                if let (1, Some(ticket)) = (new, &p.recurrence) {
-                    count.execute(params![jira, ticket]).map_err(err)?;
-                    *added.entry(ticket.clone()).or_default() += 1;
-                }
-                match &p.failed {
+                // A log that failed was seen then, uncounted: it counts when its retry succeeds.
+                let retried = match &p.failed {
                     Some((event, error)) => {
                         fail.execute(params![source, p.id, event.to_string(), error, now])
                             .map_err(err)?;
+                        0
                     }
-                    None => {
-                        done.execute(params![source, p.id]).map_err(err)?;
-                    }
+                    None => done.execute(params![source, p.id]).map_err(err)?,
+                };
+                if let (true, Some(ticket)) = (new + retried > 0, &p.recurrence) {
+                    count.execute(params![jira, ticket]).map_err(err)?;
+                    *added.entry(ticket.clone()).or_default() += 1;
                 }
             }
         }
@@ -2035,6 +2035,35 @@ mod tests {
         store.record(&[log("b"), log("c")]).unwrap();
         assert_eq!(store.comment_state("OPS-3").unwrap().pending, 3);
         assert_eq!(store.counted_here("OPS-3"), 3);
+    }
+
+    #[test]
+    fn a_log_that_failed_counts_once_when_its_retry_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("s.db"), job("src", "J OPS")).unwrap();
+        let failed = Processed {
+            id: "r".into(),
+            timestamp: None,
+            failed: Some((serde_json::json!({"message": "x"}), "Jira: HTTP 503".into())),
+            recurrence: None,
+        };
+        store.record(std::slice::from_ref(&failed)).unwrap();
+        // It failed again in the next run: still not an occurrence told anywhere.
+        store.record(&[failed]).unwrap();
+        assert_eq!(store.comment_state("OPS-3").unwrap().pending, 0);
+        let succeeded = Processed {
+            id: "r".into(),
+            timestamp: None,
+            failed: None,
+            recurrence: Some("OPS-3".into()),
+        };
+        store.record(std::slice::from_ref(&succeeded)).unwrap();
+        assert!(store.failed_logs().unwrap().is_empty());
+        assert_eq!(store.comment_state("OPS-3").unwrap().pending, 1);
+        // Seen again (an overlapping window): counted once.
+        store.record(&[succeeded]).unwrap();
+        assert_eq!(store.comment_state("OPS-3").unwrap().pending, 1);
+        assert_eq!(store.counted_here("OPS-3"), 1);
     }
 
     #[test]

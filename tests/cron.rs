@@ -2178,6 +2178,14 @@ fn pg_a_pending_count_is_moved_never_written_over() {
         )
         .unwrap();
         assert_eq!(a.comment_state("OPS-1").unwrap().pending, 0);
+        // A log that failed was seen, uncounted; its successful retry counts it, once.
+        let mut failed = log("r1");
+        failed.recurrence = None;
+        failed.failed = Some((serde_json::json!({"message": "x"}), "HTTP 503".into()));
+        a.record(&[failed]).unwrap();
+        a.record(&[log("r1")]).unwrap();
+        a.record(&[log("r1")]).unwrap();
+        assert_eq!(a.comment_state("OPS-1").unwrap().pending, 1);
     })
     .join()
     .unwrap();

@@ -554,16 +554,16 @@ impl PgStore {
             for p in batch {
                 let ts = p.timestamp.map(ms);
                 let new = c.execute(&seen, &[&source, &p.id, &ts])?;
-                if let (1, Some(ticket)) = (new, &p.recurrence) {
-                    *counts.entry(ticket.as_str()).or_default() += 1;
-                }
-                match &p.failed {
+                // A log that failed was seen then, uncounted: it counts when its retry succeeds.
+                let retried = match &p.failed {
                     Some((event, error)) => {
                         c.execute(&fail, &[&source, &p.id, &event.to_string(), error, &now])?;
+                        0
                     }
-                    None => {
-                        c.execute(&done, &[&source, &p.id])?;
-                    }
+                    None => c.execute(&done, &[&source, &p.id])?,
+                };
+                if let (true, Some(ticket)) = (new + retried > 0, &p.recurrence) {
+                    *counts.entry(ticket.as_str()).or_default() += 1;
                 }
             }
             for (ticket, n) in &counts {
