@@ -217,15 +217,22 @@ fn most_in_any_second(arrivals: &[(Instant, &'static str)]) -> usize {
     most
 }
 
-fn run_row(
-    runtime: &tokio::runtime::Runtime,
-    dir: &std::path::Path,
+/// Where and what the runs run: the runtime, the folder with the logs, how many problems they
+/// hold, and the fake Jira's latency.
+struct Bench<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    dir: &'a std::path::Path,
     problems: usize,
     delay: Duration,
-    workers: usize,
-    limit: Option<u32>,
-    run: usize,
-) -> Run {
+}
+
+fn run_row(bench: &Bench<'_>, workers: usize, limit: Option<u32>, run: usize) -> Run {
+    let Bench {
+        runtime,
+        dir,
+        problems,
+        delay,
+    } = *bench;
     let input = dir.join("logs.jsonl");
     let state = dir.join(format!("state-{workers}-{limit:?}-{run}.db"));
     let state_args: Vec<String> = if std::env::var_os("BENCH_NO_STATE").is_some() {
@@ -291,18 +298,9 @@ fn run_row(
 }
 
 /// `runs` runs of one row; its figures are the median run's.
-#[allow(clippy::too_many_arguments)]
-fn row(
-    runtime: &tokio::runtime::Runtime,
-    dir: &std::path::Path,
-    problems: usize,
-    delay: Duration,
-    workers: usize,
-    limit: Option<u32>,
-    runs: usize,
-) -> Row {
+fn row(bench: &Bench<'_>, workers: usize, limit: Option<u32>, runs: usize) -> Row {
     let mut all: Vec<Run> = (0..runs)
-        .map(|run| run_row(runtime, dir, problems, delay, workers, limit, run))
+        .map(|run| run_row(bench, workers, limit, run))
         .collect();
     all.sort_by_key(|r| r.wall);
     let range = (all[0].wall, all[all.len() - 1].wall);
@@ -353,14 +351,26 @@ fn main() {
     // patterns, the first connections) is not any row's.
     let warm = tempfile::tempdir().expect("temp dir");
     std::fs::write(warm.path().join("logs.jsonl"), logs(20)).expect("write logs");
-    run_row(&runtime, warm.path(), 20, delay, 10, None, 0);
+    let warm_up = Bench {
+        runtime: &runtime,
+        dir: warm.path(),
+        problems: 20,
+        delay,
+    };
+    run_row(&warm_up, 10, None, 0);
+    let bench = Bench {
+        runtime: &runtime,
+        dir: dir.path(),
+        problems,
+        delay,
+    };
 
     let mut rows: Vec<Row> = workers
         .iter()
-        .map(|&w| row(&runtime, dir.path(), problems, delay, w, None, runs))
+        .map(|&w| row(&bench, w, None, runs))
         .collect();
     if std::env::var_os("BENCH_WORKERS").is_none() {
-        rows.push(row(&runtime, dir.path(), problems, delay, 50, Some(20), 1));
+        rows.push(row(&bench, 50, Some(20), 1));
     }
 
     // Efficiency needs the one-worker row.

@@ -1409,11 +1409,23 @@ async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
 
 /// One log of each of `problems` problems, stamped 10 minutes before `at`, ids tagged `tag`.
 fn one_each(problems: usize, at: DateTime<Utc>, tag: &str) -> Vec<SimLog> {
+    tagged_logs(problems, problems, at, chrono::Duration::seconds(1), tag)
+}
+
+/// `logs` logs of `problems` problems `spacing` apart from 10 minutes before `at`, ids tagged
+/// `tag` (so rounds of the same problems are different logs).
+fn tagged_logs(
+    logs: usize,
+    problems: usize,
+    at: DateTime<Utc>,
+    spacing: chrono::Duration,
+    tag: &str,
+) -> Vec<SimLog> {
     sim_logs(
-        problems,
+        logs,
         problems,
         at - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(1),
+        spacing,
         |_| chrono::Duration::seconds(1),
     )
     .into_iter()
@@ -1992,19 +2004,7 @@ async fn pg_occurrences_another_runner_adds_while_a_ticket_is_updated_or_comment
     let now = t("2026-11-23T10:00:00Z");
     let problems = 4;
     let round = |at: DateTime<Utc>, tag: &str| -> Vec<SimLog> {
-        sim_logs(
-            40,
-            problems,
-            at - chrono::Duration::minutes(10),
-            chrono::Duration::seconds(2),
-            |_| chrono::Duration::seconds(1),
-        )
-        .into_iter()
-        .map(|mut l| {
-            l.id = l.id.replace("sim", tag);
-            l
-        })
-        .collect()
+        tagged_logs(40, problems, at, chrono::Duration::seconds(2), tag)
     };
     let sim = Sim::new(round(now, "first"), Duration::ZERO, Duration::ZERO);
     sim.set_now(now);

@@ -280,15 +280,7 @@ impl Phase<'_> {
         } else {
             facts.occurrences.saturating_sub(1)
         };
-        let waiting = CommentChange {
-            last_comment: Some(self.now),
-            pending: added as i64,
-            first_seen: facts.first_seen,
-            last_seen: facts.last_seen,
-            hosts: facts.hosts.clone(),
-        };
-        let k = key.clone();
-        self.call(out, move |s| s.change_comment_state(&k, &waiting))
+        self.save_pending(&key, Some(self.now), &facts, added, out)
             .await;
         if self.stopped() {
             out.interrupted();
