@@ -1118,20 +1118,22 @@ impl SqliteStore {
             path: path.to_path_buf(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(sql)?;
-        // The busy timeout first: switching a new file to WAL and migrating it wait for a
-        // process that is doing the same at this moment.
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sql)?;
-        // NORMAL before WAL: switching a new file to WAL then syncs less.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        // Every statement a run repeats stays prepared.
-        conn.set_prepared_statement_cache_capacity(64);
-        migrate(&mut conn).map_err(sql)?;
-        adopt_unscoped(&mut conn, &scope).map_err(sql)?;
+        // Openers racing on a new file: SQLite answers one of two connections that would
+        // deadlock (both switching the file to WAL) "busy" at once, without waiting; the open
+        // is tried again, up to the busy timeout.
+        let busy_timeout = std::time::Duration::from_secs(5);
+        let started = std::time::Instant::now();
+        let conn = loop {
+            match open_sqlite(path, &scope, busy_timeout) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < busy_timeout =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(fastrand::u64(5..25)));
+                }
+                opened => break opened.map_err(sql)?,
+            }
+        };
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
@@ -1804,6 +1806,27 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
     }
     tx.commit()
+}
+
+/// Open a writable SQLite store: WAL, the busy timeout, the schema created or migrated, rows of
+/// older unscoped versions adopted by `scope`.
+fn open_sqlite(
+    path: &Path,
+    scope: &Scope,
+    busy_timeout: std::time::Duration,
+) -> rusqlite::Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    // The busy timeout first: switching a new file to WAL and migrating it wait for a process
+    // that is doing the same at this moment.
+    conn.busy_timeout(busy_timeout)?;
+    // NORMAL before WAL: switching a new file to WAL then syncs less.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Every statement a run repeats stays prepared.
+    conn.set_prepared_statement_cache_capacity(64);
+    migrate(&mut conn)?;
+    adopt_unscoped(&mut conn, scope)?;
+    Ok(conn)
 }
 
 /// Refuse a store written by a newer version of triage: its layout is unknown here, and using it
