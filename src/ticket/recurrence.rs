@@ -77,33 +77,17 @@ pub async fn run(
     shutdown: &mut Shutdown<'_>,
 ) -> PhaseResult {
     let mut out = PhaseResult::default();
-    // A ticket its create describes whole (one log) needs no update: its baseline is saved
-    // now, all of them in one call. Its create reported its one log, which no pending count
-    // holds: nothing is taken off.
-    let (described, created): (Vec<TicketWork>, Vec<TicketWork>) =
-        created.into_iter().partition(|w| {
+    // A ticket its create describes whole (one log) needs nothing more: no update, and its
+    // baseline is the creation the leader recorded with its key (`note_created_ticket`: last
+    // told at the run's start, nothing pending). Writing it again here would only clear the
+    // span another runner may have saved as pending since.
+    let created: Vec<TicketWork> = created
+        .into_iter()
+        .filter(|w| {
             let f = &w.facts;
-            f.occurrences == 1 && f.first_seen == f.last_seen && f.hosts.len() <= 1
-        });
-    if let Some(state) = state.filter(|_| !described.is_empty() && !shutdown.fired()) {
-        let keys: Vec<String> = described.into_iter().map(|w| w.key).collect();
-        let baseline = CommentChange {
-            last_comment: Some(now),
-            ..CommentChange::default()
-        };
-        let all = move |s: &mut StateStore| {
-            keys.iter()
-                .try_for_each(|key| s.change_comment_state(key, &baseline))
-        };
-        match shutdown.bounded(state.call(all)).await {
-            None => out.interrupted = true,
-            Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
-            Some(Ok(())) => {}
-        }
-    }
-    if out.interrupted {
-        return out;
-    }
+            !(f.occurrences == 1 && f.first_seen == f.last_seen && f.hosts.len() <= 1)
+        })
+        .collect();
 
     // The work, in input order (updates, then comments), gathered per ticket.
     let work: Vec<Work> = created
