@@ -131,14 +131,7 @@ fn main() -> ExitCode {
             }
             ExitCode::from(triage::exit_code(&report))
         }
-        Err(e) => {
-            stderr_line(&format!("error: {e:#}"));
-            let locked = matches!(
-                e.downcast_ref::<triage::state::StateError>(),
-                Some(triage::state::StateError::Locked { .. })
-            );
-            ExitCode::from(if locked { exit::LOCKED } else { exit::FATAL })
-        }
+        Err(e) => failed(&e),
     }
 }
 
@@ -548,14 +541,7 @@ fn state_copy(
             stderr_line(&message);
             ExitCode::from(exit::OK)
         }
-        Err(e) => {
-            stderr_line(&format!("error: {e:#}"));
-            let locked = matches!(
-                e.downcast_ref::<triage::state::StateError>(),
-                Some(triage::state::StateError::Locked { .. })
-            );
-            ExitCode::from(if locked { exit::LOCKED } else { exit::FATAL })
-        }
+        Err(e) => failed(&e),
     }
 }
 
@@ -653,4 +639,15 @@ async fn shutdown_signal() {
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     });
+}
+
+/// A command that could not run: its error on stderr, and exit 75 when the state store is
+/// locked by another run, else 1.
+fn failed(e: &anyhow::Error) -> ExitCode {
+    stderr_line(&format!("error: {e:#}"));
+    let locked = matches!(
+        e.downcast_ref::<triage::state::StateError>(),
+        Some(triage::state::StateError::Locked { .. })
+    );
+    ExitCode::from(if locked { exit::LOCKED } else { exit::FATAL })
 }

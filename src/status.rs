@@ -135,20 +135,7 @@ pub fn read(path: &Path, scope: &Scope, last_runs: usize) -> anyhow::Result<Stat
     if crate::state::is_postgres(path) {
         return read_postgres(path, scope, last_runs);
     }
-    let mut status = Status {
-        schema_version: SCHEMA_VERSION,
-        state: path.to_path_buf(),
-        exists: path.exists(),
-        job: Job {
-            source: scope.source.clone(),
-            jira: scope.jira.clone(),
-        },
-        runs: Vec::new(),
-        checkpoint: None,
-        retry: Vec::new(),
-        tickets: Vec::new(),
-        other_jobs: Vec::new(),
-    };
+    let mut status = Status::empty(path.to_path_buf(), path.exists(), scope);
     if !status.exists {
         return Ok(status);
     }
@@ -255,20 +242,7 @@ pub fn read(path: &Path, scope: &Scope, last_runs: usize) -> anyhow::Result<Stat
 fn read_postgres(url: &Path, scope: &Scope, last_runs: usize) -> anyhow::Result<Status> {
     let shown = crate::state::display_target(url);
     let store = crate::state::StateStore::open_read_only(url, scope.clone())?;
-    let mut status = Status {
-        schema_version: SCHEMA_VERSION,
-        state: PathBuf::from(&shown),
-        exists: store.is_some(),
-        job: Job {
-            source: scope.source.clone(),
-            jira: scope.jira.clone(),
-        },
-        runs: Vec::new(),
-        checkpoint: None,
-        retry: Vec::new(),
-        tickets: Vec::new(),
-        other_jobs: Vec::new(),
-    };
+    let mut status = Status::empty(PathBuf::from(&shown), store.is_some(), scope);
     let Some(store) = store else {
         return Ok(status);
     };
@@ -381,6 +355,24 @@ fn job_name(job: &Job) -> String {
 }
 
 impl Status {
+    /// Nothing read yet: `state` as shown, whether it exists, and the job.
+    fn empty(state: PathBuf, exists: bool, scope: &Scope) -> Self {
+        Status {
+            schema_version: SCHEMA_VERSION,
+            state,
+            exists,
+            job: Job {
+                source: scope.source.clone(),
+                jira: scope.jira.clone(),
+            },
+            runs: Vec::new(),
+            checkpoint: None,
+            retry: Vec::new(),
+            tickets: Vec::new(),
+            other_jobs: Vec::new(),
+        }
+    }
+
     /// The status as a person reads it.
     pub fn render_text(&self) -> String {
         use std::fmt::Write as _;
