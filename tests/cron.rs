@@ -745,13 +745,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_the_same_state_exits_75_naming_the_first() {
     let now = t("2026-11-23T10:00:00Z");
-    let logs = sim_logs(
-        40,
-        2,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(5),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(40, 2, now, chrono::Duration::seconds(5));
     let sim = Sim::new(logs, Duration::from_millis(300), Duration::ZERO);
     sim.set_now(now);
     let server = sim.serve().await;
@@ -951,13 +945,7 @@ async fn thirty_minutes_of_cron_with_late_logs_leave_no_gap_and_no_overlap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_that_failed_are_retried_first_next_run_and_given_up_after_max_retries() {
     let now = t("2026-11-23T10:00:00Z");
-    let logs = sim_logs(
-        30,
-        3,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(10),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(30, 3, now, chrono::Duration::seconds(10));
     let sim = Sim::new(logs.clone(), Duration::ZERO, Duration::ZERO);
     sim.set_now(now);
     let server = sim.serve().await;
@@ -1025,13 +1013,7 @@ async fn logs_that_failed_are_retried_first_next_run_and_given_up_after_max_retr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_log_succeeds_on_the_next_run_and_leaves_the_retry_list() {
     let now = t("2026-11-23T10:00:00Z");
-    let logs = sim_logs(
-        20,
-        2,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(10),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(20, 2, now, chrono::Duration::seconds(10));
     let fps = fingerprints_of(&logs);
     let sim = Sim::new(logs.clone(), Duration::ZERO, Duration::ZERO);
     sim.set_now(now);
@@ -1344,13 +1326,7 @@ async fn the_github_actions_steps_in_docs_ci_md_work_as_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
     let now = t("2026-11-23T10:00:00Z");
-    let logs = sim_logs(
-        20,
-        2,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(10),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(20, 2, now, chrono::Duration::seconds(10));
     let sim = Sim::new(logs, Duration::ZERO, Duration::ZERO);
     sim.set_now(now);
     sim.world.lock().unwrap().partial = true;
@@ -1412,14 +1388,13 @@ fn one_each(problems: usize, at: DateTime<Utc>, tag: &str) -> Vec<SimLog> {
     tagged_logs(problems, problems, at, chrono::Duration::seconds(1), tag)
 }
 
-/// `logs` logs of `problems` problems `spacing` apart from 10 minutes before `at`, ids tagged
-/// `tag` (so rounds of the same problems are different logs).
-fn tagged_logs(
+/// `logs` logs of `problems` problems, `spacing` apart from 10 minutes before `at`, each
+/// arriving in Datadog 1 s after its timestamp.
+fn logs_before(
     logs: usize,
     problems: usize,
     at: DateTime<Utc>,
     spacing: chrono::Duration,
-    tag: &str,
 ) -> Vec<SimLog> {
     sim_logs(
         logs,
@@ -1428,12 +1403,23 @@ fn tagged_logs(
         spacing,
         |_| chrono::Duration::seconds(1),
     )
-    .into_iter()
-    .map(|mut l| {
-        l.id = l.id.replace("sim", tag);
-        l
-    })
-    .collect()
+}
+
+/// [`logs_before`], ids tagged `tag` (so rounds of the same problems are different logs).
+fn tagged_logs(
+    logs: usize,
+    problems: usize,
+    at: DateTime<Utc>,
+    spacing: chrono::Duration,
+    tag: &str,
+) -> Vec<SimLog> {
+    logs_before(logs, problems, at, spacing)
+        .into_iter()
+        .map(|mut l| {
+            l.id = l.id.replace("sim", tag);
+            l
+        })
+        .collect()
 }
 
 /// A simulated world where `problems` problems already have their tickets (filed by a
@@ -1823,13 +1809,7 @@ async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_
     };
     let now = t("2026-11-23T10:00:00Z");
     let problems = 12;
-    let logs = sim_logs(
-        240,
-        problems,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(2),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(240, problems, now, chrono::Duration::seconds(2));
     // Jira's search shows a new ticket only 5 s after its create: a runner that searched and
     // missed would create a second one.
     let sim = lagging_sim(
@@ -1908,19 +1888,13 @@ async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_
     // An hour later the same problems recur, seen by all four runners at once: each ticket
     // gets one recurrence comment between them (the comment cooldown is shared too).
     let later = now + chrono::Duration::hours(1);
-    let again: Vec<SimLog> = sim_logs(
-        240,
-        problems,
-        later - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(2),
-        |_| chrono::Duration::seconds(1),
-    )
-    .into_iter()
-    .map(|mut l| {
-        l.id = l.id.replace("sim", "again");
-        l
-    })
-    .collect();
+    let again: Vec<SimLog> = logs_before(240, problems, later, chrono::Duration::seconds(2))
+        .into_iter()
+        .map(|mut l| {
+            l.id = l.id.replace("sim", "again");
+            l
+        })
+        .collect();
     {
         let mut w = sim.world.lock().unwrap();
         w.logs.extend(again.iter().cloned());
@@ -2197,13 +2171,7 @@ async fn pg_the_same_job_on_two_hosts_at_once_runs_once_and_the_other_exits_75()
         return;
     };
     let now = t("2026-11-23T10:00:00Z");
-    let logs = sim_logs(
-        60,
-        3,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(5),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(60, 3, now, chrono::Duration::seconds(5));
     let sim = lagging_sim(logs, Duration::from_millis(250), Duration::from_millis(500));
     sim.set_now(now);
     let server = sim.serve().await;
@@ -2251,13 +2219,7 @@ async fn pg_runners_killed_at_random_points_leave_no_duplicate_no_lost_log_and_n
     let mut rng = fastrand::Rng::with_seed(seed);
     let now = t("2026-11-23T10:00:00Z");
     let problems = 10;
-    let logs = sim_logs(
-        200,
-        problems,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(2),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(200, problems, now, chrono::Duration::seconds(2));
     // Slow pages and creates, so a kill lands mid-run: between pages, while a create is in
     // flight (its lease held), or while a batch is being written.
     let sim = lagging_sim(
@@ -2380,13 +2342,7 @@ async fn pg_a_connection_dropped_mid_run_fails_the_run_clearly_and_the_next_run_
     };
     let now = t("2026-11-23T10:00:00Z");
     let problems = 4;
-    let logs = sim_logs(
-        120,
-        problems,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(4),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(120, problems, now, chrono::Duration::seconds(4));
     let sim = lagging_sim(
         logs.clone(),
         Duration::from_millis(150),
@@ -2451,13 +2407,7 @@ async fn pg_state_export_from_sqlite_and_import_into_postgres_carries_everything
         return;
     };
     let now = t("2026-11-23T10:00:00Z");
-    let logs = sim_logs(
-        60,
-        3,
-        now - chrono::Duration::minutes(10),
-        chrono::Duration::seconds(5),
-        |_| chrono::Duration::seconds(1),
-    );
+    let logs = logs_before(60, 3, now, chrono::Duration::seconds(5));
     let sim = lagging_sim(logs.clone(), Duration::ZERO, Duration::from_millis(200));
     sim.set_now(now);
     let server = sim.serve().await;
