@@ -419,6 +419,7 @@ impl Collector {
                 key: key.clone(),
                 facts,
                 cooldown: leader.resolution.comment_cooldown,
+                told: leader.told.clone(),
             };
             match leader.resolution.action {
                 TicketAction::Created => created.push(work),
@@ -427,6 +428,19 @@ impl Collector {
             }
         }
         (created, recurring)
+    }
+
+    /// The labels each ticket this run created carried in its create, by ticket key.
+    pub fn created_labels(&self) -> HashMap<String, Vec<String>> {
+        self.problems()
+            .filter_map(|p| {
+                let leader = p.leader.as_ref()?;
+                Some((
+                    leader.resolution.key.clone()?,
+                    leader.told.as_ref()?.labels.clone(),
+                ))
+            })
+            .collect()
     }
 
     /// Add up what the end-of-run ticket phase did.

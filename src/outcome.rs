@@ -138,6 +138,8 @@ pub struct LeaderReport {
     pub sample_message: String,
     pub sample_timestamp: Option<DateTime<Utc>>,
     pub resolution: Resolution,
+    /// What the create of this problem's ticket told Jira, when this run created it.
+    pub told: Option<crate::ticket::known::Told>,
 }
 
 /// One log's outcome.

@@ -48,6 +48,7 @@ use crate::shutdown::Shutdown;
 use crate::source::datadog::DatadogSource;
 use crate::source::{self, SourceItem};
 use crate::state::StateHandle;
+use crate::ticket::known::{Tally, Whole};
 use crate::ticket::{self, LeadFailure, TicketStage};
 
 /// Logs parked behind their leaders before the loop stops taking more from the source: a slow
@@ -102,6 +103,7 @@ impl Held {
         waiting: &mut VecDeque<(Fingerprint, Pending)>,
         collector: &mut Collector,
         tickets: Option<&TicketStage>,
+        deferring: bool,
     ) -> anyhow::Result<()> {
         self.fingerprints.clear();
         for (fp, mut p) in std::mem::take(&mut self.logs) {
@@ -119,7 +121,7 @@ impl Held {
             }
             match dedup.claim(&now, p) {
                 Claim::Lead(p) => {
-                    if let Some(tickets) = tickets {
+                    if let (Some(tickets), false) = (tickets, deferring) {
                         tickets.prefetch(&now);
                     }
                     waiting.push_back((now, p));
@@ -136,6 +138,142 @@ impl Held {
 struct Pending {
     event: LogEvent,
     template: String,
+    /// A leader's: what the run knows of its problem beyond this log, for its ticket's create.
+    whole: Option<Whole>,
+}
+
+impl Pending {
+    fn new(event: LogEvent, template: String) -> Self {
+        Pending {
+            event,
+            template,
+            whole: None,
+        }
+    }
+}
+
+/// New problems wait before their tickets are looked up and filed (see [`Deferral`]).
+struct Deferral {
+    /// Still deferring: leaders wait in the queue, unsent and not looked up.
+    on: bool,
+    /// When the first leader began to wait: the deferral ends `max` after it.
+    since: Option<tokio::time::Instant>,
+    max: Duration,
+    /// Per fingerprint (as each log was given it), the logs taken so far.
+    tallies: HashMap<Fingerprint, Tally>,
+}
+
+impl Deferral {
+    fn new(on: bool, max: Duration) -> Self {
+        Deferral {
+            on,
+            since: None,
+            max,
+            tallies: HashMap::new(),
+        }
+    }
+
+    /// When the deferral ends at the latest, once a leader waits.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.since.filter(|_| self.on).map(|s| s + self.max)
+    }
+
+    /// One more log of `fp`, taken from the source.
+    fn tally(&mut self, fp: &Fingerprint, event: &LogEvent) {
+        self.tallies
+            .entry(fp.clone())
+            .or_default()
+            .add(event.timestamp, event.host.as_deref());
+    }
+
+    /// What the run knows now of `fp`'s problem alone (the deferral is over).
+    fn own(&self, fp: &Fingerprint) -> Whole {
+        Whole {
+            tally: self.tallies.get(fp).cloned().unwrap_or_default(),
+            ..Whole::default()
+        }
+    }
+
+    /// End the deferral: every leader waiting now takes the fingerprint its template stands for
+    /// now (a template merged into another's joins that problem, its logs parked behind the
+    /// other's leader), is given the whole of its problem as the run knows it (its logs and
+    /// those of templates merged into it, their fingerprints, its template now), and its
+    /// ticket is looked up, all in one go: the lookups go out in as few searches as they fit.
+    fn end(
+        &mut self,
+        miner: &TemplateMiner,
+        dedup: &mut Deduplicator<Fingerprint, Resolution, Pending>,
+        waiting: &mut VecDeque<(Fingerprint, Pending)>,
+        collector: &mut Collector,
+        tickets: Option<&TicketStage>,
+    ) -> anyhow::Result<()> {
+        if !self.on {
+            return Ok(());
+        }
+        self.on = false;
+        // The whole of each problem, under the fingerprint it stands for now.
+        let mut wholes: HashMap<Fingerprint, Whole> = HashMap::new();
+        let mut fps: Vec<&Fingerprint> = self.tallies.keys().collect();
+        fps.sort();
+        for fp in fps {
+            let now = miner.resolve(fp);
+            let whole = wholes.entry(now.clone()).or_default();
+            whole.tally.absorb(&self.tallies[fp]);
+            if *fp != now {
+                whole.aliases.push(fp.clone());
+            }
+        }
+        // Templates merged in the run: their fingerprints too (one born and merged in the same
+        // log never gave a log its fingerprint).
+        for merge in miner.run_merges() {
+            for fp in [&merge.from, &merge.into] {
+                let fp = Fingerprint::from_raw(fp.as_str());
+                let now = miner.resolve(&fp);
+                if let Some(whole) = wholes.get_mut(&now) {
+                    if fp != now && !whole.aliases.contains(&fp) {
+                        whole.aliases.push(fp);
+                    }
+                }
+            }
+        }
+        // Leaders whose template merged into another's: their logs go to that problem.
+        let (stay, moved): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+            .into_iter()
+            .partition(|(fp, _)| miner.resolve(fp) == *fp);
+        waiting.extend(stay);
+        for (fp, p) in moved {
+            let now = miner.resolve(&fp);
+            let parked = dedup.abandon(&fp);
+            for mut p in std::iter::once(p).chain(parked) {
+                if let Some(t) = miner.template_of(&now) {
+                    p.template = t.to_string();
+                }
+                match dedup.claim(&now, p) {
+                    Claim::Lead(p) => waiting.push_back((now.clone(), p)),
+                    Claim::Parked => {}
+                    Claim::Resolved(res, p) => collector.add(follower(p, now.clone(), &res))?,
+                }
+            }
+        }
+        for (fp, p) in waiting.iter_mut() {
+            let mut whole = wholes.remove(fp).unwrap_or_default();
+            whole.template = miner.template_of(fp).map(str::to_string);
+            if let Some(t) = &whole.template {
+                p.template = t.clone();
+            }
+            if let Some(tickets) = tickets {
+                // Tickets may carry the merged templates' labels: looked up in the same search.
+                tickets.search_also(fp, &whole.aliases);
+            }
+            p.whole = Some(whole);
+        }
+        if let Some(tickets) = tickets {
+            for (fp, _) in waiting.iter() {
+                tickets.prefetch(fp);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A leader's work, finished.
@@ -253,19 +391,54 @@ pub async fn run(
     let mut last_fetched: Option<DateTime<Utc>> = None;
     let per_log_timeout = config.per_log_timeout;
     let mut held = Held::default();
+    // With Jira, new problems wait for the input's end before their tickets are looked up and
+    // filed, at most half the per-log deadline.
+    let mut deferral = Deferral::new(jira.is_some(), per_log_timeout / 2);
+    let mut deferred_left = 0usize;
     // Taking logs until LOOKAHEAD leaders wait, then not until half of them have a slot.
     let mut filling = true;
     loop {
         let stopping = interrupted || fatal.is_some();
+        let stage = jira.is_some().then_some(&*tickets);
         if !taking && !stopping && !held.logs.is_empty() {
             // The input is done: every merge it could cause has happened.
-            let stage = jira.is_some().then_some(&*tickets);
-            held.release(&miner, &mut dedup, &mut waiting, &mut collector, stage)?;
+            held.release(
+                &miner,
+                &mut dedup,
+                &mut waiting,
+                &mut collector,
+                stage,
+                deferral.on,
+            )?;
         }
-        while !stopping && leaders.len() < workers {
+        // New problems wait for the input to end (their tickets are then filed with all the
+        // run knows of them, in one create each), for at most `deferral.max`, and while the
+        // loop can take more logs.
+        if deferral.on
+            && (!taking
+                || stopping
+                || waiting.len() >= LOOKAHEAD
+                || dedup.parked() >= MAX_PARKED
+                || deferral
+                    .deadline()
+                    .is_some_and(|d| tokio::time::Instant::now() >= d))
+        {
+            deferral.end(&miner, &mut dedup, &mut waiting, &mut collector, stage)?;
+            // Leaders that only waited for the deferral still start when an interrupt ended it
+            // (without it they would be running or done by now), within the grace period.
+            if stopping {
+                deferred_left = waiting.len();
+            }
+        }
+        if deferral.on && deferral.since.is_none() && !waiting.is_empty() {
+            deferral.since = Some(tokio::time::Instant::now());
+        }
+        while (!stopping || deferred_left > 0) && !deferral.on && leaders.len() < workers {
             let Some((fp, pending)) = waiting.pop_front() else {
                 break;
             };
+            deferred_left = deferred_left.saturating_sub(1);
+            let whole = pending.whole.unwrap_or_else(|| deferral.own(&fp));
             let event = Arc::new(pending.event);
             running.insert(fp.clone(), event.clone());
             let turn = next_turn;
@@ -278,9 +451,11 @@ pub async fn run(
                 Arc::from(pending.template),
                 turn,
                 per_log_timeout,
+                whole,
             ));
         }
-        if leaders.is_empty() && (!taking || (stopping && waiting.is_empty())) {
+        if leaders.is_empty() && deferred_left == 0 && (!taking || (stopping && waiting.is_empty()))
+        {
             break;
         }
         if waiting.len() >= LOOKAHEAD {
@@ -291,6 +466,10 @@ pub async fn run(
         let can_take = taking && filling && dedup.parked() < MAX_PARKED;
         tokio::select! {
             biased;
+            () = sleep_until_some(deferral.deadline()), if deferral.deadline().is_some() => {
+                // The input goes on too long for new problems to wait for it: the loop's top
+                // ends the deferral.
+            }
             () = shutdown.next_step(interrupted), if !interrupted || !leaders.is_empty() => {
                 if !interrupted {
                     interrupted = true;
@@ -373,7 +552,8 @@ pub async fn run(
                                     also.push(fingerprint::fingerprint(&event).fingerprint);
                                     tickets.search_also(&printed.fingerprint, &also);
                                 }
-                                let pending = Pending { event, template: printed.template };
+                                deferral.tally(&printed.fingerprint, &event);
+                                let pending = Pending::new(event, printed.template);
                                 if printed.young || held.holds(&printed.fingerprint) {
                                     held.hold(printed.fingerprint, pending);
                                     if held.logs.len() >= MAX_HELD {
@@ -384,12 +564,13 @@ pub async fn run(
                                             &mut waiting,
                                             &mut collector,
                                             stage,
+                                            deferral.on,
                                         )?;
                                     }
                                 } else {
                                     match dedup.claim(&printed.fingerprint, pending) {
                                         Claim::Lead(p) => {
-                                            if jira.is_some() {
+                                            if jira.is_some() && !deferral.on {
                                                 tickets.prefetch(&printed.fingerprint);
                                             }
                                             waiting.push_back((printed.fingerprint, p));
@@ -483,34 +664,45 @@ pub async fn run(
         tickets.abort().await;
     }
     interrupted |= shutdown.poll_now();
+    let merges = miner.take_run_merges();
     if let (Some(jira), false, None, false) = (&jira, config.dry_run, &fatal, interrupted) {
         let cooldown =
             chrono::Duration::from_std(config.comment_cooldown).unwrap_or(chrono::Duration::MAX);
         let (created, recurring) = collector.ticket_work(&config.site);
-        let phase = ticket::recurrence::run(
-            jira,
-            writable_state.as_ref(),
-            collector.counts_occurrences(),
-            created,
-            recurring,
-            cooldown,
-            config.now,
-            // As many tickets at once as leaders: 1 without `--async`.
-            workers,
-            shutdown,
-        )
-        .await;
-        interrupted |= phase.interrupted;
-        collector.ticket_phase(phase);
-    }
-    let merges = miner.take_run_merges();
-    if let (Some(jira), false, None, false) = (&jira, config.dry_run, &fatal, interrupted) {
-        if shutdown
-            .bounded(label_merged_tickets(jira, &mut collector, &merges))
+        // Merges the run's creates did not already carry: their tickets are looked up together.
+        let steps = match shutdown
+            .bounded(merge_steps(jira, &merges, &collector.created_labels()))
             .await
-            .is_none()
         {
-            interrupted = true;
+            Some(Ok(steps)) => steps,
+            Some(Err(warning)) => {
+                collector.warning(warning);
+                Vec::new()
+            }
+            None => {
+                interrupted = true;
+                Vec::new()
+            }
+        };
+        if !interrupted {
+            let phase = ticket::recurrence::run(
+                jira,
+                writable_state.as_ref(),
+                collector.counts_occurrences(),
+                ticket::recurrence::Plan {
+                    created,
+                    recurring,
+                    merges: steps,
+                },
+                cooldown,
+                config.now,
+                // As many tickets at once as leaders: 1 without `--async`.
+                workers,
+                shutdown,
+            )
+            .await;
+            interrupted |= phase.interrupted;
+            collector.ticket_phase(phase);
         }
     }
     collector.regroup(&miner);
@@ -558,6 +750,14 @@ pub async fn run(
             .collect(),
     );
     collector.finish(interrupted, fatal.or(source_error), trips)
+}
+
+/// Sleep until `at`; never, without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Items handed from the source to the loop at once.
@@ -633,49 +833,98 @@ async fn save_templates(
 
 /// Two known templates turned out to be one problem: the ticket that survives carries both
 /// labels, so either finds it. The survivor's own ticket wins; otherwise the merged one's
-/// ticket gets the survivor's label. Nothing is created here.
-async fn label_merged_tickets(
+/// ticket gets the survivor's label; a younger ticket of the merged template is told where its
+/// problem went (it is not closed: people may have worked on it). Nothing is created here.
+///
+/// A merge whose two labels a ticket created in this run already carries (`created`: labels by
+/// ticket key) needs nothing. The others' tickets are looked up in batched searches; what to
+/// do is returned, for the ticket phase to carry out with the rest of the run's ticket work.
+async fn merge_steps(
     jira: &JiraClient,
-    collector: &mut Collector,
     merges: &[crate::grouping::TemplateMerge],
-) {
-    for merge in merges {
-        let into = crate::jira::content::fingerprint_label(&merge.into);
-        let from = crate::jira::content::fingerprint_label(&merge.from);
-        let tickets = match jira.open_with_labels(&[into.clone(), from.clone()]).await {
-            Ok(t) => t,
-            Err(e) => {
-                collector.warning(format!(
-                    "could not look up the tickets of merged problem {}: {e:#}",
-                    merge.into
-                ));
-                continue;
+    created: &HashMap<String, Vec<String>>,
+) -> Result<Vec<ticket::recurrence::MergeStep>, String> {
+    use crate::jira::content::fingerprint_label;
+    use ticket::recurrence::MergeStep;
+    let pending: Vec<(String, String)> = merges
+        .iter()
+        .map(|m| (fingerprint_label(&m.into), fingerprint_label(&m.from)))
+        .filter(|(into, from)| {
+            !created
+                .values()
+                .any(|labels| labels.contains(into) && labels.contains(from))
+        })
+        .collect();
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut labels: Vec<String> = Vec::new();
+    for (into, from) in &pending {
+        for l in [into, from] {
+            if !labels.contains(l) {
+                labels.push(l.clone());
             }
-        };
-        let chosen = tickets
+        }
+    }
+    let mut tickets: Vec<(String, Vec<String>)> = Vec::new();
+    for chunk in labels.chunks(crate::jira::lookup::CHUNK_LABELS) {
+        let found = jira
+            .open_with_labels(chunk)
+            .await
+            .map_err(|e| format!("could not look up the tickets of merged problems: {e:#}"))?;
+        for (key, labels) in found {
+            if !tickets.iter().any(|(k, _)| *k == key) {
+                tickets.push((key, labels));
+            }
+        }
+    }
+    // Labels to add, by ticket, in the order first needed; comments in merge order.
+    let mut adds: Vec<(String, Vec<String>)> = Vec::new();
+    let mut comments: Vec<MergeStep> = Vec::new();
+    for (into, from) in &pending {
+        let of_merge: Vec<usize> = (0..tickets.len())
+            .filter(|&i| tickets[i].1.contains(into) || tickets[i].1.contains(from))
+            .collect();
+        let chosen = of_merge
             .iter()
-            .find(|(_, labels)| labels.contains(&into))
-            .or_else(|| tickets.iter().find(|(_, labels)| labels.contains(&from)));
-        let Some((key, labels)) = chosen else {
-            continue;
-        };
-        for label in [&into, &from] {
-            if !labels.contains(label) {
-                if let Err(e) = jira.add_label(key, label).await {
-                    collector.warning(format!("could not label {key} with {label}: {e:#}"));
+            .copied()
+            .find(|&i| tickets[i].1.contains(into))
+            .or_else(|| {
+                of_merge
+                    .iter()
+                    .copied()
+                    .find(|&i| tickets[i].1.contains(from))
+            });
+        let Some(chosen) = chosen else { continue };
+        let key = tickets[chosen].0.clone();
+        for label in [into, from] {
+            if !tickets[chosen].1.contains(label) {
+                tickets[chosen].1.push(label.clone());
+                match adds.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, add)) => add.push(label.clone()),
+                    None => adds.push((key.clone(), vec![label.clone()])),
                 }
             }
         }
-        // Both had a ticket (filed in earlier runs, before the merge could be seen): the younger
-        // one is told where its problem went. It is not closed: people may have worked on it.
-        for (other, other_labels) in &tickets {
-            if other != key && other_labels.contains(&from) && !other_labels.contains(&into) {
-                if let Err(e) = jira.comment_merged(other, key, &from).await {
-                    collector.warning(format!("could not comment on {other}: {e:#}"));
+        for &i in &of_merge {
+            let (other, other_labels) = &tickets[i];
+            if *other != key && other_labels.contains(from) && !other_labels.contains(into) {
+                let step = MergeStep::Comment {
+                    key: other.clone(),
+                    survivor: key.clone(),
+                    label: from.clone(),
+                };
+                if !comments.contains(&step) {
+                    comments.push(step);
                 }
             }
         }
     }
+    Ok(adds
+        .into_iter()
+        .map(|(key, add)| MergeStep::Label { key, add })
+        .chain(comments)
+        .collect())
 }
 
 async fn save_state(
@@ -721,14 +970,18 @@ async fn lead(
     template: Arc<str>,
     turn: u64,
     timeout: Duration,
+    whole: Whole,
 ) -> LeaderDone {
     let deadline = tokio::time::Instant::now() + timeout;
     let progress = Arc::new(ticket::Progress::default());
     let work = tickets.lead(
-        event.clone(),
-        fingerprint.clone(),
-        template.clone(),
-        turn,
+        ticket::Leader {
+            event: event.clone(),
+            fingerprint: fingerprint.clone(),
+            template: template.clone(),
+            turn,
+            whole: Some(whole),
+        },
         deadline,
         progress.clone(),
     );

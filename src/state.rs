@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
                              service TEXT NOT NULL, template TEXT NOT NULL, tokens TEXT NOT NULL,
                              count INTEGER NOT NULL, first_ms INTEGER, last_ms INTEGER, last_used INTEGER NOT NULL);
      CREATE TABLE IF NOT EXISTS template_merges (fingerprint TEXT PRIMARY KEY, into_fingerprint TEXT NOT NULL, merged_ms INTEGER NOT NULL);",
+    // 8: hashes of a ticket's summary and description as triage last wrote them: triage changes
+    // them only while Jira still holds what it wrote (a person's edit stays).
+    "CREATE TABLE IF NOT EXISTS written (jira TEXT NOT NULL, ticket TEXT NOT NULL, summary TEXT NOT NULL,
+                           description TEXT NOT NULL, PRIMARY KEY (jira, ticket));",
 ];
 
 /// A state store problem.
@@ -1053,6 +1057,10 @@ impl StateStore {
         /// Change what a ticket has accumulated: its pending count moved by `change.pending`
         /// (atomically, whatever other runners add meanwhile), the rest set as given.
         fn change_comment_state(&self, ticket: &str, change: &CommentChange) -> Result<(), StateError>;
+        /// Remember the hashes of the summary and description triage wrote on a ticket.
+        fn remember_written(&self, ticket: &str, summary: &str, description: &str) -> Result<(), StateError>;
+        /// The hashes of the summary and description triage last wrote on a ticket.
+        fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError>;
         /// Everything the template miner learned, with the ticket recorded for each template.
         fn load_templates(&self) -> Result<TemplateSnapshot, StateError>;
         /// Save what the template miner changed, in one transaction.
@@ -1476,6 +1484,32 @@ impl SqliteStore {
                 params![fingerprint, analyzer, analysis, ms(Utc::now())],
             )
             .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn remember_written(
+        &self,
+        ticket: &str,
+        summary: &str,
+        description: &str,
+    ) -> Result<(), StateError> {
+        self.exec(
+            "INSERT INTO written (jira, ticket, summary, description) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(jira, ticket) DO UPDATE SET summary = excluded.summary, description = excluded.description",
+            params![self.scope.jira, ticket, summary, description],
+        )
+        .map(|_| ())
+        .map_err(|e| self.err(e))
+    }
+
+    pub fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT summary, description FROM written WHERE jira = ?1 AND ticket = ?2",
+                params![self.scope.jira, ticket],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
             .map_err(|e| self.err(e))
     }
 

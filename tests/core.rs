@@ -1336,11 +1336,12 @@ async fn the_model_is_asked_only_for_problems_that_need_a_new_ticket() {
 // Tickets say what happened
 // ---------------------------------------------------------------------------------------------
 
-/// Five logs of one problem on three hosts: the ticket is created from the first log, then at
-/// the end of the run brought up to date with 5 occurrences, the first and last seen, and the
-/// three hosts; what it is left with is exactly the draft a dry run of the same logs reports.
+/// Five logs of one problem on three hosts, from a file: the input ends before the ticket is
+/// filed, so its one create carries the whole run (5 occurrences, the first and last seen, the
+/// three hosts) and nothing is written after it; what it says is exactly the draft a dry run
+/// of the same logs reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_ticket_is_left_with_the_whole_run_and_matches_the_dry_run_draft() {
+async fn a_new_ticket_is_filed_with_the_whole_run_and_matches_the_dry_run_draft() {
     let dir = tempfile::tempdir().unwrap();
     let text: String = (0..5u32)
         .map(|i| {
@@ -1362,9 +1363,8 @@ async fn a_new_ticket_is_left_with_the_whole_run_and_matches_the_dry_run_draft()
         .await;
     create_mock().expect(1).mount(&server).await;
     Mock::given(method("PUT"))
-        .and(path(format!("{V3}/issue/OPS-1")))
         .respond_with(ResponseTemplate::new(204))
-        .expect(1)
+        .expect(0)
         .mount(&server)
         .await;
 
@@ -1374,21 +1374,14 @@ async fn a_new_ticket_is_left_with_the_whole_run_and_matches_the_dry_run_draft()
         std::future::pending(),
     )
     .await;
-    assert_eq!((report.summary.created, report.summary.updated), (1, 1));
+    assert_eq!((report.summary.created, report.summary.updated), (1, 0));
     let reqs = server.received_requests().await.unwrap();
     let create = reqs
         .iter()
         .find(|r| r.method.as_str() == "POST" && r.url.path() == format!("{V3}/issue"))
         .unwrap();
     let occurrences = regex::Regex::new(r"Occurrences:?\s*(\d+)").unwrap();
-    let created_text = adf_text(&json_of(create)["fields"]["description"]);
-    assert_eq!(
-        &occurrences.captures(&created_text).unwrap()[1],
-        "1",
-        "{created_text}"
-    );
-    let update = reqs.iter().find(|r| r.method.as_str() == "PUT").unwrap();
-    let fields = json_of(update)["fields"].clone();
+    let fields = json_of(create)["fields"].clone();
     let text = adf_text(&fields["description"]);
     assert_eq!(&occurrences.captures(&text).unwrap()[1], "5", "{text}");
     for host in ["web-0", "web-1", "web-2"] {

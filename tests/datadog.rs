@@ -812,9 +812,11 @@ async fn the_source_hands_over_page_one_before_page_two_is_answered() {
 }
 
 #[tokio::test]
-async fn the_pipeline_files_page_one_while_page_two_is_in_flight() {
-    // Observable from outside: in a dry run with Jira configured, each new problem's leader
-    // looks up its ticket. The first lookup must reach Jira before Datadog answers page 2.
+async fn the_tickets_of_a_window_are_looked_up_together_once_its_pages_are_in() {
+    // Observable from outside: in a dry run with Jira configured, each new problem's ticket is
+    // looked up. The pages stream into the pipeline (see above), and new problems wait for the
+    // window's end, so that each one's ticket is filed with the whole window's figures: their
+    // lookups then go out together, in one search, after page 2 was answered.
     let datadog = MockServer::start().await;
     let pages = cassette_pages();
     let dd = mount_listing_with(&datadog, &pages, |i, t| match i {
@@ -863,10 +865,11 @@ async fn the_pipeline_files_page_one_while_page_two_is_in_flight() {
     let page_2_answered = dd.first("page 2") + PAGE_2_DELAY;
     let first_lookup = jira_calls.first("search");
     assert!(
-        first_lookup < page_2_answered,
-        "the first ticket lookup came {:?} after page 2 was answered",
-        first_lookup - page_2_answered
+        first_lookup >= page_2_answered,
+        "a ticket lookup came {:?} before the window's last page was answered",
+        page_2_answered - first_lookup
     );
+    assert_eq!(jira_calls.of("search").len(), 1, "one batched search");
 }
 
 // ---------------------------------------------------------------------------------------------

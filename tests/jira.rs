@@ -1925,10 +1925,11 @@ async fn a_lost_create_whose_allowance_outlasts_the_deadline_fails_the_log_not_c
     }
 }
 
-/// A run creates a ticket and is killed (SIGKILL) while it brings the ticket up to date; the
-/// next run, within `--comment-cooldown`, sees the same problem again. The ticket was created
-/// moments ago, so its creation counts as its last update: no recurrence comment yet, the new
-/// occurrences wait for the next one.
+/// A run creates a ticket and is killed (SIGKILL) before its end-of-run work: its input (stdin)
+/// does not end, so its new problem waits at most half of `--timeout` for it, is filed, and
+/// the run is killed while it still reads. The next run, within `--comment-cooldown`, sees the
+/// same problem again. The ticket was created moments ago, so its creation counts as its last
+/// update: no recurrence comment yet, the new occurrences wait for the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_created_by_a_killed_run_is_covered_by_the_comment_cooldown() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -2007,26 +2008,42 @@ async fn a_ticket_created_by_a_killed_run_is_covered_by_the_comment_cooldown() {
             .stderr(std::process::Stdio::null());
         cmd
     };
-    let first = dir.path().join("first.jsonl");
-    std::fs::write(&first, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
-    let mut child = command(&first).spawn().expect("start triage");
+    let mut first = command(std::path::Path::new("-"));
+    let mut child = first
+        .args(["--timeout", "2"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start triage");
+    // Two logs, and the input stays open.
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(
+        &mut stdin,
+        format!("{}\n{}\n", lines[0], lines[1]).as_bytes(),
+    )
+    .unwrap();
     let started = Instant::now();
     loop {
         let requests = server.received_requests().await.unwrap();
-        if requests.iter().any(|r| r.method.as_str() == "PUT") {
+        if requests
+            .iter()
+            .any(|r| r.method.as_str() == "POST" && r.url.path() == format!("{V3}/issue"))
+        {
             break;
         }
         assert!(
             child.try_wait().unwrap().is_none(),
-            "the first run ended before its update"
+            "the first run ended before its create"
         );
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no update sent"
+            "no create sent"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The create's answer is recorded as it arrives; give it a moment to reach the disk.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().expect("SIGKILL");
+    drop(stdin);
     child.wait().unwrap();
 
     let second = dir.path().join("second.jsonl");

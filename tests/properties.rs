@@ -27,6 +27,7 @@ fn facts(text: [String; 6], hosts: Vec<String>, link: Option<String>) -> Problem
         occurrences: 3,
         counted_since: None,
         recurrence_of: Some(key),
+        aliases: Vec::new(),
     }
 }
 

@@ -506,6 +506,11 @@ impl TemplateMiner {
     }
 
     /// Merges found in this run (to label the surviving tickets), and reset.
+    /// The merges of this run so far (without taking them).
+    pub fn run_merges(&self) -> &[TemplateMerge] {
+        &self.run_merges
+    }
+
     pub fn take_run_merges(&mut self) -> Vec<TemplateMerge> {
         std::mem::take(&mut self.run_merges)
     }

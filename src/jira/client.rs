@@ -35,6 +35,10 @@ use crate::route::Fields;
 
 /// Fields a search asks for (v3 returns only ids unless told).
 const SEARCH_FIELDS: &[&str] = &["key", "summary", "status", "labels", "resolution"];
+/// The fields the end of a run reads of the tickets it may change.
+const READ_FIELDS: &[&str] = &["key", "summary", "status", "labels", "description"];
+/// Keys read in one search.
+const READ_CHUNK: usize = 50;
 /// A create's body as Jira takes it, serialized straight from the draft (no JSON tree built).
 #[derive(Debug, serde::Serialize)]
 struct CreateBody<'a> {
@@ -622,6 +626,36 @@ impl JiraClient {
             "{} AND {restriction} ORDER BY created DESC",
             project_clause(&self.search_projects),
         );
+        self.search(&jql, SEARCH_FIELDS).await
+    }
+
+    /// The tickets with these keys, with their summary, description and labels as Jira holds
+    /// them now: what the end of a run reads before it changes a ticket it created (a person
+    /// may have edited it since). One search per [`READ_CHUNK`] keys; a key Jira does not show
+    /// is left out.
+    pub async fn read_tickets(&self, keys: &[String]) -> anyhow::Result<Vec<Issue>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(READ_CHUNK) {
+            for key in chunk {
+                crate::jira::key::check(key)?;
+            }
+            let jql = format!(
+                "key in ({}) ORDER BY key ASC",
+                chunk
+                    .iter()
+                    .map(|k| jql_string(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            out.extend(self.search(&jql, READ_FIELDS).await?);
+        }
+        Ok(out)
+    }
+
+    /// Every issue a JQL search finds, with `fields`, page by page (at most
+    /// [`MAX_SEARCH_PAGES`] pages of [`SEARCH_PAGE`]).
+    async fn search(&self, jql: &str, fields: &[&str]) -> anyhow::Result<Vec<Issue>> {
+        let jql = jql.to_string();
         let path = match self.config.api {
             JiraApi::V3 => "search/jql",
             JiraApi::V2 => "search",
@@ -639,7 +673,7 @@ impl JiraClient {
                     let reconcile = ids.iter().rev().take(MAX_RECONCILE).copied().collect();
                     serde_json::to_value(SearchJqlRequest {
                         jql: &jql,
-                        fields: SEARCH_FIELDS,
+                        fields,
                         max_results: SEARCH_PAGE,
                         reconcile_issues: reconcile,
                         next_page_token: token.clone(),
@@ -647,7 +681,7 @@ impl JiraClient {
                 }
                 JiraApi::V2 => serde_json::to_value(SearchV2Request {
                     jql: &jql,
-                    fields: SEARCH_FIELDS,
+                    fields,
                     start_at: u32::try_from(issues.len()).unwrap_or(u32::MAX),
                     max_results: SEARCH_PAGE,
                 })?,
@@ -861,27 +895,53 @@ impl JiraClient {
         }
     }
 
-    /// Bring a ticket this run created up to date: its summary, labels and description become
-    /// `draft` (the whole run's figures). `PUT /issue/{key}`, safe to repeat.
-    pub async fn update(&self, key: &str, draft: &TicketDraft<'_>) -> anyhow::Result<()> {
+    /// Change a ticket without taking away what others set on it: `add` labels one by one
+    /// (`update.labels[].add`: a label a person or a route set stays), and the summary and the
+    /// description only when given (the caller gives them only while the ticket still holds
+    /// what triage last wrote). Nothing to change: no call.
+    pub async fn edit(
+        &self,
+        key: &str,
+        add: &[String],
+        summary: Option<&str>,
+        description: Option<&Description>,
+    ) -> anyhow::Result<()> {
         #[derive(serde::Serialize)]
-        struct Update<'a> {
-            fields: UpdateFields<'a>,
+        struct Edit<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            update: Option<EditUpdate<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            fields: Option<EditFields<'a>>,
         }
         #[derive(serde::Serialize)]
-        struct UpdateFields<'a> {
-            summary: &'a str,
-            labels: &'a [String],
-            description: Description,
+        struct EditUpdate<'a> {
+            labels: Vec<LabelAdd<'a>>,
         }
-        let url = self.url(&format!("issue/{key}"));
-        let body = Update {
-            fields: UpdateFields {
-                summary: &draft.summary,
-                labels: &draft.labels,
-                description: draft.description(self.config.api == JiraApi::V2),
-            },
+        #[derive(serde::Serialize)]
+        struct LabelAdd<'a> {
+            add: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct EditFields<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            summary: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            description: Option<&'a Description>,
+        }
+        crate::jira::key::check(key)?;
+        if add.is_empty() && summary.is_none() && description.is_none() {
+            return Ok(());
+        }
+        let body = Edit {
+            update: (!add.is_empty()).then(|| EditUpdate {
+                labels: add.iter().map(|l| LabelAdd { add: l }).collect(),
+            }),
+            fields: (summary.is_some() || description.is_some()).then_some(EditFields {
+                summary,
+                description,
+            }),
         };
+        let url = self.url(&format!("issue/{key}"));
         let resp = self
             .service
             .send(

@@ -54,6 +54,9 @@ pub struct ProblemFacts {
     /// comment, or the end-of-run update of the run that created it); `occurrences` counts only
     /// what came after.
     pub counted_since: Option<DateTime<Utc>>,
+    /// Fingerprints of templates merged into this problem's: the ticket carries their labels
+    /// too, so a search by any of them finds it.
+    pub aliases: Vec<String>,
 }
 
 /// The ticket the Jira sink will send. Its description is rendered when asked for, in the one
@@ -239,6 +242,7 @@ fn labels(facts: &ProblemFacts) -> Vec<String> {
         TRIAGE_LABEL.to_string(),
         fingerprint_label(&facts.fingerprint),
     ];
+    out.extend(facts.aliases.iter().map(|a| fingerprint_label(a)));
     if let Some(service) = facts.service.as_deref() {
         let label = sanitize_label(&format!("service-{}", service.trim()));
         if label != "service-" {
@@ -802,6 +806,7 @@ mod tests {
             occurrences: 41,
             recurrence_of: None,
             counted_since: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -859,6 +864,7 @@ mod tests {
             occurrences: 0,
             recurrence_of: None,
             counted_since: None,
+            aliases: Vec::new(),
         };
         let draft = ticket(&f);
         validate(&draft.description_adf()).unwrap();

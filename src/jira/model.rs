@@ -63,6 +63,10 @@ pub struct IssueFields {
     pub labels: Vec<String>,
     #[serde(default)]
     pub resolution: Option<Value>,
+    /// Asked for only where a ticket may be changed: an ADF document (Cloud) or wiki markup
+    /// (Server / Data Center).
+    #[serde(default)]
+    pub description: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -60,6 +60,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE IF NOT EXISTS template_merges (fingerprint TEXT PRIMARY KEY, into_fingerprint TEXT NOT NULL,
                                                  merged_ms BIGINT NOT NULL);
      CREATE TABLE IF NOT EXISTS run_locks (job TEXT PRIMARY KEY, holder TEXT NOT NULL, since_ms BIGINT NOT NULL);",
+    // 2: hashes of a ticket's summary and description as triage last wrote them (SQLite's 8).
+    "CREATE TABLE IF NOT EXISTS written (jira TEXT NOT NULL, ticket TEXT NOT NULL, summary TEXT NOT NULL,
+                                         description TEXT NOT NULL, PRIMARY KEY (jira, ticket));",
 ];
 
 /// The advisory lock key that serializes creating and migrating the schema.
@@ -720,6 +723,33 @@ impl PgStore {
                 hosts: serde_json::from_str(r.get(4)).unwrap_or_default(),
             })
             .unwrap_or_default())
+    }
+
+    pub fn remember_written(
+        &self,
+        ticket: &str,
+        summary: &str,
+        description: &str,
+    ) -> Result<(), StateError> {
+        self.atomic(|c| {
+            c.execute(
+                "INSERT INTO written (jira, ticket, summary, description) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (jira, ticket) DO UPDATE SET summary = excluded.summary,
+                   description = excluded.description",
+                &[&self.scope.jira, &ticket, &summary, &description],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError> {
+        let row = self.read(|c| {
+            c.query_opt(
+                "SELECT summary, description FROM written WHERE jira = $1 AND ticket = $2",
+                &[&self.scope.jira, &ticket],
+            )
+        })?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     pub fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError> {

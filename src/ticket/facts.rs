@@ -112,5 +112,6 @@ fn from_parts(
         occurrences: span.occurrences,
         recurrence_of,
         counted_since: None,
+        aliases: Vec::new(),
     }
 }

@@ -30,6 +30,7 @@
 //! at the end of a run (the whole run's figures on new tickets, one comment on recurring ones).
 
 pub mod facts;
+pub mod known;
 pub mod recurrence;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -45,6 +46,7 @@ use dashmap::DashMap;
 
 use crate::fingerprint::Fingerprint;
 use crate::jira::client::Found;
+use crate::jira::config::JiraApi;
 use crate::jira::content;
 use crate::jira::JiraClient;
 use crate::outcome::{LeaderReport, Resolution, Stage, TicketAction};
@@ -87,6 +89,9 @@ pub struct TicketStage {
     /// Per fingerprint claimed ahead of its worker slot, what the state knows of it, asked
     /// while its Jira lookup is out (see [`TicketStage::prefetch`]).
     local: DashMap<Fingerprint, LocalAsk>,
+    /// Per fingerprint whose ticket this run created, what the create told Jira: a later leader
+    /// of the problem (its first one cut off by its deadline) reports it too.
+    told: DashMap<Fingerprint, known::Told>,
 }
 
 /// What the state knows of a problem before anything is created: the ticket an earlier run
@@ -346,6 +351,18 @@ impl Progress {
     }
 }
 
+/// One problem's leader, as the pipeline hands it over.
+#[derive(Debug)]
+pub struct Leader {
+    pub event: Arc<LogEvent>,
+    pub fingerprint: Fingerprint,
+    pub template: Arc<str>,
+    /// Its place in the order leaders start: the order `--max-tickets` is granted in.
+    pub turn: u64,
+    /// What the run knows of the problem beyond this log, for its ticket's create.
+    pub whole: Option<known::Whole>,
+}
+
 /// Why a leader log failed.
 #[derive(Debug)]
 pub struct LeadFailure {
@@ -381,6 +398,7 @@ impl TicketStage {
             now: chrono::Utc::now(),
             routes: Routes::default(),
             local: DashMap::new(),
+            told: DashMap::new(),
         }
     }
 
@@ -467,13 +485,17 @@ impl TicketStage {
     /// caller stops waiting.
     pub async fn lead(
         self: &Arc<Self>,
-        event: Arc<LogEvent>,
-        fingerprint: Fingerprint,
-        template: Arc<str>,
-        turn: u64,
+        leader: Leader,
         deadline: tokio::time::Instant,
         progress: Arc<Progress>,
     ) -> Result<LeaderReport, LeadFailure> {
+        let Leader {
+            event,
+            fingerprint,
+            template,
+            turn,
+            whole,
+        } = leader;
         let Some(jira) = self.jira.clone() else {
             // No Jira: analysis only, and what would be created.
             progress.stage.set(Stage::Analyze);
@@ -501,7 +523,15 @@ impl TicketStage {
         let work = async move {
             let _label = jira.lock_label(&fingerprint).await;
             let result = stage
-                .lead_with_jira(&jira, &event, &fingerprint, &template, turn, &progress)
+                .lead_with_jira(
+                    &jira,
+                    &event,
+                    &fingerprint,
+                    &template,
+                    turn,
+                    &progress,
+                    whole.as_ref(),
+                )
                 .await;
             if let Some(cap) = &stage.cap {
                 cap.settle(turn);
@@ -610,6 +640,7 @@ impl TicketStage {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn lead_with_jira(
         &self,
         jira: &Arc<JiraClient>,
@@ -618,6 +649,7 @@ impl TicketStage {
         template: &str,
         turn: u64,
         progress: &Progress,
+        whole: Option<&known::Whole>,
     ) -> Result<LeaderReport, LeadFailure> {
         progress.stage.set(Stage::Jira);
         let started = Instant::now();
@@ -697,7 +729,11 @@ impl TicketStage {
                 }
             };
             progress.record(|t| t.jira = Some(started.elapsed()));
-            return Ok(leader_report(event, analysis, resolution.routed(&route)));
+            let mut report = leader_report(event, analysis, resolution.routed(&route));
+            if report.resolution.action == TicketAction::Created {
+                report.told = self.told.get(fingerprint).map(|t| t.value().clone());
+            }
+            return Ok(report);
         }
         // A new ticket: only now is the problem analyzed.
         progress.stage.set(Stage::Analyze);
@@ -728,30 +764,42 @@ impl TicketStage {
                 .routed(&route),
             ));
         }
-        let result = self
-            .create(
-                jira,
-                event,
-                fingerprint,
-                template,
-                &analysis,
-                recurrence_of.clone(),
-                &route,
-            )
-            .await;
+        let facts = new_ticket_facts(
+            fingerprint,
+            event,
+            template,
+            &analysis,
+            recurrence_of.clone(),
+            &self.site,
+            whole,
+        );
+        let draft = content::ticket(&facts);
+        let mut labels = draft.labels.clone();
+        for l in &route.labels {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
+        let told = known::Told::of(&facts, &draft, labels, jira.api() == JiraApi::V2);
+        let result = self.create(jira, fingerprint, &draft, &route, &told).await;
         progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
+        let created = |key: String, analysis: Analysis| {
+            let mut report = leader_report(
+                event,
+                analysis,
+                Resolution {
+                    recurrence_of: recurrence_of.clone(),
+                    ..Resolution::new(TicketAction::Created, Some(key))
+                }
+                .routed(&route),
+            );
+            report.told = Some(told.clone());
+            report
+        };
         match result {
             Ok(key) => {
                 self.placed(turn);
-                Ok(leader_report(
-                    event,
-                    analysis,
-                    Resolution {
-                        recurrence_of,
-                        ..Resolution::new(TicketAction::Created, Some(key))
-                    }
-                    .routed(&route),
-                ))
+                Ok(created(key, analysis))
             }
             Err(e) => {
                 if self.ambiguous.contains_key(fingerprint) {
@@ -765,17 +813,10 @@ impl TicketStage {
                         .await
                     {
                         self.ambiguous.remove(fingerprint);
-                        self.remember_created(fingerprint, &key);
+                        self.remember_created(fingerprint, &key, &told.written);
+                        self.told.insert(fingerprint.clone(), told.clone());
                         self.placed(turn);
-                        return Ok(leader_report(
-                            event,
-                            analysis,
-                            Resolution {
-                                recurrence_of,
-                                ..Resolution::new(TicketAction::Created, Some(key))
-                            }
-                            .routed(&route),
-                        ));
+                        return Ok(created(key, analysis));
                     }
                 }
                 self.no_place(turn);
@@ -792,12 +833,14 @@ impl TicketStage {
     /// (which the comment cooldown counts as its last update). Committed at once, and the
     /// leader goes on meanwhile: its log's outcome is recorded after this, so never without it,
     /// and a run killed first leaves the begun create for the next one to settle.
-    fn remember_created(&self, fingerprint: &Fingerprint, key: &str) {
+    fn remember_created(&self, fingerprint: &Fingerprint, key: &str, written: &known::Written) {
         if let Some(state) = self.state.as_ref().filter(|s| s.writable) {
             let (fp, k, at) = (fingerprint.to_string(), key.to_string(), self.now);
+            let written = written.clone();
             state.send_durable(move |s| {
                 s.remember_ticket(&fp, &k)?;
-                s.note_created_ticket(&k, at)
+                s.note_created_ticket(&k, at)?;
+                s.remember_written(&k, &written.summary, &written.description)
             });
         }
     }
@@ -933,28 +976,17 @@ impl TicketStage {
     }
 
     /// Send the create, recorded before it leaves and after it is answered.
-    #[allow(clippy::too_many_arguments)]
     async fn create(
         &self,
         jira: &JiraClient,
-        event: &LogEvent,
         fingerprint: &Fingerprint,
-        template: &str,
-        analysis: &Analysis,
-        recurrence_of: Option<String>,
+        draft: &content::TicketDraft<'_>,
         route: &Fields,
+        told: &known::Told,
     ) -> anyhow::Result<String> {
         if crate::http::current_deadline().is_some_and(|d| tokio::time::Instant::now() >= d) {
             anyhow::bail!("the log's deadline passed before its ticket was created");
         }
-        let facts = facts::of_leader_log(
-            fingerprint,
-            event,
-            template,
-            analysis,
-            recurrence_of,
-            &self.site,
-        );
         let writable = self.state.as_ref().filter(|s| s.writable);
         if let Some(state) = writable {
             // On disk before the create leaves: a run killed while Jira answers tells the next
@@ -966,10 +998,7 @@ impl TicketStage {
         // nothing was created.
         self.ambiguous
             .insert(fingerprint.clone(), chrono::Utc::now());
-        let key = match jira
-            .create(fingerprint, &content::ticket(&facts), route)
-            .await
-        {
+        let key = match jira.create(fingerprint, draft, route).await {
             Ok(key) => key,
             Err(e) => {
                 if !maybe_created(&e) {
@@ -979,7 +1008,8 @@ impl TicketStage {
             }
         };
         self.ambiguous.remove(fingerprint);
-        self.remember_created(fingerprint, &key);
+        self.remember_created(fingerprint, &key, &told.written);
+        self.told.insert(fingerprint.clone(), told.clone());
         Ok(key)
     }
 
@@ -1123,6 +1153,39 @@ fn failure(stage: Stage, message: &str) -> LeadFailure {
     }
 }
 
+/// The facts a new ticket is created with: its leader log, and, when the run knows more of the
+/// problem (`whole`: the logs taken before the create, merged templates), all of that.
+fn new_ticket_facts(
+    fingerprint: &Fingerprint,
+    event: &LogEvent,
+    template: &str,
+    analysis: &Analysis,
+    recurrence_of: Option<String>,
+    site: &DatadogSite,
+    whole: Option<&known::Whole>,
+) -> content::ProblemFacts {
+    let template = whole
+        .and_then(|w| w.template.as_deref())
+        .unwrap_or(template);
+    let mut facts =
+        facts::of_leader_log(fingerprint, event, template, analysis, recurrence_of, site);
+    if let Some(w) = whole.filter(|w| w.tally.occurrences > 0) {
+        facts.occurrences = w.tally.occurrences;
+        facts.first_seen = w.tally.first_seen;
+        facts.last_seen = w.tally.last_seen;
+        facts.hosts = w.tally.hosts.clone();
+    }
+    if let Some(w) = whole {
+        facts.aliases = w
+            .aliases
+            .iter()
+            .filter(|a| *a != fingerprint)
+            .map(|a| a.to_string())
+            .collect();
+    }
+    facts
+}
+
 fn leader_report(event: &LogEvent, analysis: Analysis, resolution: Resolution) -> LeaderReport {
     LeaderReport {
         analysis,
@@ -1130,6 +1193,7 @@ fn leader_report(event: &LogEvent, analysis: Analysis, resolution: Resolution) -
         sample_message: event.message.clone(),
         sample_timestamp: event.timestamp,
         resolution,
+        told: None,
     }
 }
 

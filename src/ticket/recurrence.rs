@@ -38,9 +38,11 @@ use chrono::{DateTime, Utc};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::jira::content::ProblemFacts;
+use crate::jira::model::Issue;
 use crate::jira::JiraClient;
 use crate::shutdown::Shutdown;
 use crate::state::{CommentChange, StateError, StateHandle, StateStore};
+use crate::ticket::known::{description_text, text_hash, Told, Written};
 
 /// What the collector hands over: one ticket and its whole-run facts.
 #[derive(Debug)]
@@ -49,6 +51,30 @@ pub struct TicketWork {
     pub facts: ProblemFacts,
     /// The problem's route's own comment cooldown, instead of `--comment-cooldown`.
     pub cooldown: Option<std::time::Duration>,
+    /// What this run's create of the ticket told Jira (a ticket created in this run).
+    pub told: Option<Told>,
+}
+
+/// A step of telling tickets that two known problems are one (templates merged): add labels
+/// to the surviving ticket, or tell a younger ticket where its problem went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeStep {
+    /// Add these labels (one `update.labels[].add` each, in one call).
+    Label { key: String, add: Vec<String> },
+    /// Comment on `key` that its problem is now counted on `survivor`.
+    Comment {
+        key: String,
+        survivor: String,
+        label: String,
+    },
+}
+
+impl MergeStep {
+    fn key(&self) -> &str {
+        match self {
+            MergeStep::Label { key, .. } | MergeStep::Comment { key, .. } => key,
+        }
+    }
 }
 
 /// What the phase did, for the collector to add up.
@@ -62,20 +88,32 @@ pub struct PhaseResult {
     pub interrupted: bool,
 }
 
-/// Bring created tickets up to date, and comment on recurring ones, up to `workers` tickets at
-/// once.
+/// What the end of a run does on Jira: bring created tickets up to date, comment on recurring
+/// ones, tell tickets of merged problems.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub created: Vec<TicketWork>,
+    pub recurring: Vec<TicketWork>,
+    pub merges: Vec<MergeStep>,
+}
+
+/// Carry out `plan`, up to `workers` tickets at once.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     jira: &JiraClient,
     state: Option<&StateHandle>,
     counted: bool,
-    created: Vec<TicketWork>,
-    recurring: Vec<TicketWork>,
+    plan: Plan,
     cooldown: chrono::Duration,
     now: DateTime<Utc>,
     workers: usize,
     shutdown: &mut Shutdown<'_>,
 ) -> PhaseResult {
+    let Plan {
+        created,
+        recurring,
+        merges,
+    } = plan;
     let mut out = PhaseResult::default();
     // A ticket its create describes whole (one log) needs nothing more: no update, and its
     // baseline is the creation the leader recorded with its key (`note_created_ticket`: last
@@ -89,11 +127,49 @@ pub async fn run(
         })
         .collect();
 
-    // The work, in input order (updates, then comments), gathered per ticket.
+    // Tickets whose create did not tell the whole run are read first, in batched searches:
+    // what a person changed since is left as it is.
+    let to_read: Vec<String> = created
+        .iter()
+        .filter(|w| !w.covered())
+        .map(|w| w.key.clone())
+        .collect();
+    let mut reads = HashMap::new();
+    if !to_read.is_empty() && !shutdown.poll_now() {
+        let started = Instant::now();
+        match shutdown.bounded(jira.read_tickets(&to_read)).await {
+            Some(Ok(issues)) => {
+                reads.extend(issues.into_iter().map(|i| (i.key.clone(), i)));
+                out.jira_times.push(started.elapsed());
+            }
+            Some(Err(e)) => out.warnings.push(format!(
+                "could not read the tickets to bring up to date ({e:#}): their summaries and \
+                 descriptions are left as they are"
+            )),
+            None => out.interrupted = true,
+        }
+    }
+
+    // Labels a merge adds to a ticket brought up to date go in its one update.
+    let mut merges = merges;
+    let mut merge_labels: HashMap<String, Vec<String>> = HashMap::new();
+    merges.retain(|step| match step {
+        MergeStep::Label { key, add } if to_read.contains(key) => {
+            merge_labels
+                .entry(key.clone())
+                .or_default()
+                .extend(add.iter().cloned());
+            false
+        }
+        _ => true,
+    });
+
+    // The work, in input order (updates, then comments, then merges), gathered per ticket.
     let work: Vec<Work> = created
         .into_iter()
         .map(Work::Update)
         .chain(recurring.into_iter().map(Work::Comment))
+        .chain(merges.into_iter().map(Work::Merge))
         .collect();
     let slots: Vec<Mutex<Slot>> = work.iter().map(|_| Mutex::default()).collect();
     let mut units: Vec<Vec<(usize, Work)>> = Vec::new();
@@ -113,6 +189,8 @@ pub async fn run(
         cooldown,
         now,
         stop: AtomicBool::new(false),
+        reads,
+        merge_labels,
     };
     let mut waiting = units.into_iter();
     // Futures of this task, not tasks: nothing here outlives the phase.
@@ -186,13 +264,26 @@ enum Work {
     Update(TicketWork),
     /// Comment on a ticket that recurred.
     Comment(TicketWork),
+    /// Tell a ticket about a merge.
+    Merge(MergeStep),
 }
 
 impl Work {
     fn key(&self) -> &str {
         match self {
             Work::Update(w) | Work::Comment(w) => &w.key,
+            Work::Merge(m) => m.key(),
         }
+    }
+}
+
+impl TicketWork {
+    /// Whether the ticket's create already told everything the whole run would write.
+    fn covered(&self) -> bool {
+        let labels = crate::jira::content::summary_and_labels(&self.facts).1;
+        self.told
+            .as_ref()
+            .is_some_and(|t| t.covers(&self.facts, &labels))
     }
 }
 
@@ -231,6 +322,10 @@ struct Phase<'a> {
     now: DateTime<Utc>,
     /// Set when the interrupt comes: no Jira call starts after it.
     stop: AtomicBool,
+    /// The tickets to bring up to date as Jira held them at the phase's start, by key.
+    reads: HashMap<String, Issue>,
+    /// Labels merges add to tickets brought up to date, by key: sent with the update.
+    merge_labels: HashMap<String, Vec<String>>,
 }
 
 impl Phase<'_> {
@@ -245,40 +340,43 @@ impl Phase<'_> {
             match work {
                 Work::Update(w) => self.update(w, &out).await,
                 Work::Comment(w) => self.comment(w, &out).await,
+                Work::Merge(m) => self.merge(m, &out).await,
             }
         }
     }
 
-    /// Bring a ticket created in this run up to date with the whole run.
+    /// Bring a ticket created in this run up to date with the whole run: nothing to write when
+    /// its create already told it; else one edit (labels added, the summary and description
+    /// changed only while they are what triage wrote) and, when a person's edit of the
+    /// description stays, a comment with the figures instead.
     async fn update(&self, work: TicketWork, out: &Out<'_>) {
-        let TicketWork { key, facts, .. } = work;
         if self.stopped() {
             out.interrupted();
             return;
         }
+        let covered = work.covered();
+        let TicketWork {
+            key, facts, told, ..
+        } = work;
         // Until the update lands, this run's other logs wait as pending for the next comment:
         // with a checkpointed source they were counted as they were recorded, else they are
         // added now.
-        let added = if self.counted {
+        let added = if self.counted || covered {
             0
         } else {
             facts.occurrences.saturating_sub(1)
         };
-        self.save_pending(&key, Some(self.now), &facts, added, out)
-            .await;
-        if self.stopped() {
-            out.interrupted();
-            return;
+        if !covered {
+            self.save_pending(&key, Some(self.now), &facts, added, out)
+                .await;
+            if self.stopped() {
+                out.interrupted();
+                return;
+            }
+            if !self.write_update(&key, &facts, told.as_ref(), out).await {
+                return;
+            }
         }
-        let started = Instant::now();
-        let draft = crate::jira::content::ticket(&facts);
-        let result = self.jira.update(&key, &draft).await;
-        out.with(|s| s.out.jira_times.push(started.elapsed()));
-        if let Err(e) = result {
-            out.warn(format!("could not bring {key} up to date: {e:#}"));
-            return;
-        }
-        out.with(|s| s.out.updated += 1);
         // The ticket now tells the whole run: later occurrences count from here. Its count
         // (all but the first log, which its create reported) leaves the pending count: this
         // run's own share of it, no more, so what other runners added stays.
@@ -296,12 +394,152 @@ impl Phase<'_> {
         .await;
     }
 
+    /// The one follow-up write of a ticket this run created. Whether it went through.
+    async fn write_update(
+        &self,
+        key: &str,
+        facts: &ProblemFacts,
+        told: Option<&Told>,
+        out: &Out<'_>,
+    ) -> bool {
+        let wiki = self.jira.api() == crate::jira::config::JiraApi::V2;
+        let draft = crate::jira::content::ticket(facts);
+        let ours = Written::of(&draft, wiki);
+        // What triage last wrote: the state's record, else this run's create.
+        let k = key.to_string();
+        let written = match self.call(out, move |s| s.written(&k)).await.flatten() {
+            Some((summary, description)) => Some(Written {
+                summary,
+                description,
+            }),
+            None => told.map(|t| t.written.clone()),
+        };
+        let read = self.reads.get(key);
+        // A field is triage's to change while Jira still holds what triage wrote there.
+        let still = |now: Option<String>, then: Option<&String>| matches!((now, then), (Some(a), Some(b)) if a == *b);
+        let summary_ours = still(
+            read.and_then(|r| r.fields.summary.as_deref())
+                .map(text_hash),
+            written.as_ref().map(|w| &w.summary),
+        );
+        let description_ours = still(
+            read.map(|r| {
+                text_hash(&description_text(
+                    r.fields
+                        .description
+                        .as_ref()
+                        .unwrap_or(&serde_json::Value::Null),
+                ))
+            }),
+            written.as_ref().map(|w| &w.description),
+        );
+        let changed = |then: Option<&String>, now: &String| then != Some(now);
+        let summary = (summary_ours
+            && changed(written.as_ref().map(|w| &w.summary), &ours.summary))
+        .then_some(draft.summary.as_str());
+        let description = (description_ours
+            && changed(written.as_ref().map(|w| &w.description), &ours.description))
+        .then(|| draft.description(wiki));
+        // Only triage's search labels are ensured; a label a person or a route set (or took
+        // away) is theirs.
+        let mut add: Vec<String> = Vec::new();
+        let merged = self.merge_labels.get(key).into_iter().flatten();
+        for l in draft
+            .labels
+            .iter()
+            .filter(|l| l.starts_with(crate::jira::content::TRIAGE_LABEL))
+            .chain(merged)
+        {
+            if read.is_none_or(|r| !r.fields.labels.contains(l)) && !add.contains(l) {
+                add.push(l.clone());
+            }
+        }
+        let started = Instant::now();
+        let result = self
+            .jira
+            .edit(key, &add, summary, description.as_ref())
+            .await;
+        out.with(|s| s.out.jira_times.push(started.elapsed()));
+        if let Err(e) = result {
+            out.warn(format!("could not bring {key} up to date: {e:#}"));
+            return false;
+        }
+        if !add.is_empty() || summary.is_some() || description.is_some() {
+            out.with(|s| s.out.updated += 1);
+        }
+        if summary.is_some() || description.is_some() {
+            let kept = written.unwrap_or_default();
+            let record = Written {
+                summary: if summary.is_some() {
+                    ours.summary
+                } else {
+                    kept.summary
+                },
+                description: if description.is_some() {
+                    ours.description
+                } else {
+                    kept.description
+                },
+            };
+            let k = key.to_string();
+            self.call(out, move |s| {
+                s.remember_written(&k, &record.summary, &record.description)
+            })
+            .await;
+        }
+        if !description_ours {
+            // A person changed the description (or it could not be read): the figures go in a
+            // comment instead.
+            let started = Instant::now();
+            let result = self.jira.comment(key, facts).await;
+            out.with(|s| s.out.jira_times.push(started.elapsed()));
+            match result {
+                Ok(()) => out.with(|s| s.out.commented += 1),
+                Err(e) => {
+                    out.warn(format!("could not comment on {key}: {e:#}"));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Tell a ticket about a merge; a failure is a warning.
+    async fn merge(&self, step: MergeStep, out: &Out<'_>) {
+        if self.stopped() {
+            out.interrupted();
+            return;
+        }
+        let started = Instant::now();
+        let result = match &step {
+            MergeStep::Label { key, add } => self
+                .jira
+                .edit(key, add, None, None)
+                .await
+                .map_err(|e| format!("could not label {key} with {}: {e:#}", add.join(", "))),
+            MergeStep::Comment {
+                key,
+                survivor,
+                label,
+            } => self
+                .jira
+                .comment_merged(key, survivor, label)
+                .await
+                .map_err(|e| format!("could not comment on {key}: {e:#}")),
+        };
+        out.with(|s| s.out.jira_times.push(started.elapsed()));
+        if let Err(w) = result {
+            out.warn(w);
+        }
+    }
+
     /// Comment on a ticket that recurred, unless its cooldown holds or another runner decides.
     async fn comment(&self, work: TicketWork, out: &Out<'_>) {
         let TicketWork {
             key,
             mut facts,
             cooldown,
+            ..
         } = work;
         let cooldown = cooldown
             .and_then(|d| chrono::Duration::from_std(d).ok())
