@@ -716,8 +716,17 @@ impl JiraClient {
 
     /// Look a ticket up by key (not by search, which lags): `Ok(None)` if it no longer exists.
     pub async fn issue(&self, key: &str) -> anyhow::Result<Option<Issue>> {
+        self.issue_with(key, SEARCH_FIELDS).await
+    }
+
+    /// [`JiraClient::read_tickets`] for one ticket, by key (search may not show it yet).
+    pub async fn read_ticket(&self, key: &str) -> anyhow::Result<Option<Issue>> {
+        self.issue_with(key, READ_FIELDS).await
+    }
+
+    async fn issue_with(&self, key: &str, fields: &[&str]) -> anyhow::Result<Option<Issue>> {
         crate::jira::key::check(key)?;
-        let path = format!("issue/{key}?fields={}", SEARCH_FIELDS.join(","));
+        let path = format!("issue/{key}?fields={}", fields.join(","));
         match self.get(&path).await {
             Ok(resp) => Ok(Some(
                 crate::decode::json(

@@ -1,25 +1,31 @@
 //! The end of a run, on Jira: tickets say what happened.
 //!
-//! In: the problems the collector added up (their ticket key and whole-run facts), the state,
-//! the number of tickets to handle at once (`--workers` with `--async`, else 1), and the run's
-//! interrupt. Out: a [`PhaseResult`] for the collector to add up (comments and updates made,
-//! Jira latencies, warnings); a failed call becomes a warning, never an error.
+//! In: a [`Plan`]: the problems the collector added up (their ticket key, whole-run facts and,
+//! for a ticket this run created, what its create told), the merge steps the run found, the
+//! state, the number of tickets to handle at once (`--workers` with `--async`, else 1), and the
+//! run's interrupt. Out: a [`PhaseResult`] for the collector to add up (comments and updates
+//! made, Jira latencies, warnings); a failed call becomes a warning, never an error.
 //!
-//! - A ticket created in this run was written from its first log; it is brought up to date with
-//!   the whole run's occurrence count, first and last seen, and hosts (the same text a dry run
-//!   shows as its `draft`). That update is the ticket's baseline: what recurs later is counted
-//!   from it.
+//! - A ticket created in this run whose create already told the whole run (the usual case: new
+//!   problems are filed once the input has ended) is not written again; only its baseline is
+//!   recorded. One filed before the input ended gets one edit: the tickets are read back first
+//!   (batched), labels are only added (`update.labels[].add`), the summary and description are
+//!   changed only while Jira still holds what triage wrote (hashes in the state: a person's
+//!   edit stays), and when a person rewrote the description the figures go in a comment
+//!   instead. That write is the ticket's baseline: what recurs later is counted from it.
 //! - A ticket that existed before this run (or was reopened) gets at most one comment per run,
 //!   and with a state store at most one per `--comment-cooldown`: the occurrences since the last
 //!   comment (or update; a ticket's creation counts as one, so a ticket created by a run killed
-//!   before its update is covered too), and it says since when. Counts are saved as pending
+//!   before its end is covered too), and it says since when. Counts are saved as pending
 //!   before each call, so a run killed meanwhile leaves them for the next comment instead of
 //!   losing them.
+//! - A merge of two known templates labels the surviving ticket (in the same edit, when that
+//!   ticket is brought up to date) or comments on a younger ticket where its problem went.
 //!
 //! A ticket's pending count is only ever moved, never written whole ([`CommentChange`]): a
 //! comment or an update takes off what it reported, and what other runners (or other jobs on
 //! the same store) added meanwhile stays for the next comment. So every occurrence recorded is
-//! told once, by the update of the run that created the ticket or by one comment.
+//! told once, by the create or update of the run that created the ticket or by one comment.
 //!
 //! Up to `workers` tickets are handled at once, each one's steps in order; work on the same
 //! ticket (two problems whose lookups found one ticket) is handled in order, as one ticket.
@@ -414,7 +420,20 @@ impl Phase<'_> {
             }),
             None => told.map(|t| t.written.clone()),
         };
-        let read = self.reads.get(key);
+        // Read with the others at the phase's start; one that search did not show yet, alone.
+        let alone = match self.reads.get(key) {
+            Some(_) => None,
+            None => {
+                let started = Instant::now();
+                let read = self.jira.read_ticket(key).await;
+                out.with(|s| s.out.jira_times.push(started.elapsed()));
+                read.unwrap_or_else(|e| {
+                    out.warn(format!("could not read {key} ({e:#}): its summary and description are left as they are"));
+                    None
+                })
+            }
+        };
+        let read = self.reads.get(key).or(alone.as_ref());
         // A field is triage's to change while Jira still holds what triage wrote there.
         let still = |now: Option<String>, then: Option<&String>| matches!((now, then), (Some(a), Some(b)) if a == *b);
         let summary_ours = still(
