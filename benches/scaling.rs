@@ -7,6 +7,8 @@
 //! (`--no-rate-limit`), and 50 workers at `--rate-limit 20`. For each row it prints:
 //! - wall time of the run, and the ideal: ⌈problems / workers⌉ × 50 ms (one create per problem,
 //!   in waves of `workers`);
+//! - the bound no run that searches before it creates can beat: (1 + ⌈problems / workers⌉) ×
+//!   50 ms (the first batched search, then the waves of creates), and wall / bound;
 //! - efficiency against one worker: T1 / (N · TN);
 //! - Jira calls per problem (the start-up `myself` and the batched searches included);
 //! - the most calls Jira saw in any one-second window (arrival times at the server), and for the
@@ -388,22 +390,25 @@ fn main() {
         }
     );
     println!(
-        "{:<16} {:>7} {:>9} {:>15} {:>9} {:>8} {:>10} {:>10} {:>12}",
+        "{:<16} {:>7} {:>9} {:>15} {:>9} {:>8} {:>9} {:>9} {:>10} {:>10} {:>12}",
         "limiter",
         "workers",
         "wall s",
         "runs: min-max",
         "ideal s",
         "wall/id",
+        "bound s",
+        "wall/bd",
         "efficiency",
         "calls/prob",
         "most in 1 s"
     );
     for r in &rows {
         let ideal = problems.div_ceil(r.workers) as f64 * delay.as_secs_f64();
+        let bound = (1 + problems.div_ceil(r.workers)) as f64 * delay.as_secs_f64();
         let wall = r.wall.as_secs_f64();
         println!(
-            "{:<16} {:>7} {:>9.3} {:>15} {:>9.3} {:>8.2} {:>10} {:>10.3} {:>12}",
+            "{:<16} {:>7} {:>9.3} {:>15} {:>9.3} {:>8.2} {:>9.3} {:>9.2} {:>10} {:>10.3} {:>12}",
             r.label,
             r.workers,
             wall,
@@ -415,6 +420,8 @@ fn main() {
             ),
             ideal,
             wall / ideal,
+            bound,
+            wall / bound,
             t1.map_or("-".to_string(), |t1| format!(
                 "{:.3}",
                 t1 / (r.workers as f64 * wall)
