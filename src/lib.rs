@@ -10,7 +10,8 @@
 //!                      Leader → pool, Follower → parked)  sequential)            only adder)
 //!                                  leader, in `ticket`: find ──▶ known: record
 //!                                                            └─▶ new: analyze ──▶ create
-//! end of run, in `ticket::recurrence`: new tickets brought up to date, recurrences commented
+//! end of run, in `ticket::recurrence`: tickets filed before the input ended brought up to date
+//! (new problems wait for it, so most need nothing), recurrences commented, merges labelled
 //! ```
 //!
 //! A leader's "find" is batched (`jira::lookup`): ingest queues each new leader's lookup as it

@@ -9,13 +9,20 @@
 //!   a problem depends on the worker count or on scheduling. Up to `LOOKAHEAD` leaders wait for
 //!   a slot; each one's ticket is looked up as it is claimed (`TicketStage::prefetch`), so the
 //!   lookups of many problems go out in one batched Jira search.
+//! - **deferral** (with Jira): new problems' leaders wait for the input's end before they are
+//!   looked up or started, at most half of `--timeout` and while fewer than `LOOKAHEAD` wait
+//!   ([`Deferral`]). Then each takes the fingerprint its template stands for now and the whole
+//!   of its problem as the run saw it (counts, hosts, merged templates' labels), so its ticket
+//!   is filed in one create that the end of the run need not rewrite, and all their lookups go
+//!   out together.
 //! - **worker pool**: at most `workers` leaders in flight (a `JoinSet`); without `--async` that
 //!   is 1, on the same code path, so both modes file the same tickets and differ only in time.
 //!   Each leader has one deadline (`--timeout`), passed down to the HTTP layer. A leader that
 //!   fails hands its problem to the oldest parked log of it, which starts with a fresh deadline.
 //! - **collector**: every outcome is added up there, in the order the loop sees it.
-//! - **ticket phase** (`ticket::recurrence`), once every leader is done: tickets created in the
-//!   run are brought up to date and recurring ones commented on, `workers` tickets at once.
+//! - **ticket phase** (`ticket::recurrence`), once every leader is done: tickets created before
+//!   the input ended are brought up to date (once), recurring ones commented on, merged ones
+//!   labelled, `workers` tickets at once.
 //!
 //! Stopping: an interrupt (`Shutdown`) stops taking logs and starting leaders at once; leaders
 //! in flight get the grace period (`--shutdown-grace`), then are cancelled and their logs (and

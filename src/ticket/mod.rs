@@ -26,8 +26,14 @@
 //! and is recorded, and the leader that replaces this one finds it instead of creating another;
 //! nothing new is started after the deadline.
 //!
-//! [`facts`] is the one place `ProblemFacts` are built; [`recurrence`] brings tickets up to date
-//! at the end of a run (the whole run's figures on new tickets, one comment on recurring ones).
+//! A new ticket is created from what the pipeline knows of its problem ([`known::Whole`]: the
+//! run's logs of it so far, merged templates' labels), not from its leader log alone, and the
+//! leader reports what the create told ([`known::Told`]) so the end of the run can tell whether
+//! anything is left to write.
+//!
+//! [`facts`] is the one place `ProblemFacts` are built; [`recurrence`] finishes at the end of a
+//! run (the whole run's figures on tickets filed before the input ended, one comment on
+//! recurring ones, merges).
 
 pub mod facts;
 pub mod known;
