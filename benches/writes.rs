@@ -27,12 +27,7 @@ struct Run {
     tally: String,
 }
 
-fn run_once(
-    runtime: &tokio::runtime::Runtime,
-    logs: usize,
-    delay: Duration,
-    limited: bool,
-) -> Run {
+fn run_once(runtime: &tokio::runtime::Runtime, logs: usize, delay: Duration, limited: bool) -> Run {
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
         let datadog = sim::datadog(sim::workload(logs, "AQAAAZ"), delay).await;
