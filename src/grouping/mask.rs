@@ -221,7 +221,7 @@ pub fn split_core(tok: &str) -> (&str, &str, &str) {
 
 fn mask_token(tok: &str, out: &mut String) {
     if !tok.contains('=') {
-        return mask_simple(tok, out);
+        return mask_compound(tok, out);
     }
     let mut rest = tok;
     while let Some(i) = rest.find([',', ';', '&']) {
@@ -232,16 +232,101 @@ fn mask_token(tok: &str, out: &mut String) {
     mask_piece(rest, out);
 }
 
+/// One `key=value` piece: the key stays (it names what the value is: structure), the value is
+/// judged alone. A key may follow a word and an opening bracket (`LOGIN(uid=0)`).
 fn mask_piece(piece: &str, out: &mut String) {
     if let Some(eq) = piece.find('=') {
-        let (key, value) = (&piece[..eq], &piece[eq + 1..]);
-        if is_key(key) && !value.is_empty() {
+        let (head, value) = (&piece[..eq], &piece[eq + 1..]);
+        let at = head.rfind(['(', '{', '[']).map_or(0, |i| i + 1);
+        let (prefix, key) = head.split_at(at);
+        if is_key(key) && !value.is_empty() && prefix_is_word(prefix) {
+            out.push_str(prefix);
             out.push_str(key);
             out.push('=');
+            // A value with structure of its own (`WorkSource{10057}`, `Foo{a/b}`, `Popup:1f`) is
+            // data.
+            let (_, core, post) = split_core(value);
+            if core
+                .bytes()
+                .any(|b| matches!(b, b'{' | b'(' | b'[' | b'/' | b'@' | b':'))
+            {
+                out.push_str(VAR);
+                // The brackets the value opened close with it; those of the prefix stay.
+                let open = core
+                    .bytes()
+                    .filter(|b| matches!(b, b'{' | b'(' | b'['))
+                    .count();
+                let closed = core
+                    .bytes()
+                    .filter(|b| matches!(b, b'}' | b')' | b']'))
+                    .count();
+                let mut unclosed = open.saturating_sub(closed);
+                let post = post.trim_start_matches(|c: char| {
+                    let close = matches!(c, '}' | ')' | ']') && unclosed > 0;
+                    if close {
+                        unclosed -= 1;
+                    }
+                    close
+                });
+                return out.push_str(post);
+            }
             return mask_simple(value, out);
         }
     }
-    mask_simple(piece, out)
+    mask_compound(piece, out)
+}
+
+/// Whether what comes before a key is empty, or a word and its opening brackets (`LOGIN(`).
+fn prefix_is_word(prefix: &str) -> bool {
+    prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'(' | b'{' | b'['))
+}
+
+/// A token with structure inside (`setDataSource(166,`, `cancelNotification,index:-1`): its
+/// parts between brackets and separators are masked one by one, so the words and keys stay and
+/// only the values go; adjacent masked parts are one `<*>`. Anything else is one simple token.
+fn mask_compound(tok: &str, out: &mut String) {
+    let inner = |b: u8| matches!(b, b'(' | b')' | b'{' | b'}' | b'[' | b']' | b',' | b';');
+    // Most tokens have no bracket or separator at all.
+    if !tok.bytes().any(inner) {
+        return mask_simple(tok, out);
+    }
+    let (pre, core, post) = split_core(tok);
+    let quoted = matches!(tok.bytes().next(), Some(b'"' | b'\''));
+    if quoted || core.contains("://") || !core.bytes().any(inner) {
+        return mask_simple(tok, out);
+    }
+    let start = out.len();
+    out.push_str(pre);
+    let mut rest = core;
+    loop {
+        let cut = rest.bytes().position(inner).unwrap_or(rest.len());
+        let part = &rest[..cut];
+        if !part.is_empty() {
+            let before = out.len();
+            mask_core(part, out);
+            // `<*>,<*>` and the like: one value.
+            let masked_now = &out[before..];
+            if masked_now == VAR {
+                let prev = &out[start..before];
+                let trimmed = prev.trim_end_matches([',', ';']);
+                if trimmed.ends_with(VAR) && prev.len() - trimmed.len() <= 1 {
+                    out.truncate(start + trimmed.len());
+                }
+            }
+        }
+        if cut == rest.len() {
+            break;
+        }
+        out.push_str(&rest[cut..cut + 1]);
+        rest = &rest[cut + 1..];
+    }
+    if out[start..].is_empty() {
+        out.push_str(tok);
+        return;
+    }
+    out.push_str(post);
 }
 
 fn mask_simple(tok: &str, out: &mut String) {
@@ -264,6 +349,19 @@ fn is_key(k: &str) -> bool {
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The name in `name:value`: a word, or an identifier with a capital or an underscore in it
+/// and at most one dot (`state.clipTopAmount`, `max_conn`). Lower-case dotted names are host
+/// names (`db.prod:5432`) and longer dotted ones code locations (`a.b.Foo.bar:2014`): values
+/// themselves.
+fn label_name(head: &str) -> bool {
+    alpha_word(head)
+        || (is_key(head)
+            && !has_digit(head)
+            && head.bytes().filter(|&b| b == b'.').count() <= 1
+            && head.bytes().any(|b| b.is_ascii_uppercase() || b == b'_')
+            && !is_host(head))
 }
 
 fn alpha_word(s: &str) -> bool {
@@ -308,7 +406,7 @@ fn mask_core(core: &str, out: &mut String) {
     }
     if let Some(i) = colon.filter(|&i| i > 0) {
         let (head, rest) = (&core[..i], &core[i + 1..]);
-        if alpha_word(head) && !rest.is_empty() && (VALUE_WORDS.contains(&rest) || has_digit(rest))
+        if label_name(head) && !rest.is_empty() && (VALUE_WORDS.contains(&rest) || has_digit(rest))
         {
             out.push_str(head);
             out.push(':');
@@ -382,15 +480,39 @@ fn is_host(core: &str) -> bool {
         || (parts >= 3 && last.len() == 2 && last.bytes().all(|b| b.is_ascii_alphabetic()))
 }
 
-/// Whether a token reads as a word (letters, `_` and `.` only): such tokens at the start of a
+/// The key a masked token names its value by (`uid=` in `uid=<*>`, `LOGIN(uid=` in
+/// `LOGIN(uid=<*>)`, `index:` in `index:<*>`), or `""` for a token without one. Tokens with
+/// different keys at one position are different events; tokens with the same key differ in
+/// their value, which is data.
+pub fn key_shape(tok: &str) -> &str {
+    let b = tok.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'=' if i > 0 => return &tok[..=i],
+            b':' if i > 0 && i + 1 < b.len() && label_name(split_core(&tok[..i]).1) => {
+                return &tok[..=i]
+            }
+            b' ' => break,
+            _ => {}
+        }
+    }
+    ""
+}
+
+/// Whether a token reads as a word (letters, `_`, `.`, and `-` in a capitalised word): such tokens at the start of a
 /// line name the event, and two different ones never join one template.
 pub fn is_wordy(tok: &str) -> bool {
     let core = split_core(tok).1;
     !core.is_empty()
         && core
             .bytes()
-            .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'.')
+            .all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.' | b'-'))
         && core.bytes().any(|b| b.is_ascii_alphabetic())
+        && !core.starts_with('-')
+        && !core.contains("--")
+        // Lower-case hyphenated names are host and service names (`web-a`), entities; a
+        // capitalised one is a word (`Dquot-cache`).
+        && (!core.contains('-') || core.bytes().any(|b| b.is_ascii_uppercase()))
 }
 
 #[cfg(test)]
@@ -458,6 +580,53 @@ mod tests {
             masked("acquire lock=1, tag=\"View Lock\", ws=null"),
             "acquire lock=<*>, tag=<*>, ws=<*>"
         );
+    }
+
+    #[test]
+    fn keys_and_names_inside_a_token_stay() {
+        // The key names the value: structure. Only the value goes.
+        assert_eq!(
+            masked("cancelNotification,index:-1"),
+            "cancelNotification,index:<*>"
+        );
+        assert_eq!(
+            masked("state.clipTopAmount:180, i:0"),
+            "state.clipTopAmount:<*>, <*>"
+        );
+        assert_eq!(
+            masked("session opened for user root by LOGIN(uid=0)"),
+            "session opened for user root by LOGIN(uid=<*>)"
+        );
+        assert_eq!(masked("by (uid=0)"), "by (uid=<*>)");
+        // A call keeps its name; its arguments are one value.
+        assert_eq!(
+            masked("setDataSource(166, 0, 576460752303423487)"),
+            "setDataSource(<*>, <*>"
+        );
+        // A value with structure of its own is data, whatever its words.
+        assert_eq!(
+            masked("getRecentTasks: topActivity=ComponentInfo{com.a/com.a.Splash}"),
+            "getRecentTasks: topActivity=<*>"
+        );
+        assert_eq!(
+            masked("ws=WorkSource{10057}, uid=1000 Surface(name=Popup:1f2e) x"),
+            "ws=<*>, uid=<*> Surface(name=<*>) x"
+        );
+        // Host names and code locations before a colon are values.
+        assert_eq!(
+            masked("to db.prod:5432 at a.b.c.Foo.bar:2014"),
+            "to <*> at <*>"
+        );
+    }
+
+    #[test]
+    fn key_shapes() {
+        assert_eq!(key_shape("uid=<*>"), "uid=");
+        assert_eq!(key_shape("LOGIN(uid=<*>)"), "LOGIN(uid=");
+        assert_eq!(key_shape("index:<*>"), "index:");
+        assert_eq!(key_shape("alice:"), "");
+        assert_eq!(key_shape("root"), "");
+        assert_eq!(key_shape("<*>"), "");
     }
 
     #[test]
@@ -534,6 +703,9 @@ mod tests {
         assert!(is_wordy("autopurge.purgeInterval"));
         assert!(is_wordy("getTasks:"));
         assert!(!is_wordy("<*>"));
-        assert!(!is_wordy("a-b"));
+        assert!(is_wordy("Dquot-cache"));
+        assert!(!is_wordy("--"));
+        assert!(!is_wordy("web-1"));
+        assert!(!is_wordy("web-a:"));
     }
 }

@@ -29,7 +29,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, Utc};
 
-use super::mask::{self, is_wordy, VAR};
+use super::mask::{self, is_wordy, key_shape, VAR};
 use super::store::{
     StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
 };
@@ -880,17 +880,29 @@ impl TemplateMiner {
                 continue;
             }
             let mut seen: Vec<&str> = Vec::with_capacity(self.config.distinct);
+            // The keys the values name them by (`uid=`): one key whose value differs is data;
+            // different keys are different events, never one variable.
+            let mut keys: Vec<&str> = Vec::with_capacity(2);
             for &m in &fam.members {
                 let t = self.members[m as usize].tokens.get(p);
                 if !seen.contains(&t) {
                     seen.push(t);
-                    if seen.len() >= self.config.distinct {
+                    if t != VAR {
+                        let k = key_shape(t);
+                        if !keys.contains(&k) {
+                            keys.push(k);
+                        }
+                    }
+                    if seen.len() >= self.config.distinct && keys.len() > 1 {
                         break;
                     }
                 }
             }
-            let mixed = seen.len() >= 2 && seen.contains(&VAR);
-            if seen.len() >= self.config.distinct || mixed {
+            // Words, or the values of one key: a variable once enough of them are seen, or a
+            // masked value next to one. Different keys (or keys and words): structure.
+            let variable = keys.len() <= 1
+                && (seen.len() >= self.config.distinct || (seen.len() >= 2 && seen.contains(&VAR)));
+            if variable {
                 self.make_variable(f, p);
             }
         }
@@ -1165,6 +1177,53 @@ mod tests {
         assert_eq!(miner.resolve(&second.fingerprint), first.fingerprint);
         let other = miner.fingerprint(&ev("cron", "job nightly failed"));
         assert!(!other.young, "another service, another family");
+    }
+
+    /// Values under different keys are different events, however many keys there are; the
+    /// values of one key are data.
+    #[test]
+    fn keys_are_structure_and_their_values_data() {
+        let mut miner = TemplateMiner::default();
+        let fps = run(
+            &mut miner,
+            &[
+                "getRecentTasks: num=20,flags=62",
+                "getRecentTasks: topActivity=ComponentInfo{a/b.C}",
+                "getRecentTasks: count=3",
+                "getRecentTasks: mode=fast",
+                "getRecentTasks: user=root",
+            ],
+        );
+        let distinct: std::collections::HashSet<_> = fps.iter().collect();
+        assert_eq!(distinct.len(), 5, "{fps:?}");
+        let mut miner = TemplateMiner::default();
+        let users = ["cyrus", "root", "news", "test", "guest", "admin"];
+        let mut lines: Vec<String> = users
+            .iter()
+            .map(|u| format!("session opened for user {u} by (uid=0)"))
+            .collect();
+        lines.push("session opened for user root by LOGIN(uid=0)".into());
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let fps = run(&mut miner, &lines);
+        assert!(fps[..6].iter().all(|f| *f == fps[0]), "{fps:?}");
+        assert_ne!(fps[6], fps[0], "by LOGIN(...) is another event");
+    }
+
+    /// Table-like lines whose leading words differ are different events.
+    #[test]
+    fn different_leading_words_stay_apart() {
+        let mut miner = TemplateMiner::default();
+        let fps = run(
+            &mut miner,
+            &[
+                "PID hash table entries: 512 (order: 9, 4096 bytes)",
+                "Dquot-cache hash table entries: 1024 (order: 0, 4096 bytes)",
+                "Inode-cache hash table entries: 8192 (order: 3, 32768 bytes)",
+                "Mount-cache hash table entries: 512 (order: 0, 4096 bytes)",
+            ],
+        );
+        let distinct: std::collections::HashSet<_> = fps.iter().collect();
+        assert_eq!(distinct.len(), 4, "{fps:?}");
     }
 
     #[test]
