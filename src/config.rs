@@ -92,6 +92,8 @@ pub struct Config {
     pub redact: crate::redact::Redactor,
     /// The config file's `[[route]]` rules, in order (empty: every ticket goes to the project).
     pub routes: crate::route::Routes,
+    /// The config file's `[[group]]` rules: how logs group, where the user corrected it.
+    pub groups: crate::grouping::GroupRules,
 }
 
 /// The source of logs.
@@ -411,6 +413,7 @@ impl Config {
                 max_line_bytes: usize::try_from(cli.max_line_bytes).unwrap_or(usize::MAX),
                 redact: cli.redact,
                 routes: crate::route::Routes::default(),
+                groups: crate::grouping::GroupRules::default(),
             },
             notices,
         ))

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::grouping::{GroupRule, GroupRules};
 use crate::route::{Glob, Route, Routes};
 
 /// The file name looked for in the working directory and in `$XDG_CONFIG_HOME/triage/`.
@@ -69,6 +70,9 @@ pub const ROUTE_KEYS: &[&str] = &[
     "until",
 ];
 
+/// The keys a `[[group]]` table may hold.
+pub const GROUP_KEYS: &[&str] = &["name", "service", "template", "split", "fingerprint"];
+
 /// One problem in the config file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}:{line}:{column}: {message}")]
@@ -99,6 +103,25 @@ pub struct FileSettings {
     pub args: Vec<FileArg>,
     /// Its routes, in file order.
     pub routes: Routes,
+    /// Its `[[group]]` rules, in file order.
+    pub groups: GroupRules,
+}
+
+/// What the config file says beyond settings: where tickets go, and how logs group.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub routes: Routes,
+    pub groups: GroupRules,
+}
+
+impl FileSettings {
+    /// Its routes and group rules.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            routes: self.routes.clone(),
+            groups: self.groups.clone(),
+        }
+    }
 }
 
 /// Which file to read: the one `--config` / `TRIAGE_CONFIG` names (it must exist), else
@@ -179,6 +202,10 @@ pub fn parse(
             settings.routes = Routes::new(p.routes(value));
             continue;
         }
+        if name == "group" {
+            settings.groups = GroupRules::new(p.groups(value));
+            continue;
+        }
         if let Some((_, var)) = SECRETS.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
             p.error(
                 at,
@@ -199,7 +226,7 @@ pub fn parse(
         else {
             p.error(
                 at,
-                format!("unknown key `{name}`: a key is a flag's long name in snake_case (see `triage --help`), or [[route]]"),
+                format!("unknown key `{name}`: a key is a flag's long name in snake_case (see `triage --help`), [[route]] or [[group]]"),
             );
             continue;
         };
@@ -517,6 +544,120 @@ impl Checker<'_> {
         (self.errors.len() == before).then_some(route)
     }
 
+    /// The `[[group]]` tables.
+    fn groups(&mut self, value: &Spanned<DeValue<'_>>) -> Vec<GroupRule> {
+        let DeValue::Array(tables) = value.get_ref() else {
+            self.error(
+                value.span().start,
+                "`group` must be an array of tables: write each rule as [[group]]".into(),
+            );
+            return Vec::new();
+        };
+        let mut groups: Vec<GroupRule> = Vec::new();
+        for item in tables.iter() {
+            let DeValue::Table(table) = item.get_ref() else {
+                self.error(
+                    item.span().start,
+                    "each group rule must be a table ([[group]])".into(),
+                );
+                continue;
+            };
+            if let Some(rule) = self.group(item.span().start, table) {
+                if groups.iter().any(|g| g.name == rule.name) {
+                    self.error(
+                        item.span().start,
+                        format!(
+                            "group name `{}` is used twice: names must be unique",
+                            rule.name
+                        ),
+                    );
+                    continue;
+                }
+                groups.push(rule);
+            }
+        }
+        groups
+    }
+
+    fn group(&mut self, start: usize, table: &DeTable<'_>) -> Option<GroupRule> {
+        let before = self.errors.len();
+        let mut rule = GroupRule::default();
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        for (key, value) in entries {
+            let name = key.get_ref().as_ref();
+            let at = value.span().start;
+            let v = value.get_ref();
+            match name {
+                "name" => {
+                    if let Some(s) = self.string(name, at, v) {
+                        if s.trim().is_empty() {
+                            self.error(at, "group `name` must not be empty".into());
+                        }
+                        rule.name = s.trim().to_string();
+                    }
+                }
+                "service" => rule.service = self.string(name, at, v).map(|s| Glob::new(&s)),
+                "template" => {
+                    if let Some(s) = self.string(name, at, v) {
+                        match regex::Regex::new(&s) {
+                            Ok(re) => rule.template = Some(re),
+                            Err(e) => self.error(at, format!("`template` is not a regex: {e}")),
+                        }
+                    }
+                }
+                "split" => {
+                    rule.split = self.strings(name, at, v);
+                    for w in &rule.split {
+                        if w.is_empty() || w.contains(char::is_whitespace) {
+                            self.error(at, format!("`split` word {w:?}: one word, without spaces"));
+                        }
+                    }
+                }
+                "fingerprint" => {
+                    if let Some(s) = self.string(name, at, v) {
+                        let ok = !s.is_empty()
+                            && s.len() <= 200
+                            && s.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+                            });
+                        if !ok {
+                            self.error(
+                                at,
+                                format!("`fingerprint` = {s:?}: 1 to 200 of A-Z a-z 0-9 . _ : - (it becomes the ticket's label triage-NAME)"),
+                            );
+                        }
+                        rule.fingerprint = Some(s);
+                    }
+                }
+                other => self.error(
+                    key.span().start,
+                    format!(
+                        "unknown group key `{other}`: a group rule takes {}",
+                        GROUP_KEYS.join(", ")
+                    ),
+                ),
+            }
+        }
+        if self.errors.len() == before {
+            if rule.name.is_empty() {
+                self.error(
+                    start,
+                    "a group rule needs a `name` (unique; shown by triage route --explain)".into(),
+                );
+            } else if rule.split.is_empty() == rule.fingerprint.is_none() {
+                self.error(
+                    start,
+                    format!(
+                        "group `{}` needs exactly one of `split` (words that are never variables) and `fingerprint` (one problem for every matching log)",
+                        rule.name
+                    ),
+                );
+            }
+        }
+        (self.errors.len() == before).then_some(rule)
+    }
+
     fn string(&mut self, key: &str, at: usize, v: &DeValue<'_>) -> Option<String> {
         match v {
             DeValue::String(s) => Some(s.to_string()),
@@ -580,6 +721,47 @@ mod tests {
             .iter()
             .flat_map(|a| a.args.iter().map(|x| x.to_string_lossy().into_owned()))
             .collect()
+    }
+
+    #[test]
+    fn group_rules_are_checked_with_their_line() {
+        let ok = check(
+            "[[group]]\nname = \"breaker\"\nservice = \"payments*\"\nsplit = [\"OPEN\", \"CLOSED\"]\n\
+             [[group]]\nname = \"timeouts\"\ntemplate = \"(?i)timed out\"\nfingerprint = \"any-timeout\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = ok.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["breaker", "timeouts"]);
+        assert_eq!(
+            ok.groups.fingerprint("checkout", "request timed out"),
+            Some("any-timeout")
+        );
+        let errors = check(
+            "[[group]]\nname = \"a\"\nsplit = [\"x\"]\nfingerprint = \"f\"\n\
+             [[group]]\nname = \"b\"\nfingerprint = \"has space\"\n\
+             [[group]]\nname = \"c\"\nsplit = [\"x\"]\nwords = 1\n\
+             [[group]]\nsplit = [\"x\"]\n\
+             [[group]]\nname = \"e\"\ntemplate = \"(\"\nsplit = [\"x\"]\n",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text[0].starts_with("triage.toml:1:") && text[0].contains("exactly one of `split`"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("triage.toml:7:") && text[1].contains("`fingerprint`"),
+            "{text:?}"
+        );
+        assert!(
+            text[2].starts_with("triage.toml:11:") && text[2].contains("unknown group key `words`"),
+            "{text:?}"
+        );
+        assert!(text[3].contains("needs a `name`"), "{text:?}");
+        assert!(
+            text[4].starts_with("triage.toml:16:") && text[4].contains("not a regex"),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `triage route --explain`: per problem, the route that matched and the ticket fields that
-//! result, for checking a config file against real logs before a run files anything.
+//! `triage route --explain`: per problem, the `[[group]]` rule that shaped it (if any), the
+//! route that matched and the ticket fields that result, for checking a config file against real logs before a run files anything.
 //!
 //! In: the report of a dry run without Jira and without state over `--input` (the same pipeline,
 //! fingerprints and routing as a real run, so what is explained is what a run does), the
@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::config_file::Rules;
 use crate::jira::config::PriorityMap;
 use crate::report::{Report, TicketEntry};
 use crate::route::{Fields, Routes};
@@ -21,6 +22,9 @@ pub struct Explained {
     pub category: &'static str,
     pub severity: &'static str,
     pub occurrences: u64,
+    /// The `[[group]]` rule that applies to the problem's lines, and what it does; `None` when
+    /// none does.
+    pub group: Option<String>,
     /// The route that matched; `None` when none did (the defaults apply).
     pub route: Option<String>,
     /// The route mutes the problem today: its logs are skipped, no ticket is filed.
@@ -48,7 +52,7 @@ pub struct Defaults {
 /// `fingerprint`.
 pub fn explain(
     report: &Report,
-    routes: &Routes,
+    rules: &Rules,
     defaults: &Defaults,
     today: chrono::NaiveDate,
     fingerprint: Option<&str>,
@@ -58,7 +62,14 @@ pub fn explain(
         .iter()
         .chain(&report.muted)
         .filter(|t| fingerprint.is_none_or(|fp| t.fingerprint == fp))
-        .map(|t| one(t, routes, defaults, today))
+        .map(|t| {
+            let mut e = one(t, &rules.routes, defaults, today);
+            e.group = rules
+                .groups
+                .first(t.service.as_deref().unwrap_or(""), &t.template)
+                .map(|g| g.describe());
+            e
+        })
         .collect()
 }
 
@@ -80,6 +91,7 @@ fn one(
         category: t.category,
         severity: t.severity,
         occurrences: t.occurrences,
+        group: None,
         route: f.route.clone(),
         muted: f.muted,
         project: f.project.clone().or_else(|| defaults.project.clone()),
@@ -115,6 +127,9 @@ pub fn render_text(entries: &[Explained]) -> String {
             e.occurrences,
             if e.occurrences == 1 { "" } else { "s" }
         );
+        if let Some(g) = &e.group {
+            let _ = writeln!(out, "  group: {g}");
+        }
         let _ = writeln!(
             out,
             "  route: {} ({} / {})",

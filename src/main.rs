@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         command = command.color(choice);
     }
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let (matches, routes) = match parse_with_config_file(&command, &args, &env) {
+    let (matches, rules) = match parse_with_config_file(&command, &args, &env) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -62,9 +62,9 @@ fn main() -> ExitCode {
         Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
     );
     match &cli.command {
-        Some(Command::Check) => return check(&cli, &env, routes),
+        Some(Command::Check) => return check(&cli, &env, rules.routes),
         Some(Command::Route { fingerprint, .. }) => {
-            return explain(&cli, &env, routes, fingerprint.as_deref())
+            return explain(&cli, &env, rules, fingerprint.as_deref())
         }
         Some(Command::Status { runs }) => return status(&cli, &env, *runs),
         Some(Command::Completions { shell }) => {
@@ -98,7 +98,8 @@ fn main() -> ExitCode {
     for notice in notices {
         stderr_line(&format!("note: {notice}"));
     }
-    config.routes = routes;
+    config.routes = rules.routes;
+    config.groups = rules.groups;
     config.progress = !cli.quiet && std::io::stderr().is_terminal();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -143,7 +144,7 @@ fn parse_with_config_file(
     command: &clap::Command,
     args: &[OsString],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(clap::ArgMatches, triage::route::Routes), ExitCode> {
+) -> Result<(clap::ArgMatches, triage::config_file::Rules), ExitCode> {
     let matches = match command.clone().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => return Err(usage_error(e, command, args)),
@@ -151,7 +152,7 @@ fn parse_with_config_file(
     let given = matches.get_one::<std::path::PathBuf>("config");
     let path = match triage::config_file::locate(given.map(|p| p.as_path()), env) {
         Ok(Some(path)) => path,
-        Ok(None) => return Ok((matches, triage::route::Routes::default())),
+        Ok(None) => return Ok((matches, triage::config_file::Rules::default())),
         Err(e) => {
             stderr_line(&format!("error: {e}"));
             return Err(ExitCode::from(exit::USAGE));
@@ -173,10 +174,10 @@ fn parse_with_config_file(
     };
     let combined = triage::config_file::combine(&settings, &matches, args, env);
     if combined.len() == args.len() {
-        return Ok((matches, settings.routes));
+        return Ok((matches, settings.rules()));
     }
     match command.clone().try_get_matches_from(&combined) {
-        Ok(m) => Ok((m, settings.routes)),
+        Ok(m) => Ok((m, settings.rules())),
         Err(e) => {
             stderr_line(&format!(
                 "error: the config file {} does not combine with the command line: {}",
@@ -368,7 +369,7 @@ fn check(
 fn explain(
     cli: &Cli,
     env: &dyn Fn(&str) -> Option<String>,
-    routes: triage::route::Routes,
+    rules: triage::config_file::Rules,
     fingerprint: Option<&str>,
 ) -> ExitCode {
     if cli.input.is_none() {
@@ -411,7 +412,8 @@ fn explain(
         Ok(ok) => ok,
         Err(e) => return config_error(&e),
     };
-    config.routes = routes.clone();
+    config.routes = rules.routes.clone();
+    config.groups = rules.groups.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -436,7 +438,7 @@ fn explain(
         stderr_line(&format!("error: {e}"));
         return ExitCode::from(exit::FATAL);
     }
-    let entries = triage::explain::explain(&report, &routes, &defaults, today, fingerprint);
+    let entries = triage::explain::explain(&report, &rules, &defaults, today, fingerprint);
     if let (Some(fp), true) = (fingerprint, entries.is_empty()) {
         stderr_line(&format!(
             "error: no problem with fingerprint {fp} in the input"

@@ -386,7 +386,9 @@ pub async fn run(
     let mut next_turn: u64 = 0;
     // Leaders waiting for a worker slot, in the order they became leaders.
     let mut waiting: VecDeque<(Fingerprint, Pending)> = VecDeque::new();
-    let mut miner = load_miner(state.as_ref()).await?;
+    let mut miner = load_miner(state.as_ref())
+        .await?
+        .with_rules(config.groups.clone());
     let mut taking = true;
     let mut interrupted = false;
     let mut fatal: Option<String> = None;

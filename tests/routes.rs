@@ -660,3 +660,43 @@ fn route_explain_shows_each_problems_route_and_ticket_fields_without_jira() {
     assert_eq!(one.as_array().unwrap().len(), 1);
     assert_eq!(one[0]["fingerprint"], fp);
 }
+
+/// `[[group]]` rules change how the logs group, and `route --explain` says which rule shaped
+/// each problem.
+#[test]
+fn route_explain_shows_the_group_rule_of_each_problem() {
+    let toml =
+        "[[group]]\nname = \"all-requests\"\ntemplate = \"^request\"\nfingerprint = \"requests\"\n";
+    let mut t = triage();
+    std::fs::write(t.dir.path().join("logs.jsonl"), generated_logs(9, 3)).unwrap();
+    std::fs::write(t.dir.path().join("triage.toml"), toml).unwrap();
+    let out = t
+        .cmd
+        .args([
+            "route",
+            "--explain",
+            "--input",
+            "logs.jsonl",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = json.as_array().unwrap();
+    // Three services' requests, named by the rule: one problem, on purpose.
+    assert_eq!(entries.len(), 1, "{json}");
+    assert_eq!(entries[0]["occurrences"], 9, "{json}");
+    for e in entries {
+        assert_eq!(e["fingerprint"], "requests", "{e}");
+        assert_eq!(
+            e["group"], "all-requests: one problem, fingerprint requests",
+            "{e}"
+        );
+    }
+}

@@ -30,6 +30,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use chrono::{DateTime, Utc};
 
 use super::mask::{self, is_wordy, key_shape, VAR};
+use super::rules::GroupRules;
 use super::store::{
     StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
 };
@@ -230,6 +231,8 @@ pub struct TemplateMiner {
     line_cache: IdMap<CachedLine>,
     /// The template the last `learn` created, if it did.
     born: Option<u32>,
+    /// The user's `[[group]]` rules.
+    rules: GroupRules,
 }
 
 /// A family's index keys (one or two), without allocating.
@@ -300,7 +303,14 @@ impl TemplateMiner {
             global_epoch: 0,
             line_cache: IdMap::default(),
             born: None,
+            rules: GroupRules::default(),
         }
+    }
+
+    /// Group by these rules too (`[[group]]` in the config file).
+    pub fn with_rules(mut self, rules: GroupRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// A miner that continues from what earlier runs learned.
@@ -399,7 +409,13 @@ impl TemplateMiner {
         let mut buf = std::mem::take(&mut self.buf);
         let mut spans = std::mem::take(&mut self.spans);
         mask::mask_line(line, &mut buf, &mut spans);
-        let out = match fingerprint::explicit_fingerprint(event) {
+        let named = || {
+            let service = event.service.as_deref().unwrap_or("");
+            self.rules
+                .fingerprint(service, &buf)
+                .map(Fingerprint::from_raw)
+        };
+        let out = match fingerprint::explicit_fingerprint(event).or_else(named) {
             Some(fp) => Fingerprinted {
                 fingerprint: fp,
                 template: buf.clone(),
@@ -879,6 +895,10 @@ impl TemplateMiner {
             if fam.variable[p] {
                 continue;
             }
+            if self.kept_by_rules(f, p) {
+                continue;
+            }
+            let fam = &self.families[f as usize];
             let mut seen: Vec<&str> = Vec::with_capacity(self.config.distinct);
             // The keys the values name them by (`uid=`): one key whose value differs is data;
             // different keys are different events, never one variable.
@@ -906,6 +926,24 @@ impl TemplateMiner {
                 self.make_variable(f, p);
             }
         }
+    }
+
+    /// Whether a `[[group]]` rule keeps position `p` of family `f` from being a variable: one
+    /// of its members has there a word a rule for these lines lists in `split`.
+    fn kept_by_rules(&self, f: u32, p: usize) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        let fam = &self.families[f as usize];
+        let service: &str = &self.service_names[fam.service as usize];
+        let templates = fam
+            .members
+            .iter()
+            .map(|&m| self.members[m as usize].tokens.text.as_str());
+        fam.members.iter().any(|&m| {
+            let word = mask::split_core(self.members[m as usize].tokens.get(p)).1;
+            self.rules.keeps(service, templates.clone(), word)
+        })
     }
 
     fn make_variable(&mut self, f: u32, p: usize) {
@@ -1207,6 +1245,47 @@ mod tests {
         let fps = run(&mut miner, &lines);
         assert!(fps[..6].iter().all(|f| *f == fps[0]), "{fps:?}");
         assert_ne!(fps[6], fps[0], "by LOGIN(...) is another event");
+    }
+
+    /// `[[group]]` rules: `split` words never become variables for the lines a rule matches;
+    /// `fingerprint` makes every matching line one problem.
+    #[test]
+    fn group_rules_split_words_and_name_problems() {
+        use crate::grouping::{GroupRule, GroupRules};
+        let lines = [
+            "breaker OPEN for upstream",
+            "breaker CLOSED for upstream",
+            "breaker HALF for upstream",
+            "breaker STUCK for upstream",
+        ];
+        let fps = run(&mut TemplateMiner::default(), &lines);
+        assert!(
+            fps.iter().all(|f| *f == fps[0]),
+            "without a rule: one problem"
+        );
+        let rules = GroupRules::new(vec![
+            GroupRule {
+                name: "states".into(),
+                template: Some(regex::Regex::new("^breaker").unwrap()),
+                split: vec!["OPEN".into()],
+                ..GroupRule::default()
+            },
+            GroupRule {
+                name: "disks".into(),
+                template: Some(regex::Regex::new("disk").unwrap()),
+                fingerprint: Some("disk-trouble".into()),
+                ..GroupRule::default()
+            },
+        ]);
+        let mut miner = TemplateMiner::default().with_rules(rules);
+        let fps = run(&mut miner, &lines);
+        let distinct: std::collections::HashSet<_> = fps.iter().collect();
+        assert_eq!(distinct.len(), 4, "{fps:?}");
+        let fps = run(
+            &mut miner,
+            &["disk full on /var", "cannot write: disk quota exceeded"],
+        );
+        assert!(fps.iter().all(|f| f.as_str() == "disk-trouble"), "{fps:?}");
     }
 
     /// Table-like lines whose leading words differ are different events.
