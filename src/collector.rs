@@ -9,8 +9,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-
 use crate::config::{Config, DatadogSite};
 use crate::fingerprint::Fingerprint;
 use crate::grouping::TemplateMiner;
@@ -21,10 +19,9 @@ use crate::report::{LogEntry, Report, ReportWriter, Stages, Summary, TicketEntry
 use crate::state::{Processed, StateHandle};
 use crate::stats::Stats;
 use crate::ticket::facts::{self, Span};
+use crate::ticket::known::Tally;
 use crate::ticket::recurrence::{PhaseResult, TicketWork};
 
-/// Hosts listed per problem; more are counted, not kept.
-const MAX_HOSTS: usize = 50;
 /// Skipped records reported one by one on stderr before they are only counted.
 const MAX_SKIPPED_SHOWN: u64 = 50;
 
@@ -34,13 +31,10 @@ pub struct Problem {
     pub fingerprint: Fingerprint,
     pub service: Option<String>,
     pub template: String,
-    pub occurrences: u64,
-    pub first_seen: Option<DateTime<Utc>>,
-    pub last_seen: Option<DateTime<Utc>>,
-    /// Sorted, at most [`MAX_HOSTS`]: a small vector, not a tree (a problem usually has a
-    /// handful of hosts, and a tree node costs more than all of them).
-    pub hosts: Vec<String>,
-    pub more_hosts: bool,
+    /// How often, when and where (hosts sorted): added up exactly as
+    /// the pipeline adds up a new problem for its create, so the two can be compared
+    /// ([`crate::ticket::known::MAX_HOSTS`] hosts at most).
+    pub seen: Tally,
     /// Boxed: most of a problem's size, and a problem without one (yet) needs no room for it.
     pub leader: Option<Box<LeaderReport>>,
 }
@@ -48,30 +42,9 @@ pub struct Problem {
 impl Problem {
     /// Fold another problem (a template merged into this one) into this one.
     fn absorb(&mut self, other: Problem) {
-        self.occurrences += other.occurrences;
-        self.first_seen = match (self.first_seen, other.first_seen) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.last_seen = self.last_seen.max(other.last_seen);
-        for host in other.hosts {
-            self.add_host(host);
-        }
-        self.more_hosts |= other.more_hosts;
+        self.seen.absorb(&other.seen);
         if self.leader.is_none() {
             self.leader = other.leader;
-        }
-    }
-
-    /// Note a host: kept (in order) while fewer than [`MAX_HOSTS`] are, else only said to be
-    /// more.
-    fn add_host(&mut self, host: String) {
-        if let Err(at) = self.hosts.binary_search(&host) {
-            if self.hosts.len() < MAX_HOSTS {
-                self.hosts.insert(at, host);
-            } else {
-                self.more_hosts = true;
-            }
         }
     }
 
@@ -84,10 +57,10 @@ impl Problem {
             &self.template,
             leader,
             Span {
-                occurrences: self.occurrences,
-                first_seen: self.first_seen,
-                last_seen: self.last_seen,
-                hosts: &self.hosts,
+                occurrences: self.seen.occurrences,
+                first_seen: self.seen.first_seen,
+                last_seen: self.seen.last_seen,
+                hosts: &self.seen.hosts,
             },
             site,
         ))
@@ -297,23 +270,12 @@ impl Collector {
                         fingerprint,
                         service,
                         template,
-                        occurrences: 0,
-                        first_seen: None,
-                        last_seen: None,
-                        hosts: Vec::new(),
-                        more_hosts: false,
+                        seen: Tally::default(),
                         leader: None,
                     })
                 }
             };
-            problem.occurrences += 1;
-            if let Some(ts) = timestamp {
-                problem.first_seen = Some(problem.first_seen.map_or(ts, |f| f.min(ts)));
-                problem.last_seen = Some(problem.last_seen.map_or(ts, |l| l.max(ts)));
-            }
-            if let Some(host) = host {
-                problem.add_host(host);
-            }
+            problem.seen.add(timestamp, host.as_deref());
             if let Some(leader) = outcome.leader {
                 problem.leader = Some(leader);
             }
@@ -497,11 +459,11 @@ impl Collector {
                 action: res.action.as_str(),
                 summary,
                 severity: leader.analysis.severity.as_str(),
-                occurrences: p.occurrences,
+                occurrences: p.seen.occurrences,
                 category: leader.analysis.category.as_str(),
                 service,
-                first_seen: p.first_seen,
-                last_seen: p.last_seen,
+                first_seen: p.seen.first_seen,
+                last_seen: p.seen.last_seen,
                 hosts,
                 labels,
                 route: res.route.clone(),
@@ -518,7 +480,12 @@ impl Collector {
         };
         if keep_problems {
             for p in self.problems.values() {
-                if let Some(t) = entry(p, p.template.clone(), p.service.clone(), p.hosts.clone()) {
+                if let Some(t) = entry(
+                    p,
+                    p.template.clone(),
+                    p.service.clone(),
+                    p.seen.hosts.clone(),
+                ) {
                     sort_in(t);
                 }
             }
@@ -530,7 +497,7 @@ impl Collector {
                 };
                 t.template = std::mem::take(&mut p.template);
                 t.service = p.service.take();
-                t.hosts = std::mem::take(&mut p.hosts);
+                t.hosts = std::mem::take(&mut p.seen.hosts);
                 sort_in(t);
             }
         }

@@ -415,14 +415,7 @@ impl Checker<'_> {
             let at = value.span().start;
             let v = value.get_ref();
             match name {
-                "name" => {
-                    if let Some(s) = self.string(name, at, v) {
-                        if s.trim().is_empty() {
-                            self.error(at, "route `name` must not be empty".into());
-                        }
-                        route.name = s.trim().to_string();
-                    }
-                }
+                "name" => route.name = self.rule_name("route", at, v),
                 "service" => route.service = self.string(name, at, v).map(|s| Glob::new(&s)),
                 "tags" => route.tags = self.strings(name, at, v),
                 "status" => {
@@ -457,14 +450,7 @@ impl Checker<'_> {
                         }
                     }
                 }
-                "template" => {
-                    if let Some(s) = self.string(name, at, v) {
-                        match regex::Regex::new(&s) {
-                            Ok(re) => route.template = Some(re),
-                            Err(e) => self.error(at, format!("`template` is not a regex: {e}")),
-                        }
-                    }
-                }
+                "template" => route.template = self.regex(name, at, v),
                 "project" => route.project = self.string(name, at, v).map(|s| s.trim().to_string()),
                 "issue_type" => route.issue_type = self.string(name, at, v),
                 "components" => route.components = self.strings(name, at, v),
@@ -589,23 +575,9 @@ impl Checker<'_> {
             let at = value.span().start;
             let v = value.get_ref();
             match name {
-                "name" => {
-                    if let Some(s) = self.string(name, at, v) {
-                        if s.trim().is_empty() {
-                            self.error(at, "group `name` must not be empty".into());
-                        }
-                        rule.name = s.trim().to_string();
-                    }
-                }
+                "name" => rule.name = self.rule_name("group", at, v),
                 "service" => rule.service = self.string(name, at, v).map(|s| Glob::new(&s)),
-                "template" => {
-                    if let Some(s) = self.string(name, at, v) {
-                        match regex::Regex::new(&s) {
-                            Ok(re) => rule.template = Some(re),
-                            Err(e) => self.error(at, format!("`template` is not a regex: {e}")),
-                        }
-                    }
-                }
+                "template" => rule.template = self.regex(name, at, v),
                 "split" => {
                     rule.split = self.strings(name, at, v);
                     for w in &rule.split {
@@ -656,6 +628,23 @@ impl Checker<'_> {
             }
         }
         (self.errors.len() == before).then_some(rule)
+    }
+
+    /// A route's or group rule's `name`: a string, not empty (trimmed).
+    fn rule_name(&mut self, kind: &str, at: usize, v: &DeValue<'_>) -> String {
+        let name = self.string("name", at, v).unwrap_or_default();
+        if matches!(v, DeValue::String(_)) && name.trim().is_empty() {
+            self.error(at, format!("{kind} `name` must not be empty"));
+        }
+        name.trim().to_string()
+    }
+
+    /// A regex, such as a `template`.
+    fn regex(&mut self, key: &str, at: usize, v: &DeValue<'_>) -> Option<regex::Regex> {
+        let text = self.string(key, at, v)?;
+        regex::Regex::new(&text)
+            .map_err(|e| self.error(at, format!("`{key}` is not a regex: {e}")))
+            .ok()
     }
 
     fn string(&mut self, key: &str, at: usize, v: &DeValue<'_>) -> Option<String> {

@@ -12,6 +12,7 @@ use crate::event::LogEvent;
 use crate::fingerprint::Fingerprint;
 use crate::jira::content::ProblemFacts;
 use crate::outcome::LeaderReport;
+use crate::ticket::known::Whole;
 
 /// What a problem looked like over a span of logs (one log, or a whole run).
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +48,39 @@ pub fn build(
     )
 }
 
-/// The facts a new ticket is created with: its leader log alone.
+/// The facts a new ticket is created with: its leader log, and, when the run knows more of the
+/// problem (`whole`: the logs taken before the create, merged templates, its template now), all
+/// of that.
+pub fn of_new_ticket(
+    fingerprint: &Fingerprint,
+    event: &LogEvent,
+    template: &str,
+    analysis: &Analysis,
+    recurrence_of: Option<String>,
+    site: &DatadogSite,
+    whole: Option<&Whole>,
+) -> ProblemFacts {
+    let template = whole
+        .and_then(|w| w.template.as_deref())
+        .unwrap_or(template);
+    let mut facts = of_leader_log(fingerprint, event, template, analysis, recurrence_of, site);
+    let Some(w) = whole else { return facts };
+    if w.tally.occurrences > 0 {
+        facts.occurrences = w.tally.occurrences;
+        facts.first_seen = w.tally.first_seen;
+        facts.last_seen = w.tally.last_seen;
+        facts.hosts = w.tally.hosts.clone();
+    }
+    facts.aliases = w
+        .aliases
+        .iter()
+        .filter(|a| *a != fingerprint)
+        .map(|a| a.to_string())
+        .collect();
+    facts
+}
+
+/// The facts a ticket is created with from its leader log alone.
 pub fn of_leader_log(
     fingerprint: &Fingerprint,
     event: &LogEvent,

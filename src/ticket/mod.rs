@@ -770,7 +770,7 @@ impl TicketStage {
                 .routed(&route),
             ));
         }
-        let facts = new_ticket_facts(
+        let facts = facts::of_new_ticket(
             fingerprint,
             event,
             template,
@@ -1157,39 +1157,6 @@ fn failure(stage: Stage, message: &str) -> LeadFailure {
         stage,
         error: anyhow::anyhow!(message.to_string()),
     }
-}
-
-/// The facts a new ticket is created with: its leader log, and, when the run knows more of the
-/// problem (`whole`: the logs taken before the create, merged templates), all of that.
-fn new_ticket_facts(
-    fingerprint: &Fingerprint,
-    event: &LogEvent,
-    template: &str,
-    analysis: &Analysis,
-    recurrence_of: Option<String>,
-    site: &DatadogSite,
-    whole: Option<&known::Whole>,
-) -> content::ProblemFacts {
-    let template = whole
-        .and_then(|w| w.template.as_deref())
-        .unwrap_or(template);
-    let mut facts =
-        facts::of_leader_log(fingerprint, event, template, analysis, recurrence_of, site);
-    if let Some(w) = whole.filter(|w| w.tally.occurrences > 0) {
-        facts.occurrences = w.tally.occurrences;
-        facts.first_seen = w.tally.first_seen;
-        facts.last_seen = w.tally.last_seen;
-        facts.hosts = w.tally.hosts.clone();
-    }
-    if let Some(w) = whole {
-        facts.aliases = w
-            .aliases
-            .iter()
-            .filter(|a| *a != fingerprint)
-            .map(|a| a.to_string())
-            .collect();
-    }
-    facts
 }
 
 fn leader_report(event: &LogEvent, analysis: Analysis, resolution: Resolution) -> LeaderReport {
