@@ -83,6 +83,7 @@ pub fn mask_line(line: &str, out: &mut String, spans: &mut Vec<(usize, usize)>) 
     spans.clear();
     let line = unquote(line);
     let mut prev_var = false;
+    let mut after_method = false;
     for raw in words(&line) {
         if spans.len() >= MAX_TOKENS {
             break;
@@ -93,7 +94,13 @@ pub fn mask_line(line: &str, out: &mut String, spans: &mut Vec<(usize, usize)>) 
             out.push(' ');
         }
         let start = out.len();
-        mask_token(raw, out);
+        let core = split_core(raw).1;
+        if after_method && core.starts_with('/') {
+            mask_request_path(raw, out);
+        } else {
+            mask_token(raw, out);
+        }
+        after_method = is_method(core);
         let var = is_var(&out[start..]) || (prev_var && UNITS.contains(&split_core(raw).1));
         if var && prev_var {
             // Part of the previous variable: the run is one `<*>`.
@@ -107,6 +114,45 @@ pub fn mask_line(line: &str, out: &mut String, spans: &mut Vec<(usize, usize)>) 
         spans.push((start, out.len()));
         prev_var = var;
     }
+}
+
+/// An HTTP method (RFC 9110): the word before a request's path.
+fn is_method(word: &str) -> bool {
+    matches!(
+        word,
+        "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" | "CONNECT" | "TRACE"
+    )
+}
+
+/// `GET /path ...`: a request line, whose method and path words name what was asked for.
+fn is_request_line(text: &str) -> bool {
+    let mut parts = text.split_whitespace();
+    parts.next().is_some_and(is_method) && parts.next().is_some_and(|p| p.starts_with('/'))
+}
+
+/// A request's path after its method: the words of the path stay (they name the resource),
+/// segments that look like ids (a digit, long hex) and the query string become `<*>`
+/// (`/v2/54fadb41.../servers/detail?limit=5` → `/v2/<*>/servers/detail?<*>`).
+fn mask_request_path(tok: &str, out: &mut String) {
+    let (pre, core, post) = split_core(tok);
+    out.push_str(pre);
+    let (path, query) = match core.split_once('?') {
+        Some((p, _)) => (p, true),
+        None => (core, false),
+    };
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let id = (has_digit(seg) && !word_with_version(seg))
+            || (seg.len() >= 8 && seg.bytes().all(|b| b.is_ascii_hexdigit()));
+        out.push_str(if id { VAR } else { seg });
+    }
+    if query {
+        out.push('?');
+        out.push_str(VAR);
+    }
+    out.push_str(post);
 }
 
 /// The whitespace-separated words of a line: byte by byte for ASCII (the common case, and
@@ -170,7 +216,7 @@ fn unquote(line: &str) -> Cow<'_, str> {
                         b[close + 1],
                         b' ' | b'\t' | b',' | b';' | b')' | b']' | b'.' | b':'
                     );
-                if after_ok && inner.contains(char::is_whitespace) {
+                if after_ok && inner.contains(char::is_whitespace) && !is_request_line(inner) {
                     out.push_str(&line[last..i]);
                     out.push_str(VAR);
                     last = close + 1;
@@ -617,6 +663,24 @@ mod tests {
             masked("to db.prod:5432 at a.b.c.Foo.bar:2014"),
             "to <*> at <*>"
         );
+    }
+
+    #[test]
+    fn request_lines_keep_their_method_and_path_words() {
+        assert_eq!(
+            masked("10.11.10.1 \"GET /v2/54fadb412c4e40cdbaed9335e4c35a9e/servers/detail HTTP/1.1\" status: 200 len: 1893 time: 0.2477829"),
+            "<*> \"GET /v2/<*>/servers/detail <*> status: <*> len: <*> time: <*>"
+        );
+        assert_eq!(
+            masked("\"POST /v2/54fadb412c4e40cdbaed9335e4c35a9e/os-server-external-events HTTP/1.1\" status: 200"),
+            "\"POST /v2/<*>/os-server-external-events <*> status: <*>"
+        );
+        assert_eq!(
+            masked("GET /index.php?id=5&x=y HTTP/1.0"),
+            "GET /index.php?<*> <*>"
+        );
+        // Free text in quotes is still one value.
+        assert_eq!(masked("said \"get me out\" twice"), "said <*> twice");
     }
 
     #[test]
