@@ -919,9 +919,12 @@ impl TemplateMiner {
                 }
             }
             // Words, or the values of one key: a variable once enough of them are seen, or a
-            // masked value next to one. Different keys (or keys and words): structure.
+            // masked value next to one. Different keys (or keys and words): structure; so are
+            // capitalised keywords (`OPEN`, `HTTPS`, `ERROR`), a vocabulary, not data.
+            let keywords = seen.iter().all(|t| *t == VAR || is_keyword(t));
             let variable = keys.len() <= 1
-                && (seen.len() >= self.config.distinct || (seen.len() >= 2 && seen.contains(&VAR)));
+                && ((seen.len() >= self.config.distinct && !keywords)
+                    || (seen.len() >= 2 && seen.contains(&VAR)));
             if variable {
                 self.make_variable(f, p);
             }
@@ -1078,6 +1081,16 @@ impl Member {
             announced: self.announced,
         }
     }
+}
+
+/// An upper-case word (`OPEN`, `HALF_OPEN`, `SOCKS5`): a keyword of a vocabulary.
+fn is_keyword(tok: &str) -> bool {
+    let core = mask::split_core(tok).1;
+    let b = core.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_uppercase()
+        && b.iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 /// Share of the family's constant words the line repeats, and how many there are; `None`
@@ -1253,10 +1266,10 @@ mod tests {
     fn group_rules_split_words_and_name_problems() {
         use crate::grouping::{GroupRule, GroupRules};
         let lines = [
-            "breaker OPEN for upstream",
-            "breaker CLOSED for upstream",
-            "breaker HALF for upstream",
-            "breaker STUCK for upstream",
+            "breaker open for upstream",
+            "breaker closed for upstream",
+            "breaker half for upstream",
+            "breaker stuck for upstream",
         ];
         let fps = run(&mut TemplateMiner::default(), &lines);
         assert!(
@@ -1267,7 +1280,7 @@ mod tests {
             GroupRule {
                 name: "states".into(),
                 template: Some(regex::Regex::new("^breaker").unwrap()),
-                split: vec!["OPEN".into()],
+                split: vec!["open".into()],
                 ..GroupRule::default()
             },
             GroupRule {
@@ -1286,6 +1299,31 @@ mod tests {
             &["disk full on /var", "cannot write: disk quota exceeded"],
         );
         assert!(fps.iter().all(|f| f.as_str() == "disk-trouble"), "{fps:?}");
+    }
+
+    /// Upper-case keywords (states, protocols, methods) are a vocabulary: however many show
+    /// up at one position, they stay structure; lower-case names there become a variable.
+    #[test]
+    fn keywords_stay_structure_names_become_variables() {
+        let states = ["OPEN", "CLOSED", "HALF_OPEN", "FORCED_OPEN", "DISABLED"];
+        let lines: Vec<String> = states
+            .iter()
+            .map(|s| format!("circuit breaker for upstream went {s}"))
+            .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let fps = run(&mut TemplateMiner::default(), &lines);
+        let distinct: std::collections::HashSet<_> = fps.iter().collect();
+        assert_eq!(distinct.len(), states.len(), "{fps:?}");
+        let fps = run(
+            &mut TemplateMiner::default(),
+            &[
+                "User bob failed to authenticate",
+                "User grace failed to authenticate",
+                "User alice failed to authenticate",
+                "User dave failed to authenticate",
+            ],
+        );
+        assert!(fps.iter().all(|f| *f == fps[0]), "{fps:?}");
     }
 
     /// Table-like lines whose leading words differ are different events.
