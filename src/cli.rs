@@ -450,8 +450,13 @@ pub enum Command {
     /// Print the manual page (roff) on stdout, e.g. `triage man > ~/.local/share/man/man1/triage.1`.
     Man,
     /// List the templates the state store has learned: fingerprint, count, first and last
-    /// seen, ticket and template (`--output json` for an array of objects).
-    Templates,
+    /// seen, ticket and template (`--output json` for an array of objects); `--show FP` for one
+    /// template in detail: each variable with how many distinct values it held and a few of them.
+    Templates {
+        /// Show this fingerprint's template in detail (why its logs share a ticket).
+        #[arg(long, value_name = "FP")]
+        show: Option<String>,
+    },
     /// Copy the whole state store (the SQLite file or PostgreSQL database the state option
     /// names) to or from JSON Lines: a backup, or the way to move a store to PostgreSQL.
     State {

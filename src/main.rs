@@ -87,7 +87,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Some(Command::Templates) => return templates(&cli, &env),
+        Some(Command::Templates { show }) => return templates(&cli, &env, show.as_deref()),
         Some(Command::State { action }) => return state_copy(&cli, &env, action),
         None => {}
     }
@@ -548,11 +548,38 @@ fn state_copy(
 }
 
 /// `triage templates`: the learned templates of the state store, as text or JSON, on stdout.
-fn templates(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+fn templates(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, show: Option<&str>) -> ExitCode {
     let Some(path) = triage::config::state_path(cli, env) else {
         stderr_line("error: no state store: give --state PATH (or set XDG_STATE_HOME or HOME)");
         return ExitCode::from(exit::USAGE);
     };
+    if let Some(fp) = show {
+        let shown = match triage::grouping::list::show(&path, fp) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                stderr_line(&format!(
+                    "error: no template with fingerprint {fp} in {} (triage templates lists them)",
+                    path.display()
+                ));
+                return ExitCode::from(exit::USAGE);
+            }
+            Err(e) => {
+                stderr_line(&format!("error: {e:#}"));
+                return ExitCode::from(exit::FATAL);
+            }
+        };
+        match cli.output {
+            OutputFormat::Json => match serde_json::to_string_pretty(&shown) {
+                Ok(json) => println!("{json}"),
+                Err(e) => {
+                    stderr_line(&format!("error: cannot print the template: {e}"));
+                    return ExitCode::from(exit::FATAL);
+                }
+            },
+            _ => print!("{}", triage::grouping::list::render_shown(&shown)),
+        }
+        return ExitCode::from(exit::OK);
+    }
     let templates = match triage::grouping::list::list(&path) {
         Ok(t) => t,
         Err(e) => {

@@ -109,6 +109,8 @@ const MIGRATIONS: &[&str] = &[
     // them only while Jira still holds what it wrote (a person's edit stays).
     "CREATE TABLE IF NOT EXISTS written (jira TEXT NOT NULL, ticket TEXT NOT NULL, summary TEXT NOT NULL,
                            description TEXT NOT NULL, PRIMARY KEY (jira, ticket));",
+    // 9: what each template's variables were seen to hold (`triage templates --show`).
+    "ALTER TABLE templates ADD COLUMN vars TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// A state store problem.
@@ -698,6 +700,7 @@ const EXPORT_TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("creating", &["jira", "fingerprint", "started_ms"]),
+    ("written", &["jira", "ticket", "summary", "description"]),
     ("runs", &["started_ms", "ended_ms", "exit_code", "summary"]),
     (
         "job_runs",
@@ -739,6 +742,7 @@ const EXPORT_TABLES: &[(&str, &[&str])] = &[
             "first_ms",
             "last_ms",
             "last_used",
+            "vars",
         ],
     ),
     (
@@ -1605,7 +1609,8 @@ impl SqliteStore {
                         t.first_ms, t.last_ms, t.last_used,
                         coalesce((SELECT min(key) FROM tickets k WHERE k.fingerprint = t.fingerprint),
                                  (SELECT min(k.key) FROM tickets k JOIN template_merges m
-                                    ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint))
+                                    ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint)),
+                        t.vars
                  FROM templates t ORDER BY t.id",
             )
             .map_err(err)?;
@@ -1623,6 +1628,8 @@ impl SqliteStore {
                     last_seen: r.get::<_, Option<i64>>(8)?.and_then(from_ms),
                     last_used: r.get::<_, i64>(9)?.max(0) as u64,
                     ticket: r.get(10)?,
+                    // What an older version could not write, or cannot be read, is only shown.
+                    values: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
                 })
             })
             .map_err(err)?;
@@ -1678,11 +1685,11 @@ impl SqliteStore {
             }
             let mut template = tx
                 .prepare_cached(
-                    "INSERT INTO templates (fingerprint, id, family, service, template, tokens, count, first_ms, last_ms, last_used)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    "INSERT INTO templates (fingerprint, id, family, service, template, tokens, count, first_ms, last_ms, last_used, vars)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT(fingerprint) DO UPDATE SET template = excluded.template, tokens = excluded.tokens,
                        count = excluded.count, first_ms = excluded.first_ms, last_ms = excluded.last_ms,
-                       last_used = excluded.last_used",
+                       last_used = excluded.last_used, vars = excluded.vars",
                 )
                 .map_err(err)?;
             for t in &changes.templates {
@@ -1697,7 +1704,8 @@ impl SqliteStore {
                         t.count as i64,
                         t.first_seen.map(ms),
                         t.last_seen.map(ms),
-                        t.last_used as i64
+                        t.last_used as i64,
+                        json_text(&t.values)
                     ])
                     .map_err(err)?;
             }

@@ -637,6 +637,82 @@ async fn templates_lists_what_the_state_learned_as_text_and_json() {
         text.contains("Failed password for <*> from <*> port <*> ssh2"),
         "{text}"
     );
+
+    // One template in detail: why its logs share a ticket.
+    let failed = list
+        .iter()
+        .find(|t| t["template"] == "Failed password for <*> from <*> port <*> ssh2")
+        .unwrap();
+    let fp = failed["fingerprint"].as_str().unwrap();
+    let show = |extra: &[&str]| {
+        let mut t = triage();
+        let out = t
+            .cmd
+            .args([
+                "templates",
+                "--state",
+                state.to_str().unwrap(),
+                "--show",
+                fp,
+            ])
+            .args(extra)
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let shown: Value = serde_json::from_str(&show(&["--output", "json"])).unwrap();
+    assert_eq!(shown["fingerprint"], fp);
+    assert_eq!(shown["count"], failed["count"]);
+    let vars = shown["variables"].as_array().unwrap();
+    // The user name (3), the address (5), the port (7).
+    let positions: Vec<u64> = vars
+        .iter()
+        .map(|v| v["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, [3, 5, 7], "{shown}");
+    // Eight users in the logs: the user's variable saw them all, and shows a few.
+    assert_eq!(vars[0]["distinct"], 8, "{shown}");
+    let samples: Vec<&str> = vars[0]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(samples.len(), 3, "{shown}");
+    assert!(
+        samples.iter().all(|s| [
+            "root", "admin", "oracle", "guest", "deploy", "backup", "nagios", "git"
+        ]
+        .contains(s)),
+        "{samples:?}"
+    );
+    // Ports: one per log, more than are counted one by one.
+    assert_eq!(vars[2]["more"], true, "{shown}");
+    let text = show(&[]);
+    assert!(
+        text.contains("variable 3 (after \"for\"): 8 distinct values, e.g. \""),
+        "{text}"
+    );
+    assert!(
+        text.contains("variable 7 (after \"port\"): more than 16 distinct values"),
+        "{text}"
+    );
+    // An unknown fingerprint is a usage error that says where to look.
+    let mut t = triage();
+    t.cmd
+        .args([
+            "templates",
+            "--state",
+            state.to_str().unwrap(),
+            "--show",
+            "0000000000000000",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("triage templates lists them"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,12 +79,40 @@ const TLDS: &[&str] = &[
 
 /// Mask `line` into `out` (tokens separated by one space) and record each token's span.
 pub fn mask_line(line: &str, out: &mut String, spans: &mut Vec<(usize, usize)>) {
+    mask_line_inner(line, out, spans, None);
+}
+
+/// [`mask_line`], and where each token came from: `raw[i]` is the span in `text` (the line,
+/// with free text in quotes already one `<*>`) of the words token `i` was made of, so a
+/// variable's value can be read back.
+pub fn mask_line_raw(
+    line: &str,
+    out: &mut String,
+    spans: &mut Vec<(usize, usize)>,
+    raw: &mut Vec<(usize, usize)>,
+    text: &mut String,
+) {
+    mask_line_inner(line, out, spans, Some((raw, text)));
+}
+
+fn mask_line_inner(
+    line: &str,
+    out: &mut String,
+    spans: &mut Vec<(usize, usize)>,
+    mut raw: Option<(&mut Vec<(usize, usize)>, &mut String)>,
+) {
     out.clear();
     spans.clear();
     let line = unquote(line);
+    if let Some((r, text)) = raw.as_mut() {
+        r.clear();
+        text.clear();
+        text.push_str(&line);
+    }
+    let base = line.as_ptr() as usize;
     let mut prev_var = false;
     let mut after_method = false;
-    for raw in words(&line) {
+    for word in words(&line) {
         if spans.len() >= MAX_TOKENS {
             break;
         }
@@ -94,17 +122,21 @@ pub fn mask_line(line: &str, out: &mut String, spans: &mut Vec<(usize, usize)>) 
             out.push(' ');
         }
         let start = out.len();
-        let core = split_core(raw).1;
+        let core = split_core(word).1;
         if after_method && core.starts_with('/') {
-            mask_request_path(raw, out);
+            mask_request_path(word, out);
         } else {
-            mask_token(raw, out);
+            mask_token(word, out);
         }
         after_method = is_method(core);
-        let var = is_var(&out[start..]) || (prev_var && UNITS.contains(&split_core(raw).1));
+        let var = is_var(&out[start..]) || (prev_var && UNITS.contains(&split_core(word).1));
+        let from = word.as_ptr() as usize - base;
         if var && prev_var {
             // Part of the previous variable: the run is one `<*>`.
             out.truncate(before);
+            if let Some(last) = raw.as_mut().and_then(|(r, _)| r.last_mut()) {
+                last.1 = from + word.len();
+            }
             continue;
         }
         if var {
@@ -112,6 +144,9 @@ pub fn mask_line(line: &str, out: &mut String, spans: &mut Vec<(usize, usize)>) 
             out.push_str(VAR);
         }
         spans.push((start, out.len()));
+        if let Some((r, _)) = raw.as_mut() {
+            r.push((from, from + word.len()));
+        }
         prev_var = var;
     }
 }
@@ -681,6 +716,24 @@ mod tests {
         );
         // Free text in quotes is still one value.
         assert_eq!(masked("said \"get me out\" twice"), "said <*> twice");
+    }
+
+    #[test]
+    fn each_token_knows_the_words_it_came_from() {
+        let (mut out, mut spans, mut raw, mut text) = Default::default();
+        mask_line_raw(
+            "user bob failed 3 times in 12 ms from 10.0.0.1",
+            &mut out,
+            &mut spans,
+            &mut raw,
+            &mut text,
+        );
+        assert_eq!(out, "user bob failed <*> times in <*> from <*>");
+        let values: Vec<&str> = raw.iter().map(|&(a, b)| &text[a..b]).collect();
+        assert_eq!(
+            values,
+            ["user", "bob", "failed", "3", "times", "in", "12 ms", "from", "10.0.0.1"]
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use super::mask::{self, is_wordy, key_shape, VAR};
 use super::rules::GroupRules;
 use super::store::{
-    StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
+    SeenValues, StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
 };
 use crate::event::LogEvent;
 use crate::fingerprint::{self, Fingerprint, Fingerprinted};
@@ -195,6 +195,8 @@ struct Member {
     dirty: bool,
     /// Its aliases were already handed out in this run.
     announced: bool,
+    /// What its variables were seen to hold, per variable position.
+    values: Vec<SeenValues>,
 }
 
 /// The template miner. Owned by the ingest loop; one call per log, in arrival order.
@@ -222,6 +224,9 @@ pub struct TemplateMiner {
     dirty_members: Vec<u32>,
     buf: String,
     spans: Vec<(usize, usize)>,
+    /// Where each token of the line came from, and the line they index.
+    raw: Vec<(usize, usize)>,
+    text: String,
     cands: Vec<u32>,
     /// Per index key, how often the families under it changed.
     epochs: IdMap<u64>,
@@ -298,6 +303,8 @@ impl TemplateMiner {
             dirty_members: Vec::new(),
             buf: String::new(),
             spans: Vec::new(),
+            raw: Vec::new(),
+            text: String::new(),
             cands: Vec::new(),
             epochs: IdMap::default(),
             global_epoch: 0,
@@ -369,6 +376,7 @@ impl TemplateMiner {
                 alive: true,
                 dirty: false,
                 announced: false,
+                values: t.values,
             });
             miner.families[f as usize].members.push(idx);
             miner.alive += 1;
@@ -408,7 +416,9 @@ impl TemplateMiner {
         let line = fingerprint::truncate_bytes(&line, fingerprint::MAX_LINE_BYTES);
         let mut buf = std::mem::take(&mut self.buf);
         let mut spans = std::mem::take(&mut self.spans);
-        mask::mask_line(line, &mut buf, &mut spans);
+        let mut raw = std::mem::take(&mut self.raw);
+        let mut text = std::mem::take(&mut self.text);
+        mask::mask_line_raw(line, &mut buf, &mut spans, &mut raw, &mut text);
         let named = || {
             let service = event.service.as_deref().unwrap_or("");
             self.rules
@@ -427,6 +437,7 @@ impl TemplateMiner {
                 let service = self.service_id(event.service.as_deref().unwrap_or(""));
                 self.born = None;
                 let m = self.learn(service, &buf, &spans, event.timestamp) as usize;
+                self.note_values(m as u32, &raw, &text);
                 // Born from this log (not merged away at once) beside another template of its
                 // family: it may still generalise into the sibling.
                 let young = self.born == Some(m as u32)
@@ -448,7 +459,32 @@ impl TemplateMiner {
         };
         self.buf = buf;
         self.spans = spans;
+        self.raw = raw;
+        self.text = text;
         out
+    }
+
+    /// Note what the variables of template `m` hold in this line (`raw` spans into `text`).
+    fn note_values(&mut self, m: u32, raw: &[(usize, usize)], text: &str) {
+        let member = &mut self.members[m as usize];
+        for (p, &(a, b)) in raw.iter().enumerate() {
+            if p >= member.tokens.len() || member.tokens.get(p) != VAR {
+                continue;
+            }
+            let value = &text[a..b];
+            let hash = hash_str(3, value) as u32;
+            match member.values.iter_mut().find(|v| v.position == p) {
+                Some(v) => v.add(value, hash),
+                None => {
+                    let mut v = SeenValues {
+                        position: p,
+                        ..SeenValues::default()
+                    };
+                    v.add(value, hash);
+                    member.values.push(v);
+                }
+            }
+        }
     }
 
     /// The fingerprint a fingerprint stands for now (itself unless it was merged away).
@@ -563,6 +599,7 @@ impl TemplateMiner {
             last_seen: member.last_seen,
             last_used: member.last_used,
             ticket: member.ticket.clone(),
+            values: member.values.clone(),
         }
     }
 
@@ -853,6 +890,7 @@ impl TemplateMiner {
             alive: true,
             dirty: false,
             announced: false,
+            values: Vec::new(),
         };
         let m = match self.free.pop() {
             Some(m) => {
@@ -960,7 +998,16 @@ impl TemplateMiner {
         for m in ms {
             {
                 let member = &mut self.members[m as usize];
-                if member.tokens.get(p) != VAR {
+                let old = member.tokens.get(p);
+                if old != VAR {
+                    // The word it had there is now one of the variable's values.
+                    let mut v = SeenValues {
+                        position: p,
+                        ..SeenValues::default()
+                    };
+                    v.add(old, hash_str(3, old) as u32);
+                    member.values.retain(|v| v.position != p);
+                    member.values.push(v);
                     member.tokens = member.tokens.with(p, VAR);
                     member.key = key_of(member.tokens.iter());
                 }
@@ -1000,6 +1047,16 @@ impl TemplateMiner {
         for fp in std::iter::once(gone.fingerprint.clone()).chain(gone.absorbed) {
             if survivor.absorbed.len() < MAX_ALSO && !survivor.absorbed.contains(&fp) {
                 survivor.absorbed.push(fp);
+            }
+        }
+        for v in &gone.values {
+            match survivor
+                .values
+                .iter_mut()
+                .find(|s| s.position == v.position)
+            {
+                Some(s) => s.absorb(v),
+                None => survivor.values.push(v.clone()),
             }
         }
         survivor.announced = false;
@@ -1079,6 +1136,7 @@ impl Member {
             alive: self.alive,
             dirty: self.dirty,
             announced: self.announced,
+            values: Vec::new(),
         }
     }
 }

@@ -15,4 +15,6 @@ pub mod store;
 
 pub use miner::{MinerConfig, TemplateMiner};
 pub use rules::{GroupRule, GroupRules};
-pub use store::{StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot};
+pub use store::{
+    SeenValues, StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
+};

@@ -39,6 +39,70 @@ pub struct StoredTemplate {
     pub last_used: u64,
     /// The Jira ticket recorded for it (or for a template merged into it), when there is one.
     pub ticket: Option<String>,
+    /// What its variables were seen to hold, per variable position (`triage templates --show`).
+    #[serde(skip)]
+    pub values: Vec<SeenValues>,
+}
+
+/// Hashes of distinct values kept per variable position: more are counted as "more".
+pub const TRACKED_VALUES: usize = 16;
+/// Sample values kept per variable position.
+pub const SAMPLE_VALUES: usize = 3;
+/// A sample value is cut to this many characters.
+pub const SAMPLE_CHARS: usize = 80;
+
+/// What one variable position of a template was seen to hold: why two logs share a ticket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SeenValues {
+    /// The token's position in the template (0-based).
+    pub position: usize,
+    /// Distinct values seen, up to [`TRACKED_VALUES`].
+    pub distinct: usize,
+    /// More distinct values than that were seen.
+    pub more: bool,
+    /// The first few values, as they were in the logs (cut to [`SAMPLE_CHARS`]).
+    pub samples: Vec<String>,
+    /// Hashes of the distinct values counted, to go on counting in later runs.
+    #[serde(default)]
+    pub hashes: Vec<u32>,
+}
+
+impl SeenValues {
+    /// One more value seen, with its hash.
+    pub fn add(&mut self, value: &str, hash: u32) {
+        if self.hashes.contains(&hash) {
+            return;
+        }
+        if self.hashes.len() >= TRACKED_VALUES {
+            self.more = true;
+            return;
+        }
+        self.hashes.push(hash);
+        self.distinct = self.hashes.len();
+        if self.samples.len() < SAMPLE_VALUES {
+            self.samples
+                .push(value.chars().take(SAMPLE_CHARS).collect());
+        }
+    }
+
+    /// Fold in what another template saw at the same position.
+    pub fn absorb(&mut self, other: &SeenValues) {
+        for (i, &h) in other.hashes.iter().enumerate() {
+            let sample = other.samples.get(i).map_or("", String::as_str);
+            if sample.is_empty() && !self.hashes.contains(&h) {
+                // No sample to show for it: counted only.
+                if self.hashes.len() >= TRACKED_VALUES {
+                    self.more = true;
+                } else {
+                    self.hashes.push(h);
+                    self.distinct = self.hashes.len();
+                }
+            } else {
+                self.add(sample, h);
+            }
+        }
+        self.more |= other.more;
+    }
 }
 
 /// Two templates found to be one problem: `from` now means `into`.

@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: hashes of a ticket's summary and description as triage last wrote them (SQLite's 8).
     "CREATE TABLE IF NOT EXISTS written (jira TEXT NOT NULL, ticket TEXT NOT NULL, summary TEXT NOT NULL,
                                          description TEXT NOT NULL, PRIMARY KEY (jira, ticket));",
+    // 3: what each template's variables were seen to hold (SQLite's 9).
+    "ALTER TABLE templates ADD COLUMN IF NOT EXISTS vars TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// The advisory lock key that serializes creating and migrating the schema.
@@ -804,7 +806,8 @@ impl PgStore {
                             t.first_ms, t.last_ms, t.last_used,
                             coalesce((SELECT min(key) FROM tickets k WHERE k.fingerprint = t.fingerprint),
                                      (SELECT min(k.key) FROM tickets k JOIN template_merges m
-                                        ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint))
+                                        ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint)),
+                            t.vars
                      FROM templates t ORDER BY t.id",
                     &[],
                 )?,
@@ -840,6 +843,8 @@ impl PgStore {
                 last_seen: r.get::<_, Option<i64>>(8).and_then(from_ms),
                 last_used: r.get::<_, i64>(9).max(0) as u64,
                 ticket: r.get(10),
+                // What an older version could not write, or cannot be read, is only shown.
+                values: serde_json::from_str(r.get(11)).unwrap_or_default(),
             });
         }
         for r in merges {
@@ -877,7 +882,7 @@ impl PgStore {
             for t in &changes.templates {
                 let updated = c.execute(
                     "UPDATE templates SET template = $2, tokens = $3, count = $4, first_ms = $5, last_ms = $6,
-                       last_used = $7 WHERE fingerprint = $1",
+                       last_used = $7, vars = $8 WHERE fingerprint = $1",
                     &[
                         &t.fingerprint,
                         &t.template,
@@ -886,13 +891,14 @@ impl PgStore {
                         &t.first_seen.map(ms),
                         &t.last_seen.map(ms),
                         &(t.last_used as i64),
+                        &json_text(&t.values),
                     ],
                 )?;
                 if updated == 0 {
                     c.execute(
                         "INSERT INTO templates (fingerprint, id, family, service, template, tokens, count, first_ms,
-                                                last_ms, last_used)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                                                last_ms, last_used, vars)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
                         &[
                             &t.fingerprint,
                             &(t.id as i64),
@@ -904,6 +910,7 @@ impl PgStore {
                             &t.first_seen.map(ms),
                             &t.last_seen.map(ms),
                             &(t.last_used as i64),
+                            &json_text(&t.values),
                         ],
                     )?;
                 }
