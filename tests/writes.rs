@@ -92,6 +92,14 @@ async fn run(w: &World, extra: &[&str]) -> triage::Report {
         .expect("the run completes")
 }
 
+/// Before the simulated servers are dropped: their drop blocks on a lock with a plain
+/// executor, whose wake-up a task with its cooperative budget spent (after a run's many
+/// awaits) would defer to a scheduler the block never yields to. A yield renews the budget.
+async fn settle(w: World) {
+    tokio::task::yield_now().await;
+    drop(w);
+}
+
 fn summary(report: &triage::Report) -> Value {
     serde_json::to_value(&report.summary).expect("summary is JSON")
 }
@@ -216,6 +224,7 @@ async fn one_write_per_new_problem_and_nothing_others_set_is_taken_away() {
     let calls: Vec<&'static str> = w.sim.calls()[before..].iter().map(|c| c.kind).collect();
     assert_eq!(calls, vec!["myself"], "a rerun over the same window");
     assert_eq!(summary(&again)["created"], 0);
+    settle(w).await;
 }
 
 /// Sequential and async runs of the workload file the same tickets, with the same labels and
@@ -242,6 +251,8 @@ async fn sequential_and_async_write_the_same() {
         tickets_by_fingerprint(&par.sim, &many)
     );
     assert_eq!(seq.sim.tally(), par.sim.tally());
+    settle(seq).await;
+    settle(par).await;
 }
 
 /// A window whose pages come slowly (ten pages of 100 logs, 300 ms each) and a 2 s `--timeout`:
@@ -310,6 +321,7 @@ async fn a_long_input_files_early_and_updates_each_ticket_once_around_a_person_s
         0,
         "the descriptions were triage's to update"
     );
+    settle(w).await;
 }
 
 /// The same long input, and the person rewrites each ticket's description: it is left as they
@@ -318,13 +330,11 @@ async fn a_long_input_files_early_and_updates_each_ticket_once_around_a_person_s
 async fn a_description_a_person_rewrote_is_left_and_the_figures_go_in_a_comment() {
     let dir = tempfile::tempdir().expect("temp dir");
     let datadog = sim::datadog(sim::workload(1000, "AQAAAZ"), Duration::from_millis(300)).await;
-    let person: Arc<dyn Fn(&mut sim::SimIssue) + Send + Sync> = Arc::new(
-        |issue: &mut sim::SimIssue| {
-            issue.labels.push("on-call-seen".to_string());
-            issue.description = serde_json::json!({"type": "doc", "version": 1, "content": [
+    let person: sim::Person = Arc::new(|issue: &mut sim::SimIssue| {
+        issue.labels.push("on-call-seen".to_string());
+        issue.description = serde_json::json!({"type": "doc", "version": 1, "content": [
                 {"type": "paragraph", "content": [{"type": "text", "text": "Known: see the runbook."}]}]});
-        },
-    );
+    });
     let (jira, sim) = sim::jira(Duration::ZERO, Some(person)).await;
     let w = World {
         dir,
@@ -360,4 +370,5 @@ async fn a_description_a_person_rewrote_is_left_and_the_figures_go_in_a_comment(
     // Every ticket whose create did not tell the whole run got its figures in a comment.
     assert!(w.sim.count("comment") > 0, "{}", w.sim.tally());
     assert_nothing_taken_away(&w.sim, &report, false);
+    settle(w).await;
 }
