@@ -748,10 +748,10 @@ impl JiraClient {
         &self,
         fingerprint: &Fingerprint,
         draft: &TicketDraft<'_>,
+        description: &Description,
         route: &Fields,
     ) -> anyhow::Result<String> {
         let label = content::fingerprint_label(fingerprint.as_str());
-        let description = draft.description(self.config.api == JiraApi::V2);
         let mut last: Option<HttpError> = None;
         let mut sent = tokio::time::Instant::now();
         for _ in 1..=CREATE_ATTEMPTS {
@@ -764,7 +764,7 @@ impl JiraClient {
                 }
             }
             sent = tokio::time::Instant::now();
-            let body = self.create_body(draft, &description, route);
+            let body = self.create_body(draft, description, route);
             let sent_priority = body.fields.priority.is_some();
             match self.post("issue", &body, Retry::SafeOnly).await {
                 Ok(resp) => {
@@ -866,12 +866,7 @@ impl JiraClient {
         description: &'a Description,
         route: &'a Fields,
     ) -> CreateBody<'a> {
-        let mut labels: Vec<&str> = draft.labels.iter().map(String::as_str).collect();
-        for l in &route.labels {
-            if !labels.contains(&l.as_str()) {
-                labels.push(l);
-            }
-        }
+        let labels = create_labels(draft, route);
         let priority = match self.skip_priority.load(Ordering::SeqCst) {
             true => None,
             false => route
@@ -1051,6 +1046,17 @@ fn labels_of(fingerprint: &Fingerprint, also: &[Fingerprint]) -> Vec<String> {
     for fp in also {
         let l = content::fingerprint_label(fp.as_str());
         if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    labels
+}
+
+/// The labels a create sends: triage's own, then the route's.
+pub fn create_labels<'a>(draft: &'a TicketDraft<'_>, route: &'a Fields) -> Vec<&'a str> {
+    let mut labels: Vec<&str> = draft.labels.iter().map(String::as_str).collect();
+    for l in &route.labels {
+        if !labels.contains(&l.as_str()) {
             labels.push(l);
         }
     }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::fingerprint::Fingerprint;
-use crate::jira::content::{ProblemFacts, TicketDraft};
+use crate::jira::content::{Description, ProblemFacts};
 
 /// Hosts listed per problem; more are counted, not kept (the collector keeps as many).
 pub const MAX_HOSTS: usize = 50;
@@ -100,24 +100,32 @@ pub struct Written {
 }
 
 impl Written {
-    /// The hashes of what `draft` writes (`wiki`: the description as Jira Server takes it).
-    pub fn of(draft: &TicketDraft<'_>, wiki: bool) -> Self {
+    /// The hashes of a summary and a description as Jira holds it (an ADF document, or a
+    /// wiki-markup string).
+    pub fn new(summary: &str, description: &serde_json::Value) -> Self {
         Written {
-            summary: text_hash(&draft.summary),
-            description: text_hash(&description_text(
-                &serde_json::to_value(draft.description(wiki)).unwrap_or_default(),
-            )),
+            summary: text_hash(summary),
+            description: text_hash(&description_text(description)),
         }
+    }
+
+    /// The hashes of a summary and a description about to be sent.
+    pub fn of(summary: &str, description: &Description) -> Self {
+        Self::new(
+            summary,
+            &serde_json::to_value(description).unwrap_or_default(),
+        )
     }
 }
 
 impl Told {
-    /// What a create of `facts` as `draft`, with `labels` in all, told Jira.
+    /// What a create of `facts`, with this summary and description and `labels` in all, told
+    /// Jira.
     pub fn of(
         facts: &ProblemFacts,
-        draft: &TicketDraft<'_>,
+        summary: &str,
+        description: &Description,
         labels: Vec<String>,
-        wiki: bool,
     ) -> Self {
         Told {
             occurrences: facts.occurrences,
@@ -126,7 +134,7 @@ impl Told {
             hosts: facts.hosts.clone(),
             template: facts.template.clone(),
             labels,
-            written: Written::of(draft, wiki),
+            written: Written::of(summary, description),
         }
     }
 

@@ -780,14 +780,16 @@ impl TicketStage {
             whole,
         );
         let draft = content::ticket(&facts);
-        let mut labels = draft.labels.clone();
-        for l in &route.labels {
-            if !labels.contains(l) {
-                labels.push(l.clone());
-            }
-        }
-        let told = known::Told::of(&facts, &draft, labels, jira.api() == JiraApi::V2);
-        let result = self.create(jira, fingerprint, &draft, &route, &told).await;
+        // Rendered once: sent, and hashed as what triage wrote.
+        let description = draft.description(jira.api() == JiraApi::V2);
+        let labels = crate::jira::client::create_labels(&draft, &route)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let told = known::Told::of(&facts, &draft.summary, &description, labels);
+        let result = self
+            .create(jira, fingerprint, &draft, &description, &route, &told)
+            .await;
         progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
         let created = |key: String, analysis: Analysis| {
             let mut report = leader_report(
@@ -982,11 +984,13 @@ impl TicketStage {
     }
 
     /// Send the create, recorded before it leaves and after it is answered.
+    #[allow(clippy::too_many_arguments)]
     async fn create(
         &self,
         jira: &JiraClient,
         fingerprint: &Fingerprint,
         draft: &content::TicketDraft<'_>,
+        description: &content::Description,
         route: &Fields,
         told: &known::Told,
     ) -> anyhow::Result<String> {
@@ -1004,7 +1008,7 @@ impl TicketStage {
         // nothing was created.
         self.ambiguous
             .insert(fingerprint.clone(), chrono::Utc::now());
-        let key = match jira.create(fingerprint, draft, route).await {
+        let key = match jira.create(fingerprint, draft, description, route).await {
             Ok(key) => key,
             Err(e) => {
                 if !maybe_created(&e) {

@@ -48,7 +48,7 @@ use crate::jira::model::Issue;
 use crate::jira::JiraClient;
 use crate::shutdown::Shutdown;
 use crate::state::{CommentChange, StateError, StateHandle, StateStore};
-use crate::ticket::known::{description_text, text_hash, Told, Written};
+use crate::ticket::known::{Told, Written};
 
 /// What the collector hands over: one ticket and its whole-run facts.
 #[derive(Debug)]
@@ -410,7 +410,8 @@ impl Phase<'_> {
     ) -> bool {
         let wiki = self.jira.api() == crate::jira::config::JiraApi::V2;
         let draft = crate::jira::content::ticket(facts);
-        let ours = Written::of(&draft, wiki);
+        let description = draft.description(wiki);
+        let ours = Written::of(&draft.summary, &description);
         // What triage last wrote: the state's record, else this run's create.
         let k = key.to_string();
         let written = match self.call(out, move |s| s.written(&k)).await.flatten() {
@@ -435,30 +436,29 @@ impl Phase<'_> {
         };
         let read = self.reads.get(key).or(alone.as_ref());
         // A field is triage's to change while Jira still holds what triage wrote there.
-        let still = |now: Option<String>, then: Option<&String>| matches!((now, then), (Some(a), Some(b)) if a == *b);
-        let summary_ours = still(
-            read.and_then(|r| r.fields.summary.as_deref())
-                .map(text_hash),
-            written.as_ref().map(|w| &w.summary),
-        );
-        let description_ours = still(
-            read.map(|r| {
-                text_hash(&description_text(
-                    r.fields
-                        .description
-                        .as_ref()
-                        .unwrap_or(&serde_json::Value::Null),
-                ))
-            }),
-            written.as_ref().map(|w| &w.description),
-        );
+        let now = read.map(|r| {
+            Written::new(
+                r.fields.summary.as_deref().unwrap_or_default(),
+                r.fields
+                    .description
+                    .as_ref()
+                    .unwrap_or(&serde_json::Value::Null),
+            )
+        });
+        let (summary_ours, description_ours) = match (&now, &written) {
+            (Some(now), Some(then)) => (
+                now.summary == then.summary,
+                now.description == then.description,
+            ),
+            _ => (false, false),
+        };
         let changed = |then: Option<&String>, now: &String| then != Some(now);
         let summary = (summary_ours
             && changed(written.as_ref().map(|w| &w.summary), &ours.summary))
         .then_some(draft.summary.as_str());
         let description = (description_ours
             && changed(written.as_ref().map(|w| &w.description), &ours.description))
-        .then(|| draft.description(wiki));
+        .then_some(&description);
         // Only triage's search labels are ensured; a label a person or a route set (or took
         // away) is theirs.
         let mut add: Vec<String> = Vec::new();
@@ -474,10 +474,7 @@ impl Phase<'_> {
             }
         }
         let started = Instant::now();
-        let result = self
-            .jira
-            .edit(key, &add, summary, description.as_ref())
-            .await;
+        let result = self.jira.edit(key, &add, summary, description).await;
         out.with(|s| s.out.jira_times.push(started.elapsed()));
         if let Err(e) = result {
             out.warn(format!("could not bring {key} up to date: {e:#}"));
