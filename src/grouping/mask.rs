@@ -77,38 +77,23 @@ const TLDS: &[&str] = &[
     "internal", "arpa",
 ];
 
-/// Mask `line` into `out` (tokens separated by one space) and record each token's span.
-pub fn mask_line(line: &str, out: &mut String, spans: &mut Vec<(usize, usize)>) {
-    mask_line_inner(line, out, spans, None);
-}
-
-/// [`mask_line`], and where each token came from: `raw[i]` is the span in `text` (the line,
-/// with free text in quotes already one `<*>`) of the words token `i` was made of, so a
-/// variable's value can be read back.
-pub fn mask_line_raw(
+/// Mask `line` into `out` (tokens separated by one space) and record each token's span, and
+/// where each token came from: `raw[i]` is the span in `text` (the line, with free text in
+/// quotes already one `<*>`) of the words token `i` was made of, so a variable's value can be
+/// read back.
+pub fn mask_line(
     line: &str,
     out: &mut String,
     spans: &mut Vec<(usize, usize)>,
     raw: &mut Vec<(usize, usize)>,
     text: &mut String,
 ) {
-    mask_line_inner(line, out, spans, Some((raw, text)));
-}
-
-fn mask_line_inner(
-    line: &str,
-    out: &mut String,
-    spans: &mut Vec<(usize, usize)>,
-    mut raw: Option<(&mut Vec<(usize, usize)>, &mut String)>,
-) {
     out.clear();
     spans.clear();
+    raw.clear();
     let line = unquote(line);
-    if let Some((r, text)) = raw.as_mut() {
-        r.clear();
-        text.clear();
-        text.push_str(&line);
-    }
+    text.clear();
+    text.push_str(&line);
     let base = line.as_ptr() as usize;
     let mut prev_var = false;
     let mut after_method = false;
@@ -134,7 +119,7 @@ fn mask_line_inner(
         if var && prev_var {
             // Part of the previous variable: the run is one `<*>`.
             out.truncate(before);
-            if let Some(last) = raw.as_mut().and_then(|(r, _)| r.last_mut()) {
+            if let Some(last) = raw.last_mut() {
                 last.1 = from + word.len();
             }
             continue;
@@ -144,9 +129,7 @@ fn mask_line_inner(
             out.push_str(VAR);
         }
         spans.push((start, out.len()));
-        if let Some((r, _)) = raw.as_mut() {
-            r.push((from, from + word.len()));
-        }
+        raw.push((from, from + word.len()));
         prev_var = var;
     }
 }
@@ -601,9 +584,8 @@ mod tests {
     use super::*;
 
     fn masked(line: &str) -> String {
-        let mut out = String::new();
-        let mut spans = Vec::new();
-        mask_line(line, &mut out, &mut spans);
+        let (mut out, mut spans, mut raw, mut text) = Default::default();
+        mask_line(line, &mut out, &mut spans, &mut raw, &mut text);
         assert_eq!(
             spans
                 .iter()
@@ -721,7 +703,7 @@ mod tests {
     #[test]
     fn each_token_knows_the_words_it_came_from() {
         let (mut out, mut spans, mut raw, mut text) = Default::default();
-        mask_line_raw(
+        mask_line(
             "user bob failed 3 times in 12 ms from 10.0.0.1",
             &mut out,
             &mut spans,
@@ -791,9 +773,8 @@ mod tests {
     #[test]
     fn token_count_is_capped() {
         let long = "word ".repeat(1_000);
-        let mut out = String::new();
-        let mut spans = Vec::new();
-        mask_line(&long, &mut out, &mut spans);
+        let (mut out, mut spans, mut raw, mut text) = Default::default();
+        mask_line(&long, &mut out, &mut spans, &mut raw, &mut text);
         assert_eq!(spans.len(), MAX_TOKENS);
     }
 

@@ -418,7 +418,7 @@ impl TemplateMiner {
         let mut spans = std::mem::take(&mut self.spans);
         let mut raw = std::mem::take(&mut self.raw);
         let mut text = std::mem::take(&mut self.text);
-        mask::mask_line_raw(line, &mut buf, &mut spans, &mut raw, &mut text);
+        mask::mask_line(line, &mut buf, &mut spans, &mut raw, &mut text);
         let named = || {
             let service = event.service.as_deref().unwrap_or("");
             self.rules

@@ -68,37 +68,41 @@ pub struct SeenValues {
 }
 
 impl SeenValues {
-    /// One more value seen, with its hash.
+    /// One more value seen, with its hash. Samples are the values of the first hashes, in
+    /// order (`samples[i]` is `hashes[i]`'s), so they can be pooled.
     pub fn add(&mut self, value: &str, hash: u32) {
-        if self.hashes.contains(&hash) {
-            return;
-        }
-        if self.hashes.len() >= TRACKED_VALUES {
-            self.more = true;
-            return;
-        }
-        self.hashes.push(hash);
-        self.distinct = self.hashes.len();
-        if self.samples.len() < SAMPLE_VALUES {
+        if self.count(hash)
+            && self.samples.len() + 1 == self.hashes.len()
+            && self.samples.len() < SAMPLE_VALUES
+        {
             self.samples
                 .push(value.chars().take(SAMPLE_CHARS).collect());
         }
     }
 
-    /// Fold in what another template saw at the same position.
+    /// Count a value by its hash: whether it is new and counted one by one.
+    fn count(&mut self, hash: u32) -> bool {
+        if self.hashes.contains(&hash) {
+            return false;
+        }
+        if self.hashes.len() >= TRACKED_VALUES {
+            self.more = true;
+            return false;
+        }
+        self.hashes.push(hash);
+        self.distinct = self.hashes.len();
+        true
+    }
+
+    /// Fold in what another template saw at the same position (its samples are its first
+    /// hashes' values).
     pub fn absorb(&mut self, other: &SeenValues) {
         for (i, &h) in other.hashes.iter().enumerate() {
-            let sample = other.samples.get(i).map_or("", String::as_str);
-            if sample.is_empty() && !self.hashes.contains(&h) {
-                // No sample to show for it: counted only.
-                if self.hashes.len() >= TRACKED_VALUES {
-                    self.more = true;
-                } else {
-                    self.hashes.push(h);
-                    self.distinct = self.hashes.len();
+            match other.samples.get(i) {
+                Some(sample) => self.add(sample, h),
+                None => {
+                    self.count(h);
                 }
-            } else {
-                self.add(sample, h);
             }
         }
         self.more |= other.more;
