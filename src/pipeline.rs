@@ -561,7 +561,10 @@ pub async fn run(
                                     also.push(fingerprint::fingerprint(&event).fingerprint);
                                     tickets.search_also(&printed.fingerprint, &also);
                                 }
-                                deferral.tally(&printed.fingerprint, &event);
+                                if jira.is_some() {
+                                    // For the create of its problem's ticket.
+                                    deferral.tally(&printed.fingerprint, &event);
+                                }
                                 let pending = Pending::new(event, printed.template);
                                 if printed.young || held.holds(&printed.fingerprint) {
                                     held.hold(printed.fingerprint, pending);
