@@ -37,10 +37,12 @@ fn person() -> sim::Person {
     })
 }
 
-async fn world(logs: usize, dd_delay: Duration, with_person: bool) -> World {
+/// The workload served by a simulated Datadog (each page answered after `dd_delay`), and a
+/// simulated Jira where `person` edits each ticket after its create.
+async fn world(logs: usize, dd_delay: Duration, person: sim::Person) -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let datadog = sim::datadog(sim::workload(logs, "AQAAAZ"), dd_delay).await;
-    let (jira, sim) = sim::jira(Duration::ZERO, with_person.then(person)).await;
+    let (jira, sim) = sim::jira(Duration::ZERO, Some(person)).await;
     World {
         dir,
         datadog,
@@ -99,6 +101,19 @@ async fn settle(w: World) {
     tokio::task::yield_now().await;
     drop(w);
 }
+
+/// A long input: ten pages of 100 logs, each answered after [`PAGE_DELAY`], and a 2 s
+/// `--timeout`, so new problems wait for it at most 1 s and are filed before it ends.
+const LONG_INPUT: &[&str] = &[
+    "--async",
+    "--workers",
+    "10",
+    "--batch-size",
+    "100",
+    "--timeout",
+    "2",
+];
+const PAGE_DELAY: Duration = Duration::from_millis(300);
 
 fn summary(report: &triage::Report) -> Value {
     serde_json::to_value(&report.summary).expect("summary is JSON")
@@ -191,7 +206,7 @@ fn tickets_by_fingerprint(
 /// over the same window costs no call but the credentials check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_write_per_new_problem_and_nothing_others_set_is_taken_away() {
-    let w = world(1000, Duration::ZERO, true).await;
+    let w = world(1000, Duration::ZERO, person()).await;
     let report = run(&w, &["--async", "--workers", "10"]).await;
     let s = summary(&report);
     let problems = sim::WORKLOAD_PROBLEMS;
@@ -231,9 +246,9 @@ async fn one_write_per_new_problem_and_nothing_others_set_is_taken_away() {
 /// counts, at the same cost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_and_async_write_the_same() {
-    let seq = world(1000, Duration::ZERO, true).await;
+    let seq = world(1000, Duration::ZERO, person()).await;
     let one = run(&seq, &[]).await;
-    let par = world(1000, Duration::ZERO, true).await;
+    let par = world(1000, Duration::ZERO, person()).await;
     let many = run(&par, &["--async", "--workers", "10"]).await;
     assert_eq!(summary(&one)["mode"], "sequential");
     for field in [
@@ -262,20 +277,8 @@ async fn sequential_and_async_write_the_same() {
 /// at most one follow-up write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_input_files_early_and_updates_each_ticket_once_around_a_person_s_edits() {
-    let w = world(1000, Duration::from_millis(300), true).await;
-    let report = run(
-        &w,
-        &[
-            "--async",
-            "--workers",
-            "10",
-            "--batch-size",
-            "100",
-            "--timeout",
-            "2",
-        ],
-    )
-    .await;
+    let w = world(1000, PAGE_DELAY, person()).await;
+    let report = run(&w, LONG_INPUT).await;
     let s = summary(&report);
     let problems = sim::WORKLOAD_PROBLEMS;
     assert_eq!(
@@ -328,33 +331,13 @@ async fn a_long_input_files_early_and_updates_each_ticket_once_around_a_person_s
 /// wrote it, and the run's figures go in one comment instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_description_a_person_rewrote_is_left_and_the_figures_go_in_a_comment() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let datadog = sim::datadog(sim::workload(1000, "AQAAAZ"), Duration::from_millis(300)).await;
     let person: sim::Person = Arc::new(|issue: &mut sim::SimIssue| {
         issue.labels.push("on-call-seen".to_string());
         issue.description = serde_json::json!({"type": "doc", "version": 1, "content": [
                 {"type": "paragraph", "content": [{"type": "text", "text": "Known: see the runbook."}]}]});
     });
-    let (jira, sim) = sim::jira(Duration::ZERO, Some(person)).await;
-    let w = World {
-        dir,
-        datadog,
-        jira,
-        sim,
-    };
-    let report = run(
-        &w,
-        &[
-            "--async",
-            "--workers",
-            "10",
-            "--batch-size",
-            "100",
-            "--timeout",
-            "2",
-        ],
-    )
-    .await;
+    let w = world(1000, PAGE_DELAY, person).await;
+    let report = run(&w, LONG_INPUT).await;
     assert_eq!(summary(&report)["created"], sim::WORKLOAD_PROBLEMS);
     for issue in w.sim.issues() {
         assert_eq!(
