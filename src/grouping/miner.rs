@@ -13,8 +13,10 @@
 //!    family's constant words (not `<*>`) the line repeats (>= 0.5 joins), and two lines whose
 //!    first words differ never join (`Failed password` vs `Accepted password`).
 //! 2. Within a family, a *template* is one problem. A position is a variable once the family
-//!    has seen `distinct` different values there, or a masked value next to another value;
-//!    until then its values are structure (`HTTPS` vs `SOCKS5`, `user=root` vs `user=guest`).
+//!    has seen `distinct` different values there, or a masked value next to another value,
+//!    and only if it has varied alone (two templates differ there and nowhere else: a reason
+//!    phrase whose words change together is never data); until then its values are structure
+//!    (`HTTPS` vs `SOCKS5`, `user=root` vs `user=guest`).
 //!    When a position becomes a variable, templates that now read the same merge into the
 //!    oldest, which keeps its fingerprint; the others' fingerprints become aliases of it.
 //!
@@ -171,6 +173,9 @@ struct Family {
     /// The family's shape; an empty token where its lines have differed.
     tokens: Tokens,
     variable: Vec<bool>,
+    /// Positions where two of its templates differ and nowhere else: only these can become
+    /// variables. Worked out again from the templates on restore (`alone_positions`).
+    alone: Vec<bool>,
     members: Vec<u32>,
     alive: bool,
     dirty: bool,
@@ -338,6 +343,7 @@ impl TemplateMiner {
                 id: f.id,
                 service,
                 tokens: Tokens::new(f.tokens.iter().map(|t| t.as_deref().unwrap_or(""))),
+                alone: vec![false; f.variable.len()],
                 variable: f.variable,
                 members: Vec::new(),
                 alive: true,
@@ -402,9 +408,39 @@ impl TemplateMiner {
         for f in 0..miner.families.len() {
             if miner.families[f].members.is_empty() {
                 miner.kill_family(f as u32);
+            } else {
+                miner.families[f].alone = miner.alone_positions(f as u32);
             }
         }
         miner
+    }
+
+    /// The positions where two templates of family `f` differ and nowhere else, found by
+    /// hashing each template without each position in turn (linear, for restores).
+    fn alone_positions(&self, f: u32) -> Vec<bool> {
+        let fam = &self.families[f as usize];
+        let n = fam.tokens.len();
+        let mut alone = vec![false; n];
+        let mut frames = std::collections::HashSet::new();
+        for &m in &fam.members {
+            let tokens = &self.members[m as usize].tokens;
+            // prefix[p] hashes tokens 0..p, suffix[p] tokens p..n.
+            let mut prefix = vec![0u64; n + 1];
+            let mut suffix = vec![0u64; n + 1];
+            for p in 0..n {
+                prefix[p + 1] = hash_str(mix(prefix[p], 1), tokens.get(p));
+            }
+            for p in (0..n).rev() {
+                suffix[p] = hash_str(mix(suffix[p + 1], 2), tokens.get(p));
+            }
+            for (p, seen) in alone.iter_mut().enumerate() {
+                let frame = mix(prefix[p], suffix[p + 1]);
+                if !frames.insert((p, frame)) {
+                    *seen = true;
+                }
+            }
+        }
+        alone
     }
 
     /// The fingerprint and template of one log; learns from it.
@@ -812,6 +848,7 @@ impl TemplateMiner {
             service,
             tokens: Tokens::new((0..n).map(tok)),
             variable: (0..n).map(|p| tok(p) == VAR).collect(),
+            alone: vec![false; n],
             members: Vec::new(),
             alive: true,
             dirty: false,
@@ -912,7 +949,7 @@ impl TemplateMiner {
         self.alive += 1;
         self.structural = true;
         self.mark_member(m);
-        self.settle(f);
+        self.settle(f, m);
         let mut m = m;
         while let Some(s) = self.members[m as usize].merged_into {
             m = s;
@@ -922,51 +959,96 @@ impl TemplateMiner {
 
     /// Turn positions with enough distinct values into variables, merging what then reads
     /// the same.
-    fn settle(&mut self, f: u32) {
+    ///
+    /// A position counts only once it has *varied alone*: two templates of the family read
+    /// the same everywhere else (see `note_alone`). A word that always changes together with
+    /// another one (`account locked` / `invalid password`, a reason phrase) is part of what
+    /// the line says, however many values it takes; a user name that changes with the rest of
+    /// the line fixed is data once enough names are seen.
+    fn settle(&mut self, f: u32, m: u32) {
         if self.families[f as usize].members.len() < 2 {
             // One template shows one value per position: nothing can be a variable yet.
             return;
         }
+        self.note_alone(f, m);
         let n = self.families[f as usize].tokens.len();
         for p in 0..n {
             let fam = &self.families[f as usize];
-            if fam.variable[p] {
+            if fam.variable[p] || !fam.alone[p] || self.kept_by_rules(f, p) {
                 continue;
             }
-            if self.kept_by_rules(f, p) {
-                continue;
-            }
-            let fam = &self.families[f as usize];
-            let mut seen: Vec<&str> = Vec::with_capacity(self.config.distinct);
-            // The keys the values name them by (`uid=`): one key whose value differs is data;
-            // different keys are different events, never one variable.
-            let mut keys: Vec<&str> = Vec::with_capacity(2);
-            for &m in &fam.members {
-                let t = self.members[m as usize].tokens.get(p);
-                if !seen.contains(&t) {
-                    seen.push(t);
-                    if t != VAR {
-                        let k = key_shape(t);
-                        if !keys.contains(&k) {
-                            keys.push(k);
-                        }
-                    }
-                    if seen.len() >= self.config.distinct && keys.len() > 1 {
-                        break;
-                    }
-                }
-            }
-            // Words, or the values of one key: a variable once enough of them are seen, or a
-            // masked value next to one. Different keys (or keys and words): structure; so are
-            // capitalised keywords (`OPEN`, `HTTPS`, `ERROR`), a vocabulary, not data.
-            let keywords = seen.iter().all(|t| *t == VAR || is_keyword(t));
-            let variable = keys.len() <= 1
-                && ((seen.len() >= self.config.distinct && !keywords)
-                    || (seen.len() >= 2 && seen.contains(&VAR)));
-            if variable {
+            let values = fam
+                .members
+                .iter()
+                .map(|&o| self.members[o as usize].tokens.get(p));
+            if self.varies(values) {
                 self.make_variable(f, p);
             }
         }
+    }
+
+    /// Marks the positions where template `m` differs from another template of family `f`
+    /// and nowhere else.
+    fn note_alone(&mut self, f: u32, m: u32) {
+        let fam = &self.families[f as usize];
+        let me = &self.members[m as usize].tokens;
+        let mut found: Vec<usize> = Vec::new();
+        for &o in &fam.members {
+            if o == m {
+                continue;
+            }
+            let other = &self.members[o as usize].tokens;
+            let mut differs = None;
+            for p in 0..me.len() {
+                if other.get(p) != me.get(p) {
+                    if differs.is_some() {
+                        differs = None;
+                        break;
+                    }
+                    differs = Some(p);
+                }
+            }
+            if let Some(p) = differs {
+                if !fam.alone[p] && !found.contains(&p) {
+                    found.push(p);
+                }
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let fam = &mut self.families[f as usize];
+        for p in found {
+            fam.alone[p] = true;
+        }
+    }
+
+    /// Whether the values one position takes make it a variable: words, or the values of one
+    /// key, once enough of them are seen, or a masked value next to one. Different keys (or
+    /// keys and words) are structure: one key whose value differs is data, different keys
+    /// are different events (`uid=` vs `LOGIN(uid=`); so are capitalised keywords (`OPEN`,
+    /// `HTTPS`, `ERROR`), a vocabulary, not data.
+    fn varies<'t>(&self, values: impl Iterator<Item = &'t str>) -> bool {
+        let mut seen: Vec<&str> = Vec::with_capacity(self.config.distinct);
+        let mut keys: Vec<&str> = Vec::with_capacity(2);
+        for t in values {
+            if seen.contains(&t) {
+                continue;
+            }
+            seen.push(t);
+            if t != VAR {
+                let k = key_shape(t);
+                if !keys.contains(&k) {
+                    keys.push(k);
+                    if keys.len() > 1 {
+                        return false;
+                    }
+                }
+            }
+        }
+        let keywords = seen.iter().all(|t| *t == VAR || is_keyword(t));
+        (seen.len() >= self.config.distinct && !keywords)
+            || (seen.len() >= 2 && seen.contains(&VAR))
     }
 
     /// Whether a `[[group]]` rule keeps position `p` of family `f` from being a variable: one
@@ -1264,6 +1346,55 @@ mod tests {
         assert_eq!(fps[0], fps[2]);
         assert_ne!(fps[0], fps[1]);
         assert_ne!(fps[3], fps[4]);
+    }
+
+    #[test]
+    fn words_that_change_together_stay_structure_names_that_change_alone_do_not() {
+        let reasons = [
+            "invalid password",
+            "account locked",
+            "expired token",
+            "unknown realm",
+            "mfa required",
+        ];
+        let users = ["bob", "grace", "alice", "dave", "erin", "frank", "heidi"];
+        let lines: Vec<String> = (0..70)
+            .map(|i| {
+                format!(
+                    "User {} failed to authenticate from 10.0.0.{}: {}",
+                    users[(i * 3) % users.len()],
+                    i % 250,
+                    reasons[i % reasons.len()]
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let mut whole = TemplateMiner::default();
+        let fps = run(&mut whole, &refs);
+        let problems: std::collections::HashSet<_> = fps.iter().collect();
+        assert_eq!(
+            problems.len(),
+            reasons.len(),
+            "one problem per reason, any user"
+        );
+        for (i, fp) in fps.iter().enumerate() {
+            assert_eq!(*fp, fps[i % reasons.len()], "{}", lines[i]);
+        }
+
+        // The same through restores: what varied alone is worked out again from the templates.
+        let mut snapshot = TemplateSnapshot::default();
+        let mut raw = Vec::new();
+        for window in refs.chunks(9) {
+            let mut miner = TemplateMiner::from_snapshot(MinerConfig::default(), snapshot.clone());
+            for l in window {
+                raw.push(miner.fingerprint(&ev("auth", l)).fingerprint);
+            }
+            apply(&mut snapshot, miner.take_changes());
+        }
+        let last = TemplateMiner::from_snapshot(MinerConfig::default(), snapshot);
+        let windowed: Vec<Fingerprint> = raw.iter().map(|f| last.resolve(f)).collect();
+        let problems: std::collections::HashSet<_> = windowed.iter().collect();
+        assert_eq!(problems.len(), reasons.len(), "{windowed:?}");
     }
 
     #[test]
