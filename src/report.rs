@@ -90,23 +90,7 @@ pub struct Summary {
     pub rate_limited: Vec<LimiterWait>,
 }
 
-/// How long calls to one service waited on its local rate limit (wall time during which at
-/// least one call was held back).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct LimiterWait {
-    pub service: &'static str,
-    /// `--rate-limit`: calls per second.
-    pub limit: u32,
-    pub waited_ms: u64,
-}
-
-impl LimiterWait {
-    /// Whether this wait bounded a run that took `elapsed`: at least 100 ms and a tenth of it.
-    pub fn bounded(&self, elapsed: std::time::Duration) -> bool {
-        let waited = std::time::Duration::from_millis(self.waited_ms);
-        waited >= std::time::Duration::from_millis(100) && waited * 10 >= elapsed
-    }
-}
+pub use crate::http::LimiterWait;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Stages {

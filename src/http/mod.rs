@@ -39,6 +39,7 @@ use std::time::Duration;
 use reqwest::{RequestBuilder, Response};
 
 use crate::breaker::Breaker;
+pub use limiter::LimiterWait;
 
 pub use limiter::Limiter;
 use request::{error_body, reason, transport_error};
@@ -132,9 +133,9 @@ impl Service {
     }
 
     /// The configured rate and the wall time calls waited on it, when the limiter is on.
-    pub fn limiter_wait(&self) -> Option<crate::report::LimiterWait> {
+    pub fn limiter_wait(&self) -> Option<LimiterWait> {
         let rate = self.limiter.rate()?;
-        Some(crate::report::LimiterWait {
+        Some(LimiterWait {
             service: self.name,
             limit: rate.get(),
             waited_ms: u64::try_from(self.limiter.held().as_millis()).unwrap_or(u64::MAX),

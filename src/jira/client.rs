@@ -263,7 +263,7 @@ impl JiraClient {
     }
 
     /// The Jira limit and how long calls waited on it (when the limiter is on).
-    pub fn limiter_wait(&self) -> Option<crate::report::LimiterWait> {
+    pub fn limiter_wait(&self) -> Option<crate::http::LimiterWait> {
         self.service.limiter_wait()
     }
 
