@@ -1,7 +1,7 @@
 //! What the template miner keeps between runs, as plain rows for the state store.
 //!
 //! In: nothing (plain data). Out: the snapshot a run starts from and the changes it writes back.
-//! The state store (`state.rs`) saves these in its `template_families`, `templates` and
+//! The state store (`state`) saves these in its `template_families`, `templates` and
 //! `template_merges` tables; the miner never talks to SQLite itself.
 
 use chrono::{DateTime, Utc};

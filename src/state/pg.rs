@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: one database shared by every runner of a team.
 //!
 //! In: a `postgres://user[:password]@host[:port]/db[?sslmode=…]` URL. Out: the same store as the
-//! SQLite one (`super::SqliteStore`), with the same tables and meaning, so runners on several
+//! SQLite one (`super::sqlite::SqliteStore`), with the same tables and meaning, so runners on several
 //! hosts share checkpoints, processed ids, retries, tickets, comment cooldowns, unfinished
 //! creates, the analysis cache and the learned templates.
 //!
