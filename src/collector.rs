@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use crate::config::{Config, DatadogSite};
-use crate::fingerprint::Fingerprint;
+use crate::grouping::fingerprint::Fingerprint;
 use crate::grouping::TemplateMiner;
 use crate::jira::content::{self, ProblemFacts};
 use crate::outcome::{LeaderReport, Outcome, OutcomeKind, TicketAction};

@@ -41,7 +41,6 @@ pub mod dedup;
 pub mod envfile;
 pub mod event;
 pub mod explain;
-pub mod fingerprint;
 pub mod grouping;
 pub mod http;
 pub mod jira;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::analyze::Analysis;
-use crate::fingerprint::Fingerprint;
+use crate::grouping::fingerprint::Fingerprint;
 
 /// The final state of one log, as written in the report's `logs[].outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -44,7 +44,7 @@ use crate::collector::Collector;
 use crate::config::{Config, SourceConfig};
 use crate::dedup::{Claim, Deduplicator};
 use crate::event::LogEvent;
-use crate::fingerprint::{self, Fingerprint};
+use crate::grouping::fingerprint::{self, Fingerprint};
 use crate::grouping::{MinerConfig, TemplateMiner, TemplateSnapshot};
 use crate::http::{HttpError, RetryPolicy, Service};
 use crate::jira::JiraClient;

@@ -225,7 +225,7 @@ async fn max_tickets_picks_the_same_problems_in_async_as_in_sequential() {
             let value: Value = serde_json::from_str(line).unwrap();
             let event = triage::event::LogEvent::from_value(value, || "no-id".into()).unwrap();
             label(
-                triage::fingerprint::fingerprint(&event)
+                triage::grouping::fingerprint::fingerprint(&event)
                     .fingerprint
                     .as_str(),
             )

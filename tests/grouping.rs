@@ -528,7 +528,7 @@ async fn a_ticket_under_the_old_masking_only_label_is_found_and_given_the_new_la
     // What the masking-only version labelled this problem with.
     let first: Value = serde_json::from_str(&lines[0]).unwrap();
     let event = triage::event::LogEvent::from_value(first, || "l0".into()).unwrap();
-    let old = triage::fingerprint::fingerprint(&event).fingerprint;
+    let old = triage::grouping::fingerprint::fingerprint(&event).fingerprint;
     let old_label = label(old.as_str());
     let jira = FakeJira::default().with_issue("OPS-7", &["triage", &old_label]);
     let server = jira.start().await;

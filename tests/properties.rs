@@ -135,8 +135,8 @@ proptest! {
         };
         let redacted = Redactor { emails, ips }.event(raw.clone());
         prop_assert_eq!(
-            triage::fingerprint::fingerprint(&raw).fingerprint,
-            triage::fingerprint::fingerprint(&redacted).fingerprint,
+            triage::grouping::fingerprint::fingerprint(&raw).fingerprint,
+            triage::grouping::fingerprint::fingerprint(&redacted).fingerprint,
             "{:?} -> {:?}", raw.message, redacted.message
         );
     }

@@ -180,8 +180,8 @@ fn redaction_never_changes_a_fingerprint() {
         .unwrap();
         let redacted = all.event(raw.clone());
         assert_eq!(
-            triage::fingerprint::fingerprint(&raw).fingerprint,
-            triage::fingerprint::fingerprint(&redacted).fingerprint,
+            triage::grouping::fingerprint::fingerprint(&raw).fingerprint,
+            triage::grouping::fingerprint::fingerprint(&redacted).fingerprint,
             "{message:?} -> {:?}",
             redacted.message
         );

@@ -37,7 +37,7 @@ use super::store::{
     SeenValues, StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
 };
 use crate::event::LogEvent;
-use crate::fingerprint::{self, Fingerprint, Fingerprinted};
+use crate::grouping::fingerprint::{self, Fingerprint, Fingerprinted};
 
 /// Tuning, with defaults that need no per-system setting.
 #[derive(Debug, Clone, Copy)]

@@ -29,7 +29,7 @@ use super::lookup::{self, Batch, Failed, Lookups, Plan, Prefetched, Waiter};
 use super::model::{
     Created, Issue, Myself, SearchJqlRequest, SearchResponse, SearchV2Request, Transitions,
 };
-use crate::fingerprint::Fingerprint;
+use crate::grouping::fingerprint::Fingerprint;
 use crate::http::{HttpError, Retry, Service};
 use crate::route::Fields;
 

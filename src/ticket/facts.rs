@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::analyze::Analysis;
 use crate::config::DatadogSite;
 use crate::event::LogEvent;
-use crate::fingerprint::Fingerprint;
+use crate::grouping::fingerprint::Fingerprint;
 use crate::jira::content::ProblemFacts;
 use crate::outcome::LeaderReport;
 use crate::ticket::known::Whole;

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::fingerprint::Fingerprint;
+use crate::grouping::fingerprint::Fingerprint;
 use crate::jira::content::{Description, ProblemFacts};
 
 /// Hosts listed per problem; more are counted, not kept (the collector keeps as many).

@@ -50,7 +50,7 @@ use crate::config::DatadogSite;
 use crate::event::LogEvent;
 use dashmap::DashMap;
 
-use crate::fingerprint::Fingerprint;
+use crate::grouping::fingerprint::Fingerprint;
 use crate::jira::client::Found;
 use crate::jira::config::JiraApi;
 use crate::jira::content;
