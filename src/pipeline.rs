@@ -406,6 +406,11 @@ pub async fn run(
     let mut deferred_left = 0usize;
     // Taking logs until LOOKAHEAD leaders wait, then not until half of them have a slot.
     let mut filling = true;
+    // The loop, in a block of its own: a failure inside it (the state store, the report file)
+    // ends the loop but not the run; the clean-up below runs on every path.
+    // The log being taken when a failure ended the loop.
+    let mut in_hand: Option<LogEvent> = None;
+    let looped: anyhow::Result<()> = async {
     loop {
         let stopping = interrupted || fatal.is_some();
         let stage = jira.is_some().then_some(&*tickets);
@@ -540,7 +545,14 @@ pub async fn run(
                                 last_fetched = event.timestamp.max(last_fetched);
                                 if let Some(state) = &source_state {
                                     let id = event.id.clone();
-                                    already = state.call(move |s| s.is_seen(&id)).await?;
+                                    match state.call(move |s| s.is_seen(&id)).await {
+                                        Ok(seen) => already = seen,
+                                        Err(e) => {
+                                            // Reported as failed with the others left over.
+                                            in_hand = Some(event);
+                                            return Err(e);
+                                        }
+                                    }
                                 }
                             }
                             if already {
@@ -552,7 +564,12 @@ pub async fn run(
                                 let printed = miner.fingerprint(&event);
                                 // A template is saved before any ticket can carry its label: the
                                 // writer applies operations in order, and a create commits first.
-                                save_templates(&mut miner, writable_state.as_ref(), false).await?;
+                                if let Err(e) =
+                                    save_templates(&mut miner, writable_state.as_ref(), false).await
+                                {
+                                    in_hand = Some(event);
+                                    return Err(e);
+                                }
                                 if printed.new_in_run && jira.is_some() {
                                     // Tickets filed before templates were learned carry the
                                     // masking-only label: search it too (in the same query), and
@@ -626,6 +643,17 @@ pub async fn run(
             else => break,
         }
     }
+    Ok(())
+    }
+    .await;
+    if let Err(e) = looped {
+        // Nothing more is taken or started; what is in flight is stopped, and its logs are
+        // failed below like any other unfinished log, kept for the next run's retry.
+        fatal.get_or_insert(format!("{e:#}"));
+        leaders.abort_all();
+        tickets.abort().await;
+        while leaders.join_next().await.is_some() {}
+    }
     // Whatever did not finish: leaders cancelled after the grace period, leaders that never
     // got a slot, and the logs parked behind them. Each is failed and kept for a retry.
     let why = if interrupted {
@@ -633,23 +661,34 @@ pub async fn run(
     } else {
         "not processed: the run stopped"
     };
+    // Each is added even when an earlier add failed (the state store gone): the report lists
+    // them all, and the first failure becomes the run's error.
+    let mut left: Vec<Outcome> = Vec::new();
+    if let Some(event) = in_hand.take() {
+        left.push(unprocessed(event, None, String::new(), why));
+    }
     let unfinished: Vec<Fingerprint> = running.keys().cloned().collect();
     for fp in unfinished {
         if let Some(event) = running.remove(&fp) {
             let event = Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone());
-            collector.add(unprocessed(event, &fp, String::new(), why))?;
+            left.push(unprocessed(event, Some(&fp), String::new(), why));
         }
         for p in dedup.abandon(&fp) {
-            collector.add(unprocessed(p.event, &fp, p.template, why))?;
+            left.push(unprocessed(p.event, Some(&fp), p.template, why));
         }
     }
     for (fp, p) in std::mem::take(&mut held.logs) {
-        collector.add(unprocessed(p.event, &fp, p.template, why))?;
+        left.push(unprocessed(p.event, Some(&fp), p.template, why));
     }
     for (fp, p) in std::mem::take(&mut waiting) {
-        collector.add(unprocessed(p.event, &fp, p.template, why))?;
+        left.push(unprocessed(p.event, Some(&fp), p.template, why));
         for p in dedup.abandon(&fp) {
-            collector.add(unprocessed(p.event, &fp, p.template, why))?;
+            left.push(unprocessed(p.event, Some(&fp), p.template, why));
+        }
+    }
+    for outcome in left {
+        if let Err(e) = collector.add(outcome) {
+            fatal.get_or_insert(format!("{e:#}"));
         }
     }
     debug_assert_eq!(dedup.parked(), 0, "every parked log has an outcome");
@@ -742,7 +781,16 @@ pub async fn run(
         })
         .await;
     match saved {
-        Some(result) => result?,
+        Some(Ok(())) => {}
+        // The report is still written, with the failure as the run's error.
+        Some(Err(e)) => {
+            let e = format!("could not save the state: {e:#}");
+            if fatal.is_some() {
+                collector.warning(e);
+            } else {
+                fatal = Some(e);
+            }
+        }
         None => {
             interrupted = true;
             collector.warning(
@@ -1123,10 +1171,17 @@ fn follower(p: Pending, fingerprint: Fingerprint, res: &Resolution) -> Outcome {
 }
 
 /// A log the run stopped before it was done with: failed, kept for the next run's retry.
-fn unprocessed(event: LogEvent, fingerprint: &Fingerprint, template: String, why: &str) -> Outcome {
+/// A log the run took but did not finish: failed, and kept for the next run's retry. Without a
+/// fingerprint when the run stopped before it had one.
+fn unprocessed(
+    event: LogEvent,
+    fingerprint: Option<&Fingerprint>,
+    template: String,
+    why: &str,
+) -> Outcome {
     let retry_event = Some(event.to_value());
     Outcome {
-        fingerprint: Some(fingerprint.clone()),
+        fingerprint: fingerprint.cloned(),
         kind: OutcomeKind::Failed,
         ticket: None,
         stage: Some(Stage::Dedup),

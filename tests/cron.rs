@@ -2382,6 +2382,27 @@ async fn pg_a_connection_dropped_mid_run_fails_the_run_clearly_and_the_next_run_
         err.contains("the connection to PostgreSQL was lost"),
         "a clear message: {err}"
     );
+    // The failure ended the loop, not the run: the report is written whole, with the error,
+    // and every log taken from Datadog has an outcome in it (the unfinished ones failed).
+    let report = read_report(&dir.path().join("report-dropped.json"));
+    assert!(
+        report["summary"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the connection to PostgreSQL was lost")),
+        "{}",
+        report["summary"]
+    );
+    let entries = report["logs"].as_array().expect("logs");
+    assert!(
+        !entries.is_empty(),
+        "the logs taken before the failure are reported: {}",
+        report["summary"]
+    );
+    assert_eq!(
+        report["summary"]["fetched"].as_u64(),
+        Some(entries.len() as u64),
+        "one entry per log fetched"
+    );
     let next = finish(pg_runner(
         &server.uri(),
         &url,
