@@ -1,0 +1,205 @@
+//! One leader: the first log of a problem, worked on under its deadline by the ticket stage,
+//! and what its end means for the logs behind it.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use super::hold::Pending;
+use crate::collector::Collector;
+use crate::event::LogEvent;
+use crate::grouping::fingerprint::Fingerprint;
+use crate::http::HttpError;
+use crate::outcome::{LeaderReport, Outcome, OutcomeKind, Resolution, Seen, Stage, TicketAction};
+use crate::ticket::known::Whole;
+use crate::ticket::{self, LeadFailure, TicketStage};
+
+/// A leader's work, finished.
+pub(super) struct LeaderDone {
+    pub(super) fingerprint: Fingerprint,
+    pub(super) event: Arc<LogEvent>,
+    pub(super) template: Arc<str>,
+    pub(super) turn: u64,
+    pub(super) result: Result<LeaderReport, LeadFailure>,
+    pub(super) timings: ticket::Timings,
+}
+
+/// One leader's work under its deadline; a panic inside it becomes its failure.
+pub(super) async fn lead(
+    tickets: Arc<TicketStage>,
+    fingerprint: Fingerprint,
+    event: Arc<LogEvent>,
+    template: Arc<str>,
+    turn: u64,
+    timeout: Duration,
+    whole: Whole,
+) -> LeaderDone {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let progress = Arc::new(ticket::Progress::default());
+    let work = tickets.lead(
+        ticket::Leader {
+            event: event.clone(),
+            fingerprint: fingerprint.clone(),
+            template: template.clone(),
+            turn,
+            whole: Some(whole),
+        },
+        deadline,
+        progress.clone(),
+    );
+    let work = crate::http::with_deadline(deadline, tokio::time::timeout_at(deadline, work));
+    let result = match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(LeadFailure {
+            stage: progress.stage.get(),
+            error: anyhow::anyhow!("timed out after {} s (--timeout)", timeout.as_secs()),
+        }),
+        Err(_) => Err(LeadFailure {
+            stage: progress.stage.get(),
+            error: anyhow::anyhow!("internal error: the leader's work panicked"),
+        }),
+    };
+    LeaderDone {
+        fingerprint,
+        event,
+        template,
+        turn,
+        result,
+        timings: progress.take_timings(),
+    }
+}
+
+/// Add a finished leader's outcome. `Ok(resolution)` for its followers, or `Err(fatal reason)`
+/// when it failed (`Some` when the failure ends the run: Jira refused the credentials).
+pub(super) fn leader_finished(
+    done: LeaderDone,
+    collector: &mut Collector,
+) -> anyhow::Result<Result<Resolution, Option<String>>> {
+    let LeaderDone {
+        fingerprint,
+        event,
+        template,
+        result,
+        timings,
+        ..
+    } = done;
+    let event = Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone());
+    let seen = Seen {
+        timestamp: event.timestamp,
+        host: event.host.clone(),
+        service: event.service.clone(),
+        template: template.to_string(),
+    };
+    let mut outcome = Outcome {
+        log_id: String::new(),
+        fingerprint: Some(fingerprint),
+        kind: OutcomeKind::Failed,
+        ticket: None,
+        stage: None,
+        error: None,
+        seen: Some(seen),
+        leader: None,
+        analyze_time: timings.analyze,
+        jira_time: timings.jira,
+        warning: timings.warning,
+        retry_event: None,
+    };
+    let answer = match result {
+        Ok(report) => {
+            let res = report.resolution.clone();
+            outcome.ticket = res.key.clone();
+            outcome.kind = match res.action {
+                TicketAction::Created => OutcomeKind::Created,
+                TicketAction::Existing => OutcomeKind::Existing,
+                TicketAction::WouldCreate => OutcomeKind::WouldCreate,
+                TicketAction::Reopened | TicketAction::WouldReopen => OutcomeKind::Existing,
+                TicketAction::Capped => {
+                    outcome.error = Some(CAPPED.into());
+                    OutcomeKind::Skipped
+                }
+                TicketAction::Muted => {
+                    outcome.error = Some(res.muted_reason());
+                    OutcomeKind::Skipped
+                }
+            };
+            outcome.leader = Some(Box::new(report));
+            Ok(res)
+        }
+        Err(LeadFailure { stage, error }) => {
+            outcome.retry_event = Some(event.to_value());
+            let fatal = error
+                .downcast_ref::<HttpError>()
+                .filter(|h| h.is_auth())
+                .map(|auth| format!("{auth}: check JIRA_URL and the Jira credentials (JIRA_EMAIL + JIRA_API_TOKEN, or JIRA_PAT)"));
+            outcome.stage = Some(stage);
+            outcome.error = Some(format!("{error:#}"));
+            Err(fatal)
+        }
+    };
+    outcome.log_id = event.id;
+    collector.add(outcome)?;
+    Ok(answer)
+}
+
+pub(super) const CAPPED: &str = "the --max-tickets cap was reached before this problem's ticket";
+
+/// A log whose problem's leader resolved: one more occurrence of that ticket.
+pub(super) fn follower(p: Pending, fingerprint: Fingerprint, res: &Resolution) -> Outcome {
+    let (kind, error) = match res.action {
+        TicketAction::Capped => (OutcomeKind::Skipped, Some(CAPPED.to_string())),
+        TicketAction::Muted => (OutcomeKind::Skipped, Some(res.muted_reason())),
+        _ => (OutcomeKind::Duplicate, None),
+    };
+    let event = p.event;
+    Outcome {
+        log_id: event.id,
+        fingerprint: Some(fingerprint),
+        kind,
+        ticket: res.key.clone(),
+        stage: None,
+        error,
+        seen: Some(Seen {
+            timestamp: event.timestamp,
+            host: event.host,
+            service: event.service,
+            template: p.template,
+        }),
+        leader: None,
+        analyze_time: None,
+        jira_time: None,
+        warning: None,
+        retry_event: None,
+    }
+}
+
+/// A log the run took but did not finish: failed, and kept for the next run's retry. Without a
+/// fingerprint when the run stopped before it had one.
+pub(super) fn unprocessed(
+    event: LogEvent,
+    fingerprint: Option<&Fingerprint>,
+    template: String,
+    why: &str,
+) -> Outcome {
+    let retry_event = Some(event.to_value());
+    Outcome {
+        fingerprint: fingerprint.cloned(),
+        kind: OutcomeKind::Failed,
+        ticket: None,
+        stage: Some(Stage::Dedup),
+        error: Some(why.to_string()),
+        seen: Some(Seen {
+            timestamp: event.timestamp,
+            host: event.host,
+            service: event.service,
+            template,
+        }),
+        leader: None,
+        analyze_time: None,
+        jira_time: None,
+        warning: None,
+        retry_event,
+        log_id: event.id,
+    }
+}

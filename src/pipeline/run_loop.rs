@@ -1,0 +1,473 @@
+//! The run loop: ingest in arrival order, lead, settle what waits; see the module above for
+//! the rules. One [`Loop`] owns everything the loop changes, the collector included, until
+//! [`Loop::drive`] returns; the phases after it take its parts.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::task::{JoinError, JoinSet};
+
+use super::end::save_templates;
+use super::feed::Feed;
+use super::hold::{Deferral, Held, Pending};
+use super::leader::{follower, lead, leader_finished, unprocessed, LeaderDone};
+use super::{LOOKAHEAD, MAX_HELD, MAX_PARKED};
+use crate::collector::Collector;
+use crate::config::Config;
+use crate::dedup::{Claim, Deduplicator};
+use crate::event::LogEvent;
+use crate::grouping::fingerprint::{self, Fingerprint};
+use crate::grouping::TemplateMiner;
+use crate::outcome::{Outcome, Resolution};
+use crate::shutdown::Shutdown;
+use crate::source::SourceItem;
+use crate::state::StateHandle;
+use crate::ticket::TicketStage;
+
+/// Everything the loop owns while it runs.
+pub(super) struct Loop<'c> {
+    config: &'c Config,
+    tickets: Arc<TicketStage>,
+    /// Jira is configured: tickets are looked up and filed.
+    with_jira: bool,
+    /// Where outcomes are recorded (a checkpointed source only) and where templates are saved.
+    source_state: Option<StateHandle>,
+    writable_state: Option<StateHandle>,
+    workers: usize,
+    per_log_timeout: Duration,
+    pub(super) collector: Collector,
+    pub(super) miner: TemplateMiner,
+    dedup: Deduplicator<Fingerprint, Resolution, Pending>,
+    leaders: JoinSet<LeaderDone>,
+    /// Leaders in flight, by fingerprint: what is left of them if they are cancelled.
+    running: HashMap<Fingerprint, Arc<LogEvent>>,
+    /// Each leader's turn, in the order leaders start: the order `--max-tickets` is granted in.
+    next_turn: u64,
+    /// Leaders waiting for a worker slot, in the order they became leaders.
+    waiting: VecDeque<(Fingerprint, Pending)>,
+    held: Held,
+    deferral: Deferral,
+    /// Leaders that only waited for a deferral an interrupt ended: they still start.
+    deferred_left: usize,
+    /// Taking logs until LOOKAHEAD leaders wait, then not until half of them have a slot.
+    filling: bool,
+    /// Ids on the retry list not yet taken: the first time an id comes it is the retry; the
+    /// window may bring the same log again, and that copy is already being handled.
+    retry_ids: HashSet<String>,
+    /// The log being taken when a failure ended the loop.
+    in_hand: Option<LogEvent>,
+    taking: bool,
+    pub(super) interrupted: bool,
+    pub(super) fatal: Option<String>,
+    pub(super) source_ended: bool,
+    events: u64,
+    pub(super) warnings_seen: bool,
+    /// The newest timestamp taken from the source (logs come oldest first): the checkpoint can
+    /// move up to it when the run stops before its window is done.
+    pub(super) last_fetched: Option<DateTime<Utc>>,
+}
+
+/// What the loop is given.
+pub(super) struct LoopParts<'c> {
+    pub(super) config: &'c Config,
+    pub(super) tickets: Arc<TicketStage>,
+    pub(super) with_jira: bool,
+    pub(super) source_state: Option<StateHandle>,
+    pub(super) writable_state: Option<StateHandle>,
+    pub(super) collector: Collector,
+    pub(super) miner: TemplateMiner,
+    pub(super) retry_ids: HashSet<String>,
+}
+
+impl<'c> Loop<'c> {
+    pub(super) fn new(parts: LoopParts<'c>) -> Self {
+        let LoopParts {
+            config,
+            tickets,
+            with_jira,
+            source_state,
+            writable_state,
+            collector,
+            miner,
+            retry_ids,
+        } = parts;
+        Loop {
+            config,
+            tickets,
+            with_jira,
+            source_state,
+            writable_state,
+            workers: config.workers.max(1),
+            per_log_timeout: config.per_log_timeout,
+            collector,
+            miner,
+            dedup: Deduplicator::new(),
+            leaders: JoinSet::new(),
+            running: HashMap::new(),
+            next_turn: 0,
+            waiting: VecDeque::new(),
+            held: Held::default(),
+            // With Jira, new problems wait for the input's end before their tickets are looked
+            // up and filed, at most half the per-log deadline.
+            deferral: Deferral::new(with_jira, config.per_log_timeout / 2),
+            deferred_left: 0,
+            filling: true,
+            retry_ids,
+            in_hand: None,
+            taking: true,
+            interrupted: false,
+            fatal: None,
+            source_ended: false,
+            events: 0,
+            warnings_seen: false,
+            last_fetched: None,
+        }
+    }
+
+    /// Take logs and lead until the input ends, `--limit` is reached, an interrupt's grace
+    /// period is over, or a failure. A failure ends the loop, not the run: it becomes the run's
+    /// error, and what is in flight is stopped for [`Loop::fail_unfinished`].
+    pub(super) async fn drive(&mut self, feed: &mut Feed, shutdown: &mut Shutdown<'_>) {
+        if let Err(e) = self.turns(feed, shutdown).await {
+            self.fatal.get_or_insert(format!("{e:#}"));
+            self.stop_leaders().await;
+        }
+    }
+
+    async fn turns(&mut self, feed: &mut Feed, shutdown: &mut Shutdown<'_>) -> anyhow::Result<()> {
+        loop {
+            self.settle()?;
+            let stopping = self.interrupted || self.fatal.is_some();
+            if self.leaders.is_empty()
+                && self.deferred_left == 0
+                && (!self.taking || (stopping && self.waiting.is_empty()))
+            {
+                return Ok(());
+            }
+            if self.waiting.len() >= LOOKAHEAD {
+                self.filling = false;
+            } else if self.waiting.len() <= LOOKAHEAD / 2 {
+                self.filling = true;
+            }
+            let can_take = self.taking && self.filling && self.dedup.parked() < MAX_PARKED;
+            let deadline = self.deferral.deadline();
+            tokio::select! {
+                biased;
+                () = sleep_until_some(deadline), if deadline.is_some() => {
+                    // The input goes on too long for new problems to wait for it: `settle`
+                    // ends the deferral.
+                }
+                () = shutdown.next_step(self.interrupted),
+                    if !self.interrupted || !self.leaders.is_empty() =>
+                {
+                    if !self.interrupted {
+                        self.interrupted = true;
+                        self.taking = false;
+                    } else {
+                        // The grace period is over: cancel what is still in flight.
+                        self.stop_leaders().await;
+                        return Ok(());
+                    }
+                }
+                Some(joined) = self.leaders.join_next(), if !self.leaders.is_empty() => {
+                    self.leader_done(joined)?;
+                }
+                first = feed.next(), if can_take => self.take(first, feed).await?,
+                else => return Ok(()),
+            }
+        }
+    }
+
+    /// Before each turn: held logs go on once the input is done, the deferral ends when its
+    /// time is up, and leaders start while there are worker slots.
+    fn settle(&mut self) -> anyhow::Result<()> {
+        let stopping = self.interrupted || self.fatal.is_some();
+        let stage = self.with_jira.then_some(&*self.tickets);
+        if !self.taking && !stopping && !self.held.logs.is_empty() {
+            // The input is done: every merge it could cause has happened.
+            self.held.release(
+                &self.miner,
+                &mut self.dedup,
+                &mut self.waiting,
+                &mut self.collector,
+                stage,
+                self.deferral.on,
+            )?;
+        }
+        // New problems wait for the input to end (their tickets are then filed with all the
+        // run knows of them, in one create each), for at most `deferral.max`, and while the
+        // loop can take more logs.
+        if self.deferral.on
+            && (!self.taking
+                || stopping
+                || self.waiting.len() >= LOOKAHEAD
+                || self.dedup.parked() >= MAX_PARKED
+                || self
+                    .deferral
+                    .deadline()
+                    .is_some_and(|d| tokio::time::Instant::now() >= d))
+        {
+            self.deferral.end(
+                &self.miner,
+                &mut self.dedup,
+                &mut self.waiting,
+                &mut self.collector,
+                stage,
+            )?;
+            // Leaders that only waited for the deferral still start when an interrupt ended it
+            // (without it they would be running or done by now), within the grace period.
+            if stopping {
+                self.deferred_left = self.waiting.len();
+            }
+        }
+        if self.deferral.on && self.deferral.since.is_none() && !self.waiting.is_empty() {
+            self.deferral.since = Some(tokio::time::Instant::now());
+        }
+        self.start_leaders(stopping);
+        Ok(())
+    }
+
+    /// Start waiting leaders while there are worker slots.
+    fn start_leaders(&mut self, stopping: bool) {
+        while (!stopping || self.deferred_left > 0)
+            && !self.deferral.on
+            && self.leaders.len() < self.workers
+        {
+            let Some((fp, pending)) = self.waiting.pop_front() else {
+                break;
+            };
+            self.deferred_left = self.deferred_left.saturating_sub(1);
+            let whole = pending.whole.unwrap_or_else(|| self.deferral.own(&fp));
+            let event = Arc::new(pending.event);
+            self.running.insert(fp.clone(), event.clone());
+            let turn = self.next_turn;
+            self.next_turn += 1;
+            self.tickets.register_turn(turn);
+            self.leaders.spawn(lead(
+                self.tickets.clone(),
+                fp,
+                event,
+                Arc::from(pending.template),
+                turn,
+                self.per_log_timeout,
+                whole,
+            ));
+        }
+    }
+
+    /// Cancel the leaders in flight and the ticket work behind them; their logs stay in
+    /// `running` for [`Loop::fail_unfinished`].
+    async fn stop_leaders(&mut self) {
+        self.leaders.abort_all();
+        self.tickets.abort().await;
+        while self.leaders.join_next().await.is_some() {}
+    }
+
+    /// A leader finished: its followers are done with it, or the next of them leads.
+    fn leader_done(&mut self, joined: Result<LeaderDone, JoinError>) -> anyhow::Result<()> {
+        let done = match joined {
+            Ok(done) => done,
+            // Only an abort ends a leader task without its result, and aborts end the loop.
+            Err(e) => anyhow::bail!("a leader task ended without its result: {e}"),
+        };
+        self.running.remove(&done.fingerprint);
+        self.tickets.end_turn(done.turn);
+        let fp = done.fingerprint.clone();
+        match leader_finished(done, &mut self.collector)? {
+            Ok(resolution) => {
+                if let Some(key) = &resolution.key {
+                    self.miner.note_ticket(&fp, key);
+                }
+                for p in self.dedup.resolve(&fp, resolution.clone()) {
+                    self.collector.add(follower(p, fp.clone(), &resolution))?;
+                }
+            }
+            Err(auth) => {
+                if let Some(reason) = auth {
+                    self.fatal.get_or_insert(reason);
+                    self.taking = false;
+                }
+                if let Some(next) = self.dedup.fail(&fp) {
+                    self.waiting.push_back((fp, next));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Take `first` and the rest of the batch at hand, as long as the loop may take: one pass
+    /// through the loop's `select!` per batch, not per log.
+    async fn take(&mut self, first: Option<SourceItem>, feed: &mut Feed) -> anyhow::Result<()> {
+        let mut item = first;
+        loop {
+            match item {
+                None => {
+                    self.taking = false;
+                    self.source_ended = true;
+                }
+                Some(SourceItem::Event(event)) => self.take_event(event).await?,
+                Some(SourceItem::Skipped(s)) => {
+                    if s.unreadable {
+                        self.collector.unreadable(&s);
+                    }
+                    self.collector.fetched();
+                    self.collector
+                        .add(Outcome::skipped_record(s.location, s.reason))?;
+                }
+                Some(SourceItem::Warning(w)) => {
+                    self.warnings_seen = true;
+                    self.collector.warning(w);
+                }
+                Some(SourceItem::Fetched { latency, .. }) => self.collector.fetch_latency(latency),
+                // Shown, but the result is complete: the checkpoint may move.
+                Some(SourceItem::Notice(n)) => self.collector.notice(n),
+                Some(SourceItem::Cut(c)) => self.collector.cut(&c),
+            }
+            if !(self.taking && self.waiting.len() < LOOKAHEAD && self.dedup.parked() < MAX_PARKED)
+            {
+                return Ok(());
+            }
+            match feed.next_at_hand() {
+                Some(next) => item = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// One log from the source: skipped if an earlier run processed it, else ingested.
+    async fn take_event(&mut self, event: LogEvent) -> anyhow::Result<()> {
+        self.collector.fetched();
+        let retry = !self.retry_ids.is_empty() && self.retry_ids.remove(&event.id);
+        let mut already = false;
+        if !retry {
+            self.events += 1;
+            self.last_fetched = event.timestamp.max(self.last_fetched);
+            if let Some(state) = &self.source_state {
+                let id = event.id.clone();
+                match state.call(move |s| s.is_seen(&id)).await {
+                    Ok(seen) => already = seen,
+                    Err(e) => {
+                        // Reported as failed with the others left over.
+                        self.in_hand = Some(event);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if already {
+            self.collector.add(Outcome::already_processed(event.id))?;
+        } else {
+            self.ingest(event).await?;
+        }
+        if self.config.limit.is_some_and(|limit| self.events >= limit) {
+            self.taking = false;
+        }
+        Ok(())
+    }
+
+    /// A new log: redacted, fingerprinted, then held (young template), led, parked or done.
+    async fn ingest(&mut self, event: LogEvent) -> anyhow::Result<()> {
+        // Redacted first: nothing after this line sees the raw text, and the templates the
+        // miner learns and stores hold no secret.
+        let event = self.config.redact.event(event);
+        let printed = self.miner.fingerprint(&event);
+        // A template is saved before any ticket can carry its label: the writer applies
+        // operations in order, and a create commits first.
+        if let Err(e) = save_templates(&mut self.miner, self.writable_state.as_ref(), false).await {
+            self.in_hand = Some(event);
+            return Err(e);
+        }
+        if self.with_jira {
+            if printed.new_in_run {
+                // Tickets filed before templates were learned carry the masking-only label:
+                // search it too (in the same query), and merged templates' labels.
+                let mut also = printed.also.clone();
+                also.push(fingerprint::fingerprint(&event).fingerprint);
+                self.tickets.search_also(&printed.fingerprint, &also);
+            }
+            // For the create of its problem's ticket.
+            self.deferral.tally(&printed.fingerprint, &event);
+        }
+        let pending = Pending::new(event, printed.template);
+        if printed.young || self.held.holds(&printed.fingerprint) {
+            self.held.hold(printed.fingerprint, pending);
+            if self.held.logs.len() >= MAX_HELD {
+                let stage = self.with_jira.then_some(&*self.tickets);
+                self.held.release(
+                    &self.miner,
+                    &mut self.dedup,
+                    &mut self.waiting,
+                    &mut self.collector,
+                    stage,
+                    self.deferral.on,
+                )?;
+            }
+            return Ok(());
+        }
+        match self.dedup.claim(&printed.fingerprint, pending) {
+            Claim::Lead(p) => {
+                if self.with_jira && !self.deferral.on {
+                    self.tickets.prefetch(&printed.fingerprint);
+                }
+                self.waiting.push_back((printed.fingerprint, p));
+            }
+            Claim::Parked => {}
+            Claim::Resolved(res, p) => {
+                self.collector.add(follower(p, printed.fingerprint, &res))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whatever did not finish: leaders cancelled after the grace period or by a failure,
+    /// leaders that never got a slot, held logs, the logs parked behind them and the log in
+    /// hand. Each is failed and kept for a retry; each is added even when an earlier add failed
+    /// (the state store gone), so the report lists them all, and the first failure becomes the
+    /// run's error.
+    pub(super) fn fail_unfinished(&mut self) {
+        let why = if self.interrupted {
+            "interrupted before it was processed"
+        } else {
+            "not processed: the run stopped"
+        };
+        let mut left: Vec<Outcome> = Vec::new();
+        if let Some(event) = self.in_hand.take() {
+            left.push(unprocessed(event, None, String::new(), why));
+        }
+        let unfinished: Vec<Fingerprint> = self.running.keys().cloned().collect();
+        for fp in unfinished {
+            if let Some(event) = self.running.remove(&fp) {
+                let event = Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone());
+                left.push(unprocessed(event, Some(&fp), String::new(), why));
+            }
+            for p in self.dedup.abandon(&fp) {
+                left.push(unprocessed(p.event, Some(&fp), p.template, why));
+            }
+        }
+        for (fp, p) in std::mem::take(&mut self.held.logs) {
+            left.push(unprocessed(p.event, Some(&fp), p.template, why));
+        }
+        for (fp, p) in std::mem::take(&mut self.waiting) {
+            left.push(unprocessed(p.event, Some(&fp), p.template, why));
+            for p in self.dedup.abandon(&fp) {
+                left.push(unprocessed(p.event, Some(&fp), p.template, why));
+            }
+        }
+        for outcome in left {
+            if let Err(e) = self.collector.add(outcome) {
+                self.fatal.get_or_insert(format!("{e:#}"));
+            }
+        }
+        debug_assert_eq!(self.dedup.parked(), 0, "every parked log has an outcome");
+    }
+}
+
+/// Sleep until `at`; never, without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
