@@ -101,7 +101,7 @@ async fn fetch(server: &MockServer, requests: &AtomicU64, run: &str, logs: usize
         "async" => argv.extend(["--no-rate-limit", "--async", "--workers", "10"]),
         _ => argv.push("--no-rate-limit"),
     }
-    let cli = triage::cli::Cli::try_parse_from(&argv).expect("valid bench arguments");
+    let cli = triage::config::cli::Cli::try_parse_from(&argv).expect("valid bench arguments");
     let env = |k: &str| matches!(k, "DD_API_KEY" | "DD_APP_KEY").then(|| "bench".to_string());
     let (config, _) =
         triage::config::Config::from_cli(&cli, false, &env).expect("valid bench configuration");

@@ -64,7 +64,7 @@ fn cpu_time() -> Duration {
 
 /// Run the library as the binary does, with no environment but `args`.
 fn run(args: &[String]) -> (triage::Report, Duration, Duration) {
-    let cli = triage::cli::Cli::try_parse_from(args).expect("valid command line");
+    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
     let env: HashMap<String, String> = HashMap::new();
     let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
         .expect("valid configuration");

@@ -267,7 +267,7 @@ fn run_row(bench: &Bench<'_>, workers: usize, limit: Option<u32>, run: usize) ->
             Some(r) => args.extend(["--rate-limit".to_string(), r.to_string()]),
             None => args.push("--no-rate-limit".to_string()),
         }
-        let cli = triage::cli::Cli::try_parse_from(&args).expect("valid command line");
+        let cli = triage::config::cli::Cli::try_parse_from(&args).expect("valid command line");
         let env: HashMap<String, String> =
             HashMap::from([("JIRA_API_TOKEN".to_string(), "bench-token".to_string())]);
         let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())

@@ -60,7 +60,7 @@ fn run_once(runtime: &tokio::runtime::Runtime, logs: usize, delay: Duration, lim
         if !limited {
             args.push("--no-rate-limit".into());
         }
-        let cli = triage::cli::Cli::try_parse_from(&args).expect("valid command line");
+        let cli = triage::config::cli::Cli::try_parse_from(&args).expect("valid command line");
         let env: HashMap<String, String> = HashMap::from([
             ("JIRA_API_TOKEN".to_string(), "bench-token".to_string()),
             ("DD_API_KEY".to_string(), "bench-api-key".to_string()),

@@ -8,9 +8,9 @@
 
 use serde::Serialize;
 
-use crate::config_file::Rules;
+use crate::config::file::Rules;
 use crate::jira::config::PriorityMap;
-use crate::report::{Report, TicketEntry};
+use crate::pipeline::report::{Report, TicketEntry};
 use crate::route::{Fields, Routes};
 
 /// What a problem's ticket would be like.

@@ -17,28 +17,33 @@
 //! A leader's "find" is batched (`jira::lookup`): ingest queues each new leader's lookup as it
 //! claims it, and the lookups of many problems go out in one JQL search.
 //!
-//! Around it: `http` (limiter with server-driven AIMD, retry, request; the one way out, inside
-//! each log's deadline),
-//! `state` (one writer thread, batched commits), `shutdown` (the interrupt every phase listens
-//! to, with its grace period).
-//!
-//! Settings: `cli` (flags and their environment names), `config_file` (`triage.toml`, under
-//! the flags), `config` (all of it checked into a [`config::Config`]); each service owns its
-//! own part (`jira::config`). `route` decides, per problem, where its ticket goes (in the
-//! leader, before the create); `explain` shows those decisions for `triage route --explain`.
+//! The map, one concern per folder:
+//! - `source/`: where logs come from (`file`, `datadog`);
+//! - `grouping/`: a log to its fingerprint (significant line, masking, the template miner, its
+//!   stored templates, `[[group]]` rules);
+//! - `analyze/`: what a problem's ticket says (rules, or an LLM);
+//! - `ticket/` and `jira/` beside it: finding, creating and keeping tickets current
+//!   (`ticket::recurrence` at the end of the run), and the Jira client, its content and ADF;
+//! - `pipeline/`: the run (its phases in `pipeline::run`, the loop, the collector, the report,
+//!   stats and progress);
+//! - `state/`: what runs remember (the store interface, the writer thread, SQLite, PostgreSQL);
+//! - `config/`: the flags and their environment names (`cli`), `triage.toml` (`file`), `.env`
+//!   files (`envfile`), all of it checked into a [`config::Config`]; each service owns its own
+//!   part (`jira::config`);
+//! - around them: `http` (limiter with server-driven AIMD, retry, request; the one way out,
+//!   inside each log's deadline), `shutdown` (the interrupt every phase listens to, with its
+//!   grace period), `route` (per problem, where its ticket goes) and `explain` (those decisions
+//!   for `triage route --explain`), `redact` and `private` (secrets and files), and the other
+//!   commands (`check`, `status`, `metrics`).
 //!
 //! `main.rs` only parses the command line into a checked [`config::Config`] and calls [`run`].
 
 pub mod analyze;
 pub mod breaker;
 pub mod check;
-pub mod cli;
-pub mod collector;
 pub mod config;
-pub mod config_file;
 pub mod decode;
 pub mod dedup;
-pub mod envfile;
 pub mod event;
 pub mod explain;
 pub mod grouping;
@@ -48,14 +53,11 @@ pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod private;
-pub mod progress;
 pub mod redact;
-pub mod report;
 pub mod route;
 pub mod shutdown;
 pub mod source;
 pub mod state;
-pub mod stats;
 pub mod status;
 pub mod ticket;
 
@@ -63,7 +65,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use config::Config;
-pub use report::Report;
+pub use pipeline::report::Report;
 
 /// How far before the checkpoint a window starts, to catch logs Datadog indexed late; ids already
 /// processed in that overlap are recognised and skipped.
@@ -193,7 +195,7 @@ async fn run_with_state(
     let mut last_success = None;
     if let Some(state) = &state {
         let summary = serde_json::to_value(&report.summary)?;
-        let versioned = serde_json::to_value(report::Versioned(&report.summary))?;
+        let versioned = serde_json::to_value(pipeline::report::Versioned(&report.summary))?;
         let bookkeeping = async {
             if let Some(id) = run_id {
                 state
@@ -287,7 +289,7 @@ async fn start_and_run(
             None => None,
         }
     };
-    let progress = progress::Progress::new(config.progress, config.limit);
+    let progress = pipeline::progress::Progress::new(config.progress, config.limit);
     let metrics_file = config.metrics_file.clone();
     let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
     let tickets = Arc::new(

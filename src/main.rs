@@ -14,10 +14,10 @@ use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::FromArgMatches;
-use triage::cli::{Cli, Command, OutputFormat};
+use triage::config::cli::{Cli, Command, OutputFormat};
 use triage::config::{Config, ConfigError};
 use triage::exit;
-use triage::progress::stderr_line;
+use triage::pipeline::progress::stderr_line;
 
 /// Variables triage reads that are not clap settings: secrets, aliases and the environment of
 /// the process. An empty value of any of them, or of a setting, counts as not set.
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         return code;
     }
     forget_empty_variables();
-    let mut command = triage::cli::command();
+    let mut command = triage::config::cli::command();
     if let Some(choice) = color_flag(&args) {
         command = command.color(choice);
     }
@@ -70,14 +70,14 @@ fn main() -> ExitCode {
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 *shell,
-                &mut triage::cli::command(),
+                &mut triage::config::cli::command(),
                 "triage",
                 &mut std::io::stdout(),
             );
             return ExitCode::from(exit::OK);
         }
         Some(Command::Man) => {
-            return match clap_mangen::Man::new(triage::cli::command())
+            return match clap_mangen::Man::new(triage::config::cli::command())
                 .render(&mut std::io::stdout())
             {
                 Ok(()) => ExitCode::from(exit::OK),
@@ -118,10 +118,12 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => {
             match cli.output {
-                OutputFormat::Text => print!("{}", triage::report::render_text(&report)),
+                OutputFormat::Text => print!("{}", triage::pipeline::report::render_text(&report)),
                 // One line per run, so a log of many runs is JSON Lines.
                 OutputFormat::Json => {
-                    match serde_json::to_string(&triage::report::Versioned(&report.summary)) {
+                    match serde_json::to_string(&triage::pipeline::report::Versioned(
+                        &report.summary,
+                    )) {
                         Ok(json) => println!("{json}"),
                         Err(e) => stderr_line(&format!("error: cannot print the summary: {e}")),
                     }
@@ -144,21 +146,21 @@ fn parse_with_config_file(
     command: &clap::Command,
     args: &[OsString],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(clap::ArgMatches, triage::config_file::Rules), ExitCode> {
+) -> Result<(clap::ArgMatches, triage::config::file::Rules), ExitCode> {
     let matches = match command.clone().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => return Err(usage_error(e, command, args)),
     };
     let given = matches.get_one::<std::path::PathBuf>("config");
-    let path = match triage::config_file::locate(given.map(|p| p.as_path()), env) {
+    let path = match triage::config::file::locate(given.map(|p| p.as_path()), env) {
         Ok(Some(path)) => path,
-        Ok(None) => return Ok((matches, triage::config_file::Rules::default())),
+        Ok(None) => return Ok((matches, triage::config::file::Rules::default())),
         Err(e) => {
             stderr_line(&format!("error: {e}"));
             return Err(ExitCode::from(exit::USAGE));
         }
     };
-    let settings = match triage::config_file::load(&path, command) {
+    let settings = match triage::config::file::load(&path, command) {
         Ok(s) => s,
         Err(errors) => {
             for e in &errors {
@@ -172,7 +174,7 @@ fn parse_with_config_file(
             return Err(ExitCode::from(exit::USAGE));
         }
     };
-    let combined = triage::config_file::combine(&settings, &matches, args, env);
+    let combined = triage::config::file::combine(&settings, &matches, args, env);
     if combined.len() == args.len() {
         return Ok((matches, settings.rules()));
     }
@@ -227,7 +229,7 @@ fn load_env_file(args: &[OsString]) -> Result<(), ExitCode> {
         .clone()
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(".env"));
-    let pairs = match triage::envfile::read(&path) {
+    let pairs = match triage::config::envfile::read(&path) {
         Ok(Some(pairs)) => pairs,
         Ok(None) if given.is_some() => {
             stderr_line(&format!(
@@ -257,7 +259,7 @@ fn load_env_file(args: &[OsString]) -> Result<(), ExitCode> {
 /// An empty value means "not set", for every variable triage reads (a missing CI secret
 /// arrives as an empty variable).
 fn forget_empty_variables() {
-    let command = triage::cli::command();
+    let command = triage::config::cli::command();
     let settings = command
         .get_arguments()
         .filter_map(|a| a.get_env())
@@ -369,7 +371,7 @@ fn check(
 fn explain(
     cli: &Cli,
     env: &dyn Fn(&str) -> Option<String>,
-    rules: triage::config_file::Rules,
+    rules: triage::config::file::Rules,
     fingerprint: Option<&str>,
 ) -> ExitCode {
     if cli.input.is_none() {
@@ -489,9 +491,9 @@ fn status(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, runs: usize) -> ExitC
 fn state_copy(
     cli: &Cli,
     env: &dyn Fn(&str) -> Option<String>,
-    action: &triage::cli::StateAction,
+    action: &triage::config::cli::StateAction,
 ) -> ExitCode {
-    use triage::cli::StateAction;
+    use triage::config::cli::StateAction;
     let Some(path) = triage::config::state_path(cli, env) else {
         stderr_line("error: no state store: give --state PATH (or set XDG_STATE_HOME or HOME)");
         return ExitCode::from(exit::USAGE);
@@ -621,7 +623,9 @@ fn init_tracing(cli: &Cli) {
     if terminal {
         builder.without_time().init();
     } else {
-        builder.with_timer(triage::progress::UtcRfc3339).init();
+        builder
+            .with_timer(triage::pipeline::progress::UtcRfc3339)
+            .init();
     }
 }
 

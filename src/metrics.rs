@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::report::Report;
+use crate::pipeline::report::Report;
 
 /// Render the metrics of one run.
 pub fn render(report: &Report, exit_code: u8, last_success: Option<DateTime<Utc>>) -> String {

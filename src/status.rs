@@ -14,9 +14,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use crate::cli::Cli;
+use crate::config::cli::Cli;
 use crate::config::{parse_base_url, ConfigError, DatadogSite};
-use crate::report::{plural, SCHEMA_VERSION};
+use crate::pipeline::report::{plural, SCHEMA_VERSION};
 use crate::state::Scope;
 
 /// One job's part of the state.

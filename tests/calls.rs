@@ -141,7 +141,7 @@ async fn run(uri: &str, input: &std::path::Path, extra: &[&str]) -> triage::Repo
     .map(|s| s.to_string())
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
-    let cli = triage::cli::Cli::try_parse_from(&args).expect("valid command line");
+    let cli = triage::config::cli::Cli::try_parse_from(&args).expect("valid command line");
     let env: HashMap<String, String> =
         HashMap::from([("JIRA_API_TOKEN".to_string(), "token-SECRET".to_string())]);
     let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())

@@ -26,7 +26,7 @@ async fn run_lib(
     env: &[(&str, &str)],
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> triage::Report {
-    let cli = triage::cli::Cli::try_parse_from(args).expect("valid command line");
+    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -650,7 +650,7 @@ fn datadog_args(jira: &str, datadog: &str, state: &Path, extra: &[&str]) -> Vec<
 /// Run the library, waiting (up to 20 s) for the run lock an earlier run's state writer may
 /// still hold while it finishes what was queued.
 async fn run_when_unlocked(args: &[String], env: &[(&str, &str)]) -> triage::Report {
-    let cli = triage::cli::Cli::try_parse_from(args).expect("valid command line");
+    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

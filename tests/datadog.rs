@@ -193,7 +193,7 @@ fn config_with_env(server: &MockServer, args: &[&str], env: &[(&str, &str)]) -> 
     let uri = server.uri();
     let mut argv = vec!["triage", "--dry-run", "--dd-api-url", &uri];
     argv.extend_from_slice(args);
-    let cli = triage::cli::Cli::try_parse_from(argv).expect("valid arguments");
+    let cli = triage::config::cli::Cli::try_parse_from(argv).expect("valid arguments");
     let mut env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -224,7 +224,7 @@ impl Respond for FakeJira {
 async fn run(args: &[&str]) -> triage::Report {
     let mut all = vec!["triage", "--no-rate-limit", "-q"];
     all.extend_from_slice(args);
-    let cli = triage::cli::Cli::try_parse_from(&all).expect("valid command line");
+    let cli = triage::config::cli::Cli::try_parse_from(&all).expect("valid command line");
     let env: HashMap<&str, &str> = [("JIRA_API_TOKEN", TOKEN), ("HOME", "/nonexistent")].into();
     let (config, _) =
         triage::config::Config::from_cli(&cli, true, &|k| env.get(k).map(|v| v.to_string()))

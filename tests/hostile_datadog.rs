@@ -57,8 +57,9 @@ async fn serve_pages(
 /// The Datadog source alone, as the binary configures it, against `server`.
 fn source(server: &MockServer, max_body_bytes: usize) -> triage::source::datadog::DatadogSource {
     let uri = server.uri();
-    let cli = triage::cli::Cli::try_parse_from(["triage", "--dry-run", "--dd-api-url", &uri])
-        .expect("valid arguments");
+    let cli =
+        triage::config::cli::Cli::try_parse_from(["triage", "--dry-run", "--dd-api-url", &uri])
+            .expect("valid arguments");
     let env: HashMap<&str, &str> = [("DD_API_KEY", API_KEY), ("DD_APP_KEY", APP_KEY)].into();
     let (config, _) =
         triage::config::Config::from_cli(&cli, false, &|k| env.get(k).map(|v| v.to_string()))

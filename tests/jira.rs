@@ -97,7 +97,7 @@ const CLOUD_ENV: &[(&str, &str)] = &[("JIRA_API_TOKEN", TOKEN)];
 
 /// Run the library as `main` does: parse, check the config (secrets from `env`), run.
 async fn run_lib(args: &[String], env: &[(&str, &str)]) -> triage::Report {
-    let cli = triage::cli::Cli::try_parse_from(args).expect("valid command line");
+    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -2105,7 +2105,7 @@ async fn the_summary_says_when_the_jira_limit_bounded_the_run() {
     assert_eq!(jira[0].limit, 10);
     // Over a dozen calls at 10/s: about a second spent waiting on the limit.
     assert!(jira[0].waited_ms >= 500, "{:?}", jira[0]);
-    let text = triage::report::render_text(&report);
+    let text = triage::pipeline::report::render_text(&report);
     assert!(
         text.contains("for the Jira limit of 10/s; raise --rate-limit if your Jira allows more"),
         "{text}"

@@ -67,16 +67,17 @@ impl Case {
 
 /// Run the library as `main` does, with the routes of `toml`.
 async fn run_lib(args: &[String], env: &[(&str, &str)], toml: &str) -> triage::Report {
-    let cli = triage::cli::Cli::try_parse_from(args).expect("valid command line");
+    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
     let env: HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let (mut config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
         .expect("valid configuration");
-    config.routes = triage::config_file::parse("triage.toml", toml, &triage::cli::command())
-        .expect("valid routes")
-        .routes;
+    config.routes =
+        triage::config::file::parse("triage.toml", toml, &triage::config::cli::command())
+            .expect("valid routes")
+            .routes;
     triage::run(config, std::future::pending())
         .await
         .expect("the run starts")

@@ -76,7 +76,7 @@ async fn run(w: &World, extra: &[&str]) -> triage::Report {
     .map(|s| s.to_string())
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
-    let cli = triage::cli::Cli::try_parse_from(&args).expect("valid command line");
+    let cli = triage::config::cli::Cli::try_parse_from(&args).expect("valid command line");
     let env: HashMap<String, String> = HashMap::from([
         ("JIRA_API_TOKEN".to_string(), "test-token".to_string()),
         ("DD_API_KEY".to_string(), "test-api-key".to_string()),
@@ -86,9 +86,10 @@ async fn run(w: &World, extra: &[&str]) -> triage::Report {
     let (mut config, _) =
         triage::config::Config::from_cli(&cli, workers_given, &|k| env.get(k).cloned())
             .expect("valid configuration");
-    config.routes = triage::config_file::parse("triage.toml", ROUTES, &triage::cli::command())
-        .expect("valid routes")
-        .routes;
+    config.routes =
+        triage::config::file::parse("triage.toml", ROUTES, &triage::config::cli::command())
+            .expect("valid routes")
+            .routes;
     triage::run(config, std::future::pending())
         .await
         .expect("the run completes")

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::collector::Collector;
 use crate::grouping::{MinerConfig, TemplateMiner, TemplateSnapshot};
 use crate::jira::JiraClient;
+use crate::pipeline::collector::Collector;
 use crate::state::StateHandle;
 use crate::ticket;
 

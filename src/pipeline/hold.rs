@@ -5,13 +5,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use super::leader::follower;
-use crate::collector::Collector;
+use super::leader::{follower, Pending};
 use crate::dedup::{Claim, Deduplicator};
 use crate::event::LogEvent;
 use crate::grouping::fingerprint::{self, Fingerprint};
 use crate::grouping::TemplateMiner;
 use crate::outcome::Resolution;
+use crate::pipeline::collector::Collector;
 use crate::ticket::known::{Tally, Whole};
 use crate::ticket::TicketStage;
 
@@ -71,24 +71,6 @@ impl Held {
             }
         }
         Ok(())
-    }
-}
-
-/// A log waiting to lead, or parked behind its leader.
-pub(super) struct Pending {
-    pub(super) event: LogEvent,
-    pub(super) template: String,
-    /// A leader's: what the run knows of its problem beyond this log, for its ticket's create.
-    pub(super) whole: Option<Whole>,
-}
-
-impl Pending {
-    pub(super) fn new(event: LogEvent, template: String) -> Self {
-        Pending {
-            event,
-            template,
-            whole: None,
-        }
     }
 }
 

@@ -7,14 +7,31 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use super::hold::Pending;
-use crate::collector::Collector;
 use crate::event::LogEvent;
 use crate::grouping::fingerprint::Fingerprint;
 use crate::http::HttpError;
 use crate::outcome::{LeaderReport, Outcome, OutcomeKind, Resolution, Seen, Stage, TicketAction};
+use crate::pipeline::collector::Collector;
 use crate::ticket::known::Whole;
 use crate::ticket::{self, LeadFailure, TicketStage};
+
+/// A log waiting to lead, or parked behind its leader.
+pub(super) struct Pending {
+    pub(super) event: LogEvent,
+    pub(super) template: String,
+    /// A leader's: what the run knows of its problem beyond this log, for its ticket's create.
+    pub(super) whole: Option<Whole>,
+}
+
+impl Pending {
+    pub(super) fn new(event: LogEvent, template: String) -> Self {
+        Pending {
+            event,
+            template,
+            whole: None,
+        }
+    }
+}
 
 /// A leader's work, finished.
 pub(super) struct LeaderDone {

@@ -35,24 +35,28 @@
 //! leader's work and what its end means for the logs behind it; `end` the end-of-run ticket
 //! steps and what is loaded from and saved to the state store.
 
+pub mod collector;
 mod end;
 mod feed;
 mod hold;
 mod leader;
+pub mod progress;
+pub mod report;
 mod run_loop;
+pub mod stats;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::collector::Collector;
 use crate::config::{Config, SourceConfig};
 use crate::event::LogEvent;
 use crate::http::Service;
 use crate::jira::JiraClient;
-use crate::progress::Progress;
-use crate::report::Report;
+use crate::pipeline::collector::Collector;
+use crate::pipeline::progress::Progress;
+use crate::pipeline::report::Report;
 use crate::shutdown::Shutdown;
 use crate::state::StateHandle;
 use crate::ticket::{self, TicketStage};

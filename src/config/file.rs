@@ -470,7 +470,7 @@ impl Checker<'_> {
                         _ => self.string(name, at, v),
                     };
                     if let Some(text) = text {
-                        match crate::cli::parse_duration(&text) {
+                        match crate::config::cli::parse_duration(&text) {
                             Ok(d) => route.comment_cooldown = Some(d),
                             Err(e) => self.error(at, format!("`comment_cooldown`: {e}")),
                         }
@@ -702,7 +702,7 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> Result<FileSettings, Vec<FileError>> {
-        parse("triage.toml", text, &crate::cli::command())
+        parse("triage.toml", text, &crate::config::cli::command())
     }
 
     fn args(s: &FileSettings) -> Vec<String> {
@@ -829,7 +829,7 @@ mod tests {
     #[test]
     fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
         use clap::FromArgMatches;
-        let command = crate::cli::command();
+        let command = crate::config::cli::command();
         let settings = check(
             "async = true\nworkers = 7\nrate_limit = 5\njira_project = \"OPS\"\nverbose = 2\n",
         )
@@ -846,7 +846,7 @@ mod tests {
                 .collect();
             let combined = combine(&settings, &first, &args, &|k| env.get(k).cloned());
             let m = command.clone().try_get_matches_from(combined).unwrap();
-            crate::cli::Cli::from_arg_matches(&m).unwrap()
+            crate::config::cli::Cli::from_arg_matches(&m).unwrap()
         };
         let cli = parse(&[], &[]);
         assert!(cli.async_mode);
@@ -871,7 +871,7 @@ mod tests {
     #[test]
     fn the_shipped_example_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/triage.toml");
-        let s = load(&path, &crate::cli::command()).expect("examples/triage.toml is valid");
+        let s = load(&path, &crate::config::cli::command()).expect("examples/triage.toml is valid");
         let names: Vec<&str> = s.routes.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,

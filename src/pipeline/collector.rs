@@ -14,10 +14,10 @@ use crate::grouping::fingerprint::Fingerprint;
 use crate::grouping::TemplateMiner;
 use crate::jira::content::{self, ProblemFacts};
 use crate::outcome::{LeaderReport, Outcome, OutcomeKind, TicketAction};
-use crate::progress::Progress;
-use crate::report::{LogEntry, Report, ReportWriter, Stages, Summary, TicketEntry};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::report::{LogEntry, Report, ReportWriter, Stages, Summary, TicketEntry};
+use crate::pipeline::stats::Stats;
 use crate::state::{Processed, StateHandle};
-use crate::stats::Stats;
 use crate::ticket::facts::{self, Span};
 use crate::ticket::known::Tally;
 use crate::ticket::recurrence::{PhaseResult, TicketWork};
@@ -92,7 +92,7 @@ pub struct Collector {
     /// Problems the `llm` analyzer failed on.
     llm_fallbacks: u64,
     /// How long calls waited on each service's local rate limit.
-    limiter_waits: Vec<crate::report::LimiterWait>,
+    limiter_waits: Vec<crate::pipeline::report::LimiterWait>,
 }
 
 impl Collector {
@@ -183,7 +183,7 @@ impl Collector {
 
     /// How long calls waited on each service's rate limit; the summary names those that
     /// bounded the run.
-    pub fn limiter_waits(&mut self, waits: Vec<crate::report::LimiterWait>) {
+    pub fn limiter_waits(&mut self, waits: Vec<crate::pipeline::report::LimiterWait>) {
         self.limiter_waits = waits;
     }
 

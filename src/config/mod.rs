@@ -6,6 +6,10 @@
 //! message names the setting and what to do; `Usage` exits 2, `Fatal` exits 1.
 //! Secrets are `SecretString` from here on: their `Debug` is redacted and nothing formats them.
 
+pub mod cli;
+pub mod envfile;
+pub mod file;
+
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +18,7 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::cli::{AnalyzerKind, Cli};
+use crate::config::cli::{AnalyzerKind, Cli};
 use crate::jira::config::{JiraApi, JiraAuth, JiraConfig, PriorityMap};
 
 /// The Datadog sites DESIGN.md lists, with the web host that serves their UI.

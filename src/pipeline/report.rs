@@ -14,7 +14,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::stats::Percentiles;
+use crate::pipeline::stats::Percentiles;
 
 /// The version of the JSON this program prints (`--output json`) and writes (`--report`): it
 /// changes only when a field is removed or changes meaning; new fields may appear at any time.
