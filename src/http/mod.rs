@@ -186,121 +186,19 @@ impl Service {
     ) -> Result<Response, HttpError> {
         let mut attempt = 0;
         let deadline = current_deadline();
-        let past_deadline =
-            |attempts: u32, last: String, maybe_applied: bool| HttpError::Unavailable {
-                service: self.name,
-                attempts,
-                last: format!("{last}; the log's deadline (--timeout) leaves no time to try again"),
-                maybe_applied,
-            };
         loop {
             attempt += 1;
-            match deadline {
-                Some(d) => {
-                    if tokio::time::timeout_at(d, self.limiter.wait_turn())
-                        .await
-                        .is_err()
-                    {
-                        return Err(past_deadline(
-                            attempt - 1,
-                            "waited for the rate limit".into(),
-                            false,
-                        ));
-                    }
-                }
-                None => self.limiter.wait_turn().await,
-            }
-            let attempt_timeout = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(tokio::time::Instant::now());
-                    if left.is_zero() {
-                        return Err(past_deadline(attempt - 1, "no attempt left".into(), false));
-                    }
-                    // A write that must not be repeated blindly (a Jira create) is not cut
-                    // off once sent: cutting it would lose the answer, not the ticket.
-                    match retry {
-                        Retry::Idempotent => left.min(self.policy.attempt_timeout),
-                        Retry::SafeOnly => self.policy.attempt_timeout,
-                    }
-                }
-                None => self.policy.attempt_timeout,
-            };
-            let result = build(&self.client).timeout(attempt_timeout).send().await;
-            let (verdict, last, response) = match result {
-                Ok(resp) => {
-                    let status = resp.status();
-                    self.limiter.observe(status.as_u16(), resp.headers());
-                    let verdict = classify(status, resp.headers(), retry);
-                    if verdict == Verdict::Done {
-                        return Ok(resp);
-                    }
-                    (verdict, format!("HTTP {}", status.as_u16()), Some(resp))
-                }
-                Err(e) if e.is_redirect() => {
-                    // A refused redirect (another host, or too many): trying again would be
-                    // refused the same way. The server answered, so nothing was applied.
-                    return Err(HttpError::Unavailable {
-                        service: self.name,
-                        attempts: attempt,
-                        last: transport_error(e),
-                        maybe_applied: false,
-                    });
-                }
-                Err(e) => {
-                    // A connection that never opened did not deliver the request.
-                    let sent = !e.is_connect();
-                    let verdict = if retry == Retry::Idempotent || !sent {
-                        Verdict::Retry {
-                            wait: None,
-                            maybe_applied: sent,
-                        }
-                    } else {
-                        Verdict::Fail
-                    };
-                    let what = if e.is_timeout() {
-                        "timed out".to_string()
-                    } else {
-                        transport_error(e)
-                    };
-                    if verdict == Verdict::Fail {
-                        return Err(HttpError::Unavailable {
-                            service: self.name,
-                            attempts: attempt,
-                            last: what,
-                            maybe_applied: true,
-                        });
-                    }
-                    (verdict, what, None)
-                }
+            let timeout = self.take_turn(deadline, retry, attempt).await?;
+            let result = build(&self.client).timeout(timeout).send().await;
+            let (verdict, last, response) = match self.judge(result, retry, attempt)? {
+                Judged::Done(resp) => return Ok(resp),
+                Judged::Again(verdict, last, response) => (verdict, last, response),
             };
             match verdict {
-                Verdict::Done => unreachable!("returned above"),
+                Verdict::Done => unreachable!("judged done above"),
                 Verdict::Auth | Verdict::Fail => {
                     let resp = response.expect("a status verdict comes from a response");
-                    let status = resp.status().as_u16();
-                    let ambiguous = resp.status().is_server_error() || status == 408;
-                    let body = error_body(resp).await;
-                    let message = error_message(&body).unwrap_or_else(|| reason(status));
-                    return Err(if verdict == Verdict::Auth {
-                        HttpError::Auth {
-                            service: self.name,
-                            status,
-                            message,
-                        }
-                    } else if ambiguous {
-                        HttpError::Unavailable {
-                            service: self.name,
-                            attempts: attempt,
-                            last: format!("HTTP {status}: {message}"),
-                            maybe_applied: true,
-                        }
-                    } else {
-                        HttpError::Status {
-                            service: self.name,
-                            status,
-                            message,
-                        }
-                    });
+                    return Err(self.refused(verdict, resp, attempt).await);
                 }
                 Verdict::Retry {
                     wait,
@@ -317,33 +215,8 @@ impl Service {
                         }
                         None => last,
                     };
-                    if attempt >= self.policy.max_attempts {
-                        return Err(HttpError::Unavailable {
-                            service: self.name,
-                            attempts: attempt,
-                            last,
-                            maybe_applied,
-                        });
-                    }
-                    let delay = match wait {
-                        Some(w) if w > self.policy.max_wait => {
-                            return Err(HttpError::Unavailable {
-                                service: self.name,
-                                attempts: attempt,
-                                last: format!(
-                                    "{last}; the server asked to wait {}, more than the {} s allowed",
-                                    describe_wait(w),
-                                    self.policy.max_wait.as_secs()
-                                ),
-                                maybe_applied,
-                            });
-                        }
-                        Some(w) => w + jitter(Duration::from_millis(100)),
-                        None => backoff(&self.policy, attempt),
-                    };
-                    if deadline.is_some_and(|d| tokio::time::Instant::now() + delay >= d) {
-                        return Err(past_deadline(attempt, last, maybe_applied));
-                    }
+                    let delay =
+                        self.retry_delay(wait, deadline, attempt, last.clone(), maybe_applied)?;
                     tracing::debug!(
                         service = self.name,
                         attempt,
@@ -355,7 +228,178 @@ impl Service {
             }
         }
     }
+
+    /// The error for a call the log's deadline leaves no time to try again.
+    fn past_deadline(&self, attempts: u32, last: String, maybe_applied: bool) -> HttpError {
+        HttpError::Unavailable {
+            service: self.name,
+            attempts,
+            last: format!("{last}; the log's deadline (--timeout) leaves no time to try again"),
+            maybe_applied,
+        }
+    }
+
+    /// Wait for the rate limit's turn, within the deadline; the time the attempt may take.
+    async fn take_turn(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+        retry: Retry,
+        attempt: u32,
+    ) -> Result<Duration, HttpError> {
+        let Some(d) = deadline else {
+            self.limiter.wait_turn().await;
+            return Ok(self.policy.attempt_timeout);
+        };
+        if tokio::time::timeout_at(d, self.limiter.wait_turn())
+            .await
+            .is_err()
+        {
+            return Err(self.past_deadline(attempt - 1, "waited for the rate limit".into(), false));
+        }
+        let left = d.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(self.past_deadline(attempt - 1, "no attempt left".into(), false));
+        }
+        // A write that must not be repeated blindly (a Jira create) is not cut off once sent:
+        // cutting it would lose the answer, not the ticket.
+        Ok(match retry {
+            Retry::Idempotent => left.min(self.policy.attempt_timeout),
+            Retry::SafeOnly => self.policy.attempt_timeout,
+        })
+    }
+
+    /// What one attempt's result means: done, or a verdict with what to say of it (and the
+    /// response, for its body). A transport failure that must not be retried is an error.
+    fn judge(
+        &self,
+        result: reqwest::Result<Response>,
+        retry: Retry,
+        attempt: u32,
+    ) -> Result<Judged, HttpError> {
+        match result {
+            Ok(resp) => {
+                let status = resp.status();
+                self.limiter.observe(status.as_u16(), resp.headers());
+                let verdict = classify(status, resp.headers(), retry);
+                if verdict == Verdict::Done {
+                    return Ok(Judged::Done(resp));
+                }
+                Ok(Judged::Again(
+                    verdict,
+                    format!("HTTP {}", status.as_u16()),
+                    Some(resp),
+                ))
+            }
+            // A refused redirect (another host, or too many): trying again would be refused the
+            // same way. The server answered, so nothing was applied.
+            Err(e) if e.is_redirect() => Err(HttpError::Unavailable {
+                service: self.name,
+                attempts: attempt,
+                last: transport_error(e),
+                maybe_applied: false,
+            }),
+            Err(e) => {
+                // A connection that never opened did not deliver the request.
+                let sent = !e.is_connect();
+                let what = if e.is_timeout() {
+                    "timed out".to_string()
+                } else {
+                    transport_error(e)
+                };
+                if retry == Retry::Idempotent || !sent {
+                    let verdict = Verdict::Retry {
+                        wait: None,
+                        maybe_applied: sent,
+                    };
+                    Ok(Judged::Again(verdict, what, None))
+                } else {
+                    Err(HttpError::Unavailable {
+                        service: self.name,
+                        attempts: attempt,
+                        last: what,
+                        maybe_applied: true,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The error for a response that is not retried: refused credentials, a 5xx or 408 that
+    /// may have been applied, or another status, with the server's own message.
+    async fn refused(&self, verdict: Verdict, resp: Response, attempt: u32) -> HttpError {
+        let status = resp.status().as_u16();
+        let ambiguous = resp.status().is_server_error() || status == 408;
+        let body = error_body(resp).await;
+        let message = error_message(&body).unwrap_or_else(|| reason(status));
+        if verdict == Verdict::Auth {
+            HttpError::Auth {
+                service: self.name,
+                status,
+                message,
+            }
+        } else if ambiguous {
+            HttpError::Unavailable {
+                service: self.name,
+                attempts: attempt,
+                last: format!("HTTP {status}: {message}"),
+                maybe_applied: true,
+            }
+        } else {
+            HttpError::Status {
+                service: self.name,
+                status,
+                message,
+            }
+        }
+    }
+
+    /// How long to wait before the next attempt (the server's wait, or backoff), or the error
+    /// when attempts, the longest wait allowed or the deadline leave none.
+    fn retry_delay(
+        &self,
+        wait: Option<Duration>,
+        deadline: Option<tokio::time::Instant>,
+        attempt: u32,
+        last: String,
+        maybe_applied: bool,
+    ) -> Result<Duration, HttpError> {
+        if attempt >= self.policy.max_attempts {
+            return Err(HttpError::Unavailable {
+                service: self.name,
+                attempts: attempt,
+                last,
+                maybe_applied,
+            });
+        }
+        let delay = match wait {
+            Some(w) if w > self.policy.max_wait => {
+                return Err(HttpError::Unavailable {
+                    service: self.name,
+                    attempts: attempt,
+                    last: format!(
+                        "{last}; the server asked to wait {}, more than the {} s allowed",
+                        describe_wait(w),
+                        self.policy.max_wait.as_secs()
+                    ),
+                    maybe_applied,
+                });
+            }
+            Some(w) => w + jitter(Duration::from_millis(100)),
+            None => backoff(&self.policy, attempt),
+        };
+        if deadline.is_some_and(|d| tokio::time::Instant::now() + delay >= d) {
+            return Err(self.past_deadline(attempt, last, maybe_applied));
+        }
+        Ok(delay)
+    }
 }
+
+/// One attempt, judged: done, or to be retried or refused (`Verdict`), with what to say of it.
+enum Judged {
+    Done(Response),
+    Again(Verdict, String, Option<Response>),
+}
+
 /// Follow a redirect only to the origin (scheme, host and port) the request went to, at most 5
 /// times: reqwest strips `Authorization` on a cross-host redirect but not `DD-API-KEY` or
 /// `DD-APPLICATION-KEY`, so a redirect elsewhere is refused and nothing is sent there.

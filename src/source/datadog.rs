@@ -125,133 +125,26 @@ impl DatadogSource {
                 None => self.page_size,
             };
             page_number += 1;
-            let body = SearchRequest {
-                filter: Filter {
-                    query: &self.config.query,
-                    from: iso(self.config.from),
-                    to: iso(self.config.to),
-                    indexes: ["*"],
-                },
-                page: Page {
-                    limit: want,
-                    cursor: cursor.as_deref(),
-                },
-                sort: "timestamp",
-            };
             let started = Instant::now();
-            let response = self
-                .service
-                .send(
-                    |client| {
-                        client
-                            .post(&url)
-                            .header("DD-API-KEY", self.config.api_key.expose_secret())
-                            .header("DD-APPLICATION-KEY", self.config.app_key.expose_secret())
-                            .header("Accept", "application/json")
-                            .json(&body)
-                    },
-                    Retry::Idempotent,
-                )
-                .await
-                .map_err(|e| explain(e, sent))?;
-            let body = read_body_capped(response, self.max_body_bytes)
-                .await
-                .map_err(|e| {
-                    let hint = match e {
-                        BodyError::TooLarge { .. } => "; lower --batch-size if pages are this large",
-                        BodyError::Read(_) => "",
-                    };
-                    anyhow::anyhow!("reading Datadog page {page_number} failed: {e}{hint}; {sent} logs were fetched before it")
-                })?;
-            let page: SearchResponse = crate::decode::parse(&body).map_err(|e| {
-                anyhow::anyhow!("Datadog POST /api/v2/logs/events/search: page {page_number} is not a logs search response: {e}; {sent} logs were fetched before it")
-            })?;
-            // The raw page is not needed once parsed: free it before the logs are built.
-            drop(body);
+            let page = self
+                .fetch_page(&url, cursor.as_deref(), want, page_number, sent)
+                .await?;
             let count = page.data.len();
-            if tx
-                .send(SourceItem::Fetched {
-                    latency: started.elapsed(),
-                    events: count,
-                })
-                .await
-                .is_err()
-            {
-                return Ok(());
-            }
             let meta = page.meta.unwrap_or_default();
-            if meta.status.as_deref() == Some("timeout") {
-                let w = "Datadog returned partial results (meta.status: timeout): some logs in the window may be missing; narrow --from/--to or the query".to_string();
-                if tx.send(SourceItem::Warning(w)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            for w in &meta.warnings {
-                let text = [w.code.as_deref(), w.title.as_deref(), w.detail.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(": ");
-                if tx
-                    .send(SourceItem::Warning(format!("Datadog: {text}")))
-                    .await
-                    .is_err()
-                {
-                    return Ok(());
-                }
-            }
-            let mut new_ids = 0usize;
-            let mut outside = 0usize;
-            let mut outside_example = None;
-            let mut items = Vec::with_capacity(count);
-            for (i, value) in page.data.into_iter().enumerate() {
-                // A record Datadog sent before in this run (a log or not) is passed on once.
-                let id = match value.get("id") {
-                    Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                    Some(Value::Number(n)) => Some(n.to_string()),
-                    _ => None,
-                };
-                if let Some(id) = id {
-                    if !ids_seen.insert(&id) {
-                        tracing::debug!("Datadog sent log {id} again on page {page_number}");
-                        continue;
-                    }
-                }
-                new_ids += 1;
-                let item =
-                    match LogEvent::from_value(value, || format!("datadog:{page_number}:{i}")) {
-                        Ok(event) => {
-                            if let Some(t) = event
-                                .timestamp
-                                .filter(|t| *t < self.config.from || *t > self.config.to)
-                            {
-                                outside += 1;
-                                outside_example.get_or_insert_with(|| (event.id.clone(), t));
-                            }
-                            SourceItem::Event(event)
-                        }
-                        Err(e) => SourceItem::Skipped(Skipped {
-                            location: format!("datadog page {page_number} item {}", i + 1),
-                            reason: e.to_string(),
-                            unreadable: false,
-                        }),
-                    };
-                items.push(item);
-            }
+            let mut said = vec![SourceItem::Fetched {
+                latency: started.elapsed(),
+                events: count,
+            }];
+            said.extend(warnings(&meta));
+            let read = self.read_page(page.data, page_number, &mut ids_seen);
             // Said before the page's logs, so a run that stops early (--limit) still says it.
-            if let Some((id, t)) = outside_example {
-                let notice = format!(
-                    "Datadog returned {outside} log(s) stamped outside the asked window {} to {} \
-                     (e.g. log {id} at {}); they are processed, and the checkpoint does not move past the window",
-                    iso(self.config.from),
-                    iso(self.config.to),
-                    iso(t)
-                );
-                if tx.send(SourceItem::Notice(notice)).await.is_err() {
+            said.extend(read.notice);
+            for item in said {
+                if tx.send(item).await.is_err() {
                     return Ok(());
                 }
             }
-            for item in items {
+            for item in read.items {
                 // Only logs count toward --limit (as in the pipeline): a skipped record is not one.
                 let is_log = matches!(item, SourceItem::Event(_));
                 if tx.send(item).await.is_err() {
@@ -263,7 +156,7 @@ impl DatadogSource {
                 Some(next) if count > 0 => next,
                 _ => return Ok(()),
             };
-            if new_ids == 0 {
+            if read.new_ids == 0 {
                 anyhow::bail!(
                     "Datadog page {page_number} held only logs already fetched in this run and \
                      still pointed to a next page: stopped, as the listing would never end; \
@@ -279,6 +172,138 @@ impl DatadogSource {
             cursor = Some(next);
         }
     }
+
+    /// One page of the search, read (within `max_body_bytes`) and parsed.
+    async fn fetch_page(
+        &self,
+        url: &str,
+        cursor: Option<&str>,
+        want: u32,
+        page_number: u64,
+        sent: u64,
+    ) -> anyhow::Result<SearchResponse> {
+        let body = SearchRequest {
+            filter: Filter {
+                query: &self.config.query,
+                from: iso(self.config.from),
+                to: iso(self.config.to),
+                indexes: ["*"],
+            },
+            page: Page {
+                limit: want,
+                cursor,
+            },
+            sort: "timestamp",
+        };
+        let response = self
+            .service
+            .send(
+                |client| {
+                    client
+                        .post(url)
+                        .header("DD-API-KEY", self.config.api_key.expose_secret())
+                        .header("DD-APPLICATION-KEY", self.config.app_key.expose_secret())
+                        .header("Accept", "application/json")
+                        .json(&body)
+                },
+                Retry::Idempotent,
+            )
+            .await
+            .map_err(|e| explain(e, sent))?;
+        let body = read_body_capped(response, self.max_body_bytes)
+            .await
+            .map_err(|e| {
+                let hint = match e {
+                    BodyError::TooLarge { .. } => "; lower --batch-size if pages are this large",
+                    BodyError::Read(_) => "",
+                };
+                anyhow::anyhow!("reading Datadog page {page_number} failed: {e}{hint}; {sent} logs were fetched before it")
+            })?;
+        // The raw page is freed on return, before the logs are built.
+        crate::decode::parse(&body).map_err(|e| {
+            anyhow::anyhow!("Datadog POST /api/v2/logs/events/search: page {page_number} is not a logs search response: {e}; {sent} logs were fetched before it")
+        })
+    }
+
+    /// A page's records as items: logs not sent before in this run, records that are not logs
+    /// (skipped), and a notice when logs are stamped outside the asked window.
+    fn read_page(&self, data: Vec<Value>, page_number: u64, ids_seen: &mut SeenIds) -> ReadPage {
+        let mut read = ReadPage {
+            items: Vec::with_capacity(data.len()),
+            new_ids: 0,
+            notice: None,
+        };
+        let mut outside = 0usize;
+        let mut outside_example = None;
+        for (i, value) in data.into_iter().enumerate() {
+            // A record Datadog sent before in this run (a log or not) is passed on once.
+            let id = match value.get("id") {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            if let Some(id) = id {
+                if !ids_seen.insert(&id) {
+                    tracing::debug!("Datadog sent log {id} again on page {page_number}");
+                    continue;
+                }
+            }
+            read.new_ids += 1;
+            let item = match LogEvent::from_value(value, || format!("datadog:{page_number}:{i}")) {
+                Ok(event) => {
+                    if let Some(t) = event
+                        .timestamp
+                        .filter(|t| *t < self.config.from || *t > self.config.to)
+                    {
+                        outside += 1;
+                        outside_example.get_or_insert_with(|| (event.id.clone(), t));
+                    }
+                    SourceItem::Event(event)
+                }
+                Err(e) => SourceItem::Skipped(Skipped {
+                    location: format!("datadog page {page_number} item {}", i + 1),
+                    reason: e.to_string(),
+                    unreadable: false,
+                }),
+            };
+            read.items.push(item);
+        }
+        read.notice = outside_example.map(|(id, t)| {
+            SourceItem::Notice(format!(
+                "Datadog returned {outside} log(s) stamped outside the asked window {} to {} \
+                 (e.g. log {id} at {}); they are processed, and the checkpoint does not move past the window",
+                iso(self.config.from),
+                iso(self.config.to),
+                iso(t)
+            ))
+        });
+        read
+    }
+}
+
+/// What one page held, as items for the pipeline.
+struct ReadPage {
+    items: Vec<SourceItem>,
+    /// Records not sent before in this run.
+    new_ids: usize,
+    notice: Option<SourceItem>,
+}
+
+/// The warnings a page carries: partial results, and Datadog's own warnings.
+fn warnings(meta: &Meta) -> Vec<SourceItem> {
+    let mut out = Vec::new();
+    if meta.status.as_deref() == Some("timeout") {
+        out.push(SourceItem::Warning("Datadog returned partial results (meta.status: timeout): some logs in the window may be missing; narrow --from/--to or the query".to_string()));
+    }
+    for w in &meta.warnings {
+        let text = [w.code.as_deref(), w.title.as_deref(), w.detail.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": ");
+        out.push(SourceItem::Warning(format!("Datadog: {text}")));
+    }
+    out
 }
 
 /// The ids of the logs sent in this run, kept as 64-bit hashes (16 bytes a log, not the id).

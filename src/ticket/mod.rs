@@ -658,46 +658,63 @@ impl TicketStage {
         whole: Option<&known::Whole>,
     ) -> Result<LeaderReport, LeadFailure> {
         progress.stage.set(Stage::Jira);
-        let started = Instant::now();
-        let mut analyze_time = Duration::ZERO;
-        let jira_err = |e: anyhow::Error| LeadFailure {
-            stage: Stage::Jira,
-            error: e,
+        let cx = Lead {
+            jira,
+            event,
+            fingerprint,
+            template,
+            turn,
+            progress,
+            started: Instant::now(),
         };
         if let Some(refusal) = jira.refused(fingerprint) {
-            return Err(jira_err(anyhow::anyhow!(refusal)));
+            return Err(jira_failure(anyhow::anyhow!(refusal)));
         }
-        let found = self.find(jira, fingerprint).await.map_err(jira_err)?;
+        let found = self.find(jira, fingerprint).await.map_err(jira_failure)?;
+        if let Some(report) = self.lead_known(&cx, &found).await? {
+            return Ok(report);
+        }
+        self.lead_new(&cx, whole, found.done).await
+    }
+
+    /// The problem has a ticket (created in this run, open, or done and reopened), or the cap
+    /// left it none: its resolution, routed by the analysis it is described by (cached, else
+    /// the offline rules). `None`: a new ticket is needed.
+    async fn lead_known(
+        &self,
+        cx: &Lead<'_>,
+        found: &Found,
+    ) -> Result<Option<LeaderReport>, LeadFailure> {
+        let (jira, event, fingerprint, template) = (cx.jira, cx.event, cx.fingerprint, cx.template);
         let has_ticket = found.created_in_run.is_some()
             || found.open.is_some()
             || (found.done.is_some() && self.reopen);
         if has_ticket {
             // A known problem never takes a place under the cap.
-            self.no_place(turn);
+            self.no_place(cx.turn);
         }
-        // A problem with a ticket is routed by the analysis it is described by (cached, else
-        // the offline rules): a muted one is left alone, before anything is written.
+        // A muted problem with a ticket is left alone, before anything is written.
         let known_analysis = if has_ticket {
             let analysis = self.known_analysis(event, fingerprint, template).await;
             let route = self.route(event, template, &analysis);
             if route.muted {
-                progress.record(|t| t.jira = Some(started.elapsed()));
+                cx.progress.record(|t| t.jira = Some(cx.started.elapsed()));
                 let resolution = Resolution::new(TicketAction::Muted, None).routed(&route);
-                return Ok(leader_report(event, analysis, resolution));
+                return Ok(Some(leader_report(event, analysis, resolution)));
             }
             Some((analysis, route))
         } else {
             None
         };
         let known = |action, key: &String| Resolution::new(action, Some(key.clone()));
-        let known_resolution = if let Some(key) = &found.created_in_run {
-            Some(known(TicketAction::Created, key))
+        let resolution = if let Some(key) = &found.created_in_run {
+            known(TicketAction::Created, key)
         } else if let Some(key) = &found.open {
             if found.needs_label && !self.dry_run {
                 // Found by an old or merged label: give it this fingerprint's label, so the
                 // next search finds it directly.
                 let label = content::fingerprint_label(fingerprint.as_str());
-                jira.add_label(key, &label).await.map_err(jira_err)?;
+                jira.add_label(key, &label).await.map_err(jira_failure)?;
                 if let Some(state) = self.state.as_ref().filter(|s| s.writable) {
                     let (fp, k) = (fingerprint.to_string(), key.clone());
                     if let Err(e) = state.call(move |s| s.remember_ticket(&fp, &k)).await {
@@ -705,69 +722,80 @@ impl TicketStage {
                     }
                 }
             }
-            Some(known(TicketAction::Existing, key))
+            known(TicketAction::Existing, key)
         } else if let (Some(done), true) = (&found.done, self.reopen) {
             if self.dry_run {
-                Some(known(TicketAction::WouldReopen, done))
+                known(TicketAction::WouldReopen, done)
             } else {
-                jira.reopen(done).await.map_err(jira_err)?;
-                Some(known(TicketAction::Reopened, done))
+                jira.reopen(done).await.map_err(jira_failure)?;
+                known(TicketAction::Reopened, done)
             }
-        } else if !self.take_place(turn).await? {
-            Some(Resolution::new(TicketAction::Capped, None))
+        } else if !self.take_place(cx.turn).await? {
+            Resolution::new(TicketAction::Capped, None)
         } else {
-            None
+            return Ok(None);
         };
-        if let Some(resolution) = known_resolution {
-            let (analysis, route, resolution) = match known_analysis {
-                Some((analysis, route)) => (analysis, route, resolution),
-                // Capped: described the cheap way and routed; a muted problem is muted, not
-                // capped (it would not have taken a place under the cap).
-                None => {
-                    let analysis = self.known_analysis(event, fingerprint, template).await;
-                    let route = self.route(event, template, &analysis);
-                    let resolution = if route.muted {
-                        Resolution::new(TicketAction::Muted, None)
-                    } else {
-                        resolution
-                    };
-                    (analysis, route, resolution)
-                }
-            };
-            progress.record(|t| t.jira = Some(started.elapsed()));
-            let mut report = leader_report(event, analysis, resolution.routed(&route));
-            if report.resolution.action == TicketAction::Created {
-                report.told = self.told.get(fingerprint).map(|t| t.value().clone());
+        let (analysis, route, resolution) = match known_analysis {
+            Some((analysis, route)) => (analysis, route, resolution),
+            // Capped: described the cheap way and routed; a muted problem is muted, not
+            // capped (it would not have taken a place under the cap).
+            None => {
+                let analysis = self.known_analysis(event, fingerprint, template).await;
+                let route = self.route(event, template, &analysis);
+                let resolution = if route.muted {
+                    Resolution::new(TicketAction::Muted, None)
+                } else {
+                    resolution
+                };
+                (analysis, route, resolution)
             }
-            return Ok(report);
+        };
+        cx.progress.record(|t| t.jira = Some(cx.started.elapsed()));
+        let mut report = leader_report(event, analysis, resolution.routed(&route));
+        if report.resolution.action == TicketAction::Created {
+            report.told = self.told.get(fingerprint).map(|t| t.value().clone());
         }
-        // A new ticket: only now is the problem analyzed.
-        progress.stage.set(Stage::Analyze);
+        Ok(Some(report))
+    }
+
+    /// A new ticket: only now is the problem analyzed; then it is muted, drafted (a dry run)
+    /// or created with everything the run knows of it (`whole`).
+    async fn lead_new(
+        &self,
+        cx: &Lead<'_>,
+        whole: Option<&known::Whole>,
+        recurrence_of: Option<String>,
+    ) -> Result<LeaderReport, LeadFailure> {
+        let (jira, event, fingerprint, template) = (cx.jira, cx.event, cx.fingerprint, cx.template);
+        cx.progress.stage.set(Stage::Analyze);
         let analyze_started = Instant::now();
         let analysis = self
-            .analyze_new(event, fingerprint, template, progress)
+            .analyze_new(event, fingerprint, template, cx.progress)
             .await;
-        analyze_time += analyze_started.elapsed();
-        progress.stage.set(Stage::Jira);
+        let analyze_time = analyze_started.elapsed();
+        cx.progress.stage.set(Stage::Jira);
+        let jira_time = || Some(cx.started.elapsed().saturating_sub(analyze_time));
         let route = self.route(event, template, &analysis);
-        let recurrence_of = found.done;
         if route.muted {
-            self.no_place(turn);
-            progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
+            self.no_place(cx.turn);
+            cx.progress.record(|t| t.jira = jira_time());
             let resolution = Resolution::new(TicketAction::Muted, None).routed(&route);
             return Ok(leader_report(event, analysis, resolution));
         }
+        let resolution = |action, key| {
+            Resolution {
+                recurrence_of: recurrence_of.clone(),
+                ..Resolution::new(action, key)
+            }
+            .routed(&route)
+        };
         if self.dry_run {
-            self.placed(turn);
-            progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
+            self.placed(cx.turn);
+            cx.progress.record(|t| t.jira = jira_time());
             return Ok(leader_report(
                 event,
                 analysis,
-                Resolution {
-                    recurrence_of,
-                    ..Resolution::new(TicketAction::WouldCreate, None)
-                }
-                .routed(&route),
+                resolution(TicketAction::WouldCreate, None),
             ));
         }
         let facts = facts::of_new_ticket(
@@ -790,51 +818,57 @@ impl TicketStage {
         let result = self
             .create(jira, fingerprint, &draft, &description, &route, &told)
             .await;
-        progress.record(|t| t.jira = Some(started.elapsed().saturating_sub(analyze_time)));
-        let created = |key: String, analysis: Analysis| {
-            let mut report = leader_report(
-                event,
-                analysis,
-                Resolution {
-                    recurrence_of: recurrence_of.clone(),
-                    ..Resolution::new(TicketAction::Created, Some(key))
+        cx.progress.record(|t| t.jira = jira_time());
+        let key = match result {
+            Ok(key) => key,
+            Err(e) => match self.settle_failed_create(jira, fingerprint, &told, e).await {
+                Ok(key) => key,
+                Err(e) => {
+                    self.no_place(cx.turn);
+                    // Jira's own message, with the route whose fields it refused.
+                    return Err(jira_failure(match &route.route {
+                        Some(name) => e.context(format!("route '{name}'")),
+                        None => e,
+                    }));
                 }
-                .routed(&route),
-            );
-            report.told = Some(told.clone());
-            report
+            },
         };
-        match result {
-            Ok(key) => {
-                self.placed(turn);
-                Ok(created(key, analysis))
-            }
-            Err(e) => {
-                if self.ambiguous.contains_key(fingerprint) {
-                    // The create may have gone through: look for it until search has caught up
-                    // before this problem is handed to a log that would create again.
-                    tracing::warn!("the create for {fingerprint} got no usable answer ({e:#}): searching for it before creating again");
-                    if let Ok(Found {
-                        open: Some(key), ..
-                    }) = self
-                        .settle_unfinished_create(jira, fingerprint, Found::default(), None)
-                        .await
-                    {
-                        self.ambiguous.remove(fingerprint);
-                        self.remember_created(fingerprint, &key, &told.written);
-                        self.told.insert(fingerprint.clone(), told.clone());
-                        self.placed(turn);
-                        return Ok(created(key, analysis));
-                    }
-                }
-                self.no_place(turn);
-                // Jira's own message, with the route whose fields it refused.
-                Err(jira_err(match &route.route {
-                    Some(name) => e.context(format!("route '{name}'")),
-                    None => e,
-                }))
-            }
+        self.placed(cx.turn);
+        let mut report = leader_report(
+            event,
+            analysis,
+            resolution(TicketAction::Created, Some(key)),
+        );
+        report.told = Some(told);
+        Ok(report)
+    }
+
+    /// A create that failed. When it got no usable answer it may have gone through: search for
+    /// it until search has caught up, before this problem is handed to a log that would create
+    /// again. The key when it is found, else the create's error.
+    async fn settle_failed_create(
+        &self,
+        jira: &Arc<JiraClient>,
+        fingerprint: &Fingerprint,
+        told: &known::Told,
+        error: anyhow::Error,
+    ) -> anyhow::Result<String> {
+        if !self.ambiguous.contains_key(fingerprint) {
+            return Err(error);
         }
+        tracing::warn!("the create for {fingerprint} got no usable answer ({error:#}): searching for it before creating again");
+        if let Ok(Found {
+            open: Some(key), ..
+        }) = self
+            .settle_unfinished_create(jira, fingerprint, Found::default(), None)
+            .await
+        {
+            self.ambiguous.remove(fingerprint);
+            self.remember_created(fingerprint, &key, &told.written);
+            self.told.insert(fingerprint.clone(), told.clone());
+            return Ok(key);
+        }
+        Err(error)
     }
 
     /// Record in the state (when writable) that `fingerprint`'s ticket is `key`, created now
@@ -1160,6 +1194,25 @@ fn failure(stage: Stage, message: &str) -> LeadFailure {
     LeadFailure {
         stage,
         error: anyhow::anyhow!(message.to_string()),
+    }
+}
+
+/// One leader's work with Jira, as its steps see it.
+struct Lead<'a> {
+    jira: &'a Arc<JiraClient>,
+    event: &'a LogEvent,
+    fingerprint: &'a Fingerprint,
+    template: &'a str,
+    turn: u64,
+    progress: &'a Progress,
+    started: Instant,
+}
+
+/// A leader's failure at Jira.
+fn jira_failure(error: anyhow::Error) -> LeadFailure {
+    LeadFailure {
+        stage: Stage::Jira,
+        error,
     }
 }
 
