@@ -1766,11 +1766,14 @@ fn pg_store_view(url: &str, uri: &str, query: &str, logs: &[SimLog]) -> (HashSet
         let store = triage::state::StateStore::open_read_only(Path::new(&url), scope)
             .expect("store opens")
             .expect("store exists");
-        let seen = logs
+        let seen: HashSet<String> = logs
             .iter()
             .filter(|l| store.is_seen(&l.id).unwrap())
             .map(|l| l.id.clone())
             .collect();
+        // The batched question a run asks gives the same answer.
+        let ids: Vec<String> = logs.iter().map(|l| l.id.clone()).collect();
+        assert_eq!(store.seen_among(&ids).unwrap(), seen);
         (seen, store.failed_logs().unwrap().len())
     })
     .join()

@@ -110,6 +110,17 @@ impl Feed {
         self.buffered.next()
     }
 
+    /// The ids of the logs left in the batch at hand.
+    pub(super) fn event_ids_at_hand(&self) -> impl Iterator<Item = &str> {
+        self.buffered
+            .as_slice()
+            .iter()
+            .filter_map(|item| match item {
+                SourceItem::Event(e) => Some(e.id.as_str()),
+                _ => None,
+            })
+    }
+
     /// Hang up. A source that `ended` by itself is asked how it ended (its error, if any); one
     /// the loop stopped taking from (limit, interrupt, failure) may be blocked on input that
     /// never comes (an open stdin), so it is stopped: nothing it could still say matters.

@@ -58,6 +58,8 @@ pub(super) struct Loop<'c> {
     retry_ids: HashSet<String>,
     /// The log being taken when a failure ended the loop.
     in_hand: Option<LogEvent>,
+    /// Whether logs of the batch at hand were processed by an earlier run, asked ahead.
+    asked: HashMap<String, bool>,
     taking: bool,
     pub(super) interrupted: bool,
     pub(super) fatal: Option<String>,
@@ -116,6 +118,7 @@ impl<'c> Loop<'c> {
             filling: true,
             retry_ids,
             in_hand: None,
+            asked: HashMap::new(),
             taking: true,
             interrupted: false,
             fatal: None,
@@ -307,7 +310,7 @@ impl<'c> Loop<'c> {
                     self.taking = false;
                     self.source_ended = true;
                 }
-                Some(SourceItem::Event(event)) => self.take_event(event).await?,
+                Some(SourceItem::Event(event)) => self.take_event(event, feed).await?,
                 Some(SourceItem::Skipped(s)) => {
                     if s.unreadable {
                         self.collector.unreadable(&s);
@@ -337,16 +340,15 @@ impl<'c> Loop<'c> {
     }
 
     /// One log from the source: skipped if an earlier run processed it, else ingested.
-    async fn take_event(&mut self, event: LogEvent) -> anyhow::Result<()> {
+    async fn take_event(&mut self, event: LogEvent, feed: &Feed) -> anyhow::Result<()> {
         self.collector.fetched();
         let retry = !self.retry_ids.is_empty() && self.retry_ids.remove(&event.id);
         let mut already = false;
         if !retry {
             self.events += 1;
             self.last_fetched = event.timestamp.max(self.last_fetched);
-            if let Some(state) = &self.source_state {
-                let id = event.id.clone();
-                match state.call(move |s| s.is_seen(&id)).await {
+            if self.source_state.is_some() {
+                match self.was_seen(&event.id, feed).await {
                     Ok(seen) => already = seen,
                     Err(e) => {
                         // Reported as failed with the others left over.
@@ -365,6 +367,31 @@ impl<'c> Loop<'c> {
             self.taking = false;
         }
         Ok(())
+    }
+
+    /// Whether an earlier run already processed log `id`. The state store is asked once for
+    /// this log and the rest of the batch at hand (not retries), in one round trip; the
+    /// answers wait in `asked` for their logs.
+    async fn was_seen(&mut self, id: &str, feed: &Feed) -> anyhow::Result<bool> {
+        if let Some(seen) = self.asked.remove(id) {
+            return Ok(seen);
+        }
+        let Some(state) = &self.source_state else {
+            return Ok(false);
+        };
+        let mut ids = vec![id.to_string()];
+        ids.extend(
+            feed.event_ids_at_hand()
+                .filter(|i| !self.retry_ids.contains(*i) && !self.asked.contains_key(*i))
+                .map(str::to_string),
+        );
+        let asked = ids.clone();
+        let seen = state.call(move |s| s.seen_among(&asked)).await?;
+        for other in ids.into_iter().skip(1) {
+            let was = seen.contains(&other);
+            self.asked.insert(other, was);
+        }
+        Ok(seen.contains(id))
     }
 
     /// A new log: redacted, fingerprinted, then held (young template), led, parked or done.

@@ -34,6 +34,7 @@ pub(crate) mod pg;
 mod pg_tls;
 mod sqlite;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -276,16 +277,128 @@ pub struct Imported {
     pub added: u64,
 }
 
-enum Backend {
-    Sqlite(SqliteStore),
-    Pg(Box<pg::PgStore>),
+/// What each backend (SQLite, PostgreSQL) provides, in its own SQL. [`StateStore`] adds the
+/// batch bookkeeping, the pending counts and the export format on top, and hands the rest of
+/// the interface on (`Deref`), so both backends answer every call the same way.
+pub trait Store: Send {
+    /// The store as it may be shown (a URL without its password).
+    fn shown(&self) -> String;
+    /// Whether this store is shared by runners on several hosts (PostgreSQL).
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// The PostgreSQL backend, for readers that query it directly (`triage status`).
+    fn as_postgres(&self) -> Option<&pg::PgStore> {
+        None
+    }
+    /// The TLS protocol of a PostgreSQL connection as the server sees it (`pg_stat_ssl`), e.g.
+    /// `TLSv1.3`; `None` when it is not encrypted or the store is SQLite.
+    fn connection_tls(&self) -> Result<Option<String>, StateError> {
+        Ok(None)
+    }
+    /// Open the writer's batch transaction.
+    fn begin(&mut self) -> Result<(), StateError>;
+    /// Commit the writer's batch transaction.
+    fn commit(&mut self) -> Result<(), StateError>;
+    /// Give up the writer's batch transaction (after a failed commit).
+    fn rollback(&mut self);
+    /// Record a batch of final outcomes; returns what was added to each ticket's pending count.
+    fn record(&mut self, batch: &[Processed]) -> Result<Vec<(String, u64)>, StateError>;
+    /// One exported table's rows, each a JSON object of `columns`.
+    fn export_table(&self, table: &str, columns: &[&str]) -> Result<Vec<String>, StateError>;
+    /// Add one imported row (a JSON object of `columns`) unless its key is there; 1 if added.
+    fn import_row(&mut self, table: &str, columns: &[&str], row: &str) -> Result<u64, StateError>;
+    /// The schema version this store is at.
+    fn schema_version(&self) -> Result<usize, StateError>;
+    /// The time up to which every log of `source` is final.
+    fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError>;
+    /// Move the checkpoint forward (never back), and forget processed ids well behind it.
+    fn advance_checkpoint(
+        &mut self,
+        source: &str,
+        until: DateTime<Utc>,
+        keep_ids_for: chrono::Duration,
+    ) -> Result<(), StateError>;
+    /// Whether an earlier run (or this one) already gave this log a final outcome.
+    fn is_seen(&self, log_id: &str) -> Result<bool, StateError>;
+    /// Which of these logs an earlier run (or this one) already gave a final outcome: one
+    /// round trip for a batch of logs.
+    fn seen_among(&self, log_ids: &[String]) -> Result<HashSet<String>, StateError>;
+    /// Failed logs waiting for a retry, oldest failure first.
+    fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError>;
+    /// Take logs off the retry list for good (given up after too many runs).
+    fn give_up(&mut self, ids: &[String]) -> Result<(), StateError>;
+    /// The ticket an earlier run (or another runner) created for a fingerprint.
+    fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError>;
+    /// Remember a ticket the moment it exists, and that its create finished.
+    fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError>;
+    /// Note that a create is about to be sent (see `create_begun`).
+    fn begin_create(&self, fingerprint: &str) -> Result<(), StateError>;
+    /// When an unfinished create for this fingerprint was begun, if there is one.
+    fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError>;
+    /// Take the fingerprint's create lease (cross-runner dedup; always taken on SQLite,
+    /// where the job's run lock already makes this run the only one).
+    fn try_lease(&self, fingerprint: &str) -> Result<Lease, StateError>;
+    /// Give the fingerprint's create lease back (after its key is recorded, or nothing was
+    /// created).
+    fn release_lease(&self, fingerprint: &str) -> Result<(), StateError>;
+    /// What `analyzer` said about `fingerprint`, if it said it less than `ttl` ago (JSON).
+    fn cached_analysis(
+        &self,
+        fingerprint: &str,
+        analyzer: &str,
+        ttl: chrono::Duration,
+    ) -> Result<Option<String>, StateError>;
+    /// Remember what `analyzer` said about `fingerprint` (JSON), replacing an older answer.
+    fn cache_analysis(
+        &self,
+        fingerprint: &str,
+        analyzer: &str,
+        analysis: &str,
+    ) -> Result<(), StateError>;
+    /// When a ticket was last commented and what has recurred since.
+    fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError>;
+    /// A ticket was just created at `at`: its creation counts as its last update.
+    fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError>;
+    /// Change what a ticket has accumulated: its pending count moved by `change.pending`
+    /// (atomically, whatever other runners add meanwhile), the rest set as given.
+    fn change_comment_state(&self, ticket: &str, change: &CommentChange) -> Result<(), StateError>;
+    /// Remember the hashes of the summary and description triage wrote on a ticket.
+    fn remember_written(
+        &self,
+        ticket: &str,
+        summary: &str,
+        description: &str,
+    ) -> Result<(), StateError>;
+    /// The hashes of the summary and description triage last wrote on a ticket.
+    fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError>;
+    /// Everything the template miner learned, with the ticket recorded for each template.
+    fn load_templates(&self) -> Result<TemplateSnapshot, StateError>;
+    /// Save what the template miner changed, in one transaction.
+    fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError>;
+    /// Start a run's row; returns its id.
+    fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError>;
+    /// End a run's row with its exit code and summary.
+    fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError>;
+    /// Record a finished run of this job.
+    fn record_run(
+        &self,
+        started: DateTime<Utc>,
+        ended: DateTime<Utc>,
+        exit_code: u8,
+        summary: &Value,
+    ) -> Result<(), StateError>;
+    /// Mark the run lock as released.
+    fn release_lock(&self);
+    /// When the last run that exited 0 ended.
+    fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError>;
 }
 
 /// A state store, SQLite or PostgreSQL: the one interface the writer thread and the readers
 /// use. Every method runs on the calling thread (the state writer's own std::thread during a
 /// run: neither backend may be called from the async runtime).
 pub struct StateStore {
-    backend: Backend,
+    backend: Box<dyn Store>,
     /// Set by [`StateHandle::close`]: the writer thread ends after this operation.
     stop: bool,
     /// What this store (this run) added to tickets' pending counts, committed.
@@ -297,6 +410,20 @@ pub struct StateStore {
     in_batch: bool,
 }
 
+/// The rest of the interface: every [`Store`] call, answered by the backend.
+impl std::ops::Deref for StateStore {
+    type Target = dyn Store;
+    fn deref(&self) -> &Self::Target {
+        &*self.backend
+    }
+}
+
+impl std::ops::DerefMut for StateStore {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.backend
+    }
+}
+
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateStore")
@@ -305,40 +432,18 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
-macro_rules! delegate {
-    () => {};
-    ($(#[$m:meta])* fn $name:ident(&mut self $(, $arg:ident : $ty:ty)*) -> $ret:ty; $($rest:tt)*) => {
-        $(#[$m])* pub fn $name(&mut self $(, $arg: $ty)*) -> $ret {
-            match &mut self.backend {
-                Backend::Sqlite(s) => s.$name($($arg),*),
-                Backend::Pg(p) => p.$name($($arg),*),
-            }
-        }
-        delegate!($($rest)*);
-    };
-    ($(#[$m:meta])* fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; $($rest:tt)*) => {
-        $(#[$m])* pub fn $name(&self $(, $arg: $ty)*) -> $ret {
-            match &self.backend {
-                Backend::Sqlite(s) => s.$name($($arg),*),
-                Backend::Pg(p) => p.$name($($arg),*),
-            }
-        }
-        delegate!($($rest)*);
-    };
-}
-
 impl StateStore {
     /// Open the store `target` names (a SQLite file, or a `postgres://` URL), take the job's
     /// run lock, create or migrate the schema.
     pub fn open(target: &Path, scope: Scope) -> Result<Self, StateError> {
         let backend = if is_postgres(target) {
-            Backend::Pg(Box::new(pg::PgStore::open(
+            Box::new(pg::PgStore::open(
                 target.to_str().unwrap_or_default(),
                 scope,
                 true,
-            )?))
+            )?) as Box<dyn Store>
         } else {
-            Backend::Sqlite(SqliteStore::open(target, scope)?)
+            Box::new(SqliteStore::open(target, scope)?)
         };
         Ok(StateStore {
             backend,
@@ -354,13 +459,13 @@ impl StateStore {
     pub fn open_read_only(target: &Path, scope: Scope) -> Result<Option<Self>, StateError> {
         let backend = if is_postgres(target) {
             match pg::PgStore::open(target.to_str().unwrap_or_default(), scope, false) {
-                Ok(p) if p.is_current()? => Backend::Pg(Box::new(p)),
+                Ok(p) if p.is_current()? => Box::new(p) as Box<dyn Store>,
                 Ok(_) => return Ok(None),
                 Err(e) => return Err(e),
             }
         } else {
             match SqliteStore::open_read_only(target, scope)? {
-                Some(s) => Backend::Sqlite(s),
+                Some(s) => Box::new(s),
                 None => return Ok(None),
             }
         };
@@ -375,10 +480,7 @@ impl StateStore {
 
     /// The store as it may be shown (a URL without its password).
     pub fn target(&self) -> String {
-        match &self.backend {
-            Backend::Sqlite(s) => s.path.display().to_string(),
-            Backend::Pg(p) => p.target().to_string(),
-        }
+        self.backend.shown()
     }
 
     /// Write the whole store as JSON Lines: a header line, then one line per row
@@ -391,10 +493,7 @@ impl StateStore {
         )?;
         let mut rows = 0u64;
         for (table, columns) in EXPORT_TABLES {
-            let json_rows = match &self.backend {
-                Backend::Sqlite(s) => s.export_table(table, columns)?,
-                Backend::Pg(p) => p.export_table(table, columns)?,
-            };
+            let json_rows = self.backend.export_table(table, columns)?;
             for row in json_rows {
                 let row: Value = serde_json::from_str(&row)?;
                 writeln!(out, "{}", serde_json::json!({"table": table, "row": row}))?;
@@ -432,10 +531,7 @@ impl StateStore {
                 };
                 anyhow::ensure!(v["row"].is_object(), "line {}: no row object", n + 1);
                 let row = v["row"].to_string();
-                let added = match &mut self.backend {
-                    Backend::Sqlite(s) => s.import_row(table, columns, &row)?,
-                    Backend::Pg(p) => p.import_row(table, columns, &row)?,
-                };
+                let added = self.backend.import_row(table, columns, &row)?;
                 done.read += 1;
                 done.added += added;
             }
@@ -455,32 +551,23 @@ impl StateStore {
 
     /// The PostgreSQL backend, for readers that query it directly (`triage status`).
     pub(crate) fn postgres(&self) -> Option<&pg::PgStore> {
-        match &self.backend {
-            Backend::Pg(p) => Some(p),
-            Backend::Sqlite(_) => None,
-        }
+        self.backend.as_postgres()
     }
 
     /// The TLS protocol of this store's PostgreSQL connection as the server sees it
     /// (`pg_stat_ssl`), e.g. `TLSv1.3`; `None` when it is not encrypted or the store is SQLite.
     pub fn connection_tls(&self) -> Result<Option<String>, StateError> {
-        match &self.backend {
-            Backend::Pg(p) => p.connection_tls(),
-            Backend::Sqlite(_) => Ok(None),
-        }
+        self.backend.connection_tls()
     }
 
     /// Whether this is a PostgreSQL store (shared by runners on several hosts).
     pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Pg(_))
+        self.backend.is_shared()
     }
 
     /// Open the writer's batch transaction.
     pub fn begin(&mut self) -> Result<(), StateError> {
-        match &mut self.backend {
-            Backend::Sqlite(s) => s.begin(),
-            Backend::Pg(p) => p.begin(),
-        }?;
+        self.backend.begin()?;
         self.in_batch = true;
         Ok(())
     }
@@ -488,10 +575,7 @@ impl StateStore {
     /// Commit the writer's batch transaction.
     pub fn commit(&mut self) -> Result<(), StateError> {
         self.in_batch = false;
-        let committed = match &mut self.backend {
-            Backend::Sqlite(s) => s.commit(),
-            Backend::Pg(p) => p.commit(),
-        };
+        let committed = self.backend.commit();
         let counting = std::mem::take(&mut self.counting);
         if committed.is_ok() {
             for (ticket, n) in counting {
@@ -505,20 +589,14 @@ impl StateStore {
     pub fn rollback(&mut self) {
         self.in_batch = false;
         self.counting.clear();
-        match &mut self.backend {
-            Backend::Sqlite(s) => s.rollback(),
-            Backend::Pg(p) => p.rollback(),
-        }
+        self.backend.rollback()
     }
 
     /// Record a batch of final outcomes in one transaction: each log is seen; failed ones go on
     /// the retry list (one more run counted), succeeded ones leave it. A log new to this job
     /// that is one more occurrence of a ticket adds one to the ticket's pending count.
     pub fn record(&mut self, batch: &[Processed]) -> Result<(), StateError> {
-        let added = match &mut self.backend {
-            Backend::Sqlite(s) => s.record(batch),
-            Backend::Pg(p) => p.record(batch),
-        }?;
+        let added = self.backend.record(batch)?;
         let into = if self.in_batch {
             &mut self.counting
         } else {
@@ -535,62 +613,6 @@ impl StateStore {
     pub fn counted_here(&self, ticket: &str) -> u64 {
         self.counted.get(ticket).copied().unwrap_or(0)
             + self.counting.get(ticket).copied().unwrap_or(0)
-    }
-
-    delegate! {
-        /// The schema version this store is at.
-        fn schema_version(&self) -> Result<usize, StateError>;
-        /// The time up to which every log of `source` is final.
-        fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError>;
-        /// Move the checkpoint forward (never back), and forget processed ids well behind it.
-        fn advance_checkpoint(&mut self, source: &str, until: DateTime<Utc>, keep_ids_for: chrono::Duration) -> Result<(), StateError>;
-        /// Whether an earlier run (or this one) already gave this log a final outcome.
-        fn is_seen(&self, log_id: &str) -> Result<bool, StateError>;
-        /// Failed logs waiting for a retry, oldest failure first.
-        fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError>;
-        /// Take logs off the retry list for good (given up after too many runs).
-        fn give_up(&mut self, ids: &[String]) -> Result<(), StateError>;
-        /// The ticket an earlier run (or another runner) created for a fingerprint.
-        fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError>;
-        /// Remember a ticket the moment it exists, and that its create finished.
-        fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError>;
-        /// Note that a create is about to be sent (see `create_begun`).
-        fn begin_create(&self, fingerprint: &str) -> Result<(), StateError>;
-        /// When an unfinished create for this fingerprint was begun, if there is one.
-        fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError>;
-        /// Take the fingerprint's create lease (cross-runner dedup; always taken on SQLite,
-        /// where the job's run lock already makes this run the only one).
-        fn try_lease(&self, fingerprint: &str) -> Result<Lease, StateError>;
-        /// Give the fingerprint's create lease back (after its key is recorded, or nothing was
-        /// created).
-        fn release_lease(&self, fingerprint: &str) -> Result<(), StateError>;
-        /// What `analyzer` said about `fingerprint`, if it said it less than `ttl` ago (JSON).
-        fn cached_analysis(&self, fingerprint: &str, analyzer: &str, ttl: chrono::Duration) -> Result<Option<String>, StateError>;
-        /// Remember what `analyzer` said about `fingerprint` (JSON), replacing an older answer.
-        fn cache_analysis(&self, fingerprint: &str, analyzer: &str, analysis: &str) -> Result<(), StateError>;
-        fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError>;
-        /// A ticket was just created at `at`: its creation counts as its last update.
-        fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError>;
-        /// Change what a ticket has accumulated: its pending count moved by `change.pending`
-        /// (atomically, whatever other runners add meanwhile), the rest set as given.
-        fn change_comment_state(&self, ticket: &str, change: &CommentChange) -> Result<(), StateError>;
-        /// Remember the hashes of the summary and description triage wrote on a ticket.
-        fn remember_written(&self, ticket: &str, summary: &str, description: &str) -> Result<(), StateError>;
-        /// The hashes of the summary and description triage last wrote on a ticket.
-        fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError>;
-        /// Everything the template miner learned, with the ticket recorded for each template.
-        fn load_templates(&self) -> Result<TemplateSnapshot, StateError>;
-        /// Save what the template miner changed, in one transaction.
-        fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError>;
-        /// Start a run's row; returns its id.
-        fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError>;
-        fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError>;
-        /// Record a finished run of this job.
-        fn record_run(&self, started: DateTime<Utc>, ended: DateTime<Utc>, exit_code: u8, summary: &Value) -> Result<(), StateError>;
-        /// Mark the run lock as released.
-        fn release_lock(&self) -> ();
-        /// When the last run that exited 0 ended.
-        fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError>;
     }
 }
 

@@ -14,6 +14,7 @@
 //! - creating and migrating the schema: `pg_advisory_xact_lock` inside the migrating transaction.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use postgres::Client;
@@ -23,7 +24,8 @@ use serde_json::Value;
 
 use super::{
     from_ms, json_text, ms, CommentChange, CommentState, FailedLog, Lease, Processed, Scope,
-    StateError, StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
+    StateError, Store, StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge,
+    TemplateSnapshot,
 };
 
 /// Schema steps, applied in order; `triage_schema.version` counts how many have run.
@@ -196,19 +198,6 @@ impl PgStore {
 
     pub fn target(&self) -> &str {
         &self.target
-    }
-
-    /// The TLS protocol of this connection as the server reports it, `None` when plain text.
-    pub fn connection_tls(&self) -> Result<Option<String>, StateError> {
-        let row = self
-            .client
-            .borrow_mut()
-            .query_opt(
-                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
-                &[],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(row.map(|r| r.get(0)))
     }
 
     fn err(&self, e: postgres::Error) -> StateError {
@@ -440,9 +429,46 @@ impl PgStore {
         let mut c = self.client.borrow_mut();
         f(&mut c).map_err(|e| self.err(e))
     }
+}
+
+impl Store for PgStore {
+    fn shown(&self) -> String {
+        self.target().to_string()
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn as_postgres(&self) -> Option<&PgStore> {
+        Some(self)
+    }
+
+    fn seen_among(&self, log_ids: &[String]) -> Result<HashSet<String>, StateError> {
+        let rows = self.read(|c| {
+            c.query(
+                "SELECT log_id FROM seen WHERE source = $1 AND log_id = ANY($2)",
+                &[&self.scope.source, &log_ids],
+            )
+        })?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+    }
+
+    /// The TLS protocol of this connection as the server reports it, `None` when plain text.
+    fn connection_tls(&self) -> Result<Option<String>, StateError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+                &[],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| r.get(0)))
+    }
 
     /// Each row of `table` as a JSON object text.
-    pub fn export_table(&self, table: &str, columns: &[&str]) -> Result<Vec<String>, StateError> {
+    fn export_table(&self, table: &str, columns: &[&str]) -> Result<Vec<String>, StateError> {
         let sql = format!(
             "SELECT row_to_json(t)::text FROM (SELECT {} FROM {table}) t",
             columns.join(", ")
@@ -452,12 +478,7 @@ impl PgStore {
     }
 
     /// Insert one exported row (a JSON object text) unless its key is there; 1 when added.
-    pub fn import_row(
-        &mut self,
-        table: &str,
-        columns: &[&str],
-        row: &str,
-    ) -> Result<u64, StateError> {
+    fn import_row(&mut self, table: &str, columns: &[&str], row: &str) -> Result<u64, StateError> {
         let sql = format!(
             "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_record(NULL::{table}, $1::text::json)
              ON CONFLICT DO NOTHING",
@@ -466,7 +487,7 @@ impl PgStore {
         self.atomic(|c| c.execute(sql.as_str(), &[&row]))
     }
 
-    pub fn begin(&mut self) -> Result<(), StateError> {
+    fn begin(&mut self) -> Result<(), StateError> {
         self.client
             .borrow_mut()
             .batch_execute("BEGIN")
@@ -475,7 +496,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub fn commit(&mut self) -> Result<(), StateError> {
+    fn commit(&mut self) -> Result<(), StateError> {
         self.in_tx = false;
         self.client
             .borrow_mut()
@@ -483,16 +504,16 @@ impl PgStore {
             .map_err(|e| self.err(e))
     }
 
-    pub fn rollback(&mut self) {
+    fn rollback(&mut self) {
         self.in_tx = false;
         let _ = self.client.borrow_mut().batch_execute("ROLLBACK");
     }
 
-    pub fn schema_version(&self) -> Result<usize, StateError> {
+    fn schema_version(&self) -> Result<usize, StateError> {
         self.version()
     }
 
-    pub fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+    fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError> {
         self.read(|c| {
             c.query_opt(
                 "SELECT until_ms FROM checkpoints WHERE source = $1",
@@ -502,7 +523,7 @@ impl PgStore {
         .map(|r| r.and_then(|r| from_ms(r.get(0))))
     }
 
-    pub fn advance_checkpoint(
+    fn advance_checkpoint(
         &mut self,
         source: &str,
         until: DateTime<Utc>,
@@ -523,7 +544,7 @@ impl PgStore {
         })
     }
 
-    pub fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
+    fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
         self.read(|c| {
             c.query_opt(
                 "SELECT 1 FROM seen WHERE source = $1 AND log_id = $2",
@@ -534,7 +555,7 @@ impl PgStore {
     }
 
     /// Returns what was added to each ticket's pending count.
-    pub fn record(&mut self, batch: &[Processed]) -> Result<Vec<(String, u64)>, StateError> {
+    fn record(&mut self, batch: &[Processed]) -> Result<Vec<(String, u64)>, StateError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -581,7 +602,7 @@ impl PgStore {
         })
     }
 
-    pub fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError> {
+    fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError> {
         let rows = self.read(|c| {
             c.query(
                 "SELECT log_id, event, runs FROM failed WHERE source = $1
@@ -599,7 +620,7 @@ impl PgStore {
             .collect())
     }
 
-    pub fn give_up(&mut self, ids: &[String]) -> Result<(), StateError> {
+    fn give_up(&mut self, ids: &[String]) -> Result<(), StateError> {
         let source = self.scope.source.clone();
         self.atomic(|c| {
             for id in ids {
@@ -612,7 +633,7 @@ impl PgStore {
         })
     }
 
-    pub fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError> {
+    fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError> {
         self.read(|c| {
             c.query_opt(
                 "SELECT key FROM tickets WHERE jira = $1 AND fingerprint = $2",
@@ -622,7 +643,7 @@ impl PgStore {
         .map(|r| r.map(|r| r.get(0)))
     }
 
-    pub fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError> {
+    fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError> {
         let jira = self.scope.jira.clone();
         self.atomic(|c| {
             c.execute(
@@ -638,7 +659,7 @@ impl PgStore {
         })
     }
 
-    pub fn begin_create(&self, fingerprint: &str) -> Result<(), StateError> {
+    fn begin_create(&self, fingerprint: &str) -> Result<(), StateError> {
         self.atomic(|c| {
             c.execute(
                 "INSERT INTO creating (jira, fingerprint, started_ms) VALUES ($1, $2, $3)
@@ -649,7 +670,7 @@ impl PgStore {
         })
     }
 
-    pub fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+    fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError> {
         self.read(|c| {
             c.query_opt(
                 "SELECT started_ms FROM creating WHERE jira = $1 AND fingerprint = $2",
@@ -662,7 +683,7 @@ impl PgStore {
     /// The fingerprint's create lease: a session advisory lock on (Jira, fingerprint). It is
     /// not part of the batch transaction: taken and released at once, and a runner that dies
     /// loses it with its connection (its begun create is then settled by the next holder).
-    pub fn try_lease(&self, fingerprint: &str) -> Result<Lease, StateError> {
+    fn try_lease(&self, fingerprint: &str) -> Result<Lease, StateError> {
         let key = lock_key("create lease", &[&self.scope.jira, fingerprint]);
         let got: bool = self
             .read(|c| c.query_one("SELECT pg_try_advisory_lock($1)", &[&key]))?
@@ -670,13 +691,13 @@ impl PgStore {
         Ok(if got { Lease::Taken } else { Lease::Held })
     }
 
-    pub fn release_lease(&self, fingerprint: &str) -> Result<(), StateError> {
+    fn release_lease(&self, fingerprint: &str) -> Result<(), StateError> {
         let key = lock_key("create lease", &[&self.scope.jira, fingerprint]);
         self.read(|c| c.query_one("SELECT pg_advisory_unlock($1)", &[&key]))
             .map(|_| ())
     }
 
-    pub fn cached_analysis(
+    fn cached_analysis(
         &self,
         fingerprint: &str,
         analyzer: &str,
@@ -691,7 +712,7 @@ impl PgStore {
         .map(|r| r.map(|r| r.get(0)))
     }
 
-    pub fn cache_analysis(
+    fn cache_analysis(
         &self,
         fingerprint: &str,
         analyzer: &str,
@@ -708,7 +729,7 @@ impl PgStore {
         })
     }
 
-    pub fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError> {
+    fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError> {
         let row = self.read(|c| {
             c.query_opt(
                 "SELECT last_ms, pending, first_ms, last_seen_ms, hosts FROM comments
@@ -727,7 +748,7 @@ impl PgStore {
             .unwrap_or_default())
     }
 
-    pub fn remember_written(
+    fn remember_written(
         &self,
         ticket: &str,
         summary: &str,
@@ -744,7 +765,7 @@ impl PgStore {
         })
     }
 
-    pub fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError> {
+    fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError> {
         let row = self.read(|c| {
             c.query_opt(
                 "SELECT summary, description FROM written WHERE jira = $1 AND ticket = $2",
@@ -754,7 +775,7 @@ impl PgStore {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
-    pub fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError> {
+    fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError> {
         self.atomic(|c| {
             c.execute(
                 "INSERT INTO comments (jira, ticket, last_ms) VALUES ($1, $2, $3)
@@ -767,11 +788,7 @@ impl PgStore {
 
     /// The pending count is moved in the statement itself, under the row's lock: what another
     /// runner's `record` adds meanwhile is kept whichever commits first.
-    pub fn change_comment_state(
-        &self,
-        ticket: &str,
-        change: &CommentChange,
-    ) -> Result<(), StateError> {
+    fn change_comment_state(&self, ticket: &str, change: &CommentChange) -> Result<(), StateError> {
         let hosts = serde_json::to_string(&change.hosts).unwrap_or_else(|_| "[]".into());
         self.atomic(|c| {
             c.execute(
@@ -794,7 +811,7 @@ impl PgStore {
         })
     }
 
-    pub fn load_templates(&self) -> Result<TemplateSnapshot, StateError> {
+    fn load_templates(&self) -> Result<TemplateSnapshot, StateError> {
         let (families, templates, merges) = self.read(|c| {
             Ok((
                 c.query(
@@ -804,12 +821,14 @@ impl PgStore {
                 c.query(
                     "SELECT t.fingerprint, t.id, t.family, t.service, t.template, t.tokens, t.count,
                             t.first_ms, t.last_ms, t.last_used,
-                            coalesce((SELECT min(key) FROM tickets k WHERE k.fingerprint = t.fingerprint),
+                            coalesce((SELECT min(key) FROM tickets k WHERE k.fingerprint = t.fingerprint
+                                    AND ($1 = '' OR k.jira = $1)),
                                      (SELECT min(k.key) FROM tickets k JOIN template_merges m
-                                        ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint)),
+                                        ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint
+                                    AND ($1 = '' OR k.jira = $1))),
                             t.vars
                      FROM templates t ORDER BY t.id",
-                    &[],
+                    &[&self.scope.jira],
                 )?,
                 c.query(
                     "SELECT fingerprint, into_fingerprint FROM template_merges ORDER BY merged_ms, fingerprint",
@@ -860,7 +879,7 @@ impl PgStore {
     /// different templates the same id (each numbers from its own snapshot): a template whose
     /// id another runner took first is not saved (the fingerprint, which tickets key on,
     /// depends only on the template, so nothing is lost but this runner's count).
-    pub fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError> {
+    fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -935,7 +954,7 @@ impl PgStore {
         })
     }
 
-    pub fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError> {
+    fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError> {
         self.atomic(|c| {
             c.query_one(
                 "INSERT INTO runs (started_ms) VALUES ($1) RETURNING id",
@@ -945,7 +964,7 @@ impl PgStore {
         })
     }
 
-    pub fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError> {
+    fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError> {
         self.atomic(|c| {
             c.execute(
                 "UPDATE runs SET ended_ms = $2, exit_code = $3, summary = $4 WHERE id = $1",
@@ -960,7 +979,7 @@ impl PgStore {
         })
     }
 
-    pub fn record_run(
+    fn record_run(
         &self,
         started: DateTime<Utc>,
         ended: DateTime<Utc>,
@@ -995,7 +1014,7 @@ impl PgStore {
     }
 
     /// The run is over: forget who held the lock, then give the lock back.
-    pub fn release_lock(&self) {
+    fn release_lock(&self) {
         if let Some(key) = self.run_lock {
             let job = format!("{}\n{}", self.scope.source, self.scope.jira);
             let mut c = self.client.borrow_mut();
@@ -1004,7 +1023,7 @@ impl PgStore {
         }
     }
 
-    pub fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError> {
+    fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError> {
         self.read(|c| c.query_one("SELECT max(ended_ms) FROM runs WHERE exit_code = 0", &[]))
             .map(|r| r.get::<_, Option<i64>>(0).and_then(from_ms))
     }

@@ -1,5 +1,6 @@
 //! The SQLite backend: one file, one connection, the schema and its migrations.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     from_ms, json_text, ms, CommentChange, CommentState, FailedLog, Lease, Processed, Scope,
-    StateError,
+    StateError, Store,
 };
 use crate::grouping::{
     StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
@@ -113,6 +114,7 @@ impl SqliteStore {
     pub(super) fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
         self.conn.prepare_cached(sql)?.execute(params)
     }
+
     /// Open (creating the folder and the file if needed), take the job's run lock, migrate.
     pub fn open(path: &Path, scope: Scope) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
@@ -183,25 +185,54 @@ impl SqliteStore {
         }))
     }
 
+    pub(super) fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn shown(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn seen_among(&self, log_ids: &[String]) -> Result<HashSet<String>, StateError> {
+        let mut seen = HashSet::new();
+        // Within SQLite's bound on parameters per statement (999 on old builds).
+        for chunk in log_ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT log_id FROM seen WHERE source = ? AND log_id IN ({marks})");
+            let params = std::iter::once(&self.scope.source).chain(chunk);
+            let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(|e| self.err(e))?;
+            for id in rows {
+                seen.insert(id.map_err(|e| self.err(e))?);
+            }
+        }
+        Ok(seen)
+    }
+
     /// Open the writer's batch transaction.
-    pub(super) fn begin(&mut self) -> Result<(), StateError> {
+    fn begin(&mut self) -> Result<(), StateError> {
         self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))
     }
 
-    pub(super) fn commit(&mut self) -> Result<(), StateError> {
+    fn commit(&mut self) -> Result<(), StateError> {
         self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))
     }
 
-    pub(super) fn rollback(&mut self) {
+    fn rollback(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
     }
 
     /// Each row of `table` as a JSON object text.
-    pub(super) fn export_table(
-        &self,
-        table: &str,
-        columns: &[&str],
-    ) -> Result<Vec<String>, StateError> {
+    fn export_table(&self, table: &str, columns: &[&str]) -> Result<Vec<String>, StateError> {
         let fields: Vec<String> = columns.iter().map(|c| format!("'{c}', {c}")).collect();
         let sql = format!("SELECT json_object({}) FROM {table}", fields.join(", "));
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
@@ -212,12 +243,7 @@ impl SqliteStore {
     }
 
     /// Insert one exported row (a JSON object text) unless its key is there; 1 when added.
-    pub(super) fn import_row(
-        &mut self,
-        table: &str,
-        columns: &[&str],
-        row: &str,
-    ) -> Result<u64, StateError> {
+    fn import_row(&mut self, table: &str, columns: &[&str], row: &str) -> Result<u64, StateError> {
         let values: Vec<String> = columns
             .iter()
             .map(|c| format!("json_extract(?1, '$.{c}')"))
@@ -233,23 +259,16 @@ impl SqliteStore {
     }
 
     /// One file, one runner per job (the run lock): nobody else creates for this job.
-    pub(super) fn try_lease(&self, _fingerprint: &str) -> Result<Lease, StateError> {
+    fn try_lease(&self, _fingerprint: &str) -> Result<Lease, StateError> {
         Ok(Lease::Taken)
     }
 
-    pub(super) fn release_lease(&self, _fingerprint: &str) -> Result<(), StateError> {
+    fn release_lease(&self, _fingerprint: &str) -> Result<(), StateError> {
         Ok(())
     }
 
-    pub(super) fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
     /// The schema version this store is at.
-    pub fn schema_version(&self) -> Result<usize, StateError> {
+    fn schema_version(&self) -> Result<usize, StateError> {
         self.conn
             .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
             .map(|v| v as usize)
@@ -257,7 +276,7 @@ impl SqliteStore {
     }
 
     /// The time up to which every log of `source` is final.
-    pub fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+    fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StateError> {
         self.row(
             "SELECT until_ms FROM checkpoints WHERE source = ?1",
             [source],
@@ -269,7 +288,7 @@ impl SqliteStore {
     }
 
     /// Move the checkpoint forward (never back), and forget processed ids well behind it.
-    pub fn advance_checkpoint(
+    fn advance_checkpoint(
         &mut self,
         source: &str,
         until: DateTime<Utc>,
@@ -290,7 +309,7 @@ impl SqliteStore {
     }
 
     /// Whether an earlier run (or this one) already gave this log a final outcome.
-    pub fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
+    fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
         self.row(
             "SELECT 1 FROM seen WHERE source = ?1 AND log_id = ?2",
             params![self.scope.source, log_id],
@@ -304,7 +323,7 @@ impl SqliteStore {
     /// Record a batch of final outcomes in one transaction: each log is seen; failed ones go on
     /// the retry list (one more run counted), succeeded ones leave it. Returns what was added
     /// to each ticket's pending count.
-    pub fn record(&mut self, batch: &[Processed]) -> Result<Vec<(String, u64)>, StateError> {
+    fn record(&mut self, batch: &[Processed]) -> Result<Vec<(String, u64)>, StateError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -363,7 +382,7 @@ impl SqliteStore {
     }
 
     /// Failed logs waiting for a retry, oldest failure first.
-    pub fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError> {
+    fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError> {
         let mut stmt = self
             .conn
             .prepare("SELECT log_id, event, runs FROM failed WHERE source = ?1 ORDER BY coalesce(first_failed_ms, 0), log_id")
@@ -391,7 +410,7 @@ impl SqliteStore {
     }
 
     /// Take logs off the retry list for good (given up after too many runs).
-    pub fn give_up(&mut self, ids: &[String]) -> Result<(), StateError> {
+    fn give_up(&mut self, ids: &[String]) -> Result<(), StateError> {
         let path = self.path.clone();
         let err = |source| StateError::Sqlite {
             path: path.clone(),
@@ -410,7 +429,7 @@ impl SqliteStore {
     }
 
     /// The ticket an earlier run created for a fingerprint.
-    pub fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError> {
+    fn ticket_for(&self, fingerprint: &str) -> Result<Option<String>, StateError> {
         self.row(
             "SELECT key FROM tickets WHERE jira = ?1 AND fingerprint = ?2",
             params![self.scope.jira, fingerprint],
@@ -421,7 +440,7 @@ impl SqliteStore {
     }
 
     /// Remember a ticket the moment it exists, and that its create finished (one transaction).
-    pub fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError> {
+    fn remember_ticket(&mut self, fingerprint: &str, key: &str) -> Result<(), StateError> {
         let path = self.path.clone();
         let err = |source| StateError::Sqlite {
             path: path.clone(),
@@ -443,7 +462,7 @@ impl SqliteStore {
 
     /// Note that a create is about to be sent: if the run dies before the answer, the next run
     /// knows Jira may hold a ticket its search does not show yet.
-    pub fn begin_create(&self, fingerprint: &str) -> Result<(), StateError> {
+    fn begin_create(&self, fingerprint: &str) -> Result<(), StateError> {
         self.exec(
             "INSERT INTO creating (jira, fingerprint, started_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT(jira, fingerprint) DO UPDATE SET started_ms = excluded.started_ms",
@@ -454,7 +473,7 @@ impl SqliteStore {
     }
 
     /// When an unfinished create for this fingerprint was begun, if there is one.
-    pub fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+    fn create_begun(&self, fingerprint: &str) -> Result<Option<DateTime<Utc>>, StateError> {
         self.row(
             "SELECT started_ms FROM creating WHERE jira = ?1 AND fingerprint = ?2",
             params![self.scope.jira, fingerprint],
@@ -466,7 +485,7 @@ impl SqliteStore {
     }
 
     /// What `analyzer` said about `fingerprint`, if it said it less than `ttl` ago (JSON).
-    pub fn cached_analysis(
+    fn cached_analysis(
         &self,
         fingerprint: &str,
         analyzer: &str,
@@ -483,7 +502,7 @@ impl SqliteStore {
     }
 
     /// Remember what `analyzer` said about `fingerprint` (JSON), replacing an older answer.
-    pub fn cache_analysis(
+    fn cache_analysis(
         &self,
         fingerprint: &str,
         analyzer: &str,
@@ -499,7 +518,7 @@ impl SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    pub fn remember_written(
+    fn remember_written(
         &self,
         ticket: &str,
         summary: &str,
@@ -514,7 +533,7 @@ impl SqliteStore {
         .map_err(|e| self.err(e))
     }
 
-    pub fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError> {
+    fn written(&self, ticket: &str) -> Result<Option<(String, String)>, StateError> {
         self.conn
             .query_row(
                 "SELECT summary, description FROM written WHERE jira = ?1 AND ticket = ?2",
@@ -525,7 +544,7 @@ impl SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    pub fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError> {
+    fn comment_state(&self, ticket: &str) -> Result<CommentState, StateError> {
         self
             .row(
                 "SELECT last_ms, pending, first_ms, last_seen_ms, hosts FROM comments WHERE jira = ?1 AND ticket = ?2",
@@ -548,7 +567,7 @@ impl SqliteStore {
     /// A ticket was just created at `at`: its creation counts as its last update, so the comment
     /// cooldown covers it even when the run dies before it brings the ticket up to date (a later
     /// update or comment replaces this).
-    pub fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError> {
+    fn note_created_ticket(&self, ticket: &str, at: DateTime<Utc>) -> Result<(), StateError> {
         self
             .exec(
                 "INSERT INTO comments (jira, ticket, last_ms) VALUES (?1, ?2, ?3)
@@ -561,11 +580,7 @@ impl SqliteStore {
 
     /// Change what a ticket has accumulated: the pending count moved by `change.pending` in the
     /// statement itself (never below 0), the rest set as given.
-    pub fn change_comment_state(
-        &self,
-        ticket: &str,
-        change: &CommentChange,
-    ) -> Result<(), StateError> {
+    fn change_comment_state(&self, ticket: &str, change: &CommentChange) -> Result<(), StateError> {
         self
             .exec(
                 "INSERT INTO comments (jira, ticket, last_ms, pending, first_ms, last_seen_ms, hosts) VALUES (?1, ?2, ?3, max(?4, 0), ?5, ?6, ?7)
@@ -587,7 +602,7 @@ impl SqliteStore {
 
     /// Everything the template miner learned, with the ticket recorded for each template
     /// (under its own fingerprint or one merged into it; any Jira).
-    pub fn load_templates(&self) -> Result<TemplateSnapshot, StateError> {
+    fn load_templates(&self) -> Result<TemplateSnapshot, StateError> {
         let err = |e| self.err(e);
         let json_err = |e: serde_json::Error| {
             rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
@@ -615,15 +630,17 @@ impl SqliteStore {
             .prepare(
                 "SELECT t.fingerprint, t.id, t.family, t.service, t.template, t.tokens, t.count,
                         t.first_ms, t.last_ms, t.last_used,
-                        coalesce((SELECT min(key) FROM tickets k WHERE k.fingerprint = t.fingerprint),
+                        coalesce((SELECT min(key) FROM tickets k WHERE k.fingerprint = t.fingerprint
+                                    AND (?1 = '' OR k.jira = ?1)),
                                  (SELECT min(k.key) FROM tickets k JOIN template_merges m
-                                    ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint)),
+                                    ON k.fingerprint = m.fingerprint WHERE m.into_fingerprint = t.fingerprint
+                                    AND (?1 = '' OR k.jira = ?1))),
                         t.vars
                  FROM templates t ORDER BY t.id",
             )
             .map_err(err)?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![self.scope.jira], |r| {
                 Ok(StoredTemplate {
                     fingerprint: r.get(0)?,
                     id: r.get::<_, i64>(1)? as u64,
@@ -663,7 +680,7 @@ impl SqliteStore {
     }
 
     /// Save what the template miner changed, in one transaction.
-    pub fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError> {
+    fn save_templates(&mut self, changes: &TemplateChanges) -> Result<(), StateError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -744,13 +761,13 @@ impl SqliteStore {
     }
 
     /// Start a run's row; returns its id.
-    pub fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError> {
+    fn begin_run(&self, started: DateTime<Utc>) -> Result<i64, StateError> {
         self.exec("INSERT INTO runs (started_ms) VALUES (?1)", [ms(started)])
             .map(|_| self.conn.last_insert_rowid())
             .map_err(|e| self.err(e))
     }
 
-    pub fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError> {
+    fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError> {
         self.exec(
             "UPDATE runs SET ended_ms = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1",
             params![id, ms(Utc::now()), exit_code, summary.to_string()],
@@ -760,7 +777,7 @@ impl SqliteStore {
     }
 
     /// Record a finished run of this job: when it started and ended, its exit code, its counts.
-    pub fn record_run(
+    fn record_run(
         &self,
         started: DateTime<Utc>,
         ended: DateTime<Utc>,
@@ -796,14 +813,14 @@ impl SqliteStore {
 
     /// Mark the run lock as released (it is freed when the process exits): a lock file that
     /// still names a process is then known to be left by a killed run.
-    pub fn release_lock(&self) {
+    fn release_lock(&self) {
         if let Some(lock) = &self._lock {
             let _ = lock.0.set_len(0);
         }
     }
 
     /// When the last run that exited 0 ended.
-    pub fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError> {
+    fn last_success(&self) -> Result<Option<DateTime<Utc>>, StateError> {
         self.row(
             "SELECT max(ended_ms) FROM runs WHERE exit_code = 0",
             [],

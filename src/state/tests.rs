@@ -80,6 +80,16 @@ fn jobs_sharing_a_file_see_only_their_own_logs_retries_tickets_and_comments() {
     )
     .unwrap();
     assert!(a.is_seen("l1").unwrap() && !b.is_seen("l1").unwrap());
+    // Asked for a batch at once: the same answers, one query per 500 ids.
+    let many: Vec<String> = (0..1200)
+        .map(|i| format!("x{i}"))
+        .chain(["l1".to_string()])
+        .collect();
+    assert_eq!(
+        a.seen_among(&many).unwrap(),
+        std::collections::HashSet::from(["l1".to_string()])
+    );
+    assert!(b.seen_among(&many).unwrap().is_empty());
     assert_eq!(
         (
             a.failed_logs().unwrap().len(),
@@ -323,4 +333,25 @@ fn outcomes_checkpoints_and_the_retry_list_round_trip() {
         "ids far behind the checkpoint are forgotten"
     );
     assert!(store.is_seen("b").unwrap());
+}
+
+#[test]
+fn a_template_shows_only_its_own_jobs_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let mut a = StateStore::open(&db, job("datadog A q", "J1 OPS")).unwrap();
+    let b = StateStore::open(&db, job("datadog B q", "J2 OPS")).unwrap();
+    let mut miner = crate::grouping::TemplateMiner::default();
+    let event = crate::event::LogEvent::from_value(
+        serde_json::json!({"id": "l1", "attributes": {"service": "api", "message": "disk full"}}),
+        || "l1".into(),
+    )
+    .unwrap();
+    let fp = miner.fingerprint(&event).fingerprint;
+    a.save_templates(&miner.take_changes()).unwrap();
+    a.remember_ticket(fp.as_str(), "OPS-1").unwrap();
+    let ticket = |s: &StateStore| s.load_templates().unwrap().templates[0].ticket.clone();
+    assert_eq!(ticket(&a).as_deref(), Some("OPS-1"));
+    // The other job files in another Jira: the template is shared, the ticket is not.
+    assert_eq!(ticket(&b), None);
 }
