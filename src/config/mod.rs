@@ -284,38 +284,7 @@ impl Config {
         };
 
         let site = DatadogSite::resolve(&cli.dd_site, cli.dd_api_url.as_deref())?;
-        let now = match &cli.now {
-            Some(t) => DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| {
-                    ConfigError::Usage(format!("--now '{t}' is not an RFC 3339 time: {e}"))
-                })?,
-            None => Utc::now(),
-        };
-        let ingest_delay = chrono::Duration::from_std(cli.ingest_delay)
-            .map_err(|_| ConfigError::Usage("--ingest-delay is out of range".into()))?;
-        let to = match &cli.to {
-            Some(t) => parse_time(t, now).map_err(|e| ConfigError::Usage(format!("--to {e}")))?,
-            None => now - ingest_delay,
-        };
-        let from = match &cli.from {
-            Some(f) => parse_time(f, now).map_err(|e| ConfigError::Usage(format!("--from {e}")))?,
-            // The last 15 minutes, or the 15 minutes before an earlier --to / a long
-            // --ingest-delay.
-            None => (now - chrono::Duration::minutes(15)).min(to - chrono::Duration::minutes(15)),
-        };
-        // A file is read whole: the default window matters only for Datadog, but bounds given
-        // that contradict each other are always a mistake.
-        let explicit = cli.from.is_some() || cli.to.is_some();
-        if to <= from && (cli.input.is_none() || explicit) {
-            return Err(ConfigError::Usage(format!(
-                "--from {} to --to {} is an empty window: the end must come after the start",
-                cli.from.as_deref().unwrap_or("(default now-15m)"),
-                cli.to
-                    .as_deref()
-                    .unwrap_or("(default now minus --ingest-delay)")
-            )));
-        }
+        let Window { now, from, to } = window(cli)?;
         let state = if cli.no_state {
             None
         } else if let Some(path) = state_path(cli, env) {
@@ -331,57 +300,11 @@ impl Config {
             None
         };
 
-        let source = match &cli.input {
-            Some(path) if path.as_os_str() == "-" => SourceConfig::File(InputPath::Stdin),
-            Some(path) => {
-                check_readable(path)?;
-                SourceConfig::File(InputPath::Path(path.clone()))
-            }
-            None => {
-                let api_key = lookup(&["DD_API_KEY", "DATADOG_API_KEY"]);
-                let app_key = lookup(&["DD_APP_KEY", "DATADOG_APP_KEY", "DD_APPLICATION_KEY"]);
-                let missing: Vec<&str> = [
-                    (api_key.is_none(), "DD_API_KEY"),
-                    (app_key.is_none(), "DD_APP_KEY"),
-                ]
-                .into_iter()
-                .filter_map(|(m, n)| m.then_some(n))
-                .collect();
-                if !missing.is_empty() {
-                    return Err(ConfigError::Fatal(format!(
-                        "reading from Datadog needs {} (set in the environment or .env), \
-                         or use --input PATH to read logs from a file",
-                        missing.join(" and ")
-                    )));
-                }
-                SourceConfig::Datadog(DatadogConfig {
-                    api_key: SecretString::from(api_key.unwrap_or_default()),
-                    app_key: SecretString::from(app_key.unwrap_or_default()),
-                    query: cli.query.clone(),
-                    from,
-                    to,
-                })
-            }
-        };
+        let source = source_config(cli, &lookup, from, to)?;
 
         let jira = jira_config(cli, &lookup, cli.dry_run, &mut notices)?;
 
-        let analyzer = match cli.analyzer {
-            AnalyzerKind::Rules => AnalyzerConfig::Rules,
-            AnalyzerKind::Llm => {
-                let Some(key) = lookup(&["OPENAI_API_KEY"]) else {
-                    return Err(ConfigError::Fatal(
-                        "--analyzer llm needs OPENAI_API_KEY (set in the environment or .env)"
-                            .into(),
-                    ));
-                };
-                AnalyzerConfig::Llm {
-                    base_url: parse_base_url("OPENAI_BASE_URL", &cli.llm_base_url)?,
-                    model: cli.llm_model.clone(),
-                    api_key: SecretString::from(key),
-                }
-            }
-        };
+        let analyzer = analyzer_config(cli, &lookup)?;
 
         if let Some(metrics) = &cli.metrics_file {
             check_writable_parent("--metrics-file", metrics)?;
@@ -422,6 +345,113 @@ impl Config {
             notices,
         ))
     }
+}
+
+/// The run's clock (`--now`, else the system's) and the Datadog window it gives: `--from` /
+/// `--to`, else the last 15 minutes before `--ingest-delay`.
+fn window(cli: &Cli) -> Result<Window, ConfigError> {
+    let now = match &cli.now {
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| ConfigError::Usage(format!("--now '{t}' is not an RFC 3339 time: {e}")))?,
+        None => Utc::now(),
+    };
+    let ingest_delay = chrono::Duration::from_std(cli.ingest_delay)
+        .map_err(|_| ConfigError::Usage("--ingest-delay is out of range".into()))?;
+    let to = match &cli.to {
+        Some(t) => parse_time(t, now).map_err(|e| ConfigError::Usage(format!("--to {e}")))?,
+        None => now - ingest_delay,
+    };
+    let from = match &cli.from {
+        Some(f) => parse_time(f, now).map_err(|e| ConfigError::Usage(format!("--from {e}")))?,
+        // The last 15 minutes, or the 15 minutes before an earlier --to / a long
+        // --ingest-delay.
+        None => (now - chrono::Duration::minutes(15)).min(to - chrono::Duration::minutes(15)),
+    };
+    // A file is read whole: the default window matters only for Datadog, but bounds given
+    // that contradict each other are always a mistake.
+    let explicit = cli.from.is_some() || cli.to.is_some();
+    if to <= from && (cli.input.is_none() || explicit) {
+        return Err(ConfigError::Usage(format!(
+            "--from {} to --to {} is an empty window: the end must come after the start",
+            cli.from.as_deref().unwrap_or("(default now-15m)"),
+            cli.to
+                .as_deref()
+                .unwrap_or("(default now minus --ingest-delay)")
+        )));
+    }
+    Ok(Window { now, from, to })
+}
+
+/// The run's clock and the Datadog window.
+struct Window {
+    now: DateTime<Utc>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+/// Where logs come from: `--input` (a file, or `-` for stdin), else Datadog, whose keys must
+/// be set.
+fn source_config(
+    cli: &Cli,
+    lookup: &dyn Fn(&[&str]) -> Option<String>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<SourceConfig, ConfigError> {
+    Ok(match &cli.input {
+        Some(path) if path.as_os_str() == "-" => SourceConfig::File(InputPath::Stdin),
+        Some(path) => {
+            check_readable(path)?;
+            SourceConfig::File(InputPath::Path(path.clone()))
+        }
+        None => {
+            let api_key = lookup(&["DD_API_KEY", "DATADOG_API_KEY"]);
+            let app_key = lookup(&["DD_APP_KEY", "DATADOG_APP_KEY", "DD_APPLICATION_KEY"]);
+            let missing: Vec<&str> = [
+                (api_key.is_none(), "DD_API_KEY"),
+                (app_key.is_none(), "DD_APP_KEY"),
+            ]
+            .into_iter()
+            .filter_map(|(m, n)| m.then_some(n))
+            .collect();
+            if !missing.is_empty() {
+                return Err(ConfigError::Fatal(format!(
+                    "reading from Datadog needs {} (set in the environment or .env), \
+                     or use --input PATH to read logs from a file",
+                    missing.join(" and ")
+                )));
+            }
+            SourceConfig::Datadog(DatadogConfig {
+                api_key: SecretString::from(api_key.unwrap_or_default()),
+                app_key: SecretString::from(app_key.unwrap_or_default()),
+                query: cli.query.clone(),
+                from,
+                to,
+            })
+        }
+    })
+}
+
+/// The analyzer: the offline rules, or an LLM, whose key must be set.
+fn analyzer_config(
+    cli: &Cli,
+    lookup: &dyn Fn(&[&str]) -> Option<String>,
+) -> Result<AnalyzerConfig, ConfigError> {
+    Ok(match cli.analyzer {
+        AnalyzerKind::Rules => AnalyzerConfig::Rules,
+        AnalyzerKind::Llm => {
+            let Some(key) = lookup(&["OPENAI_API_KEY"]) else {
+                return Err(ConfigError::Fatal(
+                    "--analyzer llm needs OPENAI_API_KEY (set in the environment or .env)".into(),
+                ));
+            };
+            AnalyzerConfig::Llm {
+                base_url: parse_base_url("OPENAI_BASE_URL", &cli.llm_base_url)?,
+                model: cli.llm_model.clone(),
+                api_key: SecretString::from(key),
+            }
+        }
+    })
 }
 
 /// A service that is only partly configured: `triage check` fails it and names what is missing.

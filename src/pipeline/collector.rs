@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use crate::analyze::Severity;
 use crate::config::{Config, DatadogSite};
 use crate::grouping::fingerprint::Fingerprint;
 use crate::grouping::TemplateMiner;
@@ -425,137 +426,18 @@ impl Collector {
         breaker_trips: u64,
     ) -> anyhow::Result<Report> {
         self.progress.finish();
-        // Input that held records, none of them readable: nothing was done, and that is fatal.
-        let error = error.or_else(|| {
-            let first = self.first_unreadable.as_deref()?;
-            (!interrupted && self.unreadable == self.stats.fetched).then(|| {
-                format!(
-                    "no log could be read from the input: {} record(s), none readable (first: {first})",
-                    self.unreadable
-                )
-            })
-        });
+        let error = error.or_else(|| self.nothing_readable(interrupted));
         let elapsed = self.started.elapsed();
-        // One pass, straight into the two lists (no intermediate list of every entry). Without
-        // a report file nothing needs the problems afterwards: each is dropped as soon as its
-        // entry is built, so the problems and the entries never all live at once.
-        let keep_problems = self.report.is_some();
         let problems_seen = self.problems.len() as u64;
-        let mut tickets: Vec<TicketEntry> = Vec::with_capacity(self.problems.len());
-        let mut muted: Vec<TicketEntry> = Vec::new();
-        let site = self.site.clone();
-        let entry = |p: &Problem, template: String, service: Option<String>, hosts: Vec<String>| {
-            let leader = p.leader.as_ref()?;
-            let res = &leader.resolution;
-            if res.action == TicketAction::Capped {
-                return None;
-            }
-            let facts = p.facts(&site)?;
-            let (summary, labels) = content::summary_and_labels(&facts);
-            Some(TicketEntry {
-                fingerprint: p.fingerprint.to_string(),
-                template,
-                key: res.key.clone(),
-                action: res.action.as_str(),
-                summary,
-                severity: leader.analysis.severity.as_str(),
-                occurrences: p.seen.occurrences,
-                category: leader.analysis.category.as_str(),
-                service,
-                first_seen: p.seen.first_seen,
-                last_seen: p.seen.last_seen,
-                hosts,
-                labels,
-                route: res.route.clone(),
-                draft: None,
-            })
-        };
-        let mut sort_in = |t: TicketEntry| {
-            // Muted problems have no ticket: kept beside the report (`triage route --explain`).
-            if t.action == TicketAction::Muted.as_str() {
-                muted.push(t);
-            } else {
-                tickets.push(t);
-            }
-        };
-        if keep_problems {
-            for p in self.problems.values() {
-                if let Some(t) = entry(
-                    p,
-                    p.template.clone(),
-                    p.service.clone(),
-                    p.seen.hosts.clone(),
-                ) {
-                    sort_in(t);
-                }
-            }
-        } else {
-            for (_, mut p) in std::mem::take(&mut self.problems) {
-                // Built from the problem, then given its strings rather than copies of them.
-                let Some(mut t) = entry(&p, String::new(), None, Vec::new()) else {
-                    continue;
-                };
-                t.template = std::mem::take(&mut p.template);
-                t.service = p.service.take();
-                t.hosts = std::mem::take(&mut p.seen.hosts);
-                sort_in(t);
-            }
-        }
-        // Most severe and most frequent first; the fingerprint breaks ties so the order is stable.
-        tickets.sort_by(|a, b| {
-            severity_rank(b.severity)
-                .cmp(&severity_rank(a.severity))
-                .then(b.occurrences.cmp(&a.occurrences))
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
-        let s = &self.stats;
-        let processed = s.processed();
-        let summary = Summary {
-            mode: if self.async_mode {
-                "async"
-            } else {
-                "sequential"
-            },
-            workers: self.workers,
-            dry_run: self.dry_run,
-            fetched: s.fetched,
-            processed,
-            created: s.created,
-            commented: s.commented,
-            updated: s.updated,
-            duplicates: s.duplicates,
-            failed: s.failed,
-            skipped: s.skipped,
+        let (tickets, muted) = self.ticket_entries();
+        let summary = self.summary(SummaryInput {
             tickets: tickets.len() as u64,
-            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            stages: Stages {
-                fetch: s.fetch.percentiles(),
-                analyze: s.analyze.percentiles(),
-                jira: s.jira.percentiles(),
-            },
-            existing: s.existing,
-            would_create: s.would_create,
             problems: problems_seen,
-            warnings: s.warnings,
-            logs_per_second: if elapsed.as_secs_f64() > 0.0 {
-                (processed as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0
-            } else {
-                0.0
-            },
+            elapsed,
             interrupted,
             error,
-            already_processed: self.already_processed,
-            given_up: self.given_up,
             breaker_trips,
-            unreadable: self.unreadable,
-            lines_cut: self.lines_cut,
-            llm_fallbacks: self.llm_fallbacks,
-            rate_limited: self
-                .limiter_waits
-                .into_iter()
-                .filter(|w| w.bounded(elapsed))
-                .collect(),
-        };
+        });
         let report = Report {
             summary,
             tickets,
@@ -585,13 +467,153 @@ impl Collector {
         }
         Ok(report)
     }
+
+    /// Input that held records, none of them readable: nothing was done, and that is fatal.
+    fn nothing_readable(&self, interrupted: bool) -> Option<String> {
+        let first = self.first_unreadable.as_deref()?;
+        (!interrupted && self.unreadable == self.stats.fetched).then(|| {
+            format!(
+                "no log could be read from the input: {} record(s), none readable (first: {first})",
+                self.unreadable
+            )
+        })
+    }
+
+    /// The report's ticket entries, most severe and most frequent first (the fingerprint breaks
+    /// ties, so the order is stable), and the muted problems beside them.
+    ///
+    /// One pass, straight into the two lists (no intermediate list of every entry). Without a
+    /// report file nothing needs the problems afterwards: each is dropped as soon as its entry
+    /// is built, so the problems and the entries never all live at once.
+    fn ticket_entries(&mut self) -> (Vec<TicketEntry>, Vec<TicketEntry>) {
+        let keep_problems = self.report.is_some();
+        let mut tickets: Vec<(Severity, TicketEntry)> = Vec::with_capacity(self.problems.len());
+        let mut muted: Vec<TicketEntry> = Vec::new();
+        let site = self.site.clone();
+        let entry = |p: &Problem, template: String, service: Option<String>, hosts: Vec<String>| {
+            let leader = p.leader.as_ref()?;
+            let res = &leader.resolution;
+            if res.action == TicketAction::Capped {
+                return None;
+            }
+            let facts = p.facts(&site)?;
+            let (summary, labels) = content::summary_and_labels(&facts);
+            let severity = leader.analysis.severity;
+            Some((
+                severity,
+                TicketEntry {
+                    fingerprint: p.fingerprint.to_string(),
+                    template,
+                    key: res.key.clone(),
+                    action: res.action.as_str(),
+                    summary,
+                    severity: severity.as_str(),
+                    occurrences: p.seen.occurrences,
+                    category: leader.analysis.category.as_str(),
+                    service,
+                    first_seen: p.seen.first_seen,
+                    last_seen: p.seen.last_seen,
+                    hosts,
+                    labels,
+                    route: res.route.clone(),
+                    draft: None,
+                },
+            ))
+        };
+        let mut sort_in = |(severity, t): (Severity, TicketEntry)| {
+            // Muted problems have no ticket: kept beside the report (`triage route --explain`).
+            if t.action == TicketAction::Muted.as_str() {
+                muted.push(t);
+            } else {
+                tickets.push((severity, t));
+            }
+        };
+        if keep_problems {
+            for p in self.problems.values() {
+                let hosts = p.seen.hosts.clone();
+                if let Some(t) = entry(p, p.template.clone(), p.service.clone(), hosts) {
+                    sort_in(t);
+                }
+            }
+        } else {
+            for (_, mut p) in std::mem::take(&mut self.problems) {
+                // Built from the problem, then given its strings rather than copies of them.
+                let Some((severity, mut t)) = entry(&p, String::new(), None, Vec::new()) else {
+                    continue;
+                };
+                t.template = std::mem::take(&mut p.template);
+                t.service = p.service.take();
+                t.hosts = std::mem::take(&mut p.seen.hosts);
+                sort_in((severity, t));
+            }
+        }
+        tickets.sort_by(|(sa, a), (sb, b)| {
+            sb.cmp(sa)
+                .then(b.occurrences.cmp(&a.occurrences))
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        (tickets.into_iter().map(|(_, t)| t).collect(), muted)
+    }
+
+    /// The run's summary from the tallies.
+    fn summary(&mut self, run: SummaryInput) -> Summary {
+        let s = &self.stats;
+        let processed = s.processed();
+        let elapsed = run.elapsed;
+        Summary {
+            mode: if self.async_mode {
+                "async"
+            } else {
+                "sequential"
+            },
+            workers: self.workers,
+            dry_run: self.dry_run,
+            fetched: s.fetched,
+            processed,
+            created: s.created,
+            commented: s.commented,
+            updated: s.updated,
+            duplicates: s.duplicates,
+            failed: s.failed,
+            skipped: s.skipped,
+            tickets: run.tickets,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            stages: Stages {
+                fetch: s.fetch.percentiles(),
+                analyze: s.analyze.percentiles(),
+                jira: s.jira.percentiles(),
+            },
+            existing: s.existing,
+            would_create: s.would_create,
+            problems: run.problems,
+            warnings: s.warnings,
+            logs_per_second: if elapsed.as_secs_f64() > 0.0 {
+                (processed as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
+            interrupted: run.interrupted,
+            error: run.error,
+            already_processed: self.already_processed,
+            given_up: self.given_up,
+            breaker_trips: run.breaker_trips,
+            unreadable: self.unreadable,
+            lines_cut: self.lines_cut,
+            llm_fallbacks: self.llm_fallbacks,
+            rate_limited: std::mem::take(&mut self.limiter_waits)
+                .into_iter()
+                .filter(|w| w.bounded(elapsed))
+                .collect(),
+        }
+    }
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 3,
-        "high" => 2,
-        "medium" => 1,
-        _ => 0,
-    }
+/// What the summary takes besides the tallies.
+struct SummaryInput {
+    tickets: u64,
+    problems: u64,
+    elapsed: std::time::Duration,
+    interrupted: bool,
+    error: Option<String>,
+    breaker_trips: u64,
 }
