@@ -118,7 +118,7 @@ pub async fn run(
     let Plan {
         created,
         recurring,
-        merges,
+        mut merges,
     } = plan;
     let mut out = PhaseResult::default();
     // A ticket its create describes whole (one log) needs nothing more: no update, and its
@@ -132,7 +132,6 @@ pub async fn run(
             !(f.occurrences == 1 && f.first_seen == f.last_seen && f.hosts.len() <= 1)
         })
         .collect();
-
     // Tickets whose create did not tell the whole run are read first, in batched searches:
     // what a person changed since is left as it is.
     let to_read: Vec<String> = created
@@ -140,36 +139,8 @@ pub async fn run(
         .filter(|w| !w.covered())
         .map(|w| w.key.clone())
         .collect();
-    let mut reads = HashMap::new();
-    if !to_read.is_empty() && !shutdown.poll_now() {
-        let started = Instant::now();
-        match shutdown.bounded(jira.read_tickets(&to_read)).await {
-            Some(Ok(issues)) => {
-                reads.extend(issues.into_iter().map(|i| (i.key.clone(), i)));
-                out.jira_times.push(started.elapsed());
-            }
-            Some(Err(e)) => out.warnings.push(format!(
-                "could not read the tickets to bring up to date ({e:#}): their summaries and \
-                 descriptions are left as they are"
-            )),
-            None => out.interrupted = true,
-        }
-    }
-
-    // Labels a merge adds to a ticket brought up to date go in its one update.
-    let mut merges = merges;
-    let mut merge_labels: HashMap<String, Vec<String>> = HashMap::new();
-    merges.retain(|step| match step {
-        MergeStep::Label { key, add } if to_read.contains(key) => {
-            merge_labels
-                .entry(key.clone())
-                .or_default()
-                .extend(add.iter().cloned());
-            false
-        }
-        _ => true,
-    });
-
+    let reads = read_tickets(jira, &to_read, shutdown, &mut out).await;
+    let merge_labels = labels_for_updates(&mut merges, &to_read);
     // The work, in input order (updates, then comments, then merges), gathered per ticket.
     let work: Vec<Work> = created
         .into_iter()
@@ -178,16 +149,6 @@ pub async fn run(
         .chain(merges.into_iter().map(Work::Merge))
         .collect();
     let slots: Vec<Mutex<Slot>> = work.iter().map(|_| Mutex::default()).collect();
-    let mut units: Vec<Vec<(usize, Work)>> = Vec::new();
-    let mut unit_of: HashMap<String, usize> = HashMap::new();
-    for (i, w) in work.into_iter().enumerate() {
-        let u = *unit_of.entry(w.key().to_string()).or_insert_with(|| {
-            units.push(Vec::new());
-            units.len() - 1
-        });
-        units[u].push((i, w));
-    }
-
     let phase = Phase {
         jira,
         state,
@@ -198,40 +159,9 @@ pub async fn run(
         reads,
         merge_labels,
     };
-    let mut waiting = units.into_iter();
-    // Futures of this task, not tasks: nothing here outlives the phase.
-    let mut running = FuturesUnordered::new();
-    let mut stopping = false;
-    let mut cut_off = false;
-    loop {
-        if !stopping && shutdown.poll_now() {
-            stopping = true;
-            phase.stop.store(true, Ordering::SeqCst);
-        }
-        while !stopping && running.len() < workers.max(1) {
-            let Some(unit) = waiting.next() else { break };
-            running.push(phase.unit(unit, &slots));
-        }
-        if running.is_empty() {
-            break;
-        }
-        tokio::select! {
-            biased;
-            () = shutdown.next_step(stopping) => {
-                if stopping {
-                    // The grace period is over: what is still in flight is dropped.
-                    cut_off = true;
-                    break;
-                }
-                stopping = true;
-                phase.stop.store(true, Ordering::SeqCst);
-            }
-            Some(()) = running.next() => {}
-        }
-    }
-    drop(running);
-    out.interrupted |= cut_off || (stopping && waiting.len() > 0);
-
+    out.interrupted |= phase
+        .run_units(per_ticket(work), &slots, workers, shutdown)
+        .await;
     // Added up in input order, whatever order the work finished in.
     let mut leased = Vec::new();
     for slot in slots {
@@ -243,25 +173,138 @@ pub async fn run(
         out.interrupted |= done.interrupted;
         leased.extend(lease);
     }
-    // The comment leases are given back once every ticket is done (after an interrupt,
-    // within the grace period; a lease not given back goes with the store's connection).
     if let Some(state) = state {
-        for key in leased {
-            let lease = comment_lease(&key);
-            match shutdown
-                .bounded(state.call(move |s| s.release_lease(&lease)))
-                .await
-            {
-                None => {
-                    out.interrupted = true;
-                    break;
-                }
-                Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
-                Some(Ok(())) => {}
-            }
-        }
+        release_comment_leases(state, leased, shutdown, &mut out).await;
     }
     out
+}
+
+/// The tickets to bring up to date, read in batched searches (by key).
+async fn read_tickets(
+    jira: &JiraClient,
+    keys: &[String],
+    shutdown: &mut Shutdown<'_>,
+    out: &mut PhaseResult,
+) -> HashMap<String, crate::jira::model::Issue> {
+    let mut reads = HashMap::new();
+    if keys.is_empty() || shutdown.poll_now() {
+        return reads;
+    }
+    let started = Instant::now();
+    match shutdown.bounded(jira.read_tickets(keys)).await {
+        Some(Ok(issues)) => {
+            reads.extend(issues.into_iter().map(|i| (i.key.clone(), i)));
+            out.jira_times.push(started.elapsed());
+        }
+        Some(Err(e)) => out.warnings.push(format!(
+            "could not read the tickets to bring up to date ({e:#}): their summaries and \
+             descriptions are left as they are"
+        )),
+        None => out.interrupted = true,
+    }
+    reads
+}
+
+/// Labels a merge adds to a ticket brought up to date go in its one update: taken out of
+/// `merges`, by ticket.
+fn labels_for_updates(
+    merges: &mut Vec<MergeStep>,
+    updated: &[String],
+) -> HashMap<String, Vec<String>> {
+    let mut merge_labels: HashMap<String, Vec<String>> = HashMap::new();
+    merges.retain(|step| match step {
+        MergeStep::Label { key, add } if updated.contains(key) => {
+            merge_labels
+                .entry(key.clone())
+                .or_default()
+                .extend(add.iter().cloned());
+            false
+        }
+        _ => true,
+    });
+    merge_labels
+}
+
+/// The work gathered per ticket (a unit: one ticket's steps, in order), each step with its
+/// index in the input.
+fn per_ticket(work: Vec<Work>) -> Vec<Vec<(usize, Work)>> {
+    let mut units: Vec<Vec<(usize, Work)>> = Vec::new();
+    let mut unit_of: HashMap<String, usize> = HashMap::new();
+    for (i, w) in work.into_iter().enumerate() {
+        let u = *unit_of.entry(w.key().to_string()).or_insert_with(|| {
+            units.push(Vec::new());
+            units.len() - 1
+        });
+        units[u].push((i, w));
+    }
+    units
+}
+
+/// The comment leases are given back once every ticket is done (after an interrupt, within
+/// the grace period; a lease not given back goes with the store's connection).
+async fn release_comment_leases(
+    state: &StateHandle,
+    leased: Vec<String>,
+    shutdown: &mut Shutdown<'_>,
+    out: &mut PhaseResult,
+) {
+    for key in leased {
+        let lease = comment_lease(&key);
+        match shutdown
+            .bounded(state.call(move |s| s.release_lease(&lease)))
+            .await
+        {
+            None => {
+                out.interrupted = true;
+                return;
+            }
+            Some(Err(e)) => out.warnings.push(format!("state store: {e:#}")),
+            Some(Ok(())) => {}
+        }
+    }
+}
+
+impl Phase<'_> {
+    /// Up to `workers` tickets at once, each ticket's steps in order, until all are done or an
+    /// interrupt's grace period is over. Whether the interrupt left work undone.
+    async fn run_units(
+        &self,
+        units: Vec<Vec<(usize, Work)>>,
+        slots: &[Mutex<Slot>],
+        workers: usize,
+        shutdown: &mut Shutdown<'_>,
+    ) -> bool {
+        let mut waiting = units.into_iter();
+        // Futures of this task, not tasks: nothing here outlives the phase.
+        let mut running = FuturesUnordered::new();
+        let mut stopping = false;
+        loop {
+            if !stopping && shutdown.poll_now() {
+                stopping = true;
+                self.stop.store(true, Ordering::SeqCst);
+            }
+            while !stopping && running.len() < workers.max(1) {
+                let Some(unit) = waiting.next() else { break };
+                running.push(self.unit(unit, slots));
+            }
+            if running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.next_step(stopping) => {
+                    if stopping {
+                        // The grace period is over: what is still in flight is dropped.
+                        return true;
+                    }
+                    stopping = true;
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+                Some(()) = running.next() => {}
+            }
+        }
+        stopping && waiting.len() > 0
+    }
 }
 
 /// One piece of the phase's work.
