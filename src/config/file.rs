@@ -427,28 +427,12 @@ impl Checker<'_> {
                 }
                 "category" => {
                     route.category = self.strings(name, at, v);
-                    for c in &route.category {
-                        if !crate::analyze::CATEGORIES.contains(&c.as_str()) {
-                            self.error(
-                                at,
-                                format!(
-                                    "category `{c}` is not one of {}",
-                                    crate::analyze::CATEGORIES.join(", ")
-                                ),
-                            );
-                        }
-                    }
+                    self.check_one_of(at, "category", &route.category, crate::analyze::CATEGORIES);
                 }
                 "severity" => {
                     route.severity = self.strings(name, at, v);
-                    for s in &route.severity {
-                        if !["critical", "high", "medium", "low"].contains(&s.as_str()) {
-                            self.error(
-                                at,
-                                format!("severity `{s}` is not one of critical, high, medium, low"),
-                            );
-                        }
-                    }
+                    let severities = ["critical", "high", "medium", "low"];
+                    self.check_one_of(at, "severity", &route.severity, &severities);
                 }
                 "template" => route.template = self.regex(name, at, v),
                 "project" => route.project = self.string(name, at, v).map(|s| s.trim().to_string()),
@@ -464,18 +448,7 @@ impl Checker<'_> {
                         }
                     }
                 }
-                "comment_cooldown" => {
-                    let text = match v {
-                        DeValue::Integer(_) => integer(v).map(|n| n.to_string()),
-                        _ => self.string(name, at, v),
-                    };
-                    if let Some(text) = text {
-                        match crate::config::cli::parse_duration(&text) {
-                            Ok(d) => route.comment_cooldown = Some(d),
-                            Err(e) => self.error(at, format!("`comment_cooldown`: {e}")),
-                        }
-                    }
-                }
+                "comment_cooldown" => route.comment_cooldown = self.cooldown(name, at, v),
                 "mute" => match v {
                     DeValue::Boolean(b) => route.mute = *b,
                     other => self.error(
@@ -485,29 +458,7 @@ impl Checker<'_> {
                 },
                 "until" => {
                     until_at = Some(at);
-                    let text = match v {
-                        DeValue::Datetime(d) => Some(d.to_string()),
-                        DeValue::String(s) => Some(s.to_string()),
-                        other => {
-                            self.error(
-                                at,
-                                format!(
-                                    "`until` must be a date (2026-12-31), not {}",
-                                    other.type_str()
-                                ),
-                            );
-                            None
-                        }
-                    };
-                    if let Some(text) = text {
-                        match chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
-                            Ok(d) => route.until = Some(d),
-                            Err(_) => self.error(
-                                at,
-                                format!("`until` = {text}: expected a date like 2026-12-31"),
-                            ),
-                        }
-                    }
+                    route.until = self.date("until", at, v);
                 }
                 other => self.error(
                     key.span().start,
@@ -528,6 +479,61 @@ impl Checker<'_> {
             self.error(at, "`until` ends a mute: it needs `mute = true`".into());
         }
         (self.errors.len() == before).then_some(route)
+    }
+
+    /// Each of `values` must be one of `allowed`.
+    fn check_one_of(&mut self, at: usize, what: &str, values: &[String], allowed: &[&str]) {
+        for v in values {
+            if !allowed.contains(&v.as_str()) {
+                self.error(
+                    at,
+                    format!("{what} `{v}` is not one of {}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    /// A duration: a number of seconds, or text like `30m` (`--comment-cooldown`'s form).
+    fn cooldown(&mut self, name: &str, at: usize, v: &DeValue<'_>) -> Option<std::time::Duration> {
+        let text = match v {
+            DeValue::Integer(_) => integer(v).map(|n| n.to_string()),
+            _ => self.string(name, at, v),
+        }?;
+        match crate::config::cli::parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(at, format!("`{name}`: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A date (`2026-12-31`), as a TOML date or a string.
+    fn date(&mut self, name: &str, at: usize, v: &DeValue<'_>) -> Option<chrono::NaiveDate> {
+        let text = match v {
+            DeValue::Datetime(d) => d.to_string(),
+            DeValue::String(s) => s.to_string(),
+            other => {
+                self.error(
+                    at,
+                    format!(
+                        "`{name}` must be a date (2026-12-31), not {}",
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        match chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.error(
+                    at,
+                    format!("`{name}` = {text}: expected a date like 2026-12-31"),
+                );
+                None
+            }
+        }
     }
 
     /// The `[[group]]` tables.

@@ -281,9 +281,18 @@ pub fn rate(per_second: f64) -> String {
 
 /// The text summary: a table of tickets, then the totals.
 pub fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    ticket_table(report, &mut out);
+    out.push('\n');
+    totals(&report.summary, &mut out);
+    notes(&report.summary, &mut out);
+    out
+}
+
+/// The problems, one line each, or what stood in their way.
+fn ticket_table(report: &Report, out: &mut String) {
     use std::fmt::Write as _;
     let s = &report.summary;
-    let mut out = String::new();
     if report.tickets.is_empty() && s.unreadable > 0 && s.unreadable == s.fetched {
         out.push_str("No log could be read.\n");
     } else if report.tickets.is_empty() {
@@ -315,7 +324,11 @@ pub fn render_text(report: &Report) -> String {
             );
         }
     }
-    out.push('\n');
+}
+
+/// The counts, the run's size and time, and the stage latencies.
+fn totals(s: &Summary, out: &mut String) {
+    use std::fmt::Write as _;
     let _ = writeln!(
         out,
         "{}: {} created, {} existing, {} would create, {}, {} commented, {} skipped, {} failed",
@@ -357,6 +370,12 @@ pub fn render_text(report: &Report) -> String {
         stage("analyze", &s.stages.analyze),
         stage("jira", &s.stages.jira)
     );
+}
+
+/// What the reader should know beyond the counts: skipped, given up, slowed down, cut,
+/// interrupted or stopped.
+fn notes(s: &Summary, out: &mut String) {
+    use std::fmt::Write as _;
     if s.already_processed > 0 {
         let _ = writeln!(
             out,
@@ -416,7 +435,6 @@ pub fn render_text(report: &Report) -> String {
     if let Some(e) = &s.error {
         let _ = writeln!(out, "Stopped early: {e}");
     }
-    out
 }
 
 #[cfg(test)]
