@@ -125,124 +125,141 @@ pub async fn run(config: &Config, partial: &[PartialService]) -> Vec<CheckLine> 
         ..RetryPolicy::default()
     };
     let mut lines = Vec::new();
-    lines.push(if let Some(line) = partly("datadog", partial) {
-        line
-    } else {
-        match &config.source {
-            SourceConfig::Datadog(dd) => {
-                let ok = check_datadog(&config.site, dd, policy.clone()).await;
-                CheckLine {
-                    service: "datadog",
-                    ok: Some(ok.is_ok()),
-                    detail: ok.unwrap_or_else(|e| e),
-                }
-            }
-            SourceConfig::File(_) => CheckLine {
-                service: "datadog",
-                ok: None,
-                detail: "not configured (DD_API_KEY and DD_APP_KEY unset)".into(),
-            },
-        }
+    lines.push(match partly("datadog", partial) {
+        Some(line) => line,
+        None => datadog_line(config, &policy).await,
     });
-    lines.push(if let Some(line) = partly("jira", partial) {
-        line
-    } else {
-        match &config.jira {
-        Some(jira) => {
-            let result = async {
-                let service = Service::new("Jira", None, policy.clone()).map_err(|e| e.to_string())?;
-                let client = Arc::new(JiraClient::new(service, jira.clone()));
-                let me = client.myself().await.map_err(|e| {
-                    format!("{e}: check JIRA_URL and JIRA_EMAIL + JIRA_API_TOKEN (Cloud) or JIRA_PAT (Server/DC)")
-                })?;
-                let project = client
-                    .project()
-                    .await
-                    .map_err(|e| format!("signed in as {me}, but project {}: {e}", jira.project))?;
-                Ok::<_, String>(format!("{} as {me}, project {} ({project})", jira.base_url, jira.project))
-            }
-            .await;
-            CheckLine { service: "jira", ok: Some(result.is_ok()), detail: result.unwrap_or_else(|e| e) }
-        }
-        None => CheckLine {
-            service: "jira",
-            ok: None,
-            detail: "not configured (JIRA_URL, JIRA_PROJECT and credentials)".into(),
-        },
-        }
+    lines.push(match partly("jira", partial) {
+        Some(line) => line,
+        None => jira_line(config, &policy).await,
     });
     if !config.routes.is_empty() {
-        lines.push(match (&config.jira, partly("jira", partial)) {
-            (Some(jira), None) => {
-                let result = async {
-                    let service =
-                        Service::new("Jira", None, policy.clone()).map_err(|e| e.to_string())?;
-                    let client = JiraClient::new(service, jira.clone());
-                    check_routes(&client, jira, &config.routes).await
-                }
-                .await;
-                CheckLine {
-                    service: "routes",
-                    ok: Some(result.is_ok()),
-                    detail: result.unwrap_or_else(|e| e),
-                }
-            }
-            _ => CheckLine {
-                service: "routes",
-                ok: None,
-                detail: format!(
-                    "{} route(s), not verified (Jira is not configured)",
-                    config.routes.iter().count()
-                ),
-            },
-        });
+        lines.push(routes_line(config, partial, &policy).await);
     }
-    lines.push(if let Some(line) = partly("llm", partial) {
-        line
-    } else {
-        match &config.analyzer {
-            AnalyzerConfig::Llm {
-                base_url,
-                model,
-                api_key,
-            } => {
-                let result =
-                    async {
-                        let service =
-                            Service::new("LLM", None, policy.clone()).map_err(|e| e.to_string())?;
-                        let url = format!("{base_url}/chat/completions");
-                        let body = json!({"model": model, "max_tokens": 1,
-                    "messages": [{"role": "user", "content": "Reply with OK."}]});
-                        service
-                    .send(
-                        |c| {
-                            c.post(&url)
-                                .bearer_auth(api_key.expose_secret())
-                                .json(&body)
-                        },
-                        Retry::Idempotent,
-                    )
-                    .await
-                    .map_err(|e| {
-                        format!("{e}: check OPENAI_API_KEY, OPENAI_BASE_URL and TRIAGE_LLM_MODEL")
-                    })?;
-                        Ok::<_, String>(format!("{base_url}, model {model}"))
-                    }
-                    .await;
-                CheckLine {
-                    service: "llm",
-                    ok: Some(result.is_ok()),
-                    detail: result.unwrap_or_else(|e| e),
-                }
-            }
-            AnalyzerConfig::Rules => CheckLine {
-                service: "llm",
-                ok: None,
-                detail: "not used (--analyzer rules)".into(),
-            },
-        }
+    lines.push(match partly("llm", partial) {
+        Some(line) => line,
+        None => llm_line(config, &policy).await,
     });
     lines
+}
+
+/// A check's line: the service, whether it passed, and what it found or what to do.
+fn line(service: &'static str, result: Result<String, String>) -> CheckLine {
+    CheckLine {
+        service,
+        ok: Some(result.is_ok()),
+        detail: result.unwrap_or_else(|e| e),
+    }
+}
+
+/// A service that is not configured: neither passed nor failed.
+fn not_configured(service: &'static str, detail: String) -> CheckLine {
+    CheckLine {
+        service,
+        ok: None,
+        detail,
+    }
+}
+
+async fn datadog_line(config: &Config, policy: &RetryPolicy) -> CheckLine {
+    match &config.source {
+        SourceConfig::Datadog(dd) => line(
+            "datadog",
+            check_datadog(&config.site, dd, policy.clone()).await,
+        ),
+        SourceConfig::File(_) => not_configured(
+            "datadog",
+            "not configured (DD_API_KEY and DD_APP_KEY unset)".into(),
+        ),
+    }
+}
+
+/// Sign in (`myself`) and read the project.
+async fn jira_line(config: &Config, policy: &RetryPolicy) -> CheckLine {
+    let Some(jira) = &config.jira else {
+        return not_configured(
+            "jira",
+            "not configured (JIRA_URL, JIRA_PROJECT and credentials)".into(),
+        );
+    };
+    let result = async {
+        let service = Service::new("Jira", None, policy.clone()).map_err(|e| e.to_string())?;
+        let client = Arc::new(JiraClient::new(service, jira.clone()));
+        let me = client.myself().await.map_err(|e| {
+            format!("{e}: check JIRA_URL and JIRA_EMAIL + JIRA_API_TOKEN (Cloud) or JIRA_PAT (Server/DC)")
+        })?;
+        let project = client
+            .project()
+            .await
+            .map_err(|e| format!("signed in as {me}, but project {}: {e}", jira.project))?;
+        Ok::<_, String>(format!(
+            "{} as {me}, project {} ({project})",
+            jira.base_url, jira.project
+        ))
+    }
+    .await;
+    line("jira", result)
+}
+
+/// The routes' projects, issue types and fields, as Jira knows them.
+async fn routes_line(
+    config: &Config,
+    partial: &[PartialService],
+    policy: &RetryPolicy,
+) -> CheckLine {
+    match (&config.jira, partly("jira", partial)) {
+        (Some(jira), None) => {
+            let result = async {
+                let service =
+                    Service::new("Jira", None, policy.clone()).map_err(|e| e.to_string())?;
+                let client = JiraClient::new(service, jira.clone());
+                check_routes(&client, jira, &config.routes).await
+            }
+            .await;
+            line("routes", result)
+        }
+        _ => not_configured(
+            "routes",
+            format!(
+                "{} route(s), not verified (Jira is not configured)",
+                config.routes.iter().count()
+            ),
+        ),
+    }
+}
+
+/// One smallest chat completion with the configured model.
+async fn llm_line(config: &Config, policy: &RetryPolicy) -> CheckLine {
+    let AnalyzerConfig::Llm {
+        base_url,
+        model,
+        api_key,
+    } = &config.analyzer
+    else {
+        return not_configured("llm", "not used (--analyzer rules)".into());
+    };
+    let result = async {
+        let service = Service::new("LLM", None, policy.clone()).map_err(|e| e.to_string())?;
+        let url = format!("{base_url}/chat/completions");
+        let body = json!({"model": model, "max_tokens": 1,
+            "messages": [{"role": "user", "content": "Reply with OK."}]});
+        service
+            .send(
+                |c| {
+                    c.post(&url)
+                        .bearer_auth(api_key.expose_secret())
+                        .json(&body)
+                },
+                Retry::Idempotent,
+            )
+            .await
+            .map_err(|e| {
+                format!("{e}: check OPENAI_API_KEY, OPENAI_BASE_URL and TRIAGE_LLM_MODEL")
+            })?;
+        Ok::<_, String>(format!("{base_url}, model {model}"))
+    }
+    .await;
+    line("llm", result)
 }
 
 async fn check_datadog(
