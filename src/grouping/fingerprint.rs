@@ -363,14 +363,19 @@ fn ends_alpha(t: &[u8]) -> bool {
 /// The alternatives, most specific first. At one position the first that matches wins; the
 /// leftmost match in the line always wins. No pattern has a capture group of its own.
 fn alternatives() -> Vec<Alt> {
-    let ipv6_groups = format!(r"{H4}(?::{H4}){{0,6}}");
-    let ipv6 = format!(
-        r"(?:{B}{H4}(?::{H4}){{7}}|(?:{B}{g})?::(?:{g})?)(?:\.[0-9]{{1,3}}){{0,3}}(?:%[A-Za-z0-9_.]+)?",
-        g = ipv6_groups
-    );
-    let num = r"[0-9]+(?:\.[0-9]+)?";
-    let short_time_unit = r"(?:ns|us|µs|μs|ms|s|m|h|d)";
-    let long_time_unit = r"(?:nanoseconds?|nanos|microseconds?|micros|milliseconds?|millis|msecs?|secs?|seconds?|mins?|minutes?|hrs?|hours?|days?|weeks?)";
+    [
+        identity_alternatives(),
+        time_alternatives(),
+        address_alternatives(),
+        value_alternatives(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `key=value`, URLs, emails, UUIDs.
+fn identity_alternatives() -> Vec<Alt> {
     vec![
         alt(
             Kind::KeyValue,
@@ -396,6 +401,13 @@ fn alternatives() -> Vec<Alt> {
                 r"{B}[0-9A-Fa-f]{{8}}-[0-9A-Fa-f]{{4}}-[0-9A-Fa-f]{{4}}-[0-9A-Fa-f]{{4}}-[0-9A-Fa-f]{{12}}{B}"
             ),
         ),
+    ]
+}
+
+/// Timestamps, dates, times of day, and MAC addresses, which look like times and must win
+/// over them.
+fn time_alternatives() -> Vec<Alt> {
+    vec![
         // ISO 8601 / RFC 3339, with `T` or a space, fractions, `Z`, offsets or a zone name.
         alt(
             Kind::Timestamp,
@@ -444,6 +456,17 @@ fn alternatives() -> Vec<Alt> {
             |t| starts_digit(t) && (at(t, 1) == b':' || at(t, 2) == b':'),
             format!(r"{B}[0-9]{{1,2}}:[0-9]{{2}}:[0-9]{{2}}(?:[.,][0-9]+)?{B}"),
         ),
+    ]
+}
+
+/// IP addresses and paths.
+fn address_alternatives() -> Vec<Alt> {
+    let ipv6_groups = format!(r"{H4}(?::{H4}){{0,6}}");
+    let ipv6 = format!(
+        r"(?:{B}{H4}(?::{H4}){{7}}|(?:{B}{g})?::(?:{g})?)(?:\.[0-9]{{1,3}}){{0,3}}(?:%[A-Za-z0-9_.]+)?",
+        g = ipv6_groups
+    );
+    vec![
         alt(
             Kind::Ipv6,
             |t| at(t, 0) == b'[',
@@ -473,6 +496,15 @@ fn alternatives() -> Vec<Alt> {
             |t| has(t, b'/'),
             r"(?:\.\.?|~)?/[A-Za-z0-9_.\-@+%~]+(?:/[A-Za-z0-9_.\-@+%~]*)*",
         ),
+    ]
+}
+
+/// Quoted text, durations, sizes and numbers.
+fn value_alternatives() -> Vec<Alt> {
+    let num = r"[0-9]+(?:\.[0-9]+)?";
+    let short_time_unit = r"(?:ns|us|µs|μs|ms|s|m|h|d)";
+    let long_time_unit = r"(?:nanoseconds?|nanos|microseconds?|micros|milliseconds?|millis|msecs?|secs?|seconds?|mins?|minutes?|hrs?|hours?|days?|weeks?)";
+    vec![
         alt(
             Kind::DoubleQuoted,
             |t| at(t, 0) == b'"',
