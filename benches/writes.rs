@@ -1,10 +1,10 @@
 //! What a run writes to Jira on a production-shaped workload, and how long it takes (issue 22,
 //! point 5).
 //!
-//! `cargo bench --bench writes` runs the workload of `tests/writes.rs`: 1000 logs of 20
+//! `cargo bench --bench writes` runs the workload of `tests/it/writes.rs`: 1000 logs of 20
 //! problems (many logs each, five problems worded in sibling templates that merge during the
 //! run, a few hosts each) from a simulated Datadog, filed into a simulated Jira Cloud (both on
-//! loopback, `tests/sim`), every call answered after 50 ms, state store on, `--async
+//! loopback, `tests/it/sim`), every call answered after 50 ms, state store on, `--async
 //! --workers 10`, against an empty Jira each run. Rows: the limiter off (`--no-rate-limit`), and
 //! the default limit (20 calls per second per service). For each it prints the wall time of the
 //! run (median of `BENCH_RUNS`, default 3, with the fastest and slowest), the Jira calls per new
@@ -13,7 +13,7 @@
 //! `BENCH_DELAY_MS=N` changes the latency, `BENCH_LOGS=N` the number of logs. Fails (panics)
 //! if a run fails, files a wrong number of tickets, or writes a ticket twice.
 
-#[path = "../tests/sim/mod.rs"]
+#[path = "../tests/it/sim/mod.rs"]
 mod sim;
 
 use std::collections::HashMap;

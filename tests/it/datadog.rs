@@ -6,14 +6,12 @@
 //! codes, and what stderr says (never a key). Library-level tests call `triage::run` with a
 //! `Config` built as the binary builds it; CLI tests run the binary with a cleared environment.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use clap::Parser;
-use common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{any, body_partial_json, method, path};
 use wiremock::{Match, Mock, MockServer, Request, Respond, ResponseTemplate};

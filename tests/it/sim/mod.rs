@@ -2,7 +2,8 @@
 //! that behaves like the real one where it matters for writes, a simulated Datadog, and a
 //! workload of many logs per problem with sibling templates.
 //!
-//! Shared by `tests/writes.rs` and `benches/writes.rs` (included there with `#[path]`).
+//! Shared by `tests/it/writes.rs` and `benches/writes.rs` (included there with `#[path]`):
+//! each uses a part of it, hence the `allow(dead_code)`.
 //!
 //! The Jira (REST v3, shapes from the Cloud spec's examples in tests/fixtures/jira):
 //! - `POST issue` stores the issue (summary, description, labels, priority, components, ...);
@@ -18,6 +19,7 @@
 //! a test counts calls per kind and a bench sees where the time goes. A *person* can be let loose
 //! on the tickets: a closure run on each issue right after its create is answered (editing it
 //! between the create and the end of the run, as a person watching the project would).
+
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};

@@ -3,11 +3,9 @@
 //! In: logs written by each test, a wiremock Jira on loopback. Out: every byte sent or printed is
 //! searched for the secrets.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

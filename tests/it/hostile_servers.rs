@@ -2,11 +2,9 @@
 //! that carry credentials. In: wiremock servers on loopback started by each test. Out: a clear
 //! error and no panic (exit 101), no hang, and no credential sent to or printed for anyone else.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use triage::http::{Retry, RetryPolicy, Service};
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -1,11 +1,11 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use std::sync::OnceLock;
 
 use assert_cmd::Command;
+use clap::Parser;
 use serde_json::{json, Value};
 use wiremock::Request;
 
@@ -232,4 +232,54 @@ pub fn adf_text(v: &Value) -> String {
     let mut out = String::new();
     walk(v, &mut out);
     out
+}
+
+/// The checked configuration `main` would build from `args`, with `env` as the environment.
+pub fn checked_config(args: &[String], env: &[(&str, &str)]) -> triage::config::Config {
+    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
+        .expect("valid configuration");
+    config
+}
+
+/// Run the library as `main` does: parse, check the config (secrets from `env`), run.
+pub async fn run_lib(args: &[String], env: &[(&str, &str)]) -> triage::Report {
+    run_lib_until(args, env, std::future::pending()).await
+}
+
+/// [`run_lib`], with `shutdown` as its interrupt.
+pub async fn run_lib_until(
+    args: &[String],
+    env: &[(&str, &str)],
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> triage::Report {
+    triage::run(checked_config(args, env), shutdown)
+        .await
+        .expect("the run starts")
+}
+
+/// `POST /rest/api/3/issue` → 201 with ids 10000, 10001, ... and keys `{project}-1`, ...
+pub fn create_mock(project: &str) -> wiremock::Mock {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let n = AtomicU64::new(0);
+    let project = project.to_string();
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/rest/api/3/issue"))
+        .respond_with(move |_: &Request| {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            wiremock::ResponseTemplate::new(201)
+                .set_body_json(created(10_000 + i, &format!("{project}-{}", i + 1)))
+        })
+        .named("POST issue (201)")
+}
+
+/// None of `secrets` appears in `text`.
+pub fn assert_no_secret_in(text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!text.contains(secret), "a secret in the output:\n{text}");
+    }
 }

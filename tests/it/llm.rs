@@ -1,8 +1,6 @@
 //! The optional `llm` analyzer against a local OpenAI-compatible mock.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};

@@ -2,15 +2,13 @@
 //! large to hold, a log stamped far outside the window. Each must end in a clear message, never
 //! in an endless loop, an exhausted memory or a checkpoint in the year 9999.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use clap::Parser;
-use common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

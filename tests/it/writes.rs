@@ -3,7 +3,7 @@
 //! each ticket between its create and the end of the run, against a simulated Jira Cloud that
 //! replaces labels on `fields.labels` like the real one (`tests/sim`).
 
-mod sim;
+use crate::sim;
 
 use std::collections::HashMap;
 use std::sync::Arc;

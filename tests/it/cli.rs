@@ -1,13 +1,11 @@
 //! The binary as a user meets it: flags, exit codes, stdout/stderr, the report file.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use serde_json::Value;
 

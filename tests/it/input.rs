@@ -1,9 +1,7 @@
 //! `--input` under bad and hostile input, as a user meets it: exit codes, what stderr says, and
 //! the counts in the text and JSON summaries.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use serde_json::Value;
 

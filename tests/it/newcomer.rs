@@ -3,11 +3,9 @@
 //! `triage check` says about a half-configured service, errors that name the environment
 //! variable or the `.env` line, the JSON formats and their schemas, and `triage status`.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 use serde_json::Value;
 use wiremock::matchers::{method, path, path_regex};

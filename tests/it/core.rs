@@ -3,38 +3,20 @@
 //! and nothing outliving `run`; no SQLite call stalling the runtime; find before analyse; and
 //! tickets that describe the whole run.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use clap::Parser;
-use common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const V3: &str = "/rest/api/3";
 const TOKEN: &str = "jira-api-token-SECRET-core";
-
-/// Run the library as `main` does, with `shutdown` as its interrupt.
-async fn run_lib(
-    args: &[String],
-    env: &[(&str, &str)],
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> triage::Report {
-    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
-    let env: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
-        .expect("valid configuration");
-    triage::run(config, shutdown).await.expect("the run starts")
-}
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
@@ -75,17 +57,6 @@ async fn jira_server() -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-/// `POST issue` → 201 with keys OPS-1, OPS-2, ...
-fn create_mock() -> Mock {
-    let n = AtomicU64::new(0);
-    Mock::given(method("POST"))
-        .and(path(format!("{V3}/issue")))
-        .respond_with(move |_: &Request| {
-            let i = n.fetch_add(1, Ordering::SeqCst);
-            ResponseTemplate::new(201).set_body_json(created(10_000 + i, &format!("OPS-{}", i + 1)))
-        })
 }
 
 fn fingerprint_of(line: &str) -> String {
@@ -173,7 +144,7 @@ async fn sequential_and_async_write_identical_reports_run_after_run() {
             report_path.to_str().unwrap(),
         ]);
         args.extend(strings(&extra));
-        let summary = run_lib(&args, &[], std::future::pending()).await.summary;
+        let summary = run_lib(&args, &[]).await.summary;
         assert_eq!(summary.processed, 3000);
         let report = comparable(&read_report(&report_path));
         match &reference {
@@ -281,9 +252,7 @@ async fn max_tickets_picks_the_same_problems_in_async_as_in_sequential() {
         ];
         extra_args.extend(extra.iter().copied());
         let args = cloud_args(&server.uri(), &input, &extra_args);
-        let summary = run_lib(&args, CLOUD_ENV, std::future::pending())
-            .await
-            .summary;
+        let summary = run_lib(&args, CLOUD_ENV).await.summary;
         assert_eq!(summary.processed, 1200);
         assert_eq!(summary.failed, 0, "{summary:?}");
         let report = comparable(&read_report(&report_path));
@@ -364,7 +333,7 @@ async fn an_interrupt_while_logs_are_in_flight_ends_the_run_after_the_grace_peri
         .collect();
     let input = write(dir.path(), "logs.jsonl", &text);
     let started = Instant::now();
-    let report = run_lib(
+    let report = run_lib_until(
         &cloud_args(
             &server.uri(),
             &input,
@@ -432,7 +401,7 @@ async fn an_interrupt_while_comments_are_posted_ends_the_run_after_the_grace_per
         ];
         extra.extend(mode);
         let started = Instant::now();
-        let report = run_lib(
+        let report = run_lib_until(
             &cloud_args(&server.uri(), &input, &extra),
             CLOUD_ENV,
             after(1000),
@@ -509,7 +478,7 @@ async fn no_comment_is_started_after_an_interrupt() {
         .mount(&server)
         .await;
     let input = write(dir.path(), "logs.jsonl", &text);
-    let report = run_lib(
+    let report = run_lib_until(
         &cloud_args(&server.uri(), &input, &["--shutdown-grace", "5s"]),
         CLOUD_ENV,
         async {
@@ -715,7 +684,7 @@ async fn an_interrupt_while_fetching_stops_paging_and_the_next_run_loses_nothing
         )
     };
     let started = Instant::now();
-    let first = run_lib(&args(&report_1), DD_ENV, after(600)).await;
+    let first = run_lib_until(&args(&report_1), DD_ENV, after(600)).await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(4), "took {took:?}");
     let s = &first.summary;
@@ -843,7 +812,7 @@ async fn an_interrupt_while_the_state_writer_waits_ends_the_run_within_the_grace
         let _ = locked_rx.await;
         after(100).await;
     };
-    let first = run_lib(&args(&report_1), DD_ENV, interrupt).await;
+    let first = run_lib_until(&args(&report_1), DD_ENV, interrupt).await;
     let s = &first.summary;
     assert!(
         !released.load(Ordering::SeqCst),
@@ -987,7 +956,7 @@ async fn no_retry_outlives_the_log_deadline_or_the_run() {
         &(log("l0", "svc", "h", 0, "") + "\n"),
     );
     let started = Instant::now();
-    let report = run_lib(
+    let report = run_lib_until(
         &cloud_args(&server.uri(), &input, &["--timeout", "1"]),
         CLOUD_ENV,
         std::future::pending(),
@@ -1089,7 +1058,7 @@ async fn a_busy_state_file_never_stalls_the_runtime() {
         .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
         .mount(&server)
         .await;
-    create_mock().expect(1).mount(&server).await;
+    create_mock("OPS").expect(1).mount(&server).await;
     let input = write(
         dir.path(),
         "logs.jsonl",
@@ -1115,7 +1084,7 @@ async fn a_busy_state_file_never_stalls_the_runtime() {
     };
     // The ticker is running before the run starts.
     ticked.notified().await;
-    let report = run_lib(&args, CLOUD_ENV, std::future::pending()).await;
+    let report = run_lib(&args, CLOUD_ENV).await;
     stop.store(true, Ordering::SeqCst);
     let worst = ticker.await.unwrap();
     holder.join().unwrap();
@@ -1307,12 +1276,12 @@ async fn the_model_is_asked_only_for_problems_that_need_a_new_ticket() {
     );
     let model_calls = || async { llm.received_requests().await.unwrap().len() };
 
-    let first = run_lib(&args, &env, std::future::pending()).await;
+    let first = run_lib(&args, &env).await;
     assert_eq!(first.summary.created, 3, "{:?}", first.summary);
     assert_eq!(model_calls().await, 3, "one analysis per new problem");
     assert!(first.tickets.iter().all(|t| t.summary == "Model title"));
 
-    let second = run_lib(&args, &env, std::future::pending()).await;
+    let second = run_lib(&args, &env).await;
     assert_eq!(second.summary.existing, 3, "{:?}", second.summary);
     assert_eq!(
         model_calls().await,
@@ -1323,7 +1292,7 @@ async fn the_model_is_asked_only_for_problems_that_need_a_new_ticket() {
     assert!(second.tickets.iter().all(|t| t.summary == "Model title"));
 
     visible.store(false, Ordering::SeqCst);
-    let third = run_lib(&args, &env, std::future::pending()).await;
+    let third = run_lib(&args, &env).await;
     assert_eq!(third.summary.created, 3, "{:?}", third.summary);
     assert_eq!(
         model_calls().await,
@@ -1361,14 +1330,14 @@ async fn a_new_ticket_is_filed_with_the_whole_run_and_matches_the_dry_run_draft(
         .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
         .mount(&server)
         .await;
-    create_mock().expect(1).mount(&server).await;
+    create_mock("OPS").expect(1).mount(&server).await;
     Mock::given(method("PUT"))
         .respond_with(ResponseTemplate::new(204))
         .expect(0)
         .mount(&server)
         .await;
 
-    let report = run_lib(
+    let report = run_lib_until(
         &cloud_args(&server.uri(), &input, &["--async", "--workers", "4"]),
         CLOUD_ENV,
         std::future::pending(),
@@ -1405,7 +1374,7 @@ async fn a_new_ticket_is_filed_with_the_whole_run_and_matches_the_dry_run_draft(
         report_path.to_str().unwrap(),
     ]);
     args.extend(strings(&["--jira-project", "OPS"]));
-    run_lib(&args, &[], std::future::pending()).await;
+    run_lib(&args, &[]).await;
     let draft = read_report(&report_path)["tickets"][0]["draft"].clone();
     assert_eq!(draft["summary"], fields["summary"]);
     assert_eq!(draft["labels"], fields["labels"]);

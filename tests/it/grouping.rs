@@ -4,14 +4,12 @@
 //! found and given the new one. Jira is a small in-memory fake behind wiremock that keeps its
 //! issues and labels between runs.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use clap::Parser;
-use common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -6,13 +6,9 @@
 //! spec's examples, jira-ruby's v2 recordings); every server ends with a catch-all that answers
 //! 418 and expects no call.
 
-mod common;
-
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use clap::Parser;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -66,14 +62,8 @@ impl Case {
 }
 
 /// Run the library as `main` does, with the routes of `toml`.
-async fn run_lib(args: &[String], env: &[(&str, &str)], toml: &str) -> triage::Report {
-    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
-    let env: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let (mut config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
-        .expect("valid configuration");
+async fn run_routed(args: &[String], env: &[(&str, &str)], toml: &str) -> triage::Report {
+    let mut config = checked_config(args, env);
     config.routes =
         triage::config::file::parse("triage.toml", toml, &triage::config::cli::command())
             .expect("valid routes")
@@ -175,7 +165,7 @@ async fn a_routed_problem_is_created_with_the_routes_fields_on_cloud_v3() {
         .await;
     catch_all(&server).await;
     let case = Case::new(&two_problems());
-    let report = run_lib(
+    let report = run_routed(
         &args(&case, &server.uri(), &["--jira-email", "bot@example.com"]),
         &[("JIRA_API_TOKEN", TOKEN)],
         ROUTES,
@@ -261,7 +251,7 @@ async fn a_routed_problem_is_created_with_the_routes_fields_on_server_v2() {
     let toml = ROUTES
         .replace(ACCOUNT, "jsmith")
         .replace("Highest", "Blocker");
-    let report = run_lib(
+    let report = run_routed(
         &args(&case, &server.uri(), &["--jira-api-version", "2"]),
         &[("JIRA_PAT", PAT)],
         &toml,
@@ -317,7 +307,7 @@ async fn a_problem_whose_route_moved_it_is_commented_in_its_old_project_not_file
         .await;
     catch_all(&server).await;
     let case = Case::new(&generated_logs(3, 1));
-    let report = run_lib(
+    let report = run_routed(
         &args(&case, &server.uri(), &["--jira-email", "bot@example.com"]),
         &[("JIRA_API_TOKEN", TOKEN)],
         ROUTES,
@@ -371,7 +361,7 @@ async fn jira_refusing_a_routes_component_fails_that_problem_with_the_route_name
         .await;
     catch_all(&server).await;
     let case = Case::new(&two_problems());
-    let report = run_lib(
+    let report = run_routed(
         &args(&case, &server.uri(), &["--jira-email", "bot@example.com"]),
         &[("JIRA_API_TOKEN", TOKEN)],
         ROUTES,
@@ -404,7 +394,7 @@ async fn a_muted_problems_logs_are_skipped_with_the_routes_name_until_the_date_p
         // No Jira at all: a dry run that only analyses.
         let at = a.iter().position(|x| x == "--jira-url").unwrap();
         a.drain(at..at + 2);
-        let report = run_lib(&a, &[], toml).await;
+        let report = run_routed(&a, &[], toml).await;
         let logs = case.logs();
         let skipped: Vec<&Value> = logs.iter().filter(|l| l["outcome"] == "skipped").collect();
         if muted {

@@ -7,16 +7,13 @@
 //! source is not involved. Every server ends with a catch-all mock that answers 418 and expects
 //! no call, so any request a test did not plan for fails it.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{any, method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -94,20 +91,6 @@ impl Case {
 }
 
 const CLOUD_ENV: &[(&str, &str)] = &[("JIRA_API_TOKEN", TOKEN)];
-
-/// Run the library as `main` does: parse, check the config (secrets from `env`), run.
-async fn run_lib(args: &[String], env: &[(&str, &str)]) -> triage::Report {
-    let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
-    let env: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
-        .expect("valid configuration");
-    triage::run(config, std::future::pending())
-        .await
-        .expect("the run starts")
-}
 
 /// The distinct fingerprints of a JSONL text, in order of first appearance, as the pipeline
 /// computes them (one template miner over the logs in order, without a state store; a
@@ -238,19 +221,6 @@ fn search_mock(answer: impl Fn(&str, u64) -> Vec<Value> + Send + Sync + 'static)
         .named("POST search/jql")
 }
 
-/// `POST /rest/api/3/issue` → 201 with ids 10000, 10001, ... and keys OPS-1, OPS-2, ...
-fn create_mock() -> Mock {
-    let n = AtomicU64::new(0);
-    Mock::given(method("POST"))
-        .and(path(format!("{V3}/issue")))
-        .respond_with(move |_: &Request| {
-            let i = n.fetch_add(1, Ordering::SeqCst);
-            ResponseTemplate::new(201)
-                .set_body_json(created(10_000 + i, &format!("{PROJECT}-{}", i + 1)))
-        })
-        .named("POST issue (201)")
-}
-
 /// A comment on `key` → the spec's 201 example.
 fn comment_mock(key: &str) -> Mock {
     Mock::given(method("POST"))
@@ -316,7 +286,7 @@ async fn v3_creates_one_ticket_per_problem_with_bodies_jira_accepts() {
     let case = Case::new(&logs);
     let server = cloud_server().await;
     search_mock(|_, _| vec![]).mount(&server).await;
-    create_mock().expect(5).mount(&server).await;
+    create_mock(PROJECT).expect(5).mount(&server).await;
 
     // One leader at a time.
     let report = run_lib(
@@ -695,7 +665,7 @@ async fn a_done_ticket_gets_a_new_ticket_that_names_it_as_a_recurrence() {
         .expect(1)
         .mount(&server)
         .await;
-    create_mock().expect(1).mount(&server).await;
+    create_mock(PROJECT).expect(1).mount(&server).await;
 
     let report = run_lib(&case.cloud_args(&server.uri(), &["--async"]), CLOUD_ENV).await;
 
@@ -910,7 +880,7 @@ async fn a_lost_create_that_did_not_go_through_is_retried_after_searching() {
         .expect(1)
         .mount(&server)
         .await;
-    create_mock().expect(1).mount(&server).await;
+    create_mock(PROJECT).expect(1).mount(&server).await;
 
     let started = Instant::now();
     let report = run_lib(
@@ -962,7 +932,7 @@ async fn run_with_fault(fault: Mock) -> (triage::Report, Duration, MockServer) {
     let server = cloud_server().await;
     fault.with_priority(1).mount(&server).await;
     search_mock(|_, _| vec![]).mount(&server).await;
-    create_mock().mount(&server).await;
+    create_mock(PROJECT).mount(&server).await;
     let started = Instant::now();
     let report = run_lib(&case.cloud_args(&server.uri(), &[]), CLOUD_ENV).await;
     (report, started.elapsed(), server)
@@ -1100,7 +1070,7 @@ async fn a_400_with_field_errors_fails_that_problem_only() {
         .named("POST issue: 400 for the refused problem")
         .mount(&server)
         .await;
-    create_mock().expect(2).mount(&server).await;
+    create_mock(PROJECT).expect(2).mount(&server).await;
 
     let report = run_lib(
         &case.cloud_args(&server.uri(), &["--async", "--workers", "4"]),
@@ -1171,7 +1141,7 @@ async fn a_refused_priority_is_dropped_and_the_create_retried_once() {
         .expect(1..=3)
         .mount(&server)
         .await;
-    create_mock().expect(3).mount(&server).await;
+    create_mock(PROJECT).expect(3).mount(&server).await;
 
     let started = Instant::now();
     let report = run_lib(
@@ -1210,7 +1180,7 @@ async fn max_tickets_holds_exactly_under_64_workers() {
         .expect(1..=20)
         .mount(&server)
         .await;
-    create_mock().expect(3).mount(&server).await;
+    create_mock(PROJECT).expect(3).mount(&server).await;
 
     let report = run_lib(
         &case.cloud_args(
@@ -1347,10 +1317,7 @@ fn cloud_cli(uri: &str) -> Triage {
 
 fn assert_no_secret(out: &str) {
     let basic = base64(format!("{EMAIL}:{TOKEN}").as_bytes());
-    assert!(
-        !out.contains(TOKEN) && !out.contains(&basic),
-        "the token leaked: {out}"
-    );
+    assert_no_secret_in(out, &[TOKEN, &basic]);
 }
 
 /// 401 on `GET /myself`: exit 1 before any log, naming the variables to check, never the token.

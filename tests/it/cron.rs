@@ -3,16 +3,14 @@
 //! lags behind its writes, and runs killed with SIGKILL at awkward moments. Whatever happens,
 //! every log is processed exactly once and every problem has exactly one ticket.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chrono::{DateTime, Utc};
-use common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -434,9 +432,7 @@ fn cron_command_in(
 fn assert_no_secret(out: &Output) {
     for stream in [&out.stdout, &out.stderr] {
         let text = String::from_utf8_lossy(stream);
-        for secret in [DD_API_KEY, DD_APP_KEY, JIRA_TOKEN] {
-            assert!(!text.contains(secret), "a secret in the output:\n{text}");
-        }
+        assert_no_secret_in(&text, &[DD_API_KEY, DD_APP_KEY, JIRA_TOKEN]);
     }
 }
 

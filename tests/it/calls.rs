@@ -10,13 +10,11 @@
 //! 429 or a low `X-RateLimit-Remaining` and comes back up step by step (wiremock servers that
 //! answer as scripted).
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use clap::Parser;
-use common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{any, method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
