@@ -142,51 +142,174 @@ pub struct LeaderReport {
     pub told: Option<crate::ticket::known::Told>,
 }
 
-/// One log's outcome.
+/// The log an outcome is about, once it has a fingerprint.
 #[derive(Debug, Clone)]
-pub struct Outcome {
-    pub log_id: String,
-    pub fingerprint: Option<Fingerprint>,
-    pub kind: OutcomeKind,
-    pub ticket: Option<String>,
-    pub stage: Option<Stage>,
-    pub error: Option<String>,
-    pub seen: Option<Seen>,
-    pub leader: Option<Box<LeaderReport>>,
+pub struct Log {
+    pub id: String,
+    pub fingerprint: Fingerprint,
+    pub seen: Seen,
+}
+
+/// What a leader's work cost, and what it has to say besides.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
     pub analyze_time: Option<Duration>,
     pub jira_time: Option<Duration>,
     /// Something the user should know that did not fail the log (shown once, counted).
     pub warning: Option<String>,
-    /// A failed log's event (Datadog shape), kept for the next run's retry.
-    pub retry_event: Option<serde_json::Value>,
+}
+
+/// Why a problem's logs are skipped when its leader gave it no ticket: the `--max-tickets` cap.
+pub const CAPPED: &str = "the --max-tickets cap was reached before this problem's ticket";
+
+/// One log's outcome: what happened to it, with what the collector needs to add it up.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A record from the source that was not a usable log.
+    SkippedRecord { location: String, reason: String },
+    /// A log an earlier run already gave a final outcome (an overlapping window fetched it
+    /// again).
+    AlreadyProcessed { log_id: String },
+    /// The first log of a problem: its leader decided the problem's ticket.
+    Led {
+        log: Log,
+        report: Box<LeaderReport>,
+        work: Work,
+    },
+    /// A leader that failed; its log is kept for the next run's retry.
+    LeadFailed {
+        log: Log,
+        stage: Stage,
+        error: String,
+        /// The event (Datadog shape), for the retry.
+        retry_event: serde_json::Value,
+        work: Work,
+    },
+    /// One more log of a problem whose leader decided its ticket.
+    Followed { log: Log, resolution: Resolution },
+    /// A log the run took but did not finish (it stopped): failed, kept for the next run's
+    /// retry. Without a fingerprint when the run stopped before it had one.
+    Unfinished {
+        id: String,
+        fingerprint: Option<Fingerprint>,
+        seen: Seen,
+        why: &'static str,
+        retry_event: serde_json::Value,
+    },
+}
+
+/// The outcome kind of a log whose problem's ticket is `res`: its leader's (`leader`) or one
+/// more occurrence of it. The one place ticket actions become outcome kinds.
+fn kind_of(res: &Resolution, leader: bool) -> OutcomeKind {
+    match res.action {
+        TicketAction::Capped | TicketAction::Muted => OutcomeKind::Skipped,
+        _ if !leader => OutcomeKind::Duplicate,
+        TicketAction::Created => OutcomeKind::Created,
+        TicketAction::WouldCreate => OutcomeKind::WouldCreate,
+        TicketAction::Existing | TicketAction::Reopened | TicketAction::WouldReopen => {
+            OutcomeKind::Existing
+        }
+    }
+}
+
+/// Why a problem's logs were skipped, when its ticket is `res` and they were.
+fn skipped_because(res: &Resolution) -> Option<String> {
+    match res.action {
+        TicketAction::Capped => Some(CAPPED.to_string()),
+        TicketAction::Muted => Some(res.muted_reason()),
+        _ => None,
+    }
 }
 
 impl Outcome {
-    /// A record from the source that was not a usable log.
-    pub fn skipped_record(location: String, reason: String) -> Self {
-        Outcome {
-            log_id: location,
-            fingerprint: None,
-            kind: OutcomeKind::Skipped,
-            ticket: None,
-            stage: Some(Stage::Source),
-            error: Some(reason),
-            seen: None,
-            leader: None,
-            analyze_time: None,
-            jira_time: None,
-            warning: None,
-            retry_event: None,
+    /// The final state of the log, as the report names it.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::SkippedRecord { .. } | Outcome::AlreadyProcessed { .. } => {
+                OutcomeKind::Skipped
+            }
+            Outcome::Led { report, .. } => kind_of(&report.resolution, true),
+            Outcome::Followed { resolution, .. } => kind_of(resolution, false),
+            Outcome::LeadFailed { .. } | Outcome::Unfinished { .. } => OutcomeKind::Failed,
         }
     }
 
-    /// A log an earlier run already gave a final outcome (an overlapping window fetched it again).
-    pub fn already_processed(log_id: String) -> Self {
-        Outcome {
-            kind: OutcomeKind::Skipped,
-            error: Some("already processed by an earlier run".into()),
-            stage: None,
-            ..Outcome::skipped_record(log_id, String::new())
+    /// The log's id (a skipped record's place in the input).
+    pub fn log_id(&self) -> &str {
+        match self {
+            Outcome::SkippedRecord { location, .. } => location,
+            Outcome::AlreadyProcessed { log_id } => log_id,
+            Outcome::Led { log, .. } | Outcome::LeadFailed { log, .. } => &log.id,
+            Outcome::Followed { log, .. } => &log.id,
+            Outcome::Unfinished { id, .. } => id,
+        }
+    }
+
+    pub fn fingerprint(&self) -> Option<&Fingerprint> {
+        match self {
+            Outcome::SkippedRecord { .. } | Outcome::AlreadyProcessed { .. } => None,
+            Outcome::Led { log, .. } | Outcome::LeadFailed { log, .. } => Some(&log.fingerprint),
+            Outcome::Followed { log, .. } => Some(&log.fingerprint),
+            Outcome::Unfinished { fingerprint, .. } => fingerprint.as_ref(),
+        }
+    }
+
+    /// The Jira key of the log's ticket, when it has one.
+    pub fn ticket(&self) -> Option<&str> {
+        match self {
+            Outcome::Led { report, .. } => report.resolution.key.as_deref(),
+            Outcome::Followed { resolution, .. } => resolution.key.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Where the log failed or was stopped.
+    pub fn stage(&self) -> Option<Stage> {
+        match self {
+            Outcome::SkippedRecord { .. } => Some(Stage::Source),
+            Outcome::LeadFailed { stage, .. } => Some(*stage),
+            Outcome::Unfinished { .. } => Some(Stage::Dedup),
+            _ => None,
+        }
+    }
+
+    /// Why the log failed or was skipped.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Outcome::SkippedRecord { reason, .. } => Some(reason.clone()),
+            Outcome::AlreadyProcessed { .. } => Some("already processed by an earlier run".into()),
+            Outcome::Led { report, .. } => skipped_because(&report.resolution),
+            Outcome::Followed { resolution, .. } => skipped_because(resolution),
+            Outcome::LeadFailed { error, .. } => Some(error.clone()),
+            Outcome::Unfinished { why, .. } => Some(why.to_string()),
+        }
+    }
+
+    /// The facts of the log the collector adds up per problem; none for a record that is no log.
+    pub fn seen(&self) -> Option<&Seen> {
+        match self {
+            Outcome::SkippedRecord { .. } | Outcome::AlreadyProcessed { .. } => None,
+            Outcome::Led { log, .. } | Outcome::LeadFailed { log, .. } => Some(&log.seen),
+            Outcome::Followed { log, .. } => Some(&log.seen),
+            Outcome::Unfinished { seen, .. } => Some(seen),
+        }
+    }
+
+    /// What the leader's work cost and said, for a leader.
+    pub fn work(&self) -> Option<&Work> {
+        match self {
+            Outcome::Led { work, .. } | Outcome::LeadFailed { work, .. } => Some(work),
+            _ => None,
+        }
+    }
+
+    /// A failed log's event, kept for the next run's retry.
+    pub fn retry_event(&self) -> Option<&serde_json::Value> {
+        match self {
+            Outcome::LeadFailed { retry_event, .. } | Outcome::Unfinished { retry_event, .. } => {
+                Some(retry_event)
+            }
+            _ => None,
         }
     }
 }

@@ -188,27 +188,28 @@ impl Collector {
         self.limiter_waits = waits;
     }
 
-    pub fn add(&mut self, mut outcome: Outcome) -> anyhow::Result<()> {
-        self.stats.count(outcome.kind);
-        if let Some(w) = outcome.warning.take() {
-            self.warning(w);
-        }
-        if let Some(d) = outcome.analyze_time {
-            self.stats.analyze.record(d);
-        }
-        if let Some(d) = outcome.jira_time {
-            self.stats.jira.record(d);
-        }
-        match outcome.kind {
-            OutcomeKind::Skipped if outcome.stage.is_none() && outcome.fingerprint.is_none() => {
-                self.already_processed += 1;
+    pub fn add(&mut self, outcome: Outcome) -> anyhow::Result<()> {
+        let kind = outcome.kind();
+        self.stats.count(kind);
+        if let Some(work) = outcome.work() {
+            if let Some(w) = &work.warning {
+                self.warning(w.clone());
             }
-            OutcomeKind::Skipped if outcome.fingerprint.is_none() => {
+            if let Some(d) = work.analyze_time {
+                self.stats.analyze.record(d);
+            }
+            if let Some(d) = work.jira_time {
+                self.stats.jira.record(d);
+            }
+        }
+        let error = outcome.error();
+        match &outcome {
+            Outcome::AlreadyProcessed { .. } => self.already_processed += 1,
+            Outcome::SkippedRecord { location, .. } => {
                 if self.stats.skipped <= MAX_SKIPPED_SHOWN {
                     self.progress.println(&format!(
-                        "skipped {}: {}",
-                        outcome.log_id,
-                        outcome.error.as_deref().unwrap_or("unusable record")
+                        "skipped {location}: {}",
+                        error.as_deref().unwrap_or("unusable record")
                     ));
                 }
                 if self.stats.skipped == MAX_SKIPPED_SHOWN {
@@ -216,71 +217,89 @@ impl Collector {
                         .println("further skipped records are counted, not shown (see --report)");
                 }
             }
-            OutcomeKind::Failed => {
+            _ if kind == OutcomeKind::Failed => {
                 self.progress.println(&format!(
                     "failed {} at {}: {}",
-                    outcome.log_id,
+                    outcome.log_id(),
                     outcome
-                        .stage
+                        .stage()
                         .map(|s| format!("{s:?}").to_lowercase())
                         .unwrap_or_default(),
-                    outcome.error.as_deref().unwrap_or("unknown error")
+                    error.as_deref().unwrap_or("unknown error")
                 ));
             }
             _ => {}
         }
         if let Some(report) = &mut self.report {
             report.log(&LogEntry {
-                id: &outcome.log_id,
-                fingerprint: outcome.fingerprint.as_ref().map(Fingerprint::as_str),
-                outcome: outcome.kind.as_str(),
-                ticket: outcome.ticket.as_deref(),
-                error: outcome.error.as_deref(),
-                stage: outcome.stage,
+                id: outcome.log_id(),
+                fingerprint: outcome.fingerprint().map(Fingerprint::as_str),
+                outcome: kind.as_str(),
+                ticket: outcome.ticket(),
+                error: error.as_deref(),
+                stage: outcome.stage(),
             })?;
         }
-        if let (Some(state), Some(seen)) = (&self.state, &outcome.seen) {
+        if let (Some(state), Some(seen)) = (&self.state, outcome.seen()) {
             let failed = outcome
-                .retry_event
-                .take()
-                .map(|ev| (ev, outcome.error.clone().unwrap_or_default()));
+                .retry_event()
+                .map(|ev| (ev.clone(), error.clone().unwrap_or_default()));
             // Every log of a ticket's problem but the one its description was written from.
-            let recurrence = matches!(outcome.kind, OutcomeKind::Existing | OutcomeKind::Duplicate)
-                .then(|| outcome.ticket.clone())
+            let recurrence = matches!(kind, OutcomeKind::Existing | OutcomeKind::Duplicate)
+                .then(|| outcome.ticket().map(str::to_string))
                 .flatten();
             // Queued to the state writer, committed with its batch.
             state.record(Processed {
-                id: outcome.log_id.clone(),
+                id: outcome.log_id().to_string(),
                 timestamp: seen.timestamp,
                 failed,
                 recurrence,
             })?;
         }
-        if let (Some(fp), Some(seen)) = (outcome.fingerprint, outcome.seen) {
-            let crate::outcome::Seen {
-                timestamp,
-                host,
-                service,
-                template,
-            } = seen;
-            let problem = match self.problems.entry(fp) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let fingerprint = e.key().clone();
-                    e.insert(Problem {
-                        fingerprint,
-                        service,
-                        template,
-                        seen: Tally::default(),
-                        leader: None,
-                    })
-                }
-            };
-            problem.seen.add(timestamp, host.as_deref());
-            if let Some(leader) = outcome.leader {
-                problem.leader = Some(leader);
+        let (fp, seen, leader) = match outcome {
+            Outcome::Led { log, report, .. } => (log.fingerprint, log.seen, Some(report)),
+            Outcome::LeadFailed { log, .. } | Outcome::Followed { log, .. } => {
+                (log.fingerprint, log.seen, None)
             }
+            Outcome::Unfinished {
+                fingerprint: Some(fp),
+                seen,
+                ..
+            } => (fp, seen, None),
+            _ => {
+                self.counted_one();
+                return Ok(());
+            }
+        };
+        let crate::outcome::Seen {
+            timestamp,
+            host,
+            service,
+            template,
+        } = seen;
+        let problem = match self.problems.entry(fp) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let fingerprint = e.key().clone();
+                e.insert(Problem {
+                    fingerprint,
+                    service,
+                    template,
+                    seen: Tally::default(),
+                    leader: None,
+                })
+            }
+        };
+        problem.seen.add(timestamp, host.as_deref());
+        if let Some(leader) = leader {
+            problem.leader = Some(leader);
         }
+        self.counted_one();
+        Ok(())
+    }
+
+    /// One more log added: the progress line moves.
+    fn counted_one(&mut self) {
         self.progress.inc();
         if self.stats.processed().is_multiple_of(64) && self.progress.shown() {
             self.progress.message(format!(
@@ -289,7 +308,6 @@ impl Collector {
                 self.stats.failed
             ));
         }
-        Ok(())
     }
 
     /// Whether each log's occurrence is counted into its ticket's pending comment count as the

@@ -10,7 +10,7 @@ use futures::FutureExt;
 use crate::event::LogEvent;
 use crate::grouping::fingerprint::Fingerprint;
 use crate::http::HttpError;
-use crate::outcome::{LeaderReport, Outcome, OutcomeKind, Resolution, Seen, Stage, TicketAction};
+use crate::outcome::{LeaderReport, Log, Outcome, Resolution, Seen, Work};
 use crate::pipeline::collector::Collector;
 use crate::ticket::known::Whole;
 use crate::ticket::{self, LeadFailure, TicketStage};
@@ -103,91 +103,57 @@ pub(super) fn leader_finished(
         ..
     } = done;
     let event = Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone());
-    let seen = Seen {
-        timestamp: event.timestamp,
-        host: event.host.clone(),
-        service: event.service.clone(),
-        template: template.to_string(),
-    };
-    let mut outcome = Outcome {
-        log_id: String::new(),
-        fingerprint: Some(fingerprint),
-        kind: OutcomeKind::Failed,
-        ticket: None,
-        stage: None,
-        error: None,
-        seen: Some(seen),
-        leader: None,
+    let work = Work {
         analyze_time: timings.analyze,
         jira_time: timings.jira,
         warning: timings.warning,
-        retry_event: None,
     };
-    let answer = match result {
+    let (outcome, answer) = match result {
         Ok(report) => {
             let res = report.resolution.clone();
-            outcome.ticket = res.key.clone();
-            outcome.kind = match res.action {
-                TicketAction::Created => OutcomeKind::Created,
-                TicketAction::Existing => OutcomeKind::Existing,
-                TicketAction::WouldCreate => OutcomeKind::WouldCreate,
-                TicketAction::Reopened | TicketAction::WouldReopen => OutcomeKind::Existing,
-                TicketAction::Capped => {
-                    outcome.error = Some(CAPPED.into());
-                    OutcomeKind::Skipped
-                }
-                TicketAction::Muted => {
-                    outcome.error = Some(res.muted_reason());
-                    OutcomeKind::Skipped
-                }
-            };
-            outcome.leader = Some(Box::new(report));
-            Ok(res)
+            let log = log_of(event, fingerprint, template.to_string());
+            let report = Box::new(report);
+            (Outcome::Led { log, report, work }, Ok(res))
         }
         Err(LeadFailure { stage, error }) => {
-            outcome.retry_event = Some(event.to_value());
+            let retry_event = event.to_value();
             let fatal = error
                 .downcast_ref::<HttpError>()
                 .filter(|h| h.is_auth())
                 .map(|auth| format!("{auth}: check JIRA_URL and the Jira credentials (JIRA_EMAIL + JIRA_API_TOKEN, or JIRA_PAT)"));
-            outcome.stage = Some(stage);
-            outcome.error = Some(format!("{error:#}"));
-            Err(fatal)
+            let outcome = Outcome::LeadFailed {
+                log: log_of(event, fingerprint, template.to_string()),
+                stage,
+                error: format!("{error:#}"),
+                retry_event,
+                work,
+            };
+            (outcome, Err(fatal))
         }
     };
-    outcome.log_id = event.id;
     collector.add(outcome)?;
     Ok(answer)
 }
 
-pub(super) const CAPPED: &str = "the --max-tickets cap was reached before this problem's ticket";
-
-/// A log whose problem's leader resolved: one more occurrence of that ticket.
-pub(super) fn follower(p: Pending, fingerprint: Fingerprint, res: &Resolution) -> Outcome {
-    let (kind, error) = match res.action {
-        TicketAction::Capped => (OutcomeKind::Skipped, Some(CAPPED.to_string())),
-        TicketAction::Muted => (OutcomeKind::Skipped, Some(res.muted_reason())),
-        _ => (OutcomeKind::Duplicate, None),
-    };
-    let event = p.event;
-    Outcome {
-        log_id: event.id,
-        fingerprint: Some(fingerprint),
-        kind,
-        ticket: res.key.clone(),
-        stage: None,
-        error,
-        seen: Some(Seen {
+/// The log an outcome is about.
+fn log_of(event: LogEvent, fingerprint: Fingerprint, template: String) -> Log {
+    Log {
+        id: event.id,
+        fingerprint,
+        seen: Seen {
             timestamp: event.timestamp,
             host: event.host,
             service: event.service,
-            template: p.template,
-        }),
-        leader: None,
-        analyze_time: None,
-        jira_time: None,
-        warning: None,
-        retry_event: None,
+            template,
+        },
+    }
+}
+
+/// A log whose problem's leader resolved: one more occurrence of that ticket.
+pub(super) fn follower(p: Pending, fingerprint: Fingerprint, res: &Resolution) -> Outcome {
+    Outcome::Followed {
+        log: log_of(p.event, fingerprint, p.template),
+        resolution: res.clone(),
     }
 }
 
@@ -197,26 +163,19 @@ pub(super) fn unprocessed(
     event: LogEvent,
     fingerprint: Option<&Fingerprint>,
     template: String,
-    why: &str,
+    why: &'static str,
 ) -> Outcome {
-    let retry_event = Some(event.to_value());
-    Outcome {
+    let retry_event = event.to_value();
+    Outcome::Unfinished {
         fingerprint: fingerprint.cloned(),
-        kind: OutcomeKind::Failed,
-        ticket: None,
-        stage: Some(Stage::Dedup),
-        error: Some(why.to_string()),
-        seen: Some(Seen {
+        seen: Seen {
             timestamp: event.timestamp,
             host: event.host,
             service: event.service,
             template,
-        }),
-        leader: None,
-        analyze_time: None,
-        jira_time: None,
-        warning: None,
+        },
+        why,
         retry_event,
-        log_id: event.id,
+        id: event.id,
     }
 }

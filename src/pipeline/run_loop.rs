@@ -316,8 +316,10 @@ impl<'c> Loop<'c> {
                         self.collector.unreadable(&s);
                     }
                     self.collector.fetched();
-                    self.collector
-                        .add(Outcome::skipped_record(s.location, s.reason))?;
+                    self.collector.add(Outcome::SkippedRecord {
+                        location: s.location,
+                        reason: s.reason,
+                    })?;
                 }
                 Some(SourceItem::Warning(w)) => {
                     self.warnings_seen = true;
@@ -359,7 +361,8 @@ impl<'c> Loop<'c> {
             }
         }
         if already {
-            self.collector.add(Outcome::already_processed(event.id))?;
+            self.collector
+                .add(Outcome::AlreadyProcessed { log_id: event.id })?;
         } else {
             self.ingest(event).await?;
         }
