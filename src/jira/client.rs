@@ -250,11 +250,18 @@ impl JiraClient {
     }
 
     /// Hold this while finding and creating a fingerprint's ticket: a leader that replaces one
-    /// whose deadline passed mid-create waits here until that create has finished.
-    pub async fn lock_label(&self, fingerprint: &Fingerprint) -> tokio::sync::OwnedMutexGuard<()> {
+    /// whose deadline passed mid-create waits here until that create has finished. The lock is
+    /// forgotten when its last holder lets go, so the map holds only labels in use.
+    pub async fn lock_label(&self, fingerprint: &Fingerprint) -> LabelLock<'_> {
         let label = content::fingerprint_label(fingerprint.as_str());
-        let lock = self.label_locks.entry(label).or_default().clone();
-        lock.lock_owned().await
+        let lock = self.label_locks.entry(label.clone()).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        LabelLock {
+            locks: &self.label_locks,
+            label,
+            lock: Some(lock),
+            guard: Some(guard),
+        }
     }
 
     /// How many times Jira's circuit breaker opened in this run.
@@ -1111,9 +1118,57 @@ pub fn jql_string(value: &str) -> String {
     out
 }
 
+/// A held label lock (`JiraClient::lock_label`).
+pub struct LabelLock<'a> {
+    locks: &'a DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    label: String,
+    lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for LabelLock<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        drop(self.lock.take());
+        // Only the map's own handle left: nobody holds or waits for this label. Checked under
+        // the map's shard lock, so nobody can take a new handle meanwhile.
+        self.locks
+            .remove_if(&self.label, |_, lock| Arc::strong_count(lock) == 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_label_lock_is_forgotten_when_its_last_holder_lets_go() {
+        let service = Service::new("Jira", None, crate::http::RetryPolicy::default()).unwrap();
+        let client = JiraClient::new(
+            service,
+            JiraConfig {
+                base_url: "http://127.0.0.1:9".into(),
+                project: "OPS".into(),
+                issue_type: "Bug".into(),
+                api: JiraApi::V3,
+                auth: JiraAuth::Bearer("t".to_string().into()),
+                priorities: super::super::config::PriorityMap::default_for(JiraApi::V3),
+                reopen: false,
+                search_lag: std::time::Duration::from_secs(1),
+            },
+        );
+        let fp = Fingerprint::from_raw("0123456789abcdef");
+        let first = client.lock_label(&fp).await;
+        // A second leader of the same problem waits behind the first, and keeps the lock known.
+        let second = client.lock_label(&fp);
+        tokio::pin!(second);
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        drop(first);
+        let second = second.await;
+        assert_eq!(client.label_locks.len(), 1);
+        drop(second);
+        assert!(client.label_locks.is_empty(), "nothing left behind");
+    }
 
     #[test]
     fn jql_values_are_quoted_and_escaped() {
