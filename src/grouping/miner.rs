@@ -770,6 +770,10 @@ impl TemplateMiner {
     /// and nowhere else.
     fn note_alone(&mut self, f: u32, m: u32) {
         let fam = &self.families[f as usize];
+        if fam.alone.iter().zip(&fam.variable).all(|(a, v)| *a || *v) {
+            // Nothing left to learn: every position is known to vary alone, or is a variable.
+            return;
+        }
         let me = &self.members[m as usize].tokens;
         let mut found: Vec<usize> = Vec::new();
         for &o in &fam.members {

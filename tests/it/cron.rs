@@ -644,8 +644,7 @@ async fn runs_killed_at_any_point_lose_no_log_repeat_no_log_and_file_no_duplicat
     let requests_before_final = sim.world.lock().unwrap().windows.len();
 
     let out = finish(run(5)).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
+    let summary = json_summary(&out, 0);
     let final_ids: HashSet<String> = processed_ids(&dir.path().join("report-5.json"))
         .into_iter()
         .collect();
@@ -961,8 +960,7 @@ async fn logs_that_failed_are_retried_first_next_run_and_given_up_after_max_retr
         &args,
     ))
     .await;
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = json_summary(&out, 3);
     assert_eq!(s["failed"], 30, "{s}");
     assert!(s["breaker_trips"].as_u64().unwrap() >= 1, "{s}");
     let (_, failed) = store_view(&state, &server.uri(), &logs);
@@ -979,8 +977,7 @@ async fn logs_that_failed_are_retried_first_next_run_and_given_up_after_max_retr
         &args,
     ))
     .await;
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = json_summary(&out, 3);
     assert_eq!(s["failed"], 30, "{s}");
 
     // Jira is back. Third run: after 2 failed runs the retries are spent: given up, said so.
@@ -1033,8 +1030,7 @@ async fn a_failed_log_succeeds_on_the_next_run_and_leaves_the_retry_list() {
     sim.set_now(later);
     let report = dir.path().join("r2.json");
     let out = finish(cron_command(&server.uri(), &state, later, &report, &[])).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = json_summary(&out, 0);
     assert_eq!(
         (s["created"].as_u64(), s["failed"].as_u64()),
         (Some(2), Some(0)),
@@ -1345,8 +1341,7 @@ async fn a_partial_datadog_result_leaves_the_checkpoint_where_it_was() {
         &[],
     ))
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = json_summary(&out, 0);
     assert_eq!(
         (s["warnings"].as_u64(), s["processed"].as_u64()),
         (Some(1), Some(20)),
@@ -1521,8 +1516,7 @@ async fn recurrence_comments_go_out_up_to_workers_at_once_and_say_the_same_in_ei
             &["--comment-cooldown", "30m"],
         ))
         .await;
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let summary = json_summary(&out, 0);
         assert_eq!(summary["commented"], 37, "{mode:?}: {summary}");
         let w = sim.world.lock().unwrap();
         assert_eq!(w.comment_posts, 40, "{mode:?}: one comment post per ticket");
@@ -1612,8 +1606,7 @@ async fn an_interrupt_while_comments_go_out_10_at_a_time_starts_no_call_and_lose
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = json_summary(&out, 130);
     assert_eq!(summary["interrupted"], true, "{summary}");
     assert_eq!(
         summary["commented"], 10,
@@ -1650,8 +1643,7 @@ async fn an_interrupt_while_comments_go_out_10_at_a_time_starts_no_call_and_lose
         &extra,
     ))
     .await;
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = json_summary(&out, 0);
     assert_eq!(summary["commented"], 40, "{summary}");
     let w = sim.world.lock().unwrap();
     let mut counts: Vec<u64> = w.comments[10..]

@@ -8,6 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 pub(super) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
+    #[inline]
     fn finish(&self) -> u64 {
         // Mix the high bits into the low ones the table indexes by.
         let mut x = self.0;
@@ -16,9 +17,11 @@ impl Hasher for IdHasher {
         x ^= x >> 33;
         x
     }
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         self.0 = hash_str_bytes(self.0, bytes);
     }
+    #[inline]
     fn write_u64(&mut self, n: u64) {
         // Index keys are hashes already.
         self.0 ^= n;
@@ -35,10 +38,12 @@ pub(super) fn mix(h: u64, x: u64) -> u64 {
     (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95)
 }
 
+#[inline]
 pub(super) fn hash_str(h: u64, s: &str) -> u64 {
     hash_str_bytes(h, s.as_bytes())
 }
 
+#[inline]
 pub(super) fn hash_str_bytes(mut h: u64, s: &[u8]) -> u64 {
     let mut chunks = s.chunks_exact(8);
     for c in &mut chunks {
@@ -53,6 +58,7 @@ pub(super) fn hash_str_bytes(mut h: u64, s: &[u8]) -> u64 {
     mix(mix(h, u64::from_le_bytes(last)), s.len() as u64)
 }
 
+#[inline]
 pub(super) fn index_key(service: u32, len: usize, pos: usize, token: &str) -> u64 {
     hash_str(
         mix(mix(mix(7, u64::from(service)), len as u64), pos as u64),
@@ -81,10 +87,12 @@ impl Tokens {
         t
     }
 
+    #[inline]
     pub(super) fn len(&self) -> usize {
         self.ends.len()
     }
 
+    #[inline]
     pub(super) fn get(&self, p: usize) -> &str {
         let start = if p == 0 {
             0
@@ -94,6 +102,7 @@ impl Tokens {
         &self.text[start..self.ends[p] as usize]
     }
 
+    #[inline]
     pub(super) fn iter(&self) -> impl Iterator<Item = &str> + '_ {
         (0..self.len()).map(|p| self.get(p))
     }

@@ -283,3 +283,15 @@ pub fn assert_no_secret_in(text: &str, secrets: &[&str]) {
         assert!(!text.contains(secret), "a secret in the output:\n{text}");
     }
 }
+
+/// A finished run's JSON summary (`--output json` on stdout), once its exit code is `code`
+/// (stderr shown when it is not).
+pub fn json_summary(out: &std::process::Output, code: i32) -> Value {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the summary is JSON")
+}
