@@ -187,18 +187,11 @@ impl<'c> Loop<'c> {
     /// time is up, and leaders start while there are worker slots.
     fn settle(&mut self) -> anyhow::Result<()> {
         let stopping = self.interrupted || self.fatal.is_some();
-        let stage = self.with_jira.then_some(&*self.tickets);
         if !self.taking && !stopping && !self.held.logs.is_empty() {
             // The input is done: every merge it could cause has happened.
-            self.held.release(
-                &self.miner,
-                &mut self.dedup,
-                &mut self.waiting,
-                &mut self.collector,
-                stage,
-                self.deferral.on,
-            )?;
+            self.release_held()?;
         }
+        let stage = self.with_jira.then_some(&*self.tickets);
         // New problems wait for the input to end (their tickets are then filed with all the
         // run knows of them, in one create each), for at most `deferral.max`, and while the
         // loop can take more logs.
@@ -230,6 +223,20 @@ impl<'c> Loop<'c> {
         }
         self.start_leaders(stopping);
         Ok(())
+    }
+
+    /// Held logs go on: as leaders or behind them, under the fingerprint their template
+    /// stands for now.
+    fn release_held(&mut self) -> anyhow::Result<()> {
+        let stage = self.with_jira.then_some(&*self.tickets);
+        self.held.release(
+            &self.miner,
+            &mut self.dedup,
+            &mut self.waiting,
+            &mut self.collector,
+            stage,
+            self.deferral.on,
+        )
     }
 
     /// Start waiting leaders while there are worker slots.
@@ -424,15 +431,7 @@ impl<'c> Loop<'c> {
         if printed.young || self.held.holds(&printed.fingerprint) {
             self.held.hold(printed.fingerprint, pending);
             if self.held.logs.len() >= MAX_HELD {
-                let stage = self.with_jira.then_some(&*self.tickets);
-                self.held.release(
-                    &self.miner,
-                    &mut self.dedup,
-                    &mut self.waiting,
-                    &mut self.collector,
-                    stage,
-                    self.deferral.on,
-                )?;
+                self.release_held()?;
             }
             return Ok(());
         }
