@@ -167,6 +167,9 @@ pub async fn run(
     // Report.
     let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + tickets.analyzer_breaker_trips();
     run.collector.llm_fallbacks(tickets.analyzer_fallbacks());
+    for warning in tickets.take_store_warnings() {
+        run.collector.warning(warning);
+    }
     run.collector.limiter_waits(
         datadog
             .iter()

@@ -101,6 +101,9 @@ pub struct TicketStage {
     /// Per fingerprint whose ticket this run created, what the create told Jira: a later leader
     /// of the problem (its first one cut off by its deadline) reports it too.
     told: DashMap<Fingerprint, known::Told>,
+    /// State store errors that did not fail a log (a cache write, a lease given back): the
+    /// report's warnings, taken at the end of the run ([`TicketStage::take_store_warnings`]).
+    store_warnings: Mutex<Vec<String>>,
 }
 
 /// What the state knows of a problem before anything is created: the ticket an earlier run
@@ -245,6 +248,7 @@ impl TicketStage {
             routes: Routes::default(),
             local: DashMap::new(),
             told: DashMap::new(),
+            store_warnings: Mutex::new(Vec::new()),
         }
     }
 
@@ -325,6 +329,27 @@ impl TicketStage {
     /// How many analyses fell back from the LLM to the rules analyzer.
     pub fn analyzer_fallbacks(&self) -> u64 {
         self.analyzer.fallbacks()
+    }
+
+    /// A state store error that does not fail the log: the run goes on, and the report says
+    /// it (the one rule for a non-fatal store error; the end-of-run phase follows it too).
+    fn store_warning(&self, error: &anyhow::Error) {
+        let message = format!("state store: {error:#}");
+        // Shown once with the run's other warnings; logged as it happens for `-v`.
+        tracing::debug!("{message}");
+        if let Ok(mut warnings) = self.store_warnings.lock() {
+            if warnings.len() < 20 && !warnings.contains(&message) {
+                warnings.push(message);
+            }
+        }
+    }
+
+    /// The state store errors that did not fail a log, for the report's warnings.
+    pub fn take_store_warnings(&self) -> Vec<String> {
+        self.store_warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
     }
 
     /// The leader's work for one problem, by `deadline`. `progress` says how far it got if the
@@ -558,7 +583,7 @@ impl TicketStage {
                 if let Some(state) = self.state.as_ref().filter(|s| s.writable) {
                     let (fp, k) = (fingerprint.to_string(), key.clone());
                     if let Err(e) = state.call(move |s| s.remember_ticket(&fp, &k)).await {
-                        tracing::warn!("state store: {e:#}");
+                        self.store_warning(&e);
                     }
                 }
             }
@@ -852,7 +877,7 @@ impl TicketStage {
         if let Some(state) = &self.state {
             let fp = fingerprint.to_string();
             if let Err(e) = state.call(move |s| s.release_lease(&fp)).await {
-                tracing::warn!("state store: {e:#}");
+                self.store_warning(&e);
             }
         }
     }
@@ -926,7 +951,7 @@ impl TicketStage {
                     .call(move |s| s.cache_analysis(&fp, &key, &json))
                     .await
                 {
-                    tracing::warn!("state store: {e:#}");
+                    self.store_warning(&e);
                 }
             }
         }
@@ -952,7 +977,7 @@ impl TicketStage {
         let json = state
             .call(move |s| s.cached_analysis(&fp, &key, ANALYSIS_TTL))
             .await
-            .map_err(|e| tracing::warn!("state store: {e:#}"))
+            .map_err(|e| self.store_warning(&e))
             .ok()??;
         serde_json::from_str(&json).ok()
     }
