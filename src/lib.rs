@@ -291,21 +291,13 @@ async fn start_and_run(
     };
     let progress = pipeline::progress::Progress::new(config.progress, config.limit);
     let metrics_file = config.metrics_file.clone();
-    let reopen = config.jira.as_ref().is_some_and(|j| j.reopen);
-    let tickets = Arc::new(
-        ticket::TicketStage::new(
-            jira.clone(),
-            state.clone(),
-            analyzer,
-            cache_key,
-            config.site.clone(),
-            config.dry_run,
-            reopen,
-            config.max_tickets,
-        )
-        .with_now(config.now)
-        .with_routes(config.routes.clone()),
-    );
+    let tickets = Arc::new(ticket::TicketStage::new(
+        &config,
+        jira.clone(),
+        state.clone(),
+        analyzer,
+        cache_key,
+    ));
     let deps = pipeline::Deps {
         tickets,
         jira,

@@ -198,8 +198,6 @@ async fn end_of_run_tickets(
     writable_state: Option<&StateHandle>,
     shutdown: &mut Shutdown<'_>,
 ) -> bool {
-    let cooldown =
-        chrono::Duration::from_std(config.comment_cooldown).unwrap_or(chrono::Duration::MAX);
     let merges = run.miner.take_run_merges();
     let collector: &mut Collector = &mut run.collector;
     let (created, recurring) = collector.ticket_work(&config.site);
@@ -216,6 +214,7 @@ async fn end_of_run_tickets(
         None => return true,
     };
     let phase = ticket::recurrence::run(
+        config,
         jira,
         writable_state,
         collector.counts_occurrences(),
@@ -224,10 +223,6 @@ async fn end_of_run_tickets(
             recurring,
             merges: steps,
         },
-        cooldown,
-        config.now,
-        // As many tickets at once as leaders: 1 without `--async`.
-        config.workers.max(1),
         shutdown,
     )
     .await;

@@ -53,6 +53,7 @@ use crate::config::DatadogSite;
 use crate::event::LogEvent;
 use dashmap::DashMap;
 
+use crate::config::Config;
 use crate::grouping::fingerprint::Fingerprint;
 use crate::jira::client::Found;
 use crate::jira::config::JiraApi;
@@ -220,42 +221,34 @@ pub struct LeadFailure {
 }
 
 impl TicketStage {
-    #[allow(clippy::too_many_arguments)]
+    /// The ticket stage the checked configuration describes (site, dry run, `--reopen`,
+    /// `--max-tickets`, the run's clock, the routes), working with these services.
     pub fn new(
+        config: &Config,
         jira: Option<Arc<JiraClient>>,
         state: Option<StateHandle>,
         analyzer: Analyzer,
         cache_key: Option<String>,
-        site: DatadogSite,
-        dry_run: bool,
-        reopen: bool,
-        max_tickets: Option<u64>,
     ) -> Self {
         TicketStage {
             jira,
             state,
             analyzer,
             cache_key,
-            site,
-            dry_run,
-            reopen,
-            cap: max_tickets.map(TicketCap::new),
+            site: config.site.clone(),
+            dry_run: config.dry_run,
+            reopen: config.jira.as_ref().is_some_and(|j| j.reopen),
+            cap: config.max_tickets.map(TicketCap::new),
             tasks: Mutex::new(JoinSet::new()),
             also: DashMap::new(),
             ambiguous: DashMap::new(),
             leases: DashMap::new(),
-            now: chrono::Utc::now(),
-            routes: Routes::default(),
+            now: config.now,
+            routes: config.routes.clone(),
             local: DashMap::new(),
             told: DashMap::new(),
             store_warnings: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Route problems by these rules (first match wins).
-    pub fn with_routes(mut self, routes: Routes) -> Self {
-        self.routes = routes;
-        self
     }
 
     /// The route a problem takes, decided from its leader log, template and analysis, and what
@@ -270,12 +263,6 @@ impl TicketStage {
             template,
         };
         Fields::of(self.routes.decide(&subject), self.now.date_naive())
-    }
-
-    /// Date the tickets this run creates by the run's clock rather than the wall clock.
-    pub fn with_now(mut self, now: chrono::DateTime<chrono::Utc>) -> Self {
-        self.now = now;
-        self
     }
 
     /// Search these labels too when looking for `fingerprint`'s ticket (at most 20 kept).
@@ -360,20 +347,21 @@ impl TicketStage {
         deadline: tokio::time::Instant,
         progress: Arc<Progress>,
     ) -> Result<LeaderReport, LeadFailure> {
-        let Leader {
-            event,
-            fingerprint,
-            template,
-            turn,
-            whole,
-        } = leader;
         let Some(jira) = self.jira.clone() else {
+            let Leader {
+                event,
+                fingerprint,
+                template,
+                turn,
+                ..
+            } = &leader;
+            let turn = *turn;
             // No Jira: analysis only, and what would be created.
             progress.stage.set(Stage::Analyze);
             let analysis = self
-                .analyze_new(&event, &fingerprint, &template, &progress)
+                .analyze_new(event, fingerprint, template, &progress)
                 .await;
-            let route = self.route(&event, &template, &analysis);
+            let route = self.route(event, template, &analysis);
             let action = if route.muted {
                 self.no_place(turn);
                 TicketAction::Muted
@@ -384,7 +372,7 @@ impl TicketStage {
                 TicketAction::Capped
             };
             return Ok(leader_report(
-                &event,
+                event,
                 analysis,
                 Resolution::new(action, None).routed(&route),
             ));
@@ -392,23 +380,13 @@ impl TicketStage {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let stage = self.clone();
         let work = async move {
-            let _label = jira.lock_label(&fingerprint).await;
-            let result = stage
-                .lead_with_jira(
-                    &jira,
-                    &event,
-                    &fingerprint,
-                    &template,
-                    turn,
-                    &progress,
-                    whole.as_ref(),
-                )
-                .await;
+            let _label = jira.lock_label(&leader.fingerprint).await;
+            let result = stage.lead_with_jira(&jira, &leader, &progress).await;
             if let Some(cap) = &stage.cap {
-                cap.settle(turn);
+                cap.settle(leader.turn);
             }
             // Created (key recorded), found, capped or failed: the lease goes back either way.
-            stage.release_lease(&fingerprint).await;
+            stage.release_lease(&leader.fingerprint).await;
             let _ = tx.send(result);
         };
         {
@@ -511,17 +489,20 @@ impl TicketStage {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn lead_with_jira(
         &self,
         jira: &Arc<JiraClient>,
-        event: &LogEvent,
-        fingerprint: &Fingerprint,
-        template: &str,
-        turn: u64,
+        leader: &Leader,
         progress: &Progress,
-        whole: Option<&known::Whole>,
     ) -> Result<LeaderReport, LeadFailure> {
+        let Leader {
+            event,
+            fingerprint,
+            template,
+            turn,
+            whole,
+        } = leader;
+        let (turn, whole) = (*turn, whole.as_ref());
         progress.stage.set(Stage::Jira);
         let cx = Lead {
             jira,

@@ -103,18 +103,19 @@ pub struct Plan {
     pub merges: Vec<MergeStep>,
 }
 
-/// Carry out `plan`, up to `workers` tickets at once.
-#[allow(clippy::too_many_arguments)]
+/// Carry out `plan`, as many tickets at once as the run has leaders (`--workers`; 1 without
+/// `--async`), with the run's clock and `--comment-cooldown`.
 pub async fn run(
+    config: &crate::config::Config,
     jira: &JiraClient,
     state: Option<&StateHandle>,
     counted: bool,
     plan: Plan,
-    cooldown: chrono::Duration,
-    now: DateTime<Utc>,
-    workers: usize,
     shutdown: &mut Shutdown<'_>,
 ) -> PhaseResult {
+    let cooldown =
+        chrono::Duration::from_std(config.comment_cooldown).unwrap_or(chrono::Duration::MAX);
+    let (now, workers) = (config.now, config.workers.max(1));
     let Plan {
         created,
         recurring,
