@@ -1,6 +1,6 @@
 //! Routes: where each problem's ticket goes, and how it is shaped or muted.
 //!
-//! In: the ordered `[[route]]` tables of the config file (parsed and checked by `config_file`),
+//! In: the ordered `[[route]]` tables of the config file (parsed and checked by `config::file`),
 //! and one problem as its leader shows it (service, tags, status, template) with its analysis
 //! (category, severity). Out: the first route whose conditions all hold, or none (the problem
 //! goes to the configured project with the configured issue type). Pure: no I/O, cannot fail.

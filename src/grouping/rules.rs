@@ -1,6 +1,6 @@
 //! A user's corrections of grouping: the `[[group]]` tables of `triage.toml`.
 //!
-//! In: the rules, checked when the config file is read (`config_file`), and, per log or per
+//! In: the rules, checked when the config file is read (`config::file`), and, per log or per
 //! template family, its service and masked template. Out: which rule applies, matched like
 //! routes (a glob on the service, a regex searched in the template; both optional, first match
 //! wins). A rule either names the problem outright (`fingerprint`: every matching log is that
