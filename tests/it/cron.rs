@@ -1784,6 +1784,43 @@ fn lagging_sim(logs: Vec<SimLog>, page_delay: Duration, lag: Duration) -> Arc<Si
     })
 }
 
+/// The world a PostgreSQL test runs in: its own database, `logs` logs of `problems` problems
+/// `step` apart before 2026-11-23T10:00Z, simulated services whose pages take `page_delay`
+/// and whose search shows a create `lag` after it, and a folder for reports.
+struct PgWorld {
+    url: String,
+    now: DateTime<Utc>,
+    logs: Vec<SimLog>,
+    sim: Arc<Sim>,
+    server: MockServer,
+    dir: tempfile::TempDir,
+}
+
+impl PgWorld {
+    /// `None` (the test is skipped) without a test database.
+    async fn new(
+        name: &str,
+        (logs, problems, step): (usize, usize, chrono::Duration),
+        page_delay: Duration,
+        lag: Duration,
+    ) -> Option<PgWorld> {
+        let url = pg_database(name)?;
+        let now = t("2026-11-23T10:00:00Z");
+        let logs = logs_before(logs, problems, now, step);
+        let sim = lagging_sim(logs.clone(), page_delay, lag);
+        sim.set_now(now);
+        let server = sim.serve().await;
+        Some(PgWorld {
+            url,
+            now,
+            logs,
+            sim,
+            server,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+}
+
 fn assert_one_ticket_per_problem(sim: &Sim, problems: usize) {
     let per_label = sim.issues_per_label();
     let duplicates: Vec<_> = per_label.iter().filter(|(_, n)| **n > 1).collect();
@@ -1795,22 +1832,26 @@ fn assert_one_ticket_per_problem(sim: &Sim, problems: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_four_runners_at_once_on_overlapping_queries_file_exactly_one_ticket_per_problem() {
-    let Some(url) = pg_database("four") else {
-        return;
-    };
-    let now = t("2026-11-23T10:00:00Z");
     let problems = 12;
-    let logs = logs_before(240, problems, now, chrono::Duration::seconds(2));
     // Jira's search shows a new ticket only 5 s after its create: a runner that searched and
     // missed would create a second one.
-    let sim = lagging_sim(
-        logs.clone(),
+    let Some(PgWorld {
+        url,
+        now,
+        logs,
+        sim,
+        server,
+        dir,
+    }) = PgWorld::new(
+        "four",
+        (240, problems, chrono::Duration::seconds(2)),
         Duration::from_millis(20),
         Duration::from_secs(5),
-    );
-    sim.set_now(now);
-    let server = sim.serve().await;
-    let dir = tempfile::tempdir().unwrap();
+    )
+    .await
+    else {
+        return;
+    };
     // Four jobs whose queries all match these logs (the simulated Datadog ignores the query).
     let queries = [
         "status:error",
@@ -2158,15 +2199,23 @@ fn pg_a_pending_count_is_moved_never_written_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_the_same_job_on_two_hosts_at_once_runs_once_and_the_other_exits_75() {
-    let Some(url) = pg_database("hosts") else {
+    let Some(PgWorld {
+        url,
+        now,
+        sim,
+        server,
+        dir,
+        ..
+    }) = PgWorld::new(
+        "hosts",
+        (60, 3, chrono::Duration::seconds(5)),
+        Duration::from_millis(250),
+        Duration::from_millis(500),
+    )
+    .await
+    else {
         return;
     };
-    let now = t("2026-11-23T10:00:00Z");
-    let logs = logs_before(60, 3, now, chrono::Duration::seconds(5));
-    let sim = lagging_sim(logs, Duration::from_millis(250), Duration::from_millis(500));
-    sim.set_now(now);
-    let server = sim.serve().await;
-    let dir = tempfile::tempdir().unwrap();
     // Two "hosts": two processes, each with its own connection string to the one database.
     let other_host = url.replacen("127.0.0.1", "localhost", 1);
     assert_ne!(other_host, url, "the test server is on 127.0.0.1");
@@ -2202,25 +2251,29 @@ async fn pg_the_same_job_on_two_hosts_at_once_runs_once_and_the_other_exits_75()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_runners_killed_at_random_points_leave_no_duplicate_no_lost_log_and_no_lease_blocking() {
-    let Some(url) = pg_database("kills") else {
+    let problems = 10;
+    // Slow pages and creates, so a kill lands mid-run: between pages, while a create is in
+    // flight (its lease held), or while a batch is being written.
+    let Some(PgWorld {
+        url,
+        now,
+        logs,
+        sim,
+        server,
+        dir,
+    }) = PgWorld::new(
+        "kills",
+        (200, problems, chrono::Duration::seconds(2)),
+        Duration::from_millis(60),
+        Duration::from_secs(5),
+    )
+    .await
+    else {
         return;
     };
     let seed = fastrand::u64(..);
     eprintln!("kill points from seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
-    let now = t("2026-11-23T10:00:00Z");
-    let problems = 10;
-    let logs = logs_before(200, problems, now, chrono::Duration::seconds(2));
-    // Slow pages and creates, so a kill lands mid-run: between pages, while a create is in
-    // flight (its lease held), or while a batch is being written.
-    let sim = lagging_sim(
-        logs.clone(),
-        Duration::from_millis(60),
-        Duration::from_secs(5),
-    );
-    sim.set_now(now);
-    let server = sim.serve().await;
-    let dir = tempfile::tempdir().unwrap();
     let queries = [
         "status:error",
         "status:error env:prod",
@@ -2328,20 +2381,24 @@ async fn pg_runners_killed_at_random_points_leave_no_duplicate_no_lost_log_and_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_a_connection_dropped_mid_run_fails_the_run_clearly_and_the_next_run_loses_nothing() {
-    let Some(url) = pg_database("dropped") else {
-        return;
-    };
-    let now = t("2026-11-23T10:00:00Z");
     let problems = 4;
-    let logs = logs_before(120, problems, now, chrono::Duration::seconds(4));
-    let sim = lagging_sim(
-        logs.clone(),
+    let Some(PgWorld {
+        url,
+        now,
+        logs,
+        sim,
+        server,
+        dir,
+    }) = PgWorld::new(
+        "dropped",
+        (120, problems, chrono::Duration::seconds(4)),
         Duration::from_millis(150),
         Duration::from_millis(500),
-    );
-    sim.set_now(now);
-    let server = sim.serve().await;
-    let dir = tempfile::tempdir().unwrap();
+    )
+    .await
+    else {
+        return;
+    };
     let child = pg_runner(
         &server.uri(),
         &url,
