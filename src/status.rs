@@ -246,7 +246,7 @@ fn read_postgres(url: &Path, scope: &Scope, last_runs: usize) -> anyhow::Result<
     let Some(store) = store else {
         return Ok(status);
     };
-    let Some(pg) = store.postgres() else {
+    let Some(pg) = store.as_postgres() else {
         return Ok(status);
     };
     let mut c = pg.client();

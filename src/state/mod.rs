@@ -319,11 +319,13 @@ pub trait Store: Send {
         until: DateTime<Utc>,
         keep_ids_for: chrono::Duration,
     ) -> Result<(), StateError>;
-    /// Whether an earlier run (or this one) already gave this log a final outcome.
-    fn is_seen(&self, log_id: &str) -> Result<bool, StateError>;
     /// Which of these logs an earlier run (or this one) already gave a final outcome: one
     /// round trip for a batch of logs.
     fn seen_among(&self, log_ids: &[String]) -> Result<HashSet<String>, StateError>;
+    /// Whether an earlier run (or this one) already gave this log a final outcome.
+    fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
+        Ok(!self.seen_among(&[log_id.to_string()])?.is_empty())
+    }
     /// Failed logs waiting for a retry, oldest failure first.
     fn failed_logs(&self) -> Result<Vec<FailedLog>, StateError>;
     /// Take logs off the retry list for good (given up after too many runs).
@@ -549,21 +551,8 @@ impl StateStore {
         }
     }
 
-    /// The PostgreSQL backend, for readers that query it directly (`triage status`).
-    pub(crate) fn postgres(&self) -> Option<&pg::PgStore> {
-        self.backend.as_postgres()
-    }
 
-    /// The TLS protocol of this store's PostgreSQL connection as the server sees it
-    /// (`pg_stat_ssl`), e.g. `TLSv1.3`; `None` when it is not encrypted or the store is SQLite.
-    pub fn connection_tls(&self) -> Result<Option<String>, StateError> {
-        self.backend.connection_tls()
-    }
 
-    /// Whether this is a PostgreSQL store (shared by runners on several hosts).
-    pub fn is_shared(&self) -> bool {
-        self.backend.is_shared()
-    }
 
     /// Open the writer's batch transaction.
     pub fn begin(&mut self) -> Result<(), StateError> {

@@ -544,16 +544,6 @@ impl Store for PgStore {
         })
     }
 
-    fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
-        self.read(|c| {
-            c.query_opt(
-                "SELECT 1 FROM seen WHERE source = $1 AND log_id = $2",
-                &[&self.scope.source, &log_id],
-            )
-        })
-        .map(|r| r.is_some())
-    }
-
     /// Returns what was added to each ticket's pending count.
     fn record(&mut self, batch: &[Processed]) -> Result<Vec<(String, u64)>, StateError> {
         if batch.is_empty() {

@@ -308,18 +308,6 @@ impl Store for SqliteStore {
         .map_err(|e| self.err(e))
     }
 
-    /// Whether an earlier run (or this one) already gave this log a final outcome.
-    fn is_seen(&self, log_id: &str) -> Result<bool, StateError> {
-        self.row(
-            "SELECT 1 FROM seen WHERE source = ?1 AND log_id = ?2",
-            params![self.scope.source, log_id],
-            |_| Ok(()),
-        )
-        .optional()
-        .map(|v| v.is_some())
-        .map_err(|e| self.err(e))
-    }
-
     /// Record a batch of final outcomes in one transaction: each log is seen; failed ones go on
     /// the retry list (one more run counted), succeeded ones leave it. Returns what was added
     /// to each ticket's pending count.
