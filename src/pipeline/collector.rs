@@ -256,6 +256,13 @@ impl Collector {
                 recurrence,
             })?;
         }
+        self.add_to_problem(outcome);
+        self.counted_one();
+        Ok(())
+    }
+
+    /// The log's facts added to its problem (a log with a fingerprint), and its leader's report.
+    fn add_to_problem(&mut self, outcome: Outcome) {
         let (fp, seen, leader) = match outcome {
             Outcome::Led { log, report, .. } => (log.fingerprint, log.seen, Some(report)),
             Outcome::LeadFailed { log, .. } | Outcome::Followed { log, .. } => {
@@ -266,10 +273,7 @@ impl Collector {
                 seen,
                 ..
             } => (fp, seen, None),
-            _ => {
-                self.counted_one();
-                return Ok(());
-            }
+            _ => return,
         };
         let crate::outcome::Seen {
             timestamp,
@@ -294,8 +298,6 @@ impl Collector {
         if let Some(leader) = leader {
             problem.leader = Some(leader);
         }
-        self.counted_one();
-        Ok(())
     }
 
     /// One more log added: the progress line moves.

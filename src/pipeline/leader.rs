@@ -137,16 +137,23 @@ pub(super) fn leader_finished(
 
 /// The log an outcome is about.
 fn log_of(event: LogEvent, fingerprint: Fingerprint, template: String) -> Log {
+    let (id, seen) = seen_of(event, template);
     Log {
-        id: event.id,
+        id,
         fingerprint,
-        seen: Seen {
-            timestamp: event.timestamp,
-            host: event.host,
-            service: event.service,
-            template,
-        },
+        seen,
     }
+}
+
+/// A log's id, and the facts of it the collector adds up.
+fn seen_of(event: LogEvent, template: String) -> (String, Seen) {
+    let seen = Seen {
+        timestamp: event.timestamp,
+        host: event.host,
+        service: event.service,
+        template,
+    };
+    (event.id, seen)
 }
 
 /// A log whose problem's leader resolved: one more occurrence of that ticket.
@@ -166,16 +173,12 @@ pub(super) fn unprocessed(
     why: &'static str,
 ) -> Outcome {
     let retry_event = event.to_value();
+    let (id, seen) = seen_of(event, template);
     Outcome::Unfinished {
+        id,
         fingerprint: fingerprint.cloned(),
-        seen: Seen {
-            timestamp: event.timestamp,
-            host: event.host,
-            service: event.service,
-            template,
-        },
+        seen,
         why,
         retry_event,
-        id: event.id,
     }
 }

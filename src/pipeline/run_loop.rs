@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::task::{JoinError, JoinSet};
@@ -35,8 +34,6 @@ pub(super) struct Loop<'c> {
     /// Where outcomes are recorded (a checkpointed source only) and where templates are saved.
     source_state: Option<StateHandle>,
     writable_state: Option<StateHandle>,
-    workers: usize,
-    per_log_timeout: Duration,
     pub(super) collector: Collector,
     pub(super) miner: TemplateMiner,
     dedup: Deduplicator<Fingerprint, Resolution, Pending>,
@@ -101,8 +98,6 @@ impl<'c> Loop<'c> {
             with_jira,
             source_state,
             writable_state,
-            workers: config.workers.max(1),
-            per_log_timeout: config.per_log_timeout,
             collector,
             miner,
             dedup: Deduplicator::new(),
@@ -243,7 +238,7 @@ impl<'c> Loop<'c> {
     fn start_leaders(&mut self, stopping: bool) {
         while (!stopping || self.deferred_left > 0)
             && !self.deferral.on
-            && self.leaders.len() < self.workers
+            && self.leaders.len() < self.config.workers.max(1)
         {
             let Some((fp, pending)) = self.waiting.pop_front() else {
                 break;
@@ -261,7 +256,7 @@ impl<'c> Loop<'c> {
                 event,
                 Arc::from(pending.template),
                 turn,
-                self.per_log_timeout,
+                self.config.per_log_timeout,
                 whole,
             ));
         }
