@@ -495,24 +495,14 @@ impl TicketStage {
         leader: &Leader,
         progress: &Progress,
     ) -> Result<LeaderReport, LeadFailure> {
-        let Leader {
-            event,
-            fingerprint,
-            template,
-            turn,
-            whole,
-        } = leader;
-        let (turn, whole) = (*turn, whole.as_ref());
         progress.stage.set(Stage::Jira);
         let cx = Lead {
             jira,
-            event,
-            fingerprint,
-            template,
-            turn,
+            leader,
             progress,
             started: Instant::now(),
         };
+        let fingerprint = &leader.fingerprint;
         if let Some(refusal) = jira.refused(fingerprint) {
             return Err(jira_failure(anyhow::anyhow!(refusal)));
         }
@@ -520,7 +510,7 @@ impl TicketStage {
         if let Some(report) = self.lead_known(&cx, &found).await? {
             return Ok(report);
         }
-        self.lead_new(&cx, whole, found.done).await
+        self.lead_new(&cx, found.done).await
     }
 
     /// The problem has a ticket (created in this run, open, or done and reopened), or the cap
@@ -531,13 +521,13 @@ impl TicketStage {
         cx: &Lead<'_>,
         found: &Found,
     ) -> Result<Option<LeaderReport>, LeadFailure> {
-        let (jira, event, fingerprint, template) = (cx.jira, cx.event, cx.fingerprint, cx.template);
+        let (jira, event, fingerprint, template) = cx.parts();
         let has_ticket = found.created_in_run.is_some()
             || found.open.is_some()
             || (found.done.is_some() && self.reopen);
         if has_ticket {
             // A known problem never takes a place under the cap.
-            self.no_place(cx.turn);
+            self.no_place(cx.leader.turn);
         }
         // A muted problem with a ticket is left alone, before anything is written.
         let known_analysis = if has_ticket {
@@ -576,7 +566,7 @@ impl TicketStage {
                 jira.reopen(done).await.map_err(jira_failure)?;
                 known(TicketAction::Reopened, done)
             }
-        } else if !self.take_place(cx.turn).await? {
+        } else if !self.take_place(cx.leader.turn).await? {
             Resolution::new(TicketAction::Capped, None)
         } else {
             return Ok(None);
@@ -609,10 +599,9 @@ impl TicketStage {
     async fn lead_new(
         &self,
         cx: &Lead<'_>,
-        whole: Option<&known::Whole>,
         recurrence_of: Option<String>,
     ) -> Result<LeaderReport, LeadFailure> {
-        let (jira, event, fingerprint, template) = (cx.jira, cx.event, cx.fingerprint, cx.template);
+        let (jira, event, fingerprint, template) = cx.parts();
         cx.progress.stage.set(Stage::Analyze);
         let analyze_started = Instant::now();
         let analysis = self
@@ -623,7 +612,7 @@ impl TicketStage {
         let jira_time = || Some(cx.started.elapsed().saturating_sub(analyze_time));
         let route = self.route(event, template, &analysis);
         if route.muted {
-            self.no_place(cx.turn);
+            self.no_place(cx.leader.turn);
             cx.progress.record(|t| t.jira = jira_time());
             let resolution = Resolution::new(TicketAction::Muted, None).routed(&route);
             return Ok(leader_report(event, analysis, resolution));
@@ -636,7 +625,7 @@ impl TicketStage {
             .routed(&route)
         };
         if self.dry_run {
-            self.placed(cx.turn);
+            self.placed(cx.leader.turn);
             cx.progress.record(|t| t.jira = jira_time());
             return Ok(leader_report(
                 event,
@@ -651,7 +640,7 @@ impl TicketStage {
             &analysis,
             recurrence_of.clone(),
             &self.site,
-            whole,
+            cx.leader.whole.as_ref(),
         );
         let draft = content::ticket(&facts);
         // Rendered once: sent, and hashed as what triage wrote.
@@ -670,7 +659,7 @@ impl TicketStage {
             Err(e) => match self.settle_failed_create(jira, fingerprint, &told, e).await {
                 Ok(key) => key,
                 Err(e) => {
-                    self.no_place(cx.turn);
+                    self.no_place(cx.leader.turn);
                     // Jira's own message, with the route whose fields it refused.
                     return Err(jira_failure(match &route.route {
                         Some(name) => e.context(format!("route '{name}'")),
@@ -679,7 +668,7 @@ impl TicketStage {
                 }
             },
         };
-        self.placed(cx.turn);
+        self.placed(cx.leader.turn);
         let mut report = leader_report(
             event,
             analysis,
@@ -1046,12 +1035,17 @@ fn failure(stage: Stage, message: &str) -> LeadFailure {
 /// One leader's work with Jira, as its steps see it.
 struct Lead<'a> {
     jira: &'a Arc<JiraClient>,
-    event: &'a LogEvent,
-    fingerprint: &'a Fingerprint,
-    template: &'a str,
-    turn: u64,
+    leader: &'a Leader,
     progress: &'a Progress,
     started: Instant,
+}
+
+impl<'a> Lead<'a> {
+    /// The Jira client, the log, its fingerprint and its template.
+    fn parts(&self) -> (&'a Arc<JiraClient>, &'a LogEvent, &'a Fingerprint, &'a str) {
+        let l = self.leader;
+        (self.jira, &l.event, &l.fingerprint, &l.template)
+    }
 }
 
 /// A leader's failure at Jira.
