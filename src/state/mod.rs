@@ -551,9 +551,6 @@ impl StateStore {
         }
     }
 
-
-
-
     /// Open the writer's batch transaction.
     pub fn begin(&mut self) -> Result<(), StateError> {
         self.backend.begin()?;

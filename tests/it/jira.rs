@@ -8,7 +8,6 @@
 //! no call, so any request a test did not plan for fails it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,26 +36,7 @@ fn jira_error(messages: &[&str], errors: Value) -> Value {
 // Logs, runs, requests
 // ---------------------------------------------------------------------------------------------
 
-/// A run's files: the input logs and where its report goes.
-struct Case {
-    _dir: tempfile::TempDir,
-    input: PathBuf,
-    report: PathBuf,
-}
-
 impl Case {
-    fn new(logs: &str) -> Case {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let input = dir.path().join("logs.jsonl");
-        std::fs::write(&input, logs).expect("write logs");
-        let report = dir.path().join("report.json");
-        Case {
-            _dir: dir,
-            input,
-            report,
-        }
-    }
-
     /// The command line of a Jira Cloud run against `uri` (credentials come from `env`).
     fn cloud_args(&self, uri: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = [
@@ -80,16 +60,7 @@ impl Case {
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
-
-    /// The report's `logs` entries.
-    fn logs(&self) -> Vec<Value> {
-        read_report(&self.report)["logs"]
-            .as_array()
-            .expect("logs")
-            .clone()
-    }
 }
-
 const CLOUD_ENV: &[(&str, &str)] = &[("JIRA_API_TOKEN", TOKEN)];
 
 /// The distinct fingerprints of a JSONL text, in order of first appearance, as the pipeline

@@ -6,8 +6,6 @@
 //! spec's examples, jira-ruby's v2 recordings); every server ends with a catch-all that answers
 //! 418 and expects no call.
 
-use std::path::PathBuf;
-
 use crate::common::*;
 use serde_json::{json, Value};
 use wiremock::matchers::{any, method, path};
@@ -33,33 +31,6 @@ assignee = "5b10ac8d82e05b22cc7d4ef5"
 priority = "Highest"
 labels = ["team-payments"]
 "#;
-
-struct Case {
-    _dir: tempfile::TempDir,
-    input: PathBuf,
-    report: PathBuf,
-}
-
-impl Case {
-    fn new(logs: &str) -> Case {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let input = dir.path().join("logs.jsonl");
-        std::fs::write(&input, logs).expect("write logs");
-        let report = dir.path().join("report.json");
-        Case {
-            _dir: dir,
-            input,
-            report,
-        }
-    }
-
-    fn logs(&self) -> Vec<Value> {
-        read_report(&self.report)["logs"]
-            .as_array()
-            .expect("logs")
-            .clone()
-    }
-}
 
 /// Run the library as `main` does, with the routes of `toml`.
 async fn run_routed(args: &[String], env: &[(&str, &str)], toml: &str) -> triage::Report {

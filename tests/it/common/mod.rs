@@ -295,3 +295,32 @@ pub fn json_summary(out: &std::process::Output, code: i32) -> Value {
     );
     serde_json::from_slice(&out.stdout).expect("the summary is JSON")
 }
+
+/// A run's files: the input logs and where its report goes.
+pub struct Case {
+    _dir: tempfile::TempDir,
+    pub input: PathBuf,
+    pub report: PathBuf,
+}
+
+impl Case {
+    pub fn new(logs: &str) -> Case {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let input = dir.path().join("logs.jsonl");
+        std::fs::write(&input, logs).expect("write logs");
+        let report = dir.path().join("report.json");
+        Case {
+            _dir: dir,
+            input,
+            report,
+        }
+    }
+
+    /// The report's `logs` entries.
+    pub fn logs(&self) -> Vec<Value> {
+        read_report(&self.report)["logs"]
+            .as_array()
+            .expect("logs")
+            .clone()
+    }
+}
