@@ -255,12 +255,10 @@ impl JiraClient {
     pub async fn lock_label(&self, fingerprint: &Fingerprint) -> LabelLock<'_> {
         let label = content::fingerprint_label(fingerprint.as_str());
         let lock = self.label_locks.entry(label.clone()).or_default().clone();
-        let guard = lock.clone().lock_owned().await;
         LabelLock {
             locks: &self.label_locks,
             label,
-            lock: Some(lock),
-            guard: Some(guard),
+            guard: Some(lock.lock_owned().await),
         }
     }
 
@@ -1122,14 +1120,13 @@ pub fn jql_string(value: &str) -> String {
 pub struct LabelLock<'a> {
     locks: &'a DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     label: String,
-    lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Holds its own handle on the lock: once it is dropped, only the map's may be left.
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Drop for LabelLock<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
-        drop(self.lock.take());
         // Only the map's own handle left: nobody holds or waits for this label. Checked under
         // the map's shard lock, so nobody can take a new handle meanwhile.
         self.locks
