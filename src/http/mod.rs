@@ -206,12 +206,8 @@ impl Service {
                 } => {
                     let last = match response {
                         Some(resp) => {
-                            let status = resp.status().as_u16();
-                            let body = error_body(resp).await;
-                            format!(
-                                "HTTP {status}: {}",
-                                error_message(&body).unwrap_or_else(|| reason(status))
-                            )
+                            let (status, message) = status_message(resp).await;
+                            format!("HTTP {status}: {message}")
                         }
                         None => last,
                     };
@@ -327,10 +323,8 @@ impl Service {
     /// The error for a response that is not retried: refused credentials, a 5xx or 408 that
     /// may have been applied, or another status, with the server's own message.
     async fn refused(&self, verdict: Verdict, resp: Response, attempt: u32) -> HttpError {
-        let status = resp.status().as_u16();
-        let ambiguous = resp.status().is_server_error() || status == 408;
-        let body = error_body(resp).await;
-        let message = error_message(&body).unwrap_or_else(|| reason(status));
+        let ambiguous = resp.status().is_server_error() || resp.status().as_u16() == 408;
+        let (status, message) = status_message(resp).await;
         if verdict == Verdict::Auth {
             HttpError::Auth {
                 service: self.name,
@@ -392,6 +386,17 @@ impl Service {
         }
         Ok(delay)
     }
+}
+
+/// A failed response's status and what the server said of it (its error message, else the
+/// status's reason).
+async fn status_message(resp: Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body = error_body(resp).await;
+    (
+        status,
+        error_message(&body).unwrap_or_else(|| reason(status)),
+    )
 }
 
 /// One attempt, judged: done, or to be retried or refused (`Verdict`), with what to say of it.
