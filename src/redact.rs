@@ -63,9 +63,13 @@ impl Redactor {
     /// Remove secrets (always) and the selected personal data from `text`.
     pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
-        for (re, kind) in SECRETS.iter() {
-            if re.is_match(&out) {
-                out = Cow::Owned(replace(re, *kind, &out));
+        // Most text holds no secret: one cheap pass says which patterns could match at all.
+        let hints = secret_hints(text);
+        if hints != 0 {
+            for (i, (re, kind)) in SECRETS.iter().enumerate() {
+                if hints & (1 << i) != 0 && matches(re, *kind, &out) {
+                    out = Cow::Owned(replace(re, *kind, &out));
+                }
             }
         }
         if self.emails && EMAIL.is_match(&out) {
@@ -107,7 +111,7 @@ impl Redactor {
             Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
             Value::Object(map) => {
                 for (key, v) in map.iter_mut() {
-                    if SECRET_KEY.is_match(key) && !v.is_object() && !v.is_array() && !v.is_null() {
+                    if is_secret_key(key) && !v.is_object() && !v.is_array() && !v.is_null() {
                         *v = Value::String(REDACTED.to_string());
                     } else {
                         self.value(v);
@@ -166,8 +170,119 @@ static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!("^{KEY}$")).expect("the secret key pattern is a valid regex")
 });
 
+/// Whether an attribute key names a secret (the whole key matches [`KEY`]). Keys are short and
+/// read for every attribute of every log, so the regex runs only on keys that hold one of the
+/// words.
+fn is_secret_key(key: &str) -> bool {
+    const HINTS: [&[u8]; 6] = [b"pass", b"pwd", b"secret", b"token", b"key", b"credential"];
+    let holds = |word: &[u8]| {
+        key.as_bytes()
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    HINTS.iter().any(|h| holds(h)) && SECRET_KEY.is_match(key)
+}
+
 static SECRETS: LazyLock<Vec<(Regex, Kind)>> = LazyLock::new(|| {
-    let table: [(String, Kind); 9] = [
+    SECRET_TABLE
+        .iter()
+        .map(|(p, k)| {
+            (
+                Regex::new(p).expect("every secret pattern is a valid regex"),
+                *k,
+            )
+        })
+        .collect()
+});
+
+/// Which of [`SECRETS`] may match `text`, as bits by index: every match of a pattern holds
+/// one of the words in [`word_hints`] (in any case) or, for a card number, 13 digits. A
+/// superset, so a pattern whose bit is clear cannot match and is not run. Most text holds none
+/// of the words: a table of the words' first two letters lets the pass look closer only where
+/// one may start.
+fn secret_hints(text: &str) -> u16 {
+    let b = text.as_bytes();
+    let mut hints = 0u16;
+    for (i, w) in b.windows(2).enumerate() {
+        let p = pair_index(w[0], w[1]);
+        if HINT_PAIR_TABLE[p >> 6] >> (p & 63) & 1 != 0 {
+            hints |= word_hints(b, i);
+        }
+    }
+    if hints & SCHEME != 0 && b.contains(&b'@') {
+        hints |= 1 << 8;
+    }
+    if b.iter().filter(|c| c.is_ascii_digit()).count() >= 13 {
+        hints |= 1 << 7;
+    }
+    hints & !SCHEME
+}
+
+/// The first two letters of every word [`word_hints`] knows.
+const HINT_PAIRS: [&[u8; 2]; 19] = [
+    b"--", b"ey", b"be", b"ba", b"to", b"pa", b"pw", b"se", b"ke", b"cr", b"ak", b"as", b"ag",
+    b"ai", b"ar", b"gh", b"xo", b"k_", b":/",
+];
+
+/// [`HINT_PAIRS`] as a set of bits by [`pair_index`].
+static HINT_PAIR_TABLE: [u64; 1 << 10] = {
+    let mut table = [0u64; 1 << 10];
+    let mut n = 0;
+    while n < HINT_PAIRS.len() {
+        let i = pair_index(HINT_PAIRS[n][0], HINT_PAIRS[n][1]);
+        table[i >> 6] |= 1 << (i & 63);
+        n += 1;
+    }
+    table
+};
+
+/// A pair of bytes as an index, the same for every case of letters.
+const fn pair_index(a: u8, b: u8) -> usize {
+    ((a | 0x20) as usize) << 8 | (b | 0x20) as usize
+}
+
+/// Not a pattern: a `://` that, with an `@` in the text, hints at URL userinfo.
+const SCHEME: u16 = 1 << 15;
+
+/// The patterns a word starting at `i` hints at.
+fn word_hints(b: &[u8], i: usize) -> u16 {
+    const KEYS: u16 = 1 << 3 | 1 << 4;
+    const CLOUD: u16 = 1 << 6;
+    let at = |word: &[u8]| {
+        b.get(i..i + word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
+    let aws = ["akia", "asia", "agpa", "aida", "aroa"];
+    match b[i].to_ascii_lowercase() {
+        b'-' if at(b"-----BEGIN") => 1 << 0,
+        b'e' if at(b"eyJ") => 1 << 1,
+        b'b' if at(b"bearer") || at(b"basic") => 1 << 2,
+        b't' if at(b"token") => 1 << 2 | KEYS,
+        // the key names of KEY: password/passwd, pwd, secret, *key, credential(s)
+        b'p' if at(b"pass") || at(b"pwd") => KEYS,
+        b's' if at(b"secret") => KEYS,
+        b'k' if at(b"key") => KEYS,
+        b'c' if at(b"credential") => KEYS,
+        b'a' if aws.iter().any(|w| at(w.as_bytes())) => 1 << 5,
+        b'a' if at(b"aiza") => CLOUD,
+        b'g' if at(b"gh") && b.get(i + 3) == Some(&b'_') => CLOUD,
+        b'x' if at(b"xox") => CLOUD,
+        b'k' if at(b"k_live_") || at(b"k_test_") => CLOUD,
+        b':' if at(b"://") => SCHEME,
+        _ => 0,
+    }
+}
+
+/// Whether `re` finds something to replace in `text`: a card number only if it passes Luhn.
+fn matches(re: &Regex, kind: Kind, text: &str) -> bool {
+    match kind {
+        Kind::Card => re.find_iter(text).any(|m| luhn(m.as_str())),
+        _ => re.is_match(text),
+    }
+}
+
+static SECRET_TABLE: LazyLock<[(String, Kind); 9]> = LazyLock::new(|| {
+    [
         (
             r"-----BEGIN[A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z ]*PRIVATE KEY-----|\z)".into(),
             Kind::Block("[REDACTED PRIVATE KEY]"),
@@ -201,16 +316,7 @@ static SECRETS: LazyLock<Vec<(Regex, Kind)>> = LazyLock::new(|| {
         (r"\b\d(?:[ -]?\d){12,18}\b".into(), Kind::Card),
         // URL userinfo: scheme://user:pass@
         (r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@".into(), Kind::Userinfo),
-    ];
-    table
-        .into_iter()
-        .map(|(p, k)| {
-            (
-                Regex::new(&p).expect("every secret pattern is a valid regex"),
-                k,
-            )
-        })
-        .collect()
+    ]
 });
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
@@ -227,15 +333,18 @@ static IPV4: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Whether the digits of `s` (spaces and dashes ignored) pass the Luhn check.
 fn luhn(s: &str) -> bool {
-    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(13..=19).contains(&digits.len()) {
+    let digits = || {
+        s.bytes()
+            .filter(u8::is_ascii_digit)
+            .map(|c| u32::from(c - b'0'))
+    };
+    if !(13..=19).contains(&digits().count()) {
         return false;
     }
-    let sum: u32 = digits
-        .iter()
+    let sum: u32 = digits()
         .rev()
         .enumerate()
-        .map(|(i, &d)| {
+        .map(|(i, d)| {
             if i % 2 == 1 {
                 let d2 = d * 2;
                 if d2 > 9 {
@@ -268,6 +377,71 @@ pub fn url_userinfo(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every pattern run on the text, as before the hints: what `text` must equal.
+    fn every_pattern(text: &str) -> String {
+        let mut out = text.to_string();
+        for (re, kind) in SECRETS.iter() {
+            if re.is_match(&out) {
+                out = replace(re, *kind, &out);
+            }
+        }
+        out
+    }
+
+    /// Pieces of text near and at the patterns' edges, in any case, run together.
+    fn near_secrets() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "password=",
+            "PassWD: ",
+            "pwd=x",
+            "\"api-key\": \"v a\"",
+            "Secret",
+            "tokeN ",
+            "BEARER ",
+            "basic ",
+            "abcdefgh123",
+            "eyJ",
+            "eyJhbGciOi.eyJzdWIi.sig",
+            "keyJ",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "-----END RSA PRIVATE KEY-----",
+            "AKIA",
+            "IOSFODNN7EXAMPLE",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ghp_",
+            "xoxb-",
+            "sk_live_",
+            "rk_test_",
+            "ghs_0123456789abcdefghijklmnopqrstuvwx",
+            "xoxp-0123456789ab",
+            "rk_test_0123456789ab",
+            "AIza0123456789abcdefghijklmnopqrstuvwxy",
+            "AIza",
+            "4111",
+            " ",
+            "1111",
+            "-",
+            "://",
+            "user:pw@",
+            "@",
+            "\n",
+            "=",
+            ":",
+            "é",
+            "credentials",
+            "ACCESS_KEY",
+        ]);
+        prop::collection::vec(pieces, 0..12).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn the_hints_never_skip_a_pattern_that_matches(text in near_secrets()) {
+            prop_assert_eq!(Redactor::default().text(&text).into_owned(), every_pattern(&text));
+        }
+    }
 
     fn secrets(s: &str) -> String {
         Redactor::default().text(s).into_owned()

@@ -433,10 +433,11 @@ fn read_line(line: &[u8], number: usize, cut: Option<u64>, out: &mut Emitter) {
             }
         }
         None => {
-            if std::str::from_utf8(trimmed).is_err() {
+            // Checked once here, so the parser need not check each string again.
+            let Ok(text) = std::str::from_utf8(trimmed) else {
                 return out.skipped(location(&out.origin), "line is not valid UTF-8".into());
-            }
-            match serde_json::from_slice::<Value>(trimmed) {
+            };
+            match serde_json::from_str::<Value>(text) {
                 Ok(v) => v,
                 Err(e) => {
                     return out.skipped(
