@@ -4,16 +4,20 @@
 //! `cargo bench --bench pipeline` prints one table:
 //! - throughput: 200,000 logs over 1,000 problems, sequential, `--async --workers 1` and
 //!   `--async --workers 8`; best and median of three runs, in logs per second;
+//! - end to end: 200,000 logs as `examples/gen_logs` writes them (fourteen templates over six
+//!   services, ids, durations, users, stack traces, custom attributes), each run the `triage`
+//!   binary itself from process start to exit, sequential and `--async --workers 4`;
 //! - memory: 1,000,000 logs over 100,000 problems streamed through stdin into a child process
-//!   (this bench executable again), which prints its own peak RSS (`VmHWM` in
-//!   /proc/self/status) after the run.
+//!   (this bench executable again, with the binary's allocator), which prints its own peak RSS
+//!   (`VmHWM` in /proc/self/status) after the run.
 //!
 //! The throughput modes take turns (three rounds, after one untimed run), so a moment of
 //! other work on the machine does not land on one mode only. Each row gives the best and the
 //! median of its three runs; `CPU µs/log` (user + system time of the whole process per log, the
 //! best) is steadier than wall time on a machine shared with other work.
 //!
-//! `BENCH_LOGS=N` changes the throughput input; `BENCH_MEM_LOGS=N` and `BENCH_MEM_PROBLEMS=N`
+//! `BENCH_LOGS=N` changes the throughput input; `BENCH_E2E_LOGS=N` the end-to-end one;
+//! `BENCH_MEM_LOGS=N` and `BENCH_MEM_PROBLEMS=N`
 //! the memory one; `BENCH_SKIP_MEM=1` skips the memory run. Fails (panics) if a run fails.
 
 use std::collections::HashMap;
@@ -23,6 +27,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+/// The binary's allocator, so the memory run measures what a user's process holds.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The sample-data generator, whose logs the end-to-end runs read.
+#[allow(dead_code)]
+#[path = "../examples/gen_logs.rs"]
+mod gen_logs;
 
 /// One generated log line, `i` of a listing over `problems` problems.
 fn line(out: &mut impl Write, i: usize, problems: usize) -> std::io::Result<()> {
@@ -98,6 +111,72 @@ fn args(input: &str, state: &Path, extra: &[&str]) -> Vec<String> {
     .collect();
     a.extend(extra.iter().map(|s| s.to_string()));
     a
+}
+
+/// The `triage` binary over `examples/gen_logs`-shaped logs, process start to exit: the
+/// modes take turns, three rounds after one untimed run, as above.
+fn end_to_end(dir: &Path, state: &Path) {
+    let logs = env_usize("BENCH_E2E_LOGS", 200_000);
+    let input = dir.join("gen_logs.jsonl");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&input).expect("input"));
+        let opts = gen_logs::Options {
+            count: logs as u64,
+            seed: 42,
+            malformed: false,
+            problems: false,
+        };
+        gen_logs::generate(&opts, &mut out).expect("write input");
+        out.flush().expect("flush input");
+    }
+    let input = input.to_str().expect("utf-8 path");
+    let modes: Vec<(&str, Vec<String>)> = [
+        ("binary, sequential", vec![]),
+        ("binary, --async --workers 4", vec!["--async", "--workers", "4"]),
+    ]
+    .into_iter()
+    .map(|(name, extra)| {
+        let mut a = args(input, state, &extra);
+        a.remove(0);
+        a.extend(["--output".into(), "json".into()]);
+        (name, a)
+    })
+    .collect();
+    let exe = env!("CARGO_BIN_EXE_triage");
+    let once = |a: &[String]| {
+        let started = Instant::now();
+        let out = Command::new(exe).args(a).output().expect("start triage");
+        let elapsed = started.elapsed();
+        assert!(out.status.success(), "triage failed: {:?}", out.status);
+        let summary: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("a JSON summary on stdout");
+        assert_eq!(summary["processed"], logs, "every log processed");
+        (elapsed, summary["problems"].as_u64().unwrap_or(0))
+    };
+    once(&modes[0].1);
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+    let mut problems = vec![0u64; modes.len()];
+    for _ in 0..3 {
+        for (m, (_, a)) in modes.iter().enumerate() {
+            let (t, p) = once(a);
+            times[m].push(t);
+            problems[m] = p;
+        }
+    }
+    for (m, (name, _)) in modes.iter().enumerate() {
+        times[m].sort();
+        let (best, median) = (times[m][0], times[m][1]);
+        println!(
+            "{:<28} {:>10} {:>9} {:>10.3} {:>14.0} {:>14.0} {:>14}",
+            name,
+            logs,
+            problems[m],
+            best.as_secs_f64(),
+            logs as f64 / best.as_secs_f64(),
+            logs as f64 / median.as_secs_f64(),
+            "-"
+        );
+    }
 }
 
 /// The child of the memory run: the pipeline over stdin, then its peak RSS on stdout.
@@ -186,6 +265,8 @@ fn main() {
             cpus[m].as_secs_f64() * 1e6 / logs as f64
         );
     }
+
+    end_to_end(dir.path(), &state);
 
     if std::env::var_os("BENCH_SKIP_MEM").is_some() {
         return;

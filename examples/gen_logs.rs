@@ -294,11 +294,12 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-struct Options {
-    count: u64,
-    seed: u64,
-    malformed: bool,
-    problems: bool,
+/// What to write (the pipeline bench builds one too, to write this generator's logs).
+pub(crate) struct Options {
+    pub(crate) count: u64,
+    pub(crate) seed: u64,
+    pub(crate) malformed: bool,
+    pub(crate) problems: bool,
 }
 
 const USAGE: &str =
@@ -392,7 +393,7 @@ fn write_problems(out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"\n")
 }
 
-fn generate(opts: &Options, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn generate(opts: &Options, out: &mut impl Write) -> io::Result<()> {
     let k = TEMPLATES.len() as u64;
     let total_weight: u64 = TEMPLATES.iter().map(|t| t.weight).sum();
     // Coverage: when there is room, event `stride * j + stride / 2` is forced to template `j`.
