@@ -17,7 +17,8 @@
 //! A leader's "find" is batched (`jira::lookup`): ingest queues each new leader's lookup as it
 //! claims it, and the lookups of many problems go out in one JQL search.
 //!
-//! The map, one concern per folder:
+//! The map, one concern per folder (docs/architecture.md draws it, with where to start for each
+//! kind of change):
 //! - `source/`: where logs come from (`file`, `datadog`);
 //! - `grouping/`: a log to its fingerprint (significant line, masking, the template miner, its
 //!   stored templates, `[[group]]` rules);
