@@ -4,6 +4,9 @@
 //! one-line message); everything that needs more than one value or the filesystem is checked in
 //! `config`. Secrets are never flags: they are read from the environment by `config`, so they
 //! cannot show up in `ps`, in shell history, or in `--help`.
+//!
+//! build.rs includes this file too, to write the man page and shell completions: it may use
+//! only clap, clap_complete, `super::VERSION` and `crate::redact::Redactor::parse`.
 
 use std::path::PathBuf;
 
@@ -32,20 +35,9 @@ Exit codes:
   75   another run holds the state lock (try again later)
   130  interrupted (Ctrl-C / SIGTERM): in-flight logs finished, partial summary printed";
 
-/// The version, the git commit it was built from and the build date (`unknown` when built
-/// from a copy without git history): `0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-01)`.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("TRIAGE_GIT_COMMIT"),
-    ", built ",
-    env!("TRIAGE_BUILD_DATE"),
-    ")"
-);
-
 /// Turn Datadog error logs into exactly one Jira ticket per distinct problem.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "triage", version = VERSION, about, after_help = AFTER_HELP)]
+#[command(name = "triage", version = super::VERSION, about, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -356,7 +348,7 @@ pub fn command() -> clap::Command {
     let mut args: Vec<clap::Arg> = derived.get_arguments().cloned().collect();
     args.sort_by_key(rank);
     let mut command = clap::Command::new("triage")
-        .version(VERSION)
+        .version(super::VERSION)
         .after_help(AFTER_HELP)
         .args(args)
         .subcommands(derived.get_subcommands().cloned());

@@ -10,6 +10,17 @@ pub mod cli;
 pub mod envfile;
 pub mod file;
 
+/// The version, the git commit it was built from and the build date (`unknown` when built
+/// from a copy without git history): `0.1.0 (commit 1a2b3c4d5e6f, built 2026-12-01)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TRIAGE_GIT_COMMIT"),
+    ", built ",
+    env!("TRIAGE_BUILD_DATE"),
+    ")"
+);
+
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
