@@ -67,6 +67,9 @@ fn main() -> ExitCode {
         matches.value_source("workers"),
         Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
     );
+    if let Some(code) = markdown_elsewhere(&cli) {
+        return code;
+    }
     match &cli.command {
         Some(Command::Check) => return check(&cli, &env, rules.routes),
         Some(Command::Route { fingerprint, .. }) => {
@@ -125,6 +128,9 @@ fn main() -> ExitCode {
         Ok(report) => {
             match cli.output {
                 OutputFormat::Text => print!("{}", triage::pipeline::report::render_text(&report)),
+                OutputFormat::Markdown => {
+                    print!("{}", triage::pipeline::report::render_markdown(&report))
+                }
                 // One line per run, so a log of many runs is JSON Lines.
                 OutputFormat::Json => {
                     match serde_json::to_string(&triage::pipeline::report::Versioned(
@@ -337,6 +343,25 @@ fn env_value_message(
     Some(format!("{}={value}: {expected}", name.to_string_lossy()))
 }
 
+/// `--output markdown` with a command that lists something (`status`, `templates`,
+/// `route --explain`): exit 2, since Markdown is the run's summary only. Commands that ignore
+/// `--output` (`check`, `completions`, `man`, `state`) ignore it too.
+fn markdown_elsewhere(cli: &Cli) -> Option<ExitCode> {
+    if cli.output != OutputFormat::Markdown {
+        return None;
+    }
+    let name = match &cli.command {
+        Some(Command::Status { .. }) => "triage status",
+        Some(Command::Templates { .. }) => "triage templates",
+        Some(Command::Route { .. }) => "triage route --explain",
+        _ => return None,
+    };
+    stderr_line(&format!(
+        "error: --output markdown is for the run's summary only; {name} prints text or json (--output text|json)"
+    ));
+    Some(ExitCode::from(exit::USAGE))
+}
+
 /// `triage check`: one line per service on stdout; 0 only if every configured one passes.
 fn check(
     cli: &Cli,
@@ -454,7 +479,9 @@ fn explain(
         return ExitCode::from(exit::USAGE);
     }
     match cli.output {
-        OutputFormat::Text => print!("{}", triage::explain::render_text(&entries)),
+        OutputFormat::Text | OutputFormat::Markdown => {
+            print!("{}", triage::explain::render_text(&entries))
+        }
         OutputFormat::Json => match serde_json::to_string_pretty(&entries) {
             Ok(json) => println!("{json}"),
             Err(e) => {
@@ -475,7 +502,7 @@ fn status(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, runs: usize) -> ExitC
     match triage::status::read(&path, &scope, runs) {
         Ok(status) => {
             match cli.output {
-                OutputFormat::Text => print!("{}", status.render_text()),
+                OutputFormat::Text | OutputFormat::Markdown => print!("{}", status.render_text()),
                 OutputFormat::Json => match serde_json::to_string(&status) {
                     Ok(json) => println!("{json}"),
                     Err(e) => {
@@ -596,7 +623,9 @@ fn templates(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, show: Option<&str>
         }
     };
     match cli.output {
-        OutputFormat::Text => print!("{}", triage::grouping::list::render_text(&templates)),
+        OutputFormat::Text | OutputFormat::Markdown => {
+            print!("{}", triage::grouping::list::render_text(&templates))
+        }
         OutputFormat::Json => match serde_json::to_string_pretty(&templates) {
             Ok(json) => println!("{json}"),
             Err(e) => {

@@ -136,7 +136,8 @@ pub struct Cli {
         default_value_t = 0, value_parser = whole_number::<u64>(0, u64::MAX), global = true, help_heading = "Jira")]
     pub max_tickets: u64,
 
-    /// The summary on stdout (for `status` and `templates`: what they list).
+    /// The summary on stdout (for `status` and `templates`: what they list); markdown (a
+    /// table for a CI job's summary page) is for the run only.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true, help_heading = "Output")]
     pub output: OutputFormat,
 
@@ -517,6 +518,8 @@ pub enum AnalyzerKind {
 pub enum OutputFormat {
     Text,
     Json,
+    // GitHub-flavoured Markdown, for a CI job's summary page: the run's summary only.
+    Markdown,
 }
 
 #[cfg(test)]

@@ -81,6 +81,8 @@ pub struct Collector {
     site: DatadogSite,
     /// Drafts in wiki markup, as Jira Server / Data Center (REST v2) gets them.
     wiki: bool,
+    /// The Jira base URL, for each ticket's page in the report.
+    jira_url: Option<String>,
     dry_run: bool,
     async_mode: bool,
     workers: usize,
@@ -121,6 +123,7 @@ impl Collector {
                 .jira
                 .as_ref()
                 .is_some_and(|j| j.api == crate::jira::config::JiraApi::V2),
+            jira_url: config.jira.as_ref().map(|j| j.base_url.clone()),
             dry_run: config.dry_run,
             async_mode: config.async_mode,
             workers: config.workers,
@@ -510,6 +513,7 @@ impl Collector {
         let mut tickets: Vec<(Severity, TicketEntry)> = Vec::with_capacity(self.problems.len());
         let mut muted: Vec<TicketEntry> = Vec::new();
         let site = self.site.clone();
+        let jira_url = self.jira_url.clone();
         let entry = |p: &Problem, template: String, service: Option<String>, hosts: Vec<String>| {
             let leader = p.leader.as_ref()?;
             let res = &leader.resolution;
@@ -525,6 +529,10 @@ impl Collector {
                     fingerprint: p.fingerprint.to_string(),
                     template,
                     key: res.key.clone(),
+                    url: jira_url
+                        .as_deref()
+                        .zip(res.key.as_deref())
+                        .map(|(base, key)| crate::pipeline::report::browse_url(base, key)),
                     action: res.action.as_str(),
                     summary,
                     severity: severity.as_str(),

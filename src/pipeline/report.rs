@@ -118,6 +118,9 @@ pub struct TicketEntry {
     /// The problem's message template (variable parts as `<*>`), as the miner learned it.
     pub template: String,
     pub key: Option<String>,
+    /// The ticket's page in Jira (`<JIRA_URL>/browse/<key>`); absent without a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub action: &'static str,
     pub summary: String,
     pub severity: &'static str,
@@ -289,14 +292,24 @@ pub fn render_text(report: &Report) -> String {
     out
 }
 
+/// What stands in place of the table when there are no problems to list.
+fn no_problems(report: &Report) -> Option<&'static str> {
+    let s = &report.summary;
+    if !report.tickets.is_empty() {
+        None
+    } else if s.unreadable > 0 && s.unreadable == s.fetched {
+        Some("No log could be read.")
+    } else {
+        Some("No problems found.")
+    }
+}
+
 /// The problems, one line each, or what stood in their way.
 fn ticket_table(report: &Report, out: &mut String) {
     use std::fmt::Write as _;
-    let s = &report.summary;
-    if report.tickets.is_empty() && s.unreadable > 0 && s.unreadable == s.fetched {
-        out.push_str("No log could be read.\n");
-    } else if report.tickets.is_empty() {
-        out.push_str("No problems found.\n");
+    if let Some(none) = no_problems(report) {
+        out.push_str(none);
+        out.push('\n');
     } else {
         let _ = writeln!(
             out,
@@ -326,11 +339,10 @@ fn ticket_table(report: &Report, out: &mut String) {
     }
 }
 
-/// The counts, the run's size and time, and the stage latencies.
-fn totals(s: &Summary, out: &mut String) {
-    use std::fmt::Write as _;
-    let _ = writeln!(
-        out,
+/// `300 logs: 0 created, 0 existing, 16 would create, 284 duplicates, 0 commented, 0 skipped,
+/// 0 failed`: the logs per outcome, the first line of the totals.
+fn counts_line(s: &Summary) -> String {
+    format!(
         "{}: {} created, {} existing, {} would create, {}, {} commented, {} skipped, {} failed",
         plural(s.processed, "log", "logs"),
         s.created,
@@ -340,14 +352,18 @@ fn totals(s: &Summary, out: &mut String) {
         s.commented,
         s.skipped,
         s.failed
-    );
+    )
+}
+
+/// `16 problems, 16 tickets (dry run: nothing written to Jira) in 0.10 s (3087 logs/s, async,
+/// 10 workers)`: the run's size and time, the second line of the totals.
+fn size_line(s: &Summary) -> String {
     let mode = if s.mode == "async" {
         format!("async, {}", plural(s.workers as u64, "worker", "workers"))
     } else {
         "sequential".to_string()
     };
-    let _ = writeln!(
-        out,
+    format!(
         "{}, {}{} in {:.2} s ({} logs/s, {mode})",
         plural(s.problems, "problem", "problems"),
         plural(s.tickets, "ticket", "tickets"),
@@ -358,7 +374,14 @@ fn totals(s: &Summary, out: &mut String) {
         },
         s.elapsed_ms as f64 / 1000.0,
         rate(s.logs_per_second)
-    );
+    )
+}
+
+/// The counts, the run's size and time, and the stage latencies.
+fn totals(s: &Summary, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "{}", counts_line(s));
+    let _ = writeln!(out, "{}", size_line(s));
     let stage = |name: &str, p: &Percentiles| match (p.p50_ms, p.p95_ms) {
         (Some(a), Some(b)) => format!("{name} {a:.2}/{b:.2}"),
         _ => format!("{name} -"),
@@ -435,6 +458,131 @@ fn notes(s: &Summary, out: &mut String) {
     if let Some(e) = &s.error {
         let _ = writeln!(out, "Stopped early: {e}");
     }
+}
+
+/// The run as GitHub-flavoured Markdown, for a CI job's summary page
+/// (`triage --output markdown >> "$GITHUB_STEP_SUMMARY"`): a heading, the counts and the run's
+/// size (the text summary's first two lines), one table row per problem (action, severity,
+/// logs, title, and the ticket as a link to its page in Jira), then the notes the text summary
+/// ends with (interrupted, stopped early, ...) as a list.
+///
+/// Every cell and note is escaped ([`markdown_text`]): a title cannot add a column, end the
+/// row, or bring a link, an image or HTML into the page.
+pub fn render_markdown(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let s = &report.summary;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## triage: {} in {}{}\n",
+        plural(s.problems, "problem", "problems"),
+        plural(s.processed, "log", "logs"),
+        if s.dry_run { " (dry run)" } else { "" }
+    );
+    let _ = writeln!(out, "{}\n", markdown_text(&counts_line(s)));
+    let _ = writeln!(out, "{}\n", markdown_text(&size_line(s)));
+    if let Some(none) = no_problems(report) {
+        let _ = writeln!(out, "{none}");
+    } else {
+        out.push_str("| Action | Severity | Logs | Title | Ticket |\n");
+        out.push_str("| --- | --- | ---: | --- | --- |\n");
+        for t in &report.tickets {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                markdown_text(t.action),
+                markdown_text(t.severity),
+                t.occurrences,
+                markdown_text(&t.summary),
+                markdown_ticket(t)
+            );
+        }
+    }
+    let mut notes_text = String::new();
+    notes(s, &mut notes_text);
+    if !notes_text.is_empty() {
+        out.push('\n');
+        for line in notes_text.lines() {
+            let _ = writeln!(out, "- {}", markdown_text(line));
+        }
+    }
+    out
+}
+
+/// A ticket's cell: its key as a link to its page, the key alone without a page, `—` without
+/// a key (a dry run's new problem).
+fn markdown_ticket(t: &TicketEntry) -> String {
+    match (&t.key, &t.url) {
+        (Some(key), Some(url)) => format!("[{}]({})", markdown_text(key), link_destination(url)),
+        (Some(key), None) => markdown_text(key),
+        (None, _) => "—".to_string(),
+    }
+}
+
+/// Text as one line of Markdown that reads as itself: line breaks and other control
+/// characters become spaces (a table row is one line), and every character Markdown could
+/// read as syntax is escaped with a backslash: `|` (a new column), `[ ] < >` (links, images,
+/// HTML, autolinks), `` ` * _ ~ $ `` (code, emphasis, strikethrough, maths), `&` (entities),
+/// `\` itself, and `# - +` at the start (a heading or a list). An `_` inside a word
+/// (`would_create`) cannot start emphasis and is left as it is.
+pub fn markdown_text(text: &str) -> String {
+    let chars: Vec<char> = text.trim().chars().collect();
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, &c) in chars.iter().enumerate() {
+        let inside_word = |i: usize| {
+            i > 0
+                && chars[i - 1].is_alphanumeric()
+                && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric())
+        };
+        let escape = match c {
+            '\\' | '|' | '[' | ']' | '<' | '>' | '`' | '*' | '~' | '$' | '&' => true,
+            '_' => !inside_word(i),
+            '#' | '-' | '+' => i == 0,
+            _ => false,
+        };
+        if escape {
+            out.push('\\');
+            out.push(c);
+        } else if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A URL as a Markdown link destination: the characters that could end the link or the table
+/// row (spaces, brackets, `|`, quotes, backslashes, controls) are percent-encoded.
+fn link_destination(url: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(url.len());
+    for c in url.chars() {
+        if c.is_ascii_graphic() && !matches!(c, '(' | ')' | '<' | '>' | '|' | '"' | '\\' | '`') {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// The page of ticket `key` in the Jira at `base_url` (no trailing slash): `<base>/browse/<key>`,
+/// the key percent-encoded as one path segment.
+pub fn browse_url(base_url: &str, key: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("{base_url}/browse/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -607,6 +755,151 @@ mod tests {
         assert!(text.contains("1 log: "), "{text}");
         assert!(text.contains(", 0 duplicates, "), "{text}");
         assert!(text.contains("(0.4 logs/s, async, 1 worker)"), "{text}");
+    }
+
+    fn ticket(summary: &str, key: Option<&str>) -> TicketEntry {
+        TicketEntry {
+            fingerprint: "5b9b11ea7f13748f".into(),
+            template: "write <*> no space left on device".into(),
+            key: key.map(str::to_string),
+            url: key.map(|k| browse_url("https://jira.example.com/jira", k)),
+            action: if key.is_some() {
+                "created"
+            } else {
+                "would_create"
+            },
+            summary: summary.into(),
+            severity: "critical",
+            occurrences: 14,
+            category: "disk",
+            service: Some("search".into()),
+            first_seen: None,
+            last_seen: None,
+            hosts: Vec::new(),
+            labels: vec!["triage-5b9b11ea7f13748f".into()],
+            route: None,
+            draft: None,
+        }
+    }
+
+    /// The cells of a Markdown table row: split at every `|` not escaped by a backslash.
+    fn cells(row: &str) -> Vec<String> {
+        let mut cells = vec![String::new()];
+        let mut escaped = false;
+        for c in row.chars() {
+            match c {
+                '|' if !escaped => cells.push(String::new()),
+                _ => {
+                    if let Some(cell) = cells.last_mut() {
+                        cell.push(c);
+                    }
+                }
+            }
+            escaped = c == '\\' && !escaped;
+        }
+        cells
+    }
+
+    #[test]
+    fn markdown_title_with_a_pipe_and_a_newline_keeps_the_table_shape() {
+        let hostile = "checkout: a | b\nc\r\n| <script>alert(1)</script> [x](https://evil.example) `rm` *em* _u_ &amp; \\| $x$";
+        let report = Report {
+            summary: empty_summary(),
+            tickets: vec![ticket(hostile, None), ticket("plain title", Some("OPS-12"))],
+            muted: vec![],
+        };
+        let md = render_markdown(&report);
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        // Header, delimiter, and one row per ticket: the newlines did not end the row.
+        assert_eq!(rows.len(), 4, "{md}");
+        let header = cells(rows[0]).len();
+        for row in &rows {
+            assert_eq!(
+                cells(row).len(),
+                header,
+                "a row with another shape: {row}\n{md}"
+            );
+        }
+        let title = &cells(rows[2])[4];
+        assert!(title.contains(r"a \| b c  \| "), "{title}");
+        for raw in ["<script>", "[x](", "`rm`", "*em*", "_u_"] {
+            assert!(!title.contains(raw), "{raw} left as Markdown in {title}");
+        }
+        for escaped in [
+            r"\<script\>",
+            r"\[x\](https://evil.example)",
+            r"\`rm\`",
+            r"\*em\*",
+            r"\_u\_",
+            r"\&amp;",
+            r"\$x\$",
+        ] {
+            assert!(title.contains(escaped), "{escaped} not in {title}");
+        }
+        // A backslash before a pipe is escaped itself, so the pipe stays escaped.
+        assert!(title.contains(r"\\\|"), "{title}");
+        assert_eq!(
+            cells(rows[2])[5].trim(),
+            "—",
+            "a dry run's new problem has no ticket"
+        );
+        assert_eq!(
+            cells(rows[3])[5].trim(),
+            "[OPS-12](https://jira.example.com/jira/browse/OPS-12)"
+        );
+    }
+
+    #[test]
+    fn markdown_carries_the_counts_and_what_stopped_the_run() {
+        let mut summary = empty_summary();
+        summary.interrupted = true;
+        summary.error = Some("Datadog: 503 <html> | down".into());
+        let md = render_markdown(&Report {
+            summary,
+            tickets: vec![],
+            muted: vec![],
+        });
+        assert!(
+            md.starts_with("## triage: 1 problem in 2 logs (dry run)\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("\n2 logs: 0 created, 0 existing, 1 would create, 1 duplicate, 0 commented, 0 skipped, 0 failed\n"),
+            "{md}"
+        );
+        assert!(md.contains("(dry run: nothing written to Jira)"), "{md}");
+        assert!(md.contains("\nNo problems found.\n"), "{md}");
+        assert!(md.contains("\n- Interrupted: "), "{md}");
+        assert!(
+            md.contains(r"- Stopped early: Datadog: 503 \<html\> \| down"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn markdown_text_leaves_words_alone_and_escapes_syntax() {
+        assert_eq!(markdown_text("would_create"), "would_create");
+        assert_eq!(markdown_text("  a\tb\u{7}c  "), "a b c");
+        assert_eq!(markdown_text("# not a heading"), r"\# not a heading");
+        assert_eq!(markdown_text("- not a list"), r"\- not a list");
+        assert_eq!(markdown_text("issue #12 - ok"), "issue #12 - ok");
+        assert_eq!(markdown_text("_x_ __init__"), r"\_x\_ \_\_init\_\_");
+    }
+
+    #[test]
+    fn a_ticket_page_is_under_browse_with_the_key_as_one_segment() {
+        assert_eq!(
+            browse_url("https://jira.example.com:8443/jira", "OPS-12"),
+            "https://jira.example.com:8443/jira/browse/OPS-12"
+        );
+        assert_eq!(
+            browse_url("https://j.example", "A/../B C)"),
+            "https://j.example/browse/A%2F..%2FB%20C%29"
+        );
+        assert_eq!(
+            link_destination("https://j.example/a b(c)|d"),
+            "https://j.example/a%20b%28c%29%7Cd"
+        );
     }
 
     #[test]

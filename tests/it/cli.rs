@@ -301,6 +301,133 @@ fn text_output_is_a_table_with_totals() {
     assert!(text.contains("logs/s"));
 }
 
+/// The cells of a Markdown table row, split at the `|` that no backslash escapes, trimmed.
+fn markdown_cells(row: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut escaped = false;
+    for c in row.chars() {
+        if c == '|' && !escaped {
+            cells.push(String::new());
+        } else if let Some(cell) = cells.last_mut() {
+            cell.push(c);
+        }
+        escaped = c == '\\' && !escaped;
+    }
+    // What is outside the first and last `|` of the row.
+    cells.remove(0);
+    cells.pop();
+    cells.iter().map(|c| c.trim().to_string()).collect()
+}
+
+/// `300 logs: 0 created, ..., 0 failed` as the summary's field names and their values.
+fn markdown_counts(line: &str) -> BTreeMap<String, u64> {
+    let (logs, rest) = line.split_once(": ").expect("N logs: ...");
+    let mut counts = BTreeMap::new();
+    let mut add = |part: &str| {
+        let (n, what) = part.split_once(' ').expect("N what");
+        let field = match what {
+            "log" | "logs" => "processed",
+            "duplicate" | "duplicates" => "duplicates",
+            "would create" => "would_create",
+            other => other,
+        };
+        counts.insert(field.to_string(), n.parse::<u64>().expect("a count"));
+    };
+    add(logs);
+    rest.split(", ").for_each(&mut add);
+    counts
+}
+
+#[test]
+fn markdown_output_shows_the_facts_of_the_json_summary_and_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let run = |output: &str, report: Option<&std::path::Path>| {
+        let mut t = triage();
+        t.cmd
+            .args(["--dry-run", "--no-state", "--async", "--workers", "4"])
+            .args(["--output", output, "--input"])
+            .arg(sample_logs());
+        if let Some(path) = report {
+            t.cmd.arg("--report").arg(path);
+        }
+        t.cmd.assert().code(0).get_output().stdout.clone()
+    };
+    let markdown = String::from_utf8(run("markdown", Some(&report_path))).unwrap();
+    let json: Value = serde_json::from_slice(&run("json", None)).unwrap();
+    let report = read_report(&report_path);
+
+    assert!(
+        markdown.starts_with(&format!(
+            "## triage: {SAMPLE_PROBLEMS} problems in {SAMPLE_LOGS} logs (dry run)\n"
+        )),
+        "{markdown}"
+    );
+    let counts_line = markdown
+        .lines()
+        .find(|l| l.starts_with(&format!("{SAMPLE_LOGS} logs: ")))
+        .expect("the counts line");
+    let counts = markdown_counts(counts_line);
+    assert_eq!(counts.len(), 8, "{counts_line}");
+    for (field, n) in &counts {
+        assert_eq!(json[field].as_u64(), Some(*n), "{field} in {counts_line}");
+        assert_eq!(report["summary"][field].as_u64(), Some(*n), "{field}");
+    }
+    assert!(
+        markdown.contains("(dry run: nothing written to Jira)"),
+        "{markdown}"
+    );
+
+    let rows: Vec<Vec<String>> = markdown
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(markdown_cells)
+        .collect();
+    assert_eq!(rows[0], ["Action", "Severity", "Logs", "Title", "Ticket"]);
+    let problems = &rows[2..];
+    let tickets = report["tickets"].as_array().unwrap();
+    assert_eq!(problems.len() as u64, SAMPLE_PROBLEMS);
+    assert_eq!(json["tickets"].as_u64(), Some(problems.len() as u64));
+    assert_eq!(problems.len(), tickets.len());
+    for (row, ticket) in problems.iter().zip(tickets) {
+        assert_eq!(row.len(), 5, "{row:?}");
+        assert_eq!(row[0], ticket["action"].as_str().unwrap());
+        assert_eq!(row[1], ticket["severity"].as_str().unwrap());
+        assert_eq!(row[2], ticket["occurrences"].to_string());
+        assert_eq!(row[4], "—", "a dry run without Jira has no ticket key");
+        // The title, unescaped, is the ticket's summary.
+        let mut title = String::new();
+        let mut chars = row[3].chars();
+        while let Some(c) = chars.next() {
+            title.push(if c == '\\' { chars.next().unwrap() } else { c });
+        }
+        assert_eq!(title, ticket["summary"].as_str().unwrap());
+    }
+    let occurrences: u64 = problems.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert_eq!(occurrences, SAMPLE_LOGS);
+}
+
+#[test]
+fn markdown_is_refused_by_the_commands_that_list_something() {
+    for args in [
+        vec!["status"],
+        vec!["templates"],
+        vec!["route", "--explain", "--input", "-"],
+    ] {
+        let mut t = triage();
+        let state = t.dir.path().join("state.db");
+        t.cmd
+            .args(&args)
+            .arg("--state")
+            .arg(&state)
+            .args(["--output", "markdown"])
+            .write_stdin("");
+        t.cmd.assert().code(2).stderr(predicate::str::contains(
+            "--output markdown is for the run's summary only",
+        ));
+    }
+}
+
 #[test]
 fn limit_stops_after_n_logs() {
     let mut t = triage();

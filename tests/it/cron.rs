@@ -1263,6 +1263,7 @@ async fn the_github_actions_steps_in_docs_ci_md_work_as_written() {
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let github_output = dir.path().join("github_output");
+    let step_summary = dir.path().join("step_summary.md");
     let path = format!(
         "{}:{}",
         bin_dir(dir.path()).display(),
@@ -1274,6 +1275,7 @@ async fn the_github_actions_steps_in_docs_ci_md_work_as_written() {
             .env("PATH", &path)
             .env("HOME", dir.path())
             .env("GITHUB_OUTPUT", &github_output)
+            .env("GITHUB_STEP_SUMMARY", &step_summary)
             .current_dir(&work)
             // GitHub runs `run:` steps with `bash -e`.
             .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", step]);
@@ -1304,11 +1306,32 @@ async fn the_github_actions_steps_in_docs_ci_md_work_as_written() {
         );
         eprintln!("$ {step}{}", String::from_utf8_lossy(&out.stdout));
     }
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(work.join("summary.json")).unwrap()).unwrap();
+    let report = read_report(&work.join("triage-report.json"));
+    let summary = &report["summary"];
     assert_eq!(summary["created"], problems);
     assert_eq!(summary["processed"], 60);
-    assert!(work.join("triage-report.json").exists());
+    // The job's summary page: the counts, and each new ticket linked to its page in Jira.
+    let page = std::fs::read_to_string(&step_summary).unwrap();
+    assert!(page.starts_with("## triage: "), "{page}");
+    assert!(
+        page.contains(&format!("\n60 logs: {problems} created, 0 existing, ")),
+        "{page}"
+    );
+    let tickets = report["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), problems);
+    for ticket in tickets {
+        let key = ticket["key"].as_str().unwrap();
+        let url = format!("{}/browse/{key}", server.uri());
+        assert_eq!(ticket["url"], url.as_str());
+        assert!(
+            page.contains(&format!(
+                "| created | {} | {} | ",
+                ticket["severity"].as_str().unwrap(),
+                ticket["occurrences"]
+            )) && page.contains(&format!("| [{key}]({url}) |")),
+            "{key} not linked on the page:\n{page}"
+        );
+    }
     assert!(work.join(".triage/state.db").exists());
     let outputs = std::fs::read_to_string(&github_output).unwrap();
     assert!(outputs.contains("exit_code=0"), "{outputs}");
