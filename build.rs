@@ -5,7 +5,7 @@
 //!
 //! In: `git` (when the source is a git checkout) and `SOURCE_DATE_EPOCH` (reproducible builds).
 //! Out: the `TRIAGE_GIT_COMMIT` and `TRIAGE_BUILD_DATE` compile-time variables, and in
-//! `target/<profile>/assets/`: `triage.1`, `triage.bash`, `_triage` (zsh) and `triage.fish`.
+//! `target/<profile>/assets/`: `triage.1.gz`, `triage.bash`, `_triage` (zsh) and `triage.fish`.
 //! It never fails on git: built from a tarball without `.git`, or without `git` installed, the
 //! commit is `unknown`. It fails only when it cannot write those files.
 
@@ -125,7 +125,13 @@ fn write_assets() -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let mut page = Vec::new();
     clap_mangen::Man::new(cli::command()).render(&mut page)?;
-    write_if_changed(&dir.join("triage.1"), &page)?;
+    // Compressed as `gzip -9n` would: no name and no time in the header, so the same page
+    // gives the same bytes.
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &page)?;
+    write_if_changed(&dir.join("triage.1.gz"), &gz.finish()?)?;
     use clap_complete::Shell;
     for (shell, name) in [
         (Shell::Bash, "triage.bash"),

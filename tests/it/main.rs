@@ -17,6 +17,7 @@ mod input;
 mod jira;
 mod llm;
 mod newcomer;
+mod packaging;
 mod properties;
 mod routes;
 mod secrets;
