@@ -290,7 +290,13 @@ async fn start_and_run(
             None => None,
         }
     };
-    let progress = pipeline::progress::Progress::new(config.progress, config.limit);
+    let progress = pipeline::progress::Progress::new(
+        config.progress,
+        pipeline::progress::Total::of(
+            config.limit,
+            pipeline::progress::input_bytes(&config.source),
+        ),
+    );
     let metrics_file = config.metrics_file.clone();
     let tickets = Arc::new(ticket::TicketStage::new(
         &config,

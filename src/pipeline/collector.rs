@@ -303,13 +303,19 @@ impl Collector {
         }
     }
 
+    /// The records taken so far came from this many bytes of the input file: the progress
+    /// bar moves toward the file's size.
+    pub fn input_read(&mut self, bytes: u64) {
+        self.progress.read_to(bytes);
+    }
+
     /// One more log added: the progress line moves.
     fn counted_one(&mut self) {
         self.progress.inc();
         if self.stats.processed().is_multiple_of(64) && self.progress.shown() {
             self.progress.message(format!(
-                "{} problems, {} failed",
-                self.problems.len(),
+                "{}, {} failed",
+                crate::pipeline::report::plural(self.problems.len() as u64, "problem", "problems"),
                 self.stats.failed
             ));
         }

@@ -331,6 +331,7 @@ impl<'c> Loop<'c> {
                 // Shown, but the result is complete: the checkpoint may move.
                 Some(SourceItem::Notice(n)) => self.collector.notice(n),
                 Some(SourceItem::Cut(c)) => self.collector.cut(&c),
+                Some(SourceItem::Read { bytes }) => self.collector.input_read(bytes),
             }
             if !(self.taking && self.waiting.len() < LOOKAHEAD && self.dedup.parked() < MAX_PARKED)
             {

@@ -58,6 +58,8 @@ pub async fn run(input: InputPath, max_line_bytes: usize, tx: ItemSender) -> any
             }
         };
         let mut emitter = Emitter::new(tx, origin, max_line_bytes);
+        // A file's size is known, so the progress bar counts the bytes read toward it.
+        emitter.tell_position = matches!(input, InputPath::Path(_));
         read_all(BufReader::with_capacity(256 * 1024, reader), &mut emitter)
             .map_err(|e| anyhow::anyhow!("reading {input}: {e}"))
     })
@@ -85,6 +87,47 @@ struct Emitter {
     trial: Trial,
     /// How often each record content without an id was seen so far (by a 64-bit hash).
     contents: std::collections::HashMap<u64, u32>,
+    /// Send `SourceItem::Read` (how far into the input the records sent came from).
+    tell_position: bool,
+    /// Bytes of the input read past the format sniffing's replay ([`Counted`]).
+    taken: Rc<Cell<u64>>,
+    /// Records sent since the last `SourceItem::Read`.
+    since_position: u32,
+}
+
+/// Records between two `SourceItem::Read`: often enough for a smooth bar, rare enough to cost
+/// nothing beside the records themselves.
+const POSITION_EVERY: u32 = 64;
+
+/// A reader that counts the bytes taken from it, read or consumed from its buffer.
+struct Counted<R> {
+    inner: R,
+    taken: Rc<Cell<u64>>,
+}
+
+impl<R> Counted<R> {
+    fn add(&self, n: usize) {
+        self.taken.set(self.taken.get().saturating_add(n as u64));
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.add(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.add(n);
+    }
 }
 
 /// What reading a sample one way gave.
@@ -104,6 +147,9 @@ impl Emitter {
             budget: Rc::new(Cell::new(0)),
             trial: Trial::default(),
             contents: std::collections::HashMap::new(),
+            tell_position: false,
+            taken: Rc::new(Cell::new(0)),
+            since_position: 0,
         }
     }
 
@@ -120,6 +166,9 @@ impl Emitter {
             budget: Rc::new(Cell::new(0)),
             trial: Trial::default(),
             contents: std::collections::HashMap::new(),
+            tell_position: false,
+            taken: Rc::new(Cell::new(0)),
+            since_position: 0,
         };
         // Reading from memory cannot fail; a failure would only count as nothing read.
         let _ = read(&mut out);
@@ -135,8 +184,26 @@ impl Emitter {
             }
             return;
         };
+        let record = matches!(item, SourceItem::Event(_) | SourceItem::Skipped(_));
         if !self.hung_up && tx.blocking_send(item).is_err() {
             self.hung_up = true;
+        }
+        if record && self.tell_position {
+            self.since_position += 1;
+            if self.since_position >= POSITION_EVERY {
+                self.position();
+            }
+        }
+    }
+
+    /// Say how many bytes of the input the records sent so far came from.
+    fn position(&mut self) {
+        self.since_position = 0;
+        if let (Some(tx), false) = (&self.tx, self.hung_up) {
+            let bytes = self.taken.get();
+            if tx.blocking_send(SourceItem::Read { bytes }).is_err() {
+                self.hung_up = true;
+            }
         }
     }
 
@@ -208,11 +275,19 @@ fn read_all<R: BufRead>(mut reader: R, out: &mut Emitter) -> std::io::Result<()>
     if let Some(notice) = notice {
         out.send(SourceItem::Notice(format!("{}: {notice}", out.origin)));
     }
-    let replay = Cursor::new(sample).chain(reader);
+    // Counted from here: the sample is read again first, so each byte is counted once.
+    let replay = Counted {
+        inner: Cursor::new(sample).chain(reader),
+        taken: out.taken.clone(),
+    };
     match format {
-        Format::JsonLines => read_lines(replay, out),
-        Format::Documents => read_documents(replay, out),
+        Format::JsonLines => read_lines(replay, out)?,
+        Format::Documents => read_documents(replay, out)?,
     }
+    if out.tell_position {
+        out.position();
+    }
+    Ok(())
 }
 
 /// How a raw line read ended.

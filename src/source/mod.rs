@@ -33,6 +33,9 @@ pub enum SourceItem {
     Cut(Cut),
     /// One fetch from the source finished (a Datadog page): its latency feeds the `fetch` stats.
     Fetched { latency: Duration, events: usize },
+    /// How many bytes of an `--input` file the records sent so far came from: sent every so
+    /// often and when the file ends, so the progress bar can count toward the file's size.
+    Read { bytes: u64 },
 }
 
 /// A record that was not a usable log.

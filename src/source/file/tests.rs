@@ -316,3 +316,64 @@ fn cut_json_is_closed_where_it_can_be() {
     assert_eq!(close(r#""just a string"#), None);
     assert_eq!(close("   "), None);
 }
+
+/// What reading `input` sends when told to say how far it has read: the positions, and how many
+/// records came before each.
+fn positions(input: &[u8]) -> Vec<(u64, usize)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+    let mut out = Emitter::new(tx, "t".into(), DEFAULT_MAX_LINE_BYTES);
+    out.tell_position = true;
+    read_all(BufReader::with_capacity(1024, input), &mut out).unwrap();
+    drop(out);
+    let mut records = 0;
+    let mut said = Vec::new();
+    while let Ok(item) = rx.try_recv() {
+        match item {
+            SourceItem::Event(_) | SourceItem::Skipped(_) => records += 1,
+            SourceItem::Read { bytes } => said.push((bytes, records)),
+            _ => {}
+        }
+    }
+    said
+}
+
+#[test]
+fn the_bytes_read_are_told_as_records_go_and_reach_the_size_at_the_end() {
+    let line =
+        |i: usize| format!(r#"{{"id":"l{i}","type":"log","attributes":{{"message":"boom {i}"}}}}"#);
+    let lines: String = (0..200).map(|i| line(i) + "\n").collect();
+    let array = format!(
+        "[\n{}\n]\n",
+        (0..200).map(line).collect::<Vec<_>>().join(",\n")
+    );
+    // Unreadable lines are records too.
+    let mixed: String = (0..200)
+        .map(|i| {
+            if i % 2 == 0 {
+                line(i) + "\n"
+            } else {
+                "not json\n".into()
+            }
+        })
+        .collect();
+    for input in [lines, array, mixed] {
+        let said = positions(input.as_bytes());
+        assert!(said.len() >= 3, "{said:?}");
+        assert!(said.windows(2).all(|w| w[0] <= w[1]), "{said:?}");
+        // Each position counts the bytes of the records sent before it, and no more than the
+        // input holds; the last one is the whole input.
+        for &(bytes, records) in &said[..said.len() - 1] {
+            assert_eq!(records % 64, 0, "{said:?}");
+            assert!(bytes > 0 && bytes < input.len() as u64, "{said:?}");
+        }
+        assert_eq!(said.last().map(|p| p.0), Some(input.len() as u64));
+    }
+}
+
+#[test]
+fn nothing_is_told_of_the_position_unless_asked() {
+    let input = format!("{EV}\n").repeat(200);
+    assert!(!read(&input)
+        .iter()
+        .any(|i| matches!(i, SourceItem::Read { .. })));
+}
