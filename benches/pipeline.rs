@@ -113,8 +113,7 @@ fn args(input: &str, state: &Path, extra: &[&str]) -> Vec<String> {
     a
 }
 
-/// The `triage` binary over `examples/gen_logs`-shaped logs, process start to exit: the
-/// modes take turns, three rounds after one untimed run, as above.
+/// The `triage` binary over `examples/gen_logs`-shaped logs, process start to exit.
 fn end_to_end(dir: &Path, state: &Path) {
     let logs = env_usize("BENCH_E2E_LOGS", 200_000);
     let input = dir.join("gen_logs.jsonl");
@@ -132,7 +131,10 @@ fn end_to_end(dir: &Path, state: &Path) {
     let input = input.to_str().expect("utf-8 path");
     let modes: Vec<(&str, Vec<String>)> = [
         ("binary, sequential", vec![]),
-        ("binary, --async --workers 4", vec!["--async", "--workers", "4"]),
+        (
+            "binary, --async --workers 4",
+            vec!["--async", "--workers", "4"],
+        ),
     ]
     .into_iter()
     .map(|(name, extra)| {
@@ -151,21 +153,37 @@ fn end_to_end(dir: &Path, state: &Path) {
         let summary: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("a JSON summary on stdout");
         assert_eq!(summary["processed"], logs, "every log processed");
-        (elapsed, summary["problems"].as_u64().unwrap_or(0))
+        (elapsed, summary["problems"].as_u64().unwrap_or(0), None)
     };
-    once(&modes[0].1);
+    take_turns(&modes, logs, once);
+}
+
+/// One untimed run first (page cache, allocator), then the modes take turns, three rounds: a
+/// machine busy for a moment slows every mode alike, not the one that ran then. One row per
+/// mode: the best and the median of its three runs, and CPU time per log when `run` knows it.
+fn take_turns(
+    modes: &[(&str, Vec<String>)],
+    logs: usize,
+    run: impl Fn(&[String]) -> (Duration, u64, Option<Duration>),
+) {
+    run(&modes[0].1);
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+    let mut cpus: Vec<Option<Duration>> = vec![None; modes.len()];
     let mut problems = vec![0u64; modes.len()];
     for _ in 0..3 {
         for (m, (_, a)) in modes.iter().enumerate() {
-            let (t, p) = once(a);
+            let (t, p, cpu) = run(a);
             times[m].push(t);
+            cpus[m] = cpus[m].min(cpu).or(cpu);
             problems[m] = p;
         }
     }
     for (m, (name, _)) in modes.iter().enumerate() {
         times[m].sort();
         let (best, median) = (times[m][0], times[m][1]);
+        let cpu = cpus[m].map_or("-".to_string(), |c| {
+            format!("{:.2}", c.as_secs_f64() * 1e6 / logs as f64)
+        });
         println!(
             "{:<28} {:>10} {:>9} {:>10.3} {:>14.0} {:>14.0} {:>14}",
             name,
@@ -174,7 +192,7 @@ fn end_to_end(dir: &Path, state: &Path) {
             best.as_secs_f64(),
             logs as f64 / best.as_secs_f64(),
             logs as f64 / median.as_secs_f64(),
-            "-"
+            cpu
         );
     }
 }
@@ -236,35 +254,11 @@ fn main() {
     .into_iter()
     .map(|(name, extra)| (name, args(&input, &state, &extra)))
     .collect();
-    // One untimed run first (page cache, allocator), then the modes take turns, three rounds:
-    // a machine busy for a moment slows every mode alike, not the one that ran then.
-    run(&modes[0].1);
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
-    let mut cpus: Vec<Duration> = vec![Duration::MAX; modes.len()];
-    let mut problems = vec![0u64; modes.len()];
-    for _ in 0..3 {
-        for (m, (_, a)) in modes.iter().enumerate() {
-            let (r, t, cpu) = run(a);
-            assert_eq!(r.summary.processed as usize, logs, "every log processed");
-            times[m].push(t);
-            cpus[m] = cpus[m].min(cpu);
-            problems[m] = r.summary.problems;
-        }
-    }
-    for (m, (name, _)) in modes.iter().enumerate() {
-        times[m].sort();
-        let (best, median) = (times[m][0], times[m][1]);
-        println!(
-            "{:<28} {:>10} {:>9} {:>10.3} {:>14.0} {:>14.0} {:>14.2}",
-            name,
-            logs,
-            problems[m],
-            best.as_secs_f64(),
-            logs as f64 / best.as_secs_f64(),
-            logs as f64 / median.as_secs_f64(),
-            cpus[m].as_secs_f64() * 1e6 / logs as f64
-        );
-    }
+    take_turns(&modes, logs, |a| {
+        let (r, t, cpu) = run(a);
+        assert_eq!(r.summary.processed as usize, logs, "every log processed");
+        (t, r.summary.problems, Some(cpu))
+    });
 
     end_to_end(dir.path(), &state);
 
