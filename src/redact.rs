@@ -83,6 +83,12 @@ impl Redactor {
 
     /// The event with its message, tags, host and custom attributes redacted.
     pub fn event(&self, mut event: LogEvent) -> LogEvent {
+        self.event_in_place(&mut event);
+        event
+    }
+
+    /// Redact the event's message, tags, host and custom attributes where they are.
+    pub fn event_in_place(&self, event: &mut LogEvent) {
         if let Cow::Owned(m) = self.text(&event.message) {
             event.message = m;
         }
@@ -97,7 +103,6 @@ impl Redactor {
             }
         }
         self.value(&mut event.attributes);
-        event
     }
 
     /// Redact every string in a JSON value; the value of a key that names a secret is replaced.

@@ -1,5 +1,10 @@
 //! The source's side of the run: one spawned task that reads the file or pages through Datadog
-//! (earlier runs' failures first) and hands its items to the loop in batches.
+//! (earlier runs' failures first), redacts every log, and hands the items to the loop in
+//! batches.
+//!
+//! Redacted here, before the loop: nothing after this sees a log's raw text (the fingerprint,
+//! the templates the miner learns and stores, tickets, reports, the retry list). And the
+//! work, most of a log's cost after parsing, runs beside the loop rather than in it.
 //!
 //! The task is owned by [`Feed`]: the run either hears how it ended or stops it, so it never
 //! outlives the run.
@@ -10,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, SourceConfig};
 use crate::event::LogEvent;
 use crate::http::{RetryPolicy, Service};
+use crate::redact::Redactor;
 use crate::source::datadog::DatadogSource;
 use crate::source::{self, SourceItem};
 
@@ -79,8 +85,9 @@ impl Feed {
             drop(tx);
             source_future.await
         };
+        let redact = config.redact;
         let task = tokio::spawn(async move {
-            let (result, ()) = tokio::join!(produce, hand_on(source_rx, batch_tx));
+            let (result, ()) = tokio::join!(produce, hand_on(source_rx, batch_tx, redact));
             result
         });
         Ok(Feed {
@@ -147,8 +154,13 @@ impl Feed {
     }
 }
 
-/// Move the source's items on to the loop in batches of what is there, up to `HANDOFF_BATCH`.
-async fn hand_on(mut items: mpsc::Receiver<SourceItem>, batches: mpsc::Sender<Vec<SourceItem>>) {
+/// Move the source's items on to the loop in batches of what is there, up to `HANDOFF_BATCH`,
+/// every log redacted.
+async fn hand_on(
+    mut items: mpsc::Receiver<SourceItem>,
+    batches: mpsc::Sender<Vec<SourceItem>>,
+    redact: Redactor,
+) {
     loop {
         // Room at the loop first: meanwhile the source fills its channel without waking
         // anyone, and the batch taken next is a full one.
@@ -158,6 +170,11 @@ async fn hand_on(mut items: mpsc::Receiver<SourceItem>, batches: mpsc::Sender<Ve
         let mut batch = Vec::with_capacity(HANDOFF_BATCH);
         if items.recv_many(&mut batch, HANDOFF_BATCH).await == 0 {
             return;
+        }
+        for item in &mut batch {
+            if let SourceItem::Event(event) = item {
+                redact.event_in_place(event);
+            }
         }
         room.send(batch);
     }

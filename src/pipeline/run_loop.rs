@@ -400,11 +400,9 @@ impl<'c> Loop<'c> {
         Ok(seen.contains(id))
     }
 
-    /// A new log: redacted, fingerprinted, then held (young template), led, parked or done.
+    /// A new log (redacted by the feed): fingerprinted, then held (young template), led,
+    /// parked or done.
     async fn ingest(&mut self, event: LogEvent) -> anyhow::Result<()> {
-        // Redacted first: nothing after this line sees the raw text, and the templates the
-        // miner learns and stores hold no secret.
-        let event = self.config.redact.event(event);
         let printed = self.miner.fingerprint(&event);
         // A template is saved before any ticket can carry its label: the writer applies
         // operations in order, and a create commits first.
