@@ -317,7 +317,7 @@ fn read_line_capped<R: BufRead>(
             let end = if cut { LineEnd::Cut } else { LineEnd::Eof };
             return Ok((end, length));
         }
-        let (take, newline) = match available.iter().position(|&b| b == b'\n') {
+        let (take, newline) = match memchr::memchr(b'\n', available) {
             Some(i) => (i + 1, true),
             None => (available.len(), false),
         };
