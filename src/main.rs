@@ -100,16 +100,13 @@ fn main() -> ExitCode {
         Some(Command::State { action }) => return state_copy(&cli, &env, action),
         None => {}
     }
-    let (mut config, notices) = match Config::from_cli(&cli, workers_given, &env) {
+    let (config, notices) = match Config::for_run(&cli, workers_given, &env, rules) {
         Ok(ok) => ok,
         Err(e) => return config_error(&e),
     };
     for notice in notices {
         stderr_line(&format!("note: {notice}"));
     }
-    config.routes = rules.routes;
-    config.groups = rules.groups;
-    config.progress = !cli.quiet && std::io::stderr().is_terminal();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -368,11 +365,15 @@ fn check(
     env: &dyn Fn(&str) -> Option<String>,
     routes: triage::route::Routes,
 ) -> ExitCode {
-    let (mut config, partial) = match Config::for_check(cli, env) {
+    let (config, partial) = match Config::for_check(cli, env) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
-    config.routes = routes;
+    let rules = triage::config::file::Rules {
+        routes,
+        groups: Default::default(),
+    };
+    let config = config.with_rules(rules, false);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -441,12 +442,10 @@ fn explain(
             }
         },
     };
-    let (mut config, _) = match Config::from_cli(&cli, false, env) {
-        Ok(ok) => ok,
+    let config = match Config::from_cli(&cli, false, env) {
+        Ok((config, _)) => config.with_rules(rules.clone(), false),
         Err(e) => return config_error(&e),
     };
-    config.routes = rules.routes.clone();
-    config.groups = rules.groups.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

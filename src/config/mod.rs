@@ -259,6 +259,31 @@ pub enum AnalyzerConfig {
 pub type Notices = Vec<String>;
 
 impl Config {
+    /// The whole checked configuration of a run: the command line and the environment
+    /// ([`Config::from_cli`]), the config file's routes and group rules, and whether the
+    /// progress bar shows (stderr is a terminal and `--quiet` is off).
+    pub fn for_run(
+        cli: &Cli,
+        workers_given: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+        rules: file::Rules,
+    ) -> Result<(Config, Notices), ConfigError> {
+        let (config, notices) = Config::from_cli(cli, workers_given, env)?;
+        let progress = !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Ok((config.with_rules(rules, progress), notices))
+    }
+
+    /// This configuration with the config file's routes and group rules, and the progress bar
+    /// shown or not.
+    pub fn with_rules(self, rules: file::Rules, progress: bool) -> Config {
+        Config {
+            routes: rules.routes,
+            groups: rules.groups,
+            progress,
+            ..self
+        }
+    }
+
     /// Check the command line and the environment.
     ///
     /// `workers_given` says whether `--workers` / `ASYNC_MAX_WORKERS` was set explicitly (so
