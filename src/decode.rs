@@ -14,7 +14,7 @@ use crate::http::{read_body_capped, BodyError};
 pub const DEFAULT_LIMIT: usize = 16 * 1024 * 1024;
 
 /// An answer that could not be read or decoded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{service} {endpoint}: {what}")]
 pub struct DecodeError {
     pub service: &'static str,

@@ -29,6 +29,7 @@ use super::lookup::{self, Batch, Failed, Lookups, Plan, Prefetched, Waiter};
 use super::model::{
     Created, Issue, Myself, SearchJqlRequest, SearchResponse, SearchV2Request, Transitions,
 };
+use super::JiraError;
 use crate::grouping::fingerprint::Fingerprint;
 use crate::http::{HttpError, Retry, Service};
 use crate::route::Fields;
@@ -106,10 +107,10 @@ pub(crate) async fn until_search_settles<T, Fut>(
     mut last: T,
     found: impl Fn(&T) -> bool,
     mut search: impl FnMut() -> Fut,
-    give_up: impl FnOnce() -> anyhow::Error,
-) -> anyhow::Result<T>
+    give_up: impl FnOnce() -> JiraError,
+) -> Result<T, JiraError>
 where
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
+    Fut: std::future::Future<Output = Result<T, JiraError>>,
 {
     let mut wait = LOST_CREATE_SEARCH_FIRST_WAIT;
     while !found(&last) {
@@ -379,7 +380,7 @@ impl JiraClient {
 
     /// Find this problem's tickets by its own label, in a fresh search (batched with the other
     /// lookups of the moment): this run's own record first.
-    pub async fn find(self: &Arc<Self>, fingerprint: &Fingerprint) -> anyhow::Result<Found> {
+    pub async fn find(self: &Arc<Self>, fingerprint: &Fingerprint) -> Result<Found, JiraError> {
         self.find_labels(fingerprint, &[], false).await
     }
 
@@ -392,7 +393,7 @@ impl JiraClient {
         self: &Arc<Self>,
         fingerprint: &Fingerprint,
         also: &[Fingerprint],
-    ) -> anyhow::Result<Found> {
+    ) -> Result<Found, JiraError> {
         self.find_labels(fingerprint, also, true).await
     }
 
@@ -401,7 +402,7 @@ impl JiraClient {
         fingerprint: &Fingerprint,
         also: &[Fingerprint],
         prefetched: bool,
-    ) -> anyhow::Result<Found> {
+    ) -> Result<Found, JiraError> {
         let labels = labels_of(fingerprint, also);
         let label = labels[0].clone();
         if let Some(entry) = self.created.get(&label) {
@@ -489,7 +490,7 @@ impl JiraClient {
         self: &Arc<Self>,
         labels: &[String],
         prefetched: bool,
-    ) -> anyhow::Result<Arc<Batch>> {
+    ) -> Result<Arc<Batch>, JiraError> {
         let own = &labels[0];
         let pre = if prefetched {
             self.lookups.prefetched.remove(own).map(|(_, p)| p)
@@ -527,7 +528,7 @@ impl JiraClient {
         };
         match rx.await {
             Ok(Ok(batch)) => Ok(batch),
-            Ok(Err(failed)) => Err(failed.error()),
+            Ok(Err(failed)) => Err(failed.0),
             // The search task ended without an answer (stopped): search alone.
             Err(_) => Ok(Arc::new(Batch {
                 issues: self.search_labels(labels).await?,
@@ -562,7 +563,7 @@ impl JiraClient {
         self.lookups.done();
         let answer = match result {
             Ok(issues) => Ok(Arc::new(Batch { issues, alone })),
-            Err(e) => Err(Failed(Arc::new(e))),
+            Err(e) => Err(Failed(e)),
         };
         for w in chunk {
             let _ = w.tx.send(answer.clone());
@@ -583,7 +584,7 @@ impl JiraClient {
     pub async fn open_with_labels(
         &self,
         labels: &[String],
-    ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    ) -> Result<Vec<(String, Vec<String>)>, JiraError> {
         Ok(self
             .search_labels(labels)
             .await?
@@ -595,7 +596,7 @@ impl JiraClient {
 
     /// Add a label to a ticket (`PUT issue/{key}` with an `update.labels.add`); adding a label
     /// it already has changes nothing, so a retry is safe.
-    pub async fn add_label(&self, key: &str, label: &str) -> anyhow::Result<()> {
+    pub async fn add_label(&self, key: &str, label: &str) -> Result<(), JiraError> {
         let url = self.url(&format!("issue/{key}"));
         let body = json!({"update": {"labels": [{"add": label}]}});
         let resp = self
@@ -610,13 +611,13 @@ impl JiraClient {
         Ok(())
     }
 
-    async fn search_label(&self, label: &str) -> anyhow::Result<Vec<Issue>> {
+    async fn search_label(&self, label: &str) -> Result<Vec<Issue>, JiraError> {
         self.search_labels(&[label.to_string()]).await
     }
 
     /// Every issue in the searched projects carrying any of `labels`, newest first, page by
     /// page (at most [`MAX_SEARCH_PAGES`] pages of [`SEARCH_PAGE`]).
-    async fn search_labels(&self, labels: &[String]) -> anyhow::Result<Vec<Issue>> {
+    async fn search_labels(&self, labels: &[String]) -> Result<Vec<Issue>, JiraError> {
         let restriction = match labels {
             [one] => format!("labels = {}", jql_string(one)),
             many => format!(
@@ -638,7 +639,7 @@ impl JiraClient {
     /// them now: what the end of a run reads before it changes a ticket it created (a person
     /// may have edited it since). One search per [`READ_CHUNK`] keys; a key Jira does not show
     /// is left out.
-    pub async fn read_tickets(&self, keys: &[String]) -> anyhow::Result<Vec<Issue>> {
+    pub async fn read_tickets(&self, keys: &[String]) -> Result<Vec<Issue>, JiraError> {
         let mut out = Vec::new();
         for chunk in keys.chunks(READ_CHUNK) {
             for key in chunk {
@@ -659,7 +660,7 @@ impl JiraClient {
 
     /// Every issue a JQL search finds, with `fields`, page by page (at most
     /// [`MAX_SEARCH_PAGES`] pages of [`SEARCH_PAGE`]).
-    async fn search(&self, jql: &str, fields: &[&str]) -> anyhow::Result<Vec<Issue>> {
+    async fn search(&self, jql: &str, fields: &[&str]) -> Result<Vec<Issue>, JiraError> {
         let jql = jql.to_string();
         let path = match self.config.api {
             JiraApi::V3 => "search/jql",
@@ -720,16 +721,16 @@ impl JiraClient {
     }
 
     /// Look a ticket up by key (not by search, which lags): `Ok(None)` if it no longer exists.
-    pub async fn issue(&self, key: &str) -> anyhow::Result<Option<Issue>> {
+    pub async fn issue(&self, key: &str) -> Result<Option<Issue>, JiraError> {
         self.issue_with(key, SEARCH_FIELDS).await
     }
 
     /// [`JiraClient::read_tickets`] for one ticket, by key (search may not show it yet).
-    pub async fn read_ticket(&self, key: &str) -> anyhow::Result<Option<Issue>> {
+    pub async fn read_ticket(&self, key: &str) -> Result<Option<Issue>, JiraError> {
         self.issue_with(key, READ_FIELDS).await
     }
 
-    async fn issue_with(&self, key: &str, fields: &[&str]) -> anyhow::Result<Option<Issue>> {
+    async fn issue_with(&self, key: &str, fields: &[&str]) -> Result<Option<Issue>, JiraError> {
         crate::jira::key::check(key)?;
         let path = format!("issue/{key}?fields={}", fields.join(","));
         match self.get(&path).await {
@@ -755,7 +756,7 @@ impl JiraClient {
         draft: &TicketDraft<'_>,
         description: &Description,
         route: &Fields,
-    ) -> anyhow::Result<String> {
+    ) -> Result<String, JiraError> {
         let label = content::fingerprint_label(fingerprint.as_str());
         let mut last: Option<HttpError> = None;
         let mut sent = tokio::time::Instant::now();
@@ -813,8 +814,8 @@ impl JiraClient {
             }
         }
         Err(last
-            .map(anyhow::Error::from)
-            .unwrap_or_else(|| anyhow::anyhow!("Jira create failed")))
+            .map(JiraError::from)
+            .unwrap_or_else(|| JiraError::Failed("Jira create failed".into())))
     }
 
     /// Search for the ticket of a create sent at `sent` whose answer was lost, until it shows
@@ -825,7 +826,7 @@ impl JiraClient {
         &self,
         label: &str,
         sent: tokio::time::Instant,
-    ) -> anyhow::Result<Option<String>> {
+    ) -> Result<Option<String>, JiraError> {
         let open = |issues: &Vec<Issue>| issues.iter().any(|i| !i.is_done());
         let first = self.search_label(label).await?;
         let issues = until_search_settles(
@@ -834,12 +835,12 @@ impl JiraClient {
             open,
             || self.search_label(label),
             || {
-                anyhow::anyhow!(
+                JiraError::Failed(format!(
                     "a create for {label} got no usable answer and search has not shown it \
                      within the log's deadline; it is not sent again before --jira-search-lag \
                      ({}s) has passed",
                     self.config.search_lag.as_secs_f64()
-                )
+                ))
             },
         )
         .await?;
@@ -914,7 +915,7 @@ impl JiraClient {
         add: &[String],
         summary: Option<&str>,
         description: Option<&Description>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), JiraError> {
         #[derive(serde::Serialize)]
         struct Edit<'a> {
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -964,7 +965,7 @@ impl JiraClient {
     }
 
     /// Post the run's recurrence comment on a ticket.
-    pub async fn comment(&self, key: &str, facts: &ProblemFacts) -> anyhow::Result<()> {
+    pub async fn comment(&self, key: &str, facts: &ProblemFacts) -> Result<(), JiraError> {
         crate::jira::key::check(key)?;
         let body = match self.config.api {
             JiraApi::V3 => json!({"body": content::recurrence_comment_adf(facts)}),
@@ -983,7 +984,7 @@ impl JiraClient {
         key: &str,
         survivor: &str,
         label: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), JiraError> {
         crate::jira::key::check(key)?;
         crate::jira::key::check(survivor)?;
         let text = content::merged_comment_text(survivor, label);
@@ -999,7 +1000,7 @@ impl JiraClient {
     }
 
     /// Move a Done ticket back to an open status (the first transition whose target is not Done).
-    pub async fn reopen(&self, key: &str) -> anyhow::Result<()> {
+    pub async fn reopen(&self, key: &str) -> Result<(), JiraError> {
         crate::jira::key::check(key)?;
         let resp = self.get(&format!("issue/{key}/transitions")).await?;
         let list: Transitions = resp.json().await.unwrap_or_default();
@@ -1034,7 +1035,9 @@ impl JiraClient {
                             .is_some()
                 })
             })
-            .ok_or_else(|| anyhow::anyhow!("{key} has no transition back to an open status"))?;
+            .ok_or_else(|| {
+                JiraError::Failed(format!("{key} has no transition back to an open status"))
+            })?;
         self.post(
             &format!("issue/{key}/transitions"),
             &json!({"transition": {"id": choice.id}}),

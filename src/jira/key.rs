@@ -19,14 +19,14 @@ pub fn is_valid(key: &str) -> bool {
 }
 
 /// Refuse a key that is not a Jira issue key.
-pub fn check(key: &str) -> anyhow::Result<()> {
+pub fn check(key: &str) -> Result<(), super::JiraError> {
     if is_valid(key) {
         return Ok(());
     }
     let shown: String = key.chars().take(40).collect();
-    Err(anyhow::anyhow!(
+    Err(super::JiraError::Failed(format!(
         "Jira gave an issue key that is not one ({shown:?}); it is not used in any request"
-    ))
+    )))
 }
 
 #[cfg(test)]

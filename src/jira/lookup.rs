@@ -43,20 +43,10 @@ pub struct Batch {
     pub alone: bool,
 }
 
-/// A batched search failed, with its error (shared by every lookup in the batch).
+/// A batched search failed, with its error (each lookup in the batch gets a copy, so a refusal
+/// of the credentials stays fatal for every one).
 #[derive(Debug, Clone)]
-pub struct Failed(pub Arc<anyhow::Error>);
-
-impl Failed {
-    /// The error for one lookup: Jira's own (`HttpError`, so a refusal of the credentials stays
-    /// fatal), else the message.
-    pub fn error(&self) -> anyhow::Error {
-        match self.0.downcast_ref::<crate::http::HttpError>() {
-            Some(e) => e.clone().into(),
-            None => anyhow::anyhow!("{:#}", self.0),
-        }
-    }
-}
+pub struct Failed(pub super::JiraError);
 
 pub type Answer = Result<Arc<Batch>, Failed>;
 

@@ -9,7 +9,6 @@ use futures::FutureExt;
 
 use crate::event::LogEvent;
 use crate::grouping::fingerprint::Fingerprint;
-use crate::http::HttpError;
 use crate::outcome::{LeaderReport, Log, Outcome, Resolution, Seen, Work};
 use crate::pipeline::collector::Collector;
 use crate::ticket::known::Whole;
@@ -72,10 +71,12 @@ pub(super) async fn lead(
         Ok(Err(_)) => Err(LeadFailure {
             stage: progress.stage.get(),
             error: anyhow::anyhow!("timed out after {} s (--timeout)", timeout.as_secs()),
+            fatal: None,
         }),
         Err(_) => Err(LeadFailure {
             stage: progress.stage.get(),
             error: anyhow::anyhow!("internal error: the leader's work panicked"),
+            fatal: None,
         }),
     };
     LeaderDone {
@@ -115,12 +116,12 @@ pub(super) fn leader_finished(
             let report = Box::new(report);
             (Outcome::Led { log, report, work }, Ok(res))
         }
-        Err(LeadFailure { stage, error }) => {
+        Err(LeadFailure {
+            stage,
+            error,
+            fatal,
+        }) => {
             let retry_event = event.to_value();
-            let fatal = error
-                .downcast_ref::<HttpError>()
-                .filter(|h| h.is_auth())
-                .map(|auth| format!("{auth}: check JIRA_URL and the Jira credentials (JIRA_EMAIL + JIRA_API_TOKEN, or JIRA_PAT)"));
             let outcome = Outcome::LeadFailed {
                 log: log_of(event, fingerprint, template.to_string()),
                 stage,

@@ -58,7 +58,7 @@ use crate::grouping::fingerprint::Fingerprint;
 use crate::jira::client::Found;
 use crate::jira::config::JiraApi;
 use crate::jira::content;
-use crate::jira::JiraClient;
+use crate::jira::{JiraClient, JiraError};
 use crate::outcome::{LeaderReport, Resolution, Stage, TicketAction};
 use crate::route::{Fields, Routes, Subject};
 use crate::state::StateHandle;
@@ -218,6 +218,32 @@ pub struct Leader {
 pub struct LeadFailure {
     pub stage: Stage,
     pub error: anyhow::Error,
+    /// Set when the failure stops the run (Jira refused the credentials): what to tell.
+    pub fatal: Option<String>,
+}
+
+/// Why finding or creating a problem's ticket failed: Jira's own error, typed, so a refusal
+/// of the credentials stays fatal and a create that may have been made is searched for; or
+/// anything else on the way (the state store, the deadline).
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    #[error(transparent)]
+    Jira(#[from] JiraError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<TicketError> for LeadFailure {
+    fn from(error: TicketError) -> LeadFailure {
+        match error {
+            TicketError::Jira(e) => jira_failure(e),
+            TicketError::Other(error) => LeadFailure {
+                stage: Stage::Jira,
+                error,
+                fatal: None,
+            },
+        }
+    }
 }
 
 impl TicketStage {
@@ -504,9 +530,9 @@ impl TicketStage {
         };
         let fingerprint = &leader.fingerprint;
         if let Some(refusal) = jira.refused(fingerprint) {
-            return Err(jira_failure(anyhow::anyhow!(refusal)));
+            return Err(jira_failure(JiraError::Failed(refusal)));
         }
-        let found = self.find(jira, fingerprint).await.map_err(jira_failure)?;
+        let found = self.find(jira, fingerprint).await?;
         if let Some(report) = self.lead_known(&cx, &found).await? {
             return Ok(report);
         }
@@ -661,10 +687,11 @@ impl TicketStage {
                 Err(e) => {
                     self.no_place(cx.leader.turn);
                     // Jira's own message, with the route whose fields it refused.
-                    return Err(jira_failure(match &route.route {
-                        Some(name) => e.context(format!("route '{name}'")),
-                        None => e,
-                    }));
+                    let mut failure = LeadFailure::from(e);
+                    if let Some(name) = &route.route {
+                        failure.error = failure.error.context(format!("route '{name}'"));
+                    }
+                    return Err(failure);
                 }
             },
         };
@@ -686,8 +713,8 @@ impl TicketStage {
         jira: &Arc<JiraClient>,
         fingerprint: &Fingerprint,
         told: &known::Told,
-        error: anyhow::Error,
-    ) -> anyhow::Result<String> {
+        error: TicketError,
+    ) -> Result<String, TicketError> {
         if !self.ambiguous.contains_key(fingerprint) {
             return Err(error);
         }
@@ -727,7 +754,7 @@ impl TicketStage {
         &self,
         jira: &Arc<JiraClient>,
         fingerprint: &Fingerprint,
-    ) -> anyhow::Result<Found> {
+    ) -> Result<Found, TicketError> {
         let also = self
             .also
             .get(fingerprint)
@@ -862,9 +889,11 @@ impl TicketStage {
         description: &content::Description,
         route: &Fields,
         told: &known::Told,
-    ) -> anyhow::Result<String> {
+    ) -> Result<String, TicketError> {
         if crate::http::current_deadline().is_some_and(|d| tokio::time::Instant::now() >= d) {
-            anyhow::bail!("the log's deadline passed before its ticket was created");
+            return Err(
+                anyhow::anyhow!("the log's deadline passed before its ticket was created").into(),
+            );
         }
         let writable = self.state.as_ref().filter(|s| s.writable);
         if let Some(state) = writable {
@@ -880,10 +909,10 @@ impl TicketStage {
         let key = match jira.create(fingerprint, draft, description, route).await {
             Ok(key) => key,
             Err(e) => {
-                if !maybe_created(&e) {
+                if !e.maybe_applied() {
                     self.ambiguous.remove(fingerprint);
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         self.ambiguous.remove(fingerprint);
@@ -962,7 +991,7 @@ impl TicketStage {
         fingerprint: &Fingerprint,
         mut found: Found,
         recorded: Option<Option<chrono::DateTime<chrono::Utc>>>,
-    ) -> anyhow::Result<Found> {
+    ) -> Result<Found, TicketError> {
         let recorded = match (recorded, &self.state) {
             (Some(recorded), _) => recorded,
             (None, Some(state)) => {
@@ -994,29 +1023,15 @@ impl TicketStage {
                 jira.find(fingerprint)
             },
             || {
-                anyhow::anyhow!(
+                JiraError::Failed(format!(
                     "a create for {fingerprint} began at {begun} got no usable answer, and search \
                      has not shown it within the log's deadline (--jira-search-lag {}s)",
                     jira.search_lag().as_secs_f64()
-                )
+                ))
             },
         )
         .await?;
         Ok(found)
-    }
-}
-
-/// Whether a failed create may still have made a ticket: anything but an answer from Jira that
-/// says nothing was made (a refusal, or a failure before the request was sent). A 2xx whose
-/// body cannot be read, a timeout or a 5xx after sending all count as "probably created".
-fn maybe_created(error: &anyhow::Error) -> bool {
-    use crate::http::HttpError;
-    match error.downcast_ref::<HttpError>() {
-        Some(HttpError::Auth { .. } | HttpError::Status { .. } | HttpError::CircuitOpen { .. }) => {
-            false
-        }
-        Some(HttpError::Unavailable { maybe_applied, .. }) => *maybe_applied,
-        None => true,
     }
 }
 
@@ -1029,6 +1044,7 @@ fn failure(stage: Stage, message: &str) -> LeadFailure {
     LeadFailure {
         stage,
         error: anyhow::anyhow!(message.to_string()),
+        fatal: None,
     }
 }
 
@@ -1048,11 +1064,12 @@ impl<'a> Lead<'a> {
     }
 }
 
-/// A leader's failure at Jira.
-fn jira_failure(error: anyhow::Error) -> LeadFailure {
+/// A leader's failure at Jira; fatal for the run when Jira refused the credentials.
+fn jira_failure(error: JiraError) -> LeadFailure {
     LeadFailure {
         stage: Stage::Jira,
-        error,
+        fatal: error.fatal_message(),
+        error: error.into(),
     }
 }
 
