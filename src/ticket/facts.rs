@@ -33,17 +33,21 @@ pub fn build(
     site: &DatadogSite,
 ) -> ProblemFacts {
     from_parts(
-        fingerprint,
-        service,
-        template,
-        &leader.analysis,
-        Sample {
-            id: &leader.sample_id,
-            message: &leader.sample_message,
-            timestamp: leader.sample_timestamp,
+        Which {
+            fingerprint,
+            service,
+            template,
+        },
+        Described {
+            analysis: &leader.analysis,
+            sample: Sample {
+                id: &leader.sample_id,
+                message: &leader.sample_message,
+                timestamp: leader.sample_timestamp,
+            },
+            recurrence_of: leader.resolution.recurrence_of.clone(),
         },
         span,
-        leader.resolution.recurrence_of.clone(),
         site,
     )
 }
@@ -91,14 +95,19 @@ pub fn of_leader_log(
 ) -> ProblemFacts {
     let hosts: Vec<String> = event.host.iter().cloned().collect();
     from_parts(
-        fingerprint,
-        event.service.as_deref(),
-        template,
-        analysis,
-        Sample {
-            id: &event.id,
-            message: &event.message,
-            timestamp: event.timestamp,
+        Which {
+            fingerprint,
+            service: event.service.as_deref(),
+            template,
+        },
+        Described {
+            analysis,
+            sample: Sample {
+                id: &event.id,
+                message: &event.message,
+                timestamp: event.timestamp,
+            },
+            recurrence_of,
         },
         Span {
             occurrences: 1,
@@ -106,7 +115,6 @@ pub fn of_leader_log(
             last_seen: event.timestamp,
             hosts: &hosts,
         },
-        recurrence_of,
         site,
     )
 }
@@ -117,17 +125,36 @@ struct Sample<'a> {
     timestamp: Option<DateTime<Utc>>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn from_parts(
-    fingerprint: &Fingerprint,
-    service: Option<&str>,
-    template: &str,
-    analysis: &Analysis,
-    sample: Sample<'_>,
-    span: Span<'_>,
+/// Which problem: its fingerprint, service and template.
+struct Which<'a> {
+    fingerprint: &'a Fingerprint,
+    service: Option<&'a str>,
+    template: &'a str,
+}
+
+/// What its leader says of it: the analysis, a sample log, and the ticket it recurs.
+struct Described<'a> {
+    analysis: &'a Analysis,
+    sample: Sample<'a>,
     recurrence_of: Option<String>,
+}
+
+fn from_parts(
+    which: Which<'_>,
+    described: Described<'_>,
+    span: Span<'_>,
     site: &DatadogSite,
 ) -> ProblemFacts {
+    let Which {
+        fingerprint,
+        service,
+        template,
+    } = which;
+    let Described {
+        analysis,
+        sample,
+        recurrence_of,
+    } = described;
     ProblemFacts {
         fingerprint: fingerprint.to_string(),
         service: service.map(str::to_string),

@@ -213,6 +213,15 @@ pub struct Leader {
     pub whole: Option<known::Whole>,
 }
 
+/// A ticket to create: what it says, where it goes, and what it was told (recorded once it
+/// exists).
+struct NewTicket<'a> {
+    draft: &'a content::TicketDraft<'a>,
+    description: &'a content::Description,
+    route: &'a Fields,
+    told: &'a known::Told,
+}
+
 /// Why a leader log failed.
 #[derive(Debug)]
 pub struct LeadFailure {
@@ -677,7 +686,16 @@ impl TicketStage {
             .collect();
         let told = known::Told::of(&facts, &draft.summary, &description, labels);
         let result = self
-            .create(jira, fingerprint, &draft, &description, &route, &told)
+            .create(
+                jira,
+                fingerprint,
+                NewTicket {
+                    draft: &draft,
+                    description: &description,
+                    route: &route,
+                    told: &told,
+                },
+            )
             .await;
         cx.progress.record(|t| t.jira = jira_time());
         let key = match result {
@@ -880,16 +898,18 @@ impl TicketStage {
     }
 
     /// Send the create, recorded before it leaves and after it is answered.
-    #[allow(clippy::too_many_arguments)]
     async fn create(
         &self,
         jira: &JiraClient,
         fingerprint: &Fingerprint,
-        draft: &content::TicketDraft<'_>,
-        description: &content::Description,
-        route: &Fields,
-        told: &known::Told,
+        ticket: NewTicket<'_>,
     ) -> Result<String, TicketError> {
+        let NewTicket {
+            draft,
+            description,
+            route,
+            told,
+        } = ticket;
         if crate::http::current_deadline().is_some_and(|d| tokio::time::Instant::now() >= d) {
             return Err(
                 anyhow::anyhow!("the log's deadline passed before its ticket was created").into(),
