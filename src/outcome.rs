@@ -186,7 +186,10 @@ pub enum Outcome {
         work: Work,
     },
     /// One more log of a problem whose leader decided its ticket.
-    Followed { log: Log, resolution: Resolution },
+    Followed {
+        log: Log,
+        resolution: std::sync::Arc<Resolution>,
+    },
     /// A log the run took but did not finish (it stopped): failed, kept for the next run's
     /// retry. Without a fingerprint when the run stopped before it had one.
     Unfinished {

@@ -3,6 +3,7 @@
 //! problems waiting for the input's end before their tickets are looked up (`Deferral`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::leader::{follower, Pending};
@@ -39,7 +40,7 @@ impl Held {
     pub(super) fn release(
         &mut self,
         miner: &TemplateMiner,
-        dedup: &mut Deduplicator<Fingerprint, Resolution, Pending>,
+        dedup: &mut Deduplicator<Fingerprint, Arc<Resolution>, Pending>,
         waiting: &mut VecDeque<(Fingerprint, Pending)>,
         collector: &mut Collector,
         tickets: Option<&TicketStage>,
@@ -67,7 +68,7 @@ impl Held {
                     waiting.push_back((now, p));
                 }
                 Claim::Parked => {}
-                Claim::Resolved(res, p) => collector.add(follower(p, now, &res))?,
+                Claim::Resolved(res, p) => collector.add(follower(p, now, res))?,
             }
         }
         Ok(())
@@ -124,7 +125,7 @@ impl Deferral {
     pub(super) fn end(
         &mut self,
         miner: &TemplateMiner,
-        dedup: &mut Deduplicator<Fingerprint, Resolution, Pending>,
+        dedup: &mut Deduplicator<Fingerprint, Arc<Resolution>, Pending>,
         waiting: &mut VecDeque<(Fingerprint, Pending)>,
         collector: &mut Collector,
         tickets: Option<&TicketStage>,
@@ -173,7 +174,7 @@ impl Deferral {
                 match dedup.claim(&now, p) {
                     Claim::Lead(p) => waiting.push_back((now.clone(), p)),
                     Claim::Parked => {}
-                    Claim::Resolved(res, p) => collector.add(follower(p, now.clone(), &res))?,
+                    Claim::Resolved(res, p) => collector.add(follower(p, now.clone(), res))?,
                 }
             }
         }

@@ -158,10 +158,10 @@ fn seen_of(event: LogEvent, template: String) -> (String, Seen) {
 }
 
 /// A log whose problem's leader resolved: one more occurrence of that ticket.
-pub(super) fn follower(p: Pending, fingerprint: Fingerprint, res: &Resolution) -> Outcome {
+pub(super) fn follower(p: Pending, fingerprint: Fingerprint, res: Arc<Resolution>) -> Outcome {
     Outcome::Followed {
         log: log_of(p.event, fingerprint, p.template),
-        resolution: res.clone(),
+        resolution: res,
     }
 }
 

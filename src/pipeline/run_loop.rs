@@ -36,7 +36,7 @@ pub(super) struct Loop<'c> {
     writable_state: Option<StateHandle>,
     pub(super) collector: Collector,
     pub(super) miner: TemplateMiner,
-    dedup: Deduplicator<Fingerprint, Resolution, Pending>,
+    dedup: Deduplicator<Fingerprint, Arc<Resolution>, Pending>,
     leaders: JoinSet<LeaderDone>,
     /// Leaders in flight, by fingerprint: what is left of them if they are cancelled.
     running: HashMap<Fingerprint, Arc<LogEvent>>,
@@ -285,8 +285,11 @@ impl<'c> Loop<'c> {
                 if let Some(key) = &resolution.key {
                     self.miner.note_ticket(&fp, key);
                 }
+                // Shared: every later log of the problem holds the same resolution.
+                let resolution = Arc::new(resolution);
                 for p in self.dedup.resolve(&fp, resolution.clone()) {
-                    self.collector.add(follower(p, fp.clone(), &resolution))?;
+                    self.collector
+                        .add(follower(p, fp.clone(), resolution.clone()))?;
                 }
             }
             Err(auth) => {
@@ -438,7 +441,7 @@ impl<'c> Loop<'c> {
             }
             Claim::Parked => {}
             Claim::Resolved(res, p) => {
-                self.collector.add(follower(p, printed.fingerprint, &res))?;
+                self.collector.add(follower(p, printed.fingerprint, res))?;
             }
         }
         Ok(())
