@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use super::config::{JiraApi, JiraAuth, JiraConfig, PriorityMap};
 use super::content::{self, Description, ProblemFacts, TicketDraft};
-use super::lookup::{self, Batch, Failed, Lookups, Plan, Prefetched, Waiter};
+use super::lookup::{self, Batch, Lookups, Plan, Prefetched, Waiter};
 use super::model::{
     Created, Issue, Myself, SearchJqlRequest, SearchResponse, SearchV2Request, Transitions,
 };
@@ -528,7 +528,7 @@ impl JiraClient {
         };
         match rx.await {
             Ok(Ok(batch)) => Ok(batch),
-            Ok(Err(failed)) => Err(failed.0),
+            Ok(Err(e)) => Err(e),
             // The search task ended without an answer (stopped): search alone.
             Err(_) => Ok(Arc::new(Batch {
                 issues: self.search_labels(labels).await?,
@@ -561,10 +561,7 @@ impl JiraClient {
         let alone = chunk.len() == 1;
         let result = self.search_labels(&labels).await;
         self.lookups.done();
-        let answer = match result {
-            Ok(issues) => Ok(Arc::new(Batch { issues, alone })),
-            Err(e) => Err(Failed(e)),
-        };
+        let answer = result.map(|issues| Arc::new(Batch { issues, alone }));
         for w in chunk {
             let _ = w.tx.send(answer.clone());
         }

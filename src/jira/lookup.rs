@@ -3,8 +3,8 @@
 //! In: lookups, each the labels of one problem (its own label first, then its old or merged
 //! labels). Out: per lookup, the issues of the batch it went out in ([`Batch`]); the caller maps
 //! them back to its problem by their labels. A failed batch answers every lookup in it with
-//! [`Failed`], which carries Jira's own error (so a refusal of the credentials stays fatal); a
-//! lookup whose search task ended without an answer is searched again alone by its caller.
+//! Jira's own error (so a refusal of the credentials stays fatal); a lookup whose search task
+//! ended without an answer is searched again alone by its caller.
 //!
 //! Gathering: a lookup a leader waits for goes out at once when nothing is gathered or in flight
 //! (the first is never delayed); otherwise it joins the gathered ones, which go out together
@@ -43,12 +43,9 @@ pub struct Batch {
     pub alone: bool,
 }
 
-/// A batched search failed, with its error (each lookup in the batch gets a copy, so a refusal
-/// of the credentials stays fatal for every one).
-#[derive(Debug, Clone)]
-pub struct Failed(pub super::JiraError);
-
-pub type Answer = Result<Arc<Batch>, Failed>;
+/// The batch a lookup went out in, or the search's error: each lookup of a failed batch gets a
+/// copy, so a refusal of the credentials stays fatal for every one.
+pub type Answer = Result<Arc<Batch>, super::JiraError>;
 
 /// One problem's lookup, waiting for its batch.
 #[derive(Debug)]
