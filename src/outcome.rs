@@ -242,8 +242,9 @@ impl Outcome {
         match self {
             Outcome::SkippedRecord { location, .. } => location,
             Outcome::AlreadyProcessed { log_id } => log_id,
-            Outcome::Led { log, .. } | Outcome::LeadFailed { log, .. } => &log.id,
-            Outcome::Followed { log, .. } => &log.id,
+            Outcome::Led { log, .. }
+            | Outcome::LeadFailed { log, .. }
+            | Outcome::Followed { log, .. } => &log.id,
             Outcome::Unfinished { id, .. } => id,
         }
     }
@@ -251,8 +252,9 @@ impl Outcome {
     pub fn fingerprint(&self) -> Option<&Fingerprint> {
         match self {
             Outcome::SkippedRecord { .. } | Outcome::AlreadyProcessed { .. } => None,
-            Outcome::Led { log, .. } | Outcome::LeadFailed { log, .. } => Some(&log.fingerprint),
-            Outcome::Followed { log, .. } => Some(&log.fingerprint),
+            Outcome::Led { log, .. }
+            | Outcome::LeadFailed { log, .. }
+            | Outcome::Followed { log, .. } => Some(&log.fingerprint),
             Outcome::Unfinished { fingerprint, .. } => fingerprint.as_ref(),
         }
     }
@@ -292,8 +294,9 @@ impl Outcome {
     pub fn seen(&self) -> Option<&Seen> {
         match self {
             Outcome::SkippedRecord { .. } | Outcome::AlreadyProcessed { .. } => None,
-            Outcome::Led { log, .. } | Outcome::LeadFailed { log, .. } => Some(&log.seen),
-            Outcome::Followed { log, .. } => Some(&log.seen),
+            Outcome::Led { log, .. }
+            | Outcome::LeadFailed { log, .. }
+            | Outcome::Followed { log, .. } => Some(&log.seen),
             Outcome::Unfinished { seen, .. } => Some(seen),
         }
     }
