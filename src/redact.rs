@@ -176,25 +176,55 @@ static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Whether an attribute key names a secret (the whole key matches [`KEY`]). Keys are short and
-/// read for every attribute of every log, so the regex runs only on keys that hold one of the
-/// words.
+/// read for every attribute of every log, so the regex runs only on keys that hold one of
+/// [`KEY`]'s words, as [`secret_hints`] finds them.
 fn is_secret_key(key: &str) -> bool {
-    const HINTS: [&[u8]; 6] = [b"pass", b"pwd", b"secret", b"token", b"key", b"credential"];
-    let holds = |word: &[u8]| {
-        key.as_bytes()
-            .windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
-    };
-    HINTS.iter().any(|h| holds(h)) && SECRET_KEY.is_match(key)
+    secret_hints(key) & KEYS != 0 && SECRET_KEY.is_match(key)
 }
 
 static SECRETS: LazyLock<Vec<(Regex, Kind)>> = LazyLock::new(|| {
-    SECRET_TABLE
-        .iter()
+    // In the order of the bits `secret_hints` gives.
+    let table: [(String, Kind); 9] = [
+        (
+            r"-----BEGIN[A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z ]*PRIVATE KEY-----|\z)".into(),
+            Kind::Block("[REDACTED PRIVATE KEY]"),
+        ),
+        (
+            r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*".into(),
+            Kind::Whole("[REDACTED JWT]"),
+        ),
+        (
+            r"(?i)(\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=-]{8,}".into(),
+            Kind::KeepPrefix,
+        ),
+        // JSON: "password": "value"
+        (
+            format!(r#"("{KEY}"\s*:\s*")(?:[^"\\]|\\.)*"#),
+            Kind::KeepPrefix,
+        ),
+        // key=value, key: value, key="value"
+        (
+            format!(r#"(\b{KEY}\s*(?:=|:)\s*["']?)[^\s"'&,;)}}\]]+"#),
+            Kind::KeepPrefix,
+        ),
+        (
+            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b".into(),
+            Kind::Whole(REDACTED),
+        ),
+        (
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9-]{10,}|[rs]k_(?:live|test)_[A-Za-z0-9]{10,}|AIza[0-9A-Za-z_-]{35})".into(),
+            Kind::Whole(REDACTED),
+        ),
+        (r"\b\d(?:[ -]?\d){12,18}\b".into(), Kind::Card),
+        // URL userinfo: scheme://user:pass@
+        (r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@".into(), Kind::Userinfo),
+    ];
+    table
+        .into_iter()
         .map(|(p, k)| {
             (
-                Regex::new(p).expect("every secret pattern is a valid regex"),
-                *k,
+                Regex::new(&p).expect("every secret pattern is a valid regex"),
+                k,
             )
         })
         .collect()
@@ -246,12 +276,14 @@ const fn pair_index(a: u8, b: u8) -> usize {
     ((a | 0x20) as usize) << 8 | (b | 0x20) as usize
 }
 
+/// The two patterns of [`SECRETS`] that find a value after a key named by [`KEY`].
+const KEYS: u16 = 1 << 3 | 1 << 4;
+
 /// Not a pattern: a `://` that, with an `@` in the text, hints at URL userinfo.
 const SCHEME: u16 = 1 << 15;
 
 /// The patterns a word starting at `i` hints at.
 fn word_hints(b: &[u8], i: usize) -> u16 {
-    const KEYS: u16 = 1 << 3 | 1 << 4;
     const CLOUD: u16 = 1 << 6;
     let at = |word: &[u8]| {
         b.get(i..i + word.len())
@@ -285,44 +317,6 @@ fn matches(re: &Regex, kind: Kind, text: &str) -> bool {
         _ => re.is_match(text),
     }
 }
-
-static SECRET_TABLE: LazyLock<[(String, Kind); 9]> = LazyLock::new(|| {
-    [
-        (
-            r"-----BEGIN[A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z ]*PRIVATE KEY-----|\z)".into(),
-            Kind::Block("[REDACTED PRIVATE KEY]"),
-        ),
-        (
-            r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*".into(),
-            Kind::Whole("[REDACTED JWT]"),
-        ),
-        (
-            r"(?i)(\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=-]{8,}".into(),
-            Kind::KeepPrefix,
-        ),
-        // JSON: "password": "value"
-        (
-            format!(r#"("{KEY}"\s*:\s*")(?:[^"\\]|\\.)*"#),
-            Kind::KeepPrefix,
-        ),
-        // key=value, key: value, key="value"
-        (
-            format!(r#"(\b{KEY}\s*(?:=|:)\s*["']?)[^\s"'&,;)}}\]]+"#),
-            Kind::KeepPrefix,
-        ),
-        (
-            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b".into(),
-            Kind::Whole(REDACTED),
-        ),
-        (
-            r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|xox[abprs]-[A-Za-z0-9-]{10,}|[rs]k_(?:live|test)_[A-Za-z0-9]{10,}|AIza[0-9A-Za-z_-]{35})".into(),
-            Kind::Whole(REDACTED),
-        ),
-        (r"\b\d(?:[ -]?\d){12,18}\b".into(), Kind::Card),
-        // URL userinfo: scheme://user:pass@
-        (r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@".into(), Kind::Userinfo),
-    ]
-});
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
