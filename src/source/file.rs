@@ -139,8 +139,13 @@ struct Trial {
 
 impl Emitter {
     fn new(tx: ItemSender, origin: String, max_line_bytes: usize) -> Self {
+        Emitter::sending_to(Some(tx), origin, max_line_bytes)
+    }
+
+    /// An emitter that sends to `tx`, or (without) only counts what it would send.
+    fn sending_to(tx: Option<ItemSender>, origin: String, max_line_bytes: usize) -> Self {
         Emitter {
-            tx: Some(tx),
+            tx,
             origin,
             hung_up: false,
             max_line_bytes: max_line_bytes.max(1),
@@ -158,18 +163,7 @@ impl Emitter {
         max_line_bytes: usize,
         read: impl FnOnce(&mut Emitter) -> std::io::Result<()>,
     ) -> Trial {
-        let mut out = Emitter {
-            tx: None,
-            origin: String::new(),
-            hung_up: false,
-            max_line_bytes: max_line_bytes.max(1),
-            budget: Rc::new(Cell::new(0)),
-            trial: Trial::default(),
-            contents: std::collections::HashMap::new(),
-            tell_position: false,
-            taken: Rc::new(Cell::new(0)),
-            since_position: 0,
-        };
+        let mut out = Emitter::sending_to(None, String::new(), max_line_bytes);
         // Reading from memory cannot fail; a failure would only count as nothing read.
         let _ = read(&mut out);
         out.trial
