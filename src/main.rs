@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         return code;
     }
     match &cli.command {
-        Some(Command::Check) => return check(&cli, &env, rules.routes),
+        Some(Command::Check) => return check(&cli, &env, rules),
         Some(Command::Route { fingerprint, .. }) => {
             return explain(&cli, &env, rules, fingerprint.as_deref())
         }
@@ -363,15 +363,11 @@ fn markdown_elsewhere(cli: &Cli) -> Option<ExitCode> {
 fn check(
     cli: &Cli,
     env: &dyn Fn(&str) -> Option<String>,
-    routes: triage::route::Routes,
+    rules: triage::config::file::Rules,
 ) -> ExitCode {
     let (config, partial) = match Config::for_check(cli, env) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
-    };
-    let rules = triage::config::file::Rules {
-        routes,
-        groups: Default::default(),
     };
     let config = config.with_rules(rules, false);
     let runtime = match tokio::runtime::Builder::new_current_thread()
