@@ -127,7 +127,8 @@ pub struct Seen {
     pub timestamp: Option<DateTime<Utc>>,
     pub host: Option<String>,
     pub service: Option<String>,
-    pub template: String,
+    /// Shared with the miner's template and every other log of the problem.
+    pub template: std::sync::Arc<str>,
 }
 
 /// What only a leader knows: the analysis and the sample its ticket was written from.
@@ -137,9 +138,11 @@ pub struct LeaderReport {
     pub sample_id: String,
     pub sample_message: String,
     pub sample_timestamp: Option<DateTime<Utc>>,
-    pub resolution: Resolution,
-    /// What the create of this problem's ticket told Jira, when this run created it.
-    pub told: Option<crate::ticket::known::Told>,
+    /// Shared with every later log of the problem.
+    pub resolution: std::sync::Arc<Resolution>,
+    /// What the create of this problem's ticket told Jira, when this run created it (boxed:
+    /// most problems of a run were not created by it).
+    pub told: Option<Box<crate::ticket::known::Told>>,
 }
 
 /// The log an outcome is about, once it has a fingerprint.

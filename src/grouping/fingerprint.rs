@@ -84,7 +84,7 @@ pub struct Fingerprinted {
     /// What groups this log with others: the ticket label is `fingerprint.label()`.
     pub fingerprint: Fingerprint,
     /// The normalized message template (see [`template`]); always computed from the message.
-    pub template: String,
+    pub template: Arc<str>,
     /// Other labels the problem's ticket may carry and be found by: fingerprints of templates
     /// merged into this one (see `grouping`).
     pub also: Vec<Fingerprint>,
@@ -113,7 +113,7 @@ pub fn fingerprint(event: &LogEvent) -> Fingerprinted {
     };
     Fingerprinted {
         fingerprint,
-        template,
+        template: template.into(),
         also: Vec::new(),
         new_in_run: false,
         young: false,

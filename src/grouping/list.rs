@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::store::{StoredTemplate, TRACKED_VALUES};
+use super::store::{SeenValues, StoredTemplate, TRACKED_VALUES};
 use crate::state::{Scope, StateStore};
 
 /// The learned templates of the store at `path`, most frequent first.
@@ -118,12 +118,14 @@ pub fn show(path: &Path, fp: &str) -> anyhow::Result<Option<Shown>> {
         .enumerate()
         .filter(|(_, tok)| tok.as_str() == super::mask::VAR)
         .map(|(p, _)| {
-            let seen = t.values.iter().find(|v| v.position == p);
+            let seen = t.values.iter().find(|v| v.position() == p);
             ShownVariable {
                 position: p,
-                distinct: seen.map_or(0, |v| v.distinct),
-                more: seen.is_some_and(|v| v.more),
-                samples: seen.map(|v| v.samples.clone()).unwrap_or_default(),
+                distinct: seen.map_or(0, SeenValues::distinct),
+                more: seen.is_some_and(SeenValues::more),
+                samples: seen
+                    .map(|v| v.samples().map(str::to_string).collect())
+                    .unwrap_or_default(),
             }
         })
         .collect();

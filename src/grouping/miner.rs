@@ -27,6 +27,7 @@
 //! logs give the same fingerprints on every run, sequential or concurrent.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -243,7 +244,7 @@ impl TemplateMiner {
         let out = match fingerprint::explicit_fingerprint(event).or_else(named) {
             Some(fp) => Fingerprinted {
                 fingerprint: fp,
-                template: buf.clone(),
+                template: Arc::from(buf.as_str()),
                 also: Vec::new(),
                 new_in_run: false,
                 young: false,
@@ -288,14 +289,12 @@ impl TemplateMiner {
             }
             let value = &text[a..b];
             let hash = hash_str(3, value) as u32;
-            match member.values.iter_mut().find(|v| v.position == p) {
+            match member.values.iter_mut().find(|v| v.position() == p) {
                 Some(v) => v.add(value, hash),
                 None => {
-                    let mut v = SeenValues {
-                        position: p,
-                        ..SeenValues::default()
-                    };
+                    let mut v = SeenValues::new(p);
                     v.add(value, hash);
+                    member.values.reserve_exact(1);
                     member.values.push(v);
                 }
             }
@@ -316,6 +315,11 @@ impl TemplateMiner {
 
     /// The current template of a fingerprint (resolved through merges).
     pub fn template_of(&self, fp: &Fingerprint) -> Option<&str> {
+        self.shared_template(fp).map(|t| &**t)
+    }
+
+    /// The same, shared: the logs and problems that hold it point at the miner's own text.
+    pub fn shared_template(&self, fp: &Fingerprint) -> Option<&Arc<str>> {
         let m = *self.by_fp.get(&self.resolve(fp))?;
         Some(&self.members[m as usize].tokens.text)
     }
@@ -407,7 +411,7 @@ impl TemplateMiner {
             id: member.id,
             family: fam.id,
             service: self.service_names[fam.service as usize].to_string(),
-            template: member.tokens.text.clone(),
+            template: member.tokens.text.to_string(),
             tokens: member.tokens.iter().map(str::to_string).collect(),
             count: member.count,
             first_seen: member.first_seen,
@@ -845,7 +849,7 @@ impl TemplateMiner {
         let templates = fam
             .members
             .iter()
-            .map(|&m| self.members[m as usize].tokens.text.as_str());
+            .map(|&m| &*self.members[m as usize].tokens.text);
         fam.members.iter().any(|&m| {
             let word = mask::split_core(self.members[m as usize].tokens.get(p)).1;
             self.rules.keeps(service, templates.clone(), word)
@@ -866,12 +870,9 @@ impl TemplateMiner {
                 let old = member.tokens.get(p);
                 if old != VAR {
                     // The word it had there is now one of the variable's values.
-                    let mut v = SeenValues {
-                        position: p,
-                        ..SeenValues::default()
-                    };
+                    let mut v = SeenValues::new(p);
                     v.add(old, hash_str(3, old) as u32);
-                    member.values.retain(|v| v.position != p);
+                    member.values.retain(|v| v.position() != p);
                     member.values.push(v);
                     member.tokens = member.tokens.with(p, VAR);
                     member.key = key_of(member.tokens.iter());
@@ -918,7 +919,7 @@ impl TemplateMiner {
             match survivor
                 .values
                 .iter_mut()
-                .find(|s| s.position == v.position)
+                .find(|s| s.position() == v.position())
             {
                 Some(s) => s.absorb(v),
                 None => survivor.values.push(v.clone()),

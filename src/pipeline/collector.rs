@@ -7,6 +7,7 @@
 //! Memory: one entry per distinct problem; log entries go straight to the report file.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::analyze::Severity;
@@ -31,7 +32,7 @@ const MAX_SKIPPED_SHOWN: u64 = 50;
 pub struct Problem {
     pub fingerprint: Fingerprint,
     pub service: Option<String>,
-    pub template: String,
+    pub template: Arc<str>,
     /// How often, when and where (hosts sorted): added up exactly as
     /// the pipeline adds up a new problem for its create, so the two can be compared
     /// ([`crate::ticket::known::MAX_HOSTS`] hosts at most).
@@ -376,8 +377,8 @@ impl Collector {
             }
         }
         for (fp, p) in &mut self.problems {
-            if let Some(t) = miner.template_of(fp) {
-                p.template = t.to_string();
+            if let Some(t) = miner.shared_template(fp) {
+                p.template = t.clone();
             }
         }
         if let Some(report) = &mut self.report {
@@ -411,7 +412,7 @@ impl Collector {
                 key: key.clone(),
                 facts,
                 cooldown: leader.resolution.comment_cooldown,
-                told: leader.told.clone(),
+                told: leader.told.as_deref().cloned(),
             };
             match leader.resolution.action {
                 TicketAction::Created => created.push(work),
@@ -565,7 +566,7 @@ impl Collector {
         if keep_problems {
             for p in self.problems.values() {
                 let hosts = p.seen.hosts.clone();
-                if let Some(t) = entry(p, p.template.clone(), p.service.clone(), hosts) {
+                if let Some(t) = entry(p, p.template.to_string(), p.service.clone(), hosts) {
                     sort_in(t);
                 }
             }
@@ -575,7 +576,7 @@ impl Collector {
                 let Some((severity, mut t)) = entry(&p, String::new(), None, Vec::new()) else {
                     continue;
                 };
-                t.template = std::mem::take(&mut p.template);
+                t.template = p.template.to_string();
                 t.service = p.service.take();
                 t.hosts = std::mem::take(&mut p.seen.hosts);
                 sort_in((severity, t));

@@ -56,8 +56,8 @@ impl Held {
                     let old = fingerprint::fingerprint(&p.event).fingerprint;
                     tickets.search_also(&now, &[fp.clone(), old]);
                 }
-                if let Some(t) = miner.template_of(&now) {
-                    p.template = t.to_string();
+                if let Some(t) = miner.shared_template(&now) {
+                    p.template = t.clone();
                 }
             }
             match dedup.claim(&now, p) {
@@ -168,8 +168,8 @@ impl Deferral {
             let now = miner.resolve(&fp);
             let parked = dedup.abandon(&fp);
             for mut p in std::iter::once(p).chain(parked) {
-                if let Some(t) = miner.template_of(&now) {
-                    p.template = t.to_string();
+                if let Some(t) = miner.shared_template(&now) {
+                    p.template = t.clone();
                 }
                 match dedup.claim(&now, p) {
                     Claim::Lead(p) => waiting.push_back((now.clone(), p)),
@@ -181,7 +181,7 @@ impl Deferral {
         for (fp, p) in waiting.iter_mut() {
             let mut whole = wholes.remove(fp).unwrap_or_default();
             whole.template = miner.template_of(fp).map(str::to_string);
-            if let Some(t) = &whole.template {
+            if let Some(t) = miner.shared_template(fp) {
                 p.template = t.clone();
             }
             if let Some(tickets) = tickets {

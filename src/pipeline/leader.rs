@@ -17,13 +17,13 @@ use crate::ticket::{self, LeadFailure, TicketStage};
 /// A log waiting to lead, or parked behind its leader.
 pub(super) struct Pending {
     pub(super) event: LogEvent,
-    pub(super) template: String,
+    pub(super) template: Arc<str>,
     /// A leader's: what the run knows of its problem beyond this log, for its ticket's create.
     pub(super) whole: Option<Whole>,
 }
 
 impl Pending {
-    pub(super) fn new(event: LogEvent, template: String) -> Self {
+    pub(super) fn new(event: LogEvent, template: Arc<str>) -> Self {
         Pending {
             event,
             template,
@@ -94,7 +94,7 @@ pub(super) async fn lead(
 pub(super) fn leader_finished(
     done: LeaderDone,
     collector: &mut Collector,
-) -> anyhow::Result<Result<Resolution, Option<String>>> {
+) -> anyhow::Result<Result<Arc<Resolution>, Option<String>>> {
     let LeaderDone {
         fingerprint,
         event,
@@ -112,7 +112,7 @@ pub(super) fn leader_finished(
     let (outcome, answer) = match result {
         Ok(report) => {
             let res = report.resolution.clone();
-            let log = log_of(event, fingerprint, template.to_string());
+            let log = log_of(event, fingerprint, template);
             let report = Box::new(report);
             (Outcome::Led { log, report, work }, Ok(res))
         }
@@ -123,7 +123,7 @@ pub(super) fn leader_finished(
         }) => {
             let retry_event = event.to_value();
             let outcome = Outcome::LeadFailed {
-                log: log_of(event, fingerprint, template.to_string()),
+                log: log_of(event, fingerprint, template),
                 stage,
                 error: format!("{error:#}"),
                 retry_event,
@@ -137,7 +137,7 @@ pub(super) fn leader_finished(
 }
 
 /// The log an outcome is about.
-fn log_of(event: LogEvent, fingerprint: Fingerprint, template: String) -> Log {
+fn log_of(event: LogEvent, fingerprint: Fingerprint, template: Arc<str>) -> Log {
     let (id, seen) = seen_of(event, template);
     Log {
         id,
@@ -147,7 +147,7 @@ fn log_of(event: LogEvent, fingerprint: Fingerprint, template: String) -> Log {
 }
 
 /// A log's id, and the facts of it the collector adds up.
-fn seen_of(event: LogEvent, template: String) -> (String, Seen) {
+fn seen_of(event: LogEvent, template: Arc<str>) -> (String, Seen) {
     let seen = Seen {
         timestamp: event.timestamp,
         host: event.host,
@@ -170,7 +170,7 @@ pub(super) fn follower(p: Pending, fingerprint: Fingerprint, res: Arc<Resolution
 pub(super) fn unprocessed(
     event: LogEvent,
     fingerprint: Option<&Fingerprint>,
-    template: String,
+    template: Arc<str>,
     why: &'static str,
 ) -> Outcome {
     let retry_event = event.to_value();

@@ -178,7 +178,8 @@ pub async fn run(
             .collect(),
     );
     let fatal = run.fatal.take().or(source_error);
-    run.collector.finish(run.interrupted, fatal, trips)
+    let (collector, interrupted) = run.into_collector();
+    collector.finish(interrupted, fatal, trips)
 }
 
 /// The end of a Datadog window (the checkpoint's target); none for a file.

@@ -81,6 +81,12 @@ pub(super) struct LoopParts<'c> {
 }
 
 impl<'c> Loop<'c> {
+    /// The loop's tally and whether it was interrupted; the rest (the miner, parked logs) is
+    /// dropped, so the report of a run with many problems is built without them in memory.
+    pub(super) fn into_collector(self) -> (Collector, bool) {
+        (self.collector, self.interrupted)
+    }
+
     pub(super) fn new(parts: LoopParts<'c>) -> Self {
         let LoopParts {
             config,
@@ -254,7 +260,7 @@ impl<'c> Loop<'c> {
                 self.tickets.clone(),
                 fp,
                 event,
-                Arc::from(pending.template),
+                pending.template,
                 turn,
                 self.config.per_log_timeout,
                 whole,
@@ -286,7 +292,6 @@ impl<'c> Loop<'c> {
                     self.miner.note_ticket(&fp, key);
                 }
                 // Shared: every later log of the problem holds the same resolution.
-                let resolution = Arc::new(resolution);
                 for p in self.dedup.resolve(&fp, resolution.clone()) {
                     self.collector
                         .add(follower(p, fp.clone(), resolution.clone()))?;
@@ -460,13 +465,13 @@ impl<'c> Loop<'c> {
         };
         let mut left: Vec<Outcome> = Vec::new();
         if let Some(event) = self.in_hand.take() {
-            left.push(unprocessed(event, None, String::new(), why));
+            left.push(unprocessed(event, None, Arc::from(""), why));
         }
         let unfinished: Vec<Fingerprint> = self.running.keys().cloned().collect();
         for fp in unfinished {
             if let Some(event) = self.running.remove(&fp) {
                 let event = Arc::try_unwrap(event).unwrap_or_else(|e| (*e).clone());
-                left.push(unprocessed(event, Some(&fp), String::new(), why));
+                left.push(unprocessed(event, Some(&fp), Arc::from(""), why));
             }
             for p in self.dedup.abandon(&fp) {
                 left.push(unprocessed(p.event, Some(&fp), p.template, why));

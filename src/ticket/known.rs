@@ -44,6 +44,8 @@ impl Tally {
     pub fn add_host(&mut self, host: &str) {
         if let Err(at) = self.hosts.binary_search_by(|h| h.as_str().cmp(host)) {
             if self.hosts.len() < MAX_HOSTS {
+                // Grown one at a time: most problems are seen on a host or two.
+                self.hosts.reserve_exact(1);
                 self.hosts.insert(at, host.to_string());
             } else {
                 self.more_hosts = true;

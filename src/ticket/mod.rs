@@ -624,7 +624,10 @@ impl TicketStage {
         cx.progress.record(|t| t.jira = Some(cx.started.elapsed()));
         let mut report = leader_report(event, analysis, resolution.routed(&route));
         if report.resolution.action == TicketAction::Created {
-            report.told = self.told.get(fingerprint).map(|t| t.value().clone());
+            report.told = self
+                .told
+                .get(fingerprint)
+                .map(|t| Box::new(t.value().clone()));
         }
         Ok(Some(report))
     }
@@ -719,7 +722,7 @@ impl TicketStage {
             analysis,
             resolution(TicketAction::Created, Some(key)),
         );
-        report.told = Some(told);
+        report.told = Some(Box::new(told));
         Ok(report)
     }
 
@@ -1099,7 +1102,7 @@ fn leader_report(event: &LogEvent, analysis: Analysis, resolution: Resolution) -
         sample_id: event.id.clone(),
         sample_message: event.message.clone(),
         sample_timestamp: event.timestamp,
-        resolution,
+        resolution: std::sync::Arc::new(resolution),
         told: None,
     }
 }

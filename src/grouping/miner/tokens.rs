@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 #[derive(Default)]
 pub(super) struct IdHasher(u64);
@@ -67,24 +68,30 @@ pub(super) fn index_key(service: u32, len: usize, pos: usize, token: &str) -> u6
 }
 
 /// Tokens kept in one allocation: the text joined by single spaces, and where each ends. The
-/// text is the template people read; one allocation keeps matching cache-friendly.
+/// text is the template people read; one allocation keeps matching cache-friendly. Boxed, not
+/// grown: every template and family holds one, and they are built once.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(super) struct Tokens {
-    pub(super) text: String,
-    pub(super) ends: Vec<u32>,
+    /// Shared with every log's [`Fingerprinted::template`](crate::grouping::Fingerprinted).
+    pub(super) text: Arc<str>,
+    pub(super) ends: Box<[u32]>,
 }
 
 impl Tokens {
     pub(super) fn new<'a>(tokens: impl Iterator<Item = &'a str>) -> Self {
-        let mut t = Tokens::default();
+        let mut text = String::new();
+        let mut ends = Vec::new();
         for tok in tokens {
-            if !t.ends.is_empty() {
-                t.text.push(' ');
+            if !ends.is_empty() {
+                text.push(' ');
             }
-            t.text.push_str(tok);
-            t.ends.push(t.text.len() as u32);
+            text.push_str(tok);
+            ends.push(text.len() as u32);
         }
-        t
+        Tokens {
+            text: Arc::from(text),
+            ends: ends.into_boxed_slice(),
+        }
     }
 
     #[inline]
