@@ -34,14 +34,16 @@
 //! - around them: `http` (limiter with server-driven AIMD, retry, request; the one way out,
 //!   inside each log's deadline), `shutdown` (the interrupt every phase listens to, with its
 //!   grace period), `route` (per problem, where its ticket goes) and `explain` (those decisions
-//!   for `triage route --explain`), `redact` and `private` (secrets and files), and the other
-//!   commands (`check`, `status`, `metrics`).
+//!   for `triage route --explain`), `redact` and `private` (secrets and files), `clock` (the
+//!   wall clock every component reads the time from), and the other commands (`check`,
+//!   `status`, `metrics`).
 //!
 //! `main.rs` only parses the command line into a checked [`config::Config`] and calls [`run`].
 
 pub mod analyze;
 pub mod breaker;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod dedup;
