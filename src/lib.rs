@@ -116,7 +116,10 @@ pub async fn run(
             .unwrap_or_default(),
     };
     let state = match &config.state {
-        Some(path) => state::StateHandle::open(path, scope.clone(), !config.dry_run).await?,
+        Some(path) => {
+            let clock = config.clock.clone();
+            state::StateHandle::open(path, scope.clone(), !config.dry_run, clock).await?
+        }
         None => None,
     };
     let result = run_with_state(config, scope, state.clone(), &mut shutdown, started).await;
