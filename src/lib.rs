@@ -88,7 +88,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
-    let started = chrono::Utc::now();
+    let started = config.clock.now();
     tracing::debug!(
         "run starting: {}, {}",
         match &config.source {
@@ -141,6 +141,7 @@ async fn run_with_state(
     shutdown: &mut shutdown::Shutdown<'_>,
     started: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Report> {
+    let clock = config.clock.clone();
     // Checkpoints, processed ids and the retry list belong to a Datadog source; a file is
     // read whole each time it is given.
     let checkpoint_key = (!scope.source.is_empty()).then(|| scope.source.clone());
@@ -207,10 +208,9 @@ async fn run_with_state(
                 state
                     .call_durable(move |s| s.end_run(id, code, &summary))
                     .await?;
+                let clock = clock.clone();
                 state
-                    .call_durable(move |s| {
-                        s.record_run(started, chrono::Utc::now(), code, &versioned)
-                    })
+                    .call_durable(move |s| s.record_run(started, clock.now(), code, &versioned))
                     .await?;
             }
             state.call(|s| s.last_success()).await
@@ -225,8 +225,8 @@ async fn run_with_state(
         }
     }
     if let Some(path) = metrics_file {
-        let last_success = last_success.or_else(|| (code == exit::OK).then(chrono::Utc::now));
-        metrics::write(&path, &report, code, last_success)?;
+        let last_success = last_success.or_else(|| (code == exit::OK).then(|| clock.now()));
+        metrics::write(&path, &report, code, last_success, &clock)?;
     }
     Ok(report)
 }
