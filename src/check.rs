@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -165,7 +165,7 @@ async fn datadog_line(config: &Config, policy: &RetryPolicy) -> CheckLine {
     match &config.source {
         SourceConfig::Datadog(dd) => line(
             "datadog",
-            check_datadog(&config.site, dd, policy.clone()).await,
+            check_datadog(&config.site, dd, policy.clone(), config.clock.now()).await,
         ),
         SourceConfig::File(_) => not_configured(
             "datadog",
@@ -266,10 +266,10 @@ async fn check_datadog(
     site: &DatadogSite,
     dd: &crate::config::DatadogConfig,
     policy: RetryPolicy,
+    now: DateTime<Utc>,
 ) -> Result<String, String> {
     let service = Service::new("Datadog", None, policy).map_err(|e| e.to_string())?;
     let url = format!("{}/api/v2/logs/events/search", site.api_base);
-    let now = Utc::now();
     let body = json!({
         "filter": {"query": dd.query, "from": (now - chrono::Duration::minutes(1)).to_rfc3339(), "to": now.to_rfc3339(), "indexes": ["*"]},
         "page": {"limit": 1},

@@ -34,14 +34,16 @@
 //! - around them: `http` (limiter with server-driven AIMD, retry, request; the one way out,
 //!   inside each log's deadline), `shutdown` (the interrupt every phase listens to, with its
 //!   grace period), `route` (per problem, where its ticket goes) and `explain` (those decisions
-//!   for `triage route --explain`), `redact` and `private` (secrets and files), and the other
-//!   commands (`check`, `status`, `metrics`).
+//!   for `triage route --explain`), `redact` and `private` (secrets and files), `clock` (the
+//!   wall clock every component reads the time from), and the other commands (`check`,
+//!   `status`, `metrics`).
 //!
 //! `main.rs` only parses the command line into a checked [`config::Config`] and calls [`run`].
 
 pub mod analyze;
 pub mod breaker;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod dedup;
@@ -86,7 +88,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
-    let started = chrono::Utc::now();
+    let started = config.clock.now();
     tracing::debug!(
         "run starting: {}, {}",
         match &config.source {
@@ -114,7 +116,10 @@ pub async fn run(
             .unwrap_or_default(),
     };
     let state = match &config.state {
-        Some(path) => state::StateHandle::open(path, scope.clone(), !config.dry_run).await?,
+        Some(path) => {
+            let clock = config.clock.clone();
+            state::StateHandle::open(path, scope.clone(), !config.dry_run, clock).await?
+        }
         None => None,
     };
     let result = run_with_state(config, scope, state.clone(), &mut shutdown, started).await;
@@ -136,6 +141,7 @@ async fn run_with_state(
     shutdown: &mut shutdown::Shutdown<'_>,
     started: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Report> {
+    let clock = config.clock.clone();
     // Checkpoints, processed ids and the retry list belong to a Datadog source; a file is
     // read whole each time it is given.
     let checkpoint_key = (!scope.source.is_empty()).then(|| scope.source.clone());
@@ -202,10 +208,9 @@ async fn run_with_state(
                 state
                     .call_durable(move |s| s.end_run(id, code, &summary))
                     .await?;
+                let clock = clock.clone();
                 state
-                    .call_durable(move |s| {
-                        s.record_run(started, chrono::Utc::now(), code, &versioned)
-                    })
+                    .call_durable(move |s| s.record_run(started, clock.now(), code, &versioned))
                     .await?;
             }
             state.call(|s| s.last_success()).await
@@ -220,8 +225,8 @@ async fn run_with_state(
         }
     }
     if let Some(path) = metrics_file {
-        let last_success = last_success.or_else(|| (code == exit::OK).then(chrono::Utc::now));
-        metrics::write(&path, &report, code, last_success)?;
+        let last_success = last_success.or_else(|| (code == exit::OK).then(|| clock.now()));
+        metrics::write(&path, &report, code, last_success, &clock)?;
     }
     Ok(report)
 }

@@ -9,8 +9,13 @@ use chrono::{DateTime, Utc};
 
 use crate::pipeline::report::Report;
 
-/// Render the metrics of one run.
-pub fn render(report: &Report, exit_code: u8, last_success: Option<DateTime<Utc>>) -> String {
+/// Render the metrics of one run, which ended `ended`.
+pub fn render(
+    report: &Report,
+    exit_code: u8,
+    last_success: Option<DateTime<Utc>>,
+    ended: DateTime<Utc>,
+) -> String {
     use std::fmt::Write as _;
     let s = &report.summary;
     let mut out = String::new();
@@ -91,7 +96,7 @@ pub fn render(report: &Report, exit_code: u8, last_success: Option<DateTime<Utc>
         "triage_last_run_timestamp_seconds",
         "When the last run ended (Unix time).",
         "gauge",
-        &[("", Utc::now().timestamp() as f64)],
+        &[("", ended.timestamp() as f64)],
     );
     if let Some(t) = last_success {
         metric(
@@ -104,12 +109,14 @@ pub fn render(report: &Report, exit_code: u8, last_success: Option<DateTime<Utc>
     out
 }
 
-/// Write the metrics atomically: a temporary file beside `path`, then a rename.
+/// Write the metrics atomically: a temporary file beside `path`, then a rename. The run ended
+/// now, by `clock`.
 pub fn write(
     path: &Path,
     report: &Report,
     exit_code: u8,
     last_success: Option<DateTime<Utc>>,
+    clock: &crate::clock::Clock,
 ) -> anyhow::Result<()> {
     let mut name = path
         .file_name()
@@ -117,7 +124,7 @@ pub fn write(
         .unwrap_or_default();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
-    let text = render(report, exit_code, last_success);
+    let text = render(report, exit_code, last_success, clock.now());
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(text.as_bytes())?;

@@ -89,8 +89,11 @@ pub struct Config {
     pub state: Option<PathBuf>,
     /// `--from` was given: the window does not start at the checkpoint.
     pub from_explicit: bool,
-    /// This run's "now" (for date math and the default window end).
+    /// This run's "now" (for date math and the default window end): `--now`, else the clock's
+    /// time when the configuration was checked.
     pub now: DateTime<Utc>,
+    /// Where every other reading of the time comes from (the system clock, but in tests).
+    pub clock: crate::clock::Clock,
     /// Runs a failed log is retried in before it is given up.
     pub max_retries: u32,
     /// Least time between two recurrence comments on one ticket.
@@ -293,6 +296,16 @@ impl Config {
         workers_given: bool,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Config, Notices), ConfigError> {
+        Config::from_cli_with_clock(cli, workers_given, env, crate::clock::Clock::system())
+    }
+
+    /// [`Config::from_cli`], reading the time from `clock` (tests move a manual one).
+    pub fn from_cli_with_clock(
+        cli: &Cli,
+        workers_given: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+        clock: crate::clock::Clock,
+    ) -> Result<(Config, Notices), ConfigError> {
         let mut notices = Vec::new();
         let lookup = |names: &[&str]| -> Option<String> {
             names
@@ -320,7 +333,7 @@ impl Config {
         };
 
         let site = DatadogSite::resolve(&cli.dd_site, cli.dd_api_url.as_deref())?;
-        let Window { now, from, to } = window(cli)?;
+        let Window { now, from, to } = window(cli, &clock)?;
         let state = if cli.no_state {
             None
         } else if let Some(path) = state_path(cli, env) {
@@ -368,6 +381,7 @@ impl Config {
                 state,
                 from_explicit: cli.from.is_some(),
                 now,
+                clock,
                 max_retries: cli.max_retries,
                 comment_cooldown: cli.comment_cooldown,
                 shutdown_grace: cli.shutdown_grace,
@@ -383,14 +397,14 @@ impl Config {
     }
 }
 
-/// The run's clock (`--now`, else the system's) and the Datadog window it gives: `--from` /
+/// The run's "now" (`--now`, else `clock`'s time) and the Datadog window it gives: `--from` /
 /// `--to`, else the last 15 minutes before `--ingest-delay`.
-fn window(cli: &Cli) -> Result<Window, ConfigError> {
+fn window(cli: &Cli, clock: &crate::clock::Clock) -> Result<Window, ConfigError> {
     let now = match &cli.now {
         Some(t) => DateTime::parse_from_rfc3339(t)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| ConfigError::Usage(format!("--now '{t}' is not an RFC 3339 time: {e}")))?,
-        None => Utc::now(),
+        None => clock.now(),
     };
     let ingest_delay = chrono::Duration::from_std(cli.ingest_delay)
         .map_err(|_| ConfigError::Usage("--ingest-delay is out of range".into()))?;
@@ -419,7 +433,7 @@ fn window(cli: &Cli) -> Result<Window, ConfigError> {
     Ok(Window { now, from, to })
 }
 
-/// The run's clock and the Datadog window.
+/// The run's "now" and the Datadog window.
 struct Window {
     now: DateTime<Utc>,
     from: DateTime<Utc>,
@@ -803,6 +817,41 @@ mod tests {
             Err(ConfigError::Usage(m)) => assert!(m.contains("--metrics-file"), "{m}"),
             other => panic!("expected a usage error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_default_window_ends_by_the_clock_and_now_fixes_the_window_only() {
+        let at = |s| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let hand = crate::clock::Clock::manual(at("2026-11-23T10:00:00Z"));
+        let cli = |args: &[&str]| {
+            let argv = ["triage", "--dry-run", "--ingest-delay", "20m"];
+            Cli::try_parse_from(argv.iter().chain(args)).expect("valid args")
+        };
+        let env = |k: &str| {
+            ["DD_API_KEY", "DD_APP_KEY"]
+                .contains(&k)
+                .then(|| "k".into())
+        };
+        let window = |c: &Config| match &c.source {
+            SourceConfig::Datadog(dd) => (dd.from.to_rfc3339(), dd.to.to_rfc3339()),
+            SourceConfig::File(_) => panic!("a Datadog source"),
+        };
+        let (c, _) = Config::from_cli_with_clock(&cli(&[]), false, &env, hand.clock()).unwrap();
+        assert_eq!(c.now, at("2026-11-23T10:00:00Z"));
+        assert_eq!(
+            window(&c),
+            (
+                "2026-11-23T09:25:00+00:00".into(),
+                "2026-11-23T09:40:00+00:00".into()
+            )
+        );
+        // `--now` fixes the run's window; the clock it carries still moves.
+        let given = cli(&["--now", "2026-01-01T00:00:00Z"]);
+        let (c, _) = Config::from_cli_with_clock(&given, false, &env, hand.clock()).unwrap();
+        assert_eq!(c.now, at("2026-01-01T00:00:00Z"));
+        assert_eq!(window(&c).1, "2025-12-31T23:40:00+00:00");
+        hand.advance(chrono::Duration::hours(1));
+        assert_eq!(c.clock.now(), at("2026-11-23T11:00:00Z"));
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub(super) fn classify(status: StatusCode, headers: &HeaderMap, retry: Retry) ->
     }
 }
 
+/// The wall clock a server's dates are compared with: always the system's, whatever clock the
+/// run reads (the server stamped them by its own real clock).
+fn wall_now() -> chrono::DateTime<chrono::Utc> {
+    crate::clock::Clock::system().now()
+}
+
 /// `Retry-After`: seconds, or an HTTP date.
 pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let raw = headers.get("retry-after")?.to_str().ok()?.trim();
@@ -96,7 +102,7 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     }
     let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
     Some(
-        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        (at.with_timezone(&chrono::Utc) - wall_now())
             .to_std()
             .unwrap_or_default(),
     )
@@ -108,7 +114,7 @@ pub(super) fn reset_delay(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(secs) = raw.parse::<f64>() {
         // Seconds from now; a value this large is an epoch timestamp instead.
         if secs.is_finite() && secs > 1_000_000_000.0 {
-            let now = chrono::Utc::now().timestamp() as f64;
+            let now = wall_now().timestamp() as f64;
             return server_wait((secs - now).max(0.0));
         }
         return server_wait(secs);
@@ -122,7 +128,7 @@ pub(super) fn reset_delay(headers: &HeaderMap) -> Option<Duration> {
         })
         .ok()?;
     Some(
-        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        (at.with_timezone(&chrono::Utc) - wall_now())
             .to_std()
             .unwrap_or_default(),
     )

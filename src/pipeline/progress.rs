@@ -26,9 +26,13 @@ fn stamped() -> bool {
     *STAMPED.get_or_init(|| !std::io::stderr().is_terminal())
 }
 
-/// The current UTC time as RFC 3339 with milliseconds: `2026-11-23T09:00:00.123Z`.
+/// The current UTC time as RFC 3339 with milliseconds: `2026-11-23T09:00:00.123Z`. By the
+/// system clock, whatever clock a run reads: a line says when it was written, and the process's
+/// log lines (the `tracing` timer) have no run to ask.
 pub fn utc_now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    crate::clock::Clock::system()
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Write one line to stderr, stamped with the time when stderr is not a terminal.

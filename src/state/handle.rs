@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::{is_postgres, Processed, Scope, StateError, StateStore};
+use crate::clock::Clock;
 
 /// How many queued writes one transaction may hold before it is committed.
 pub const BATCH_MAX: usize = 512;
@@ -68,8 +69,13 @@ pub fn on_writer_thread() -> bool {
 
 impl StateHandle {
     /// Open the store on its own writer thread: locked and writable, or read-only (a dry run;
-    /// `Ok(None)` when there is no store yet).
-    pub async fn open(path: &Path, scope: Scope, writable: bool) -> anyhow::Result<Option<Self>> {
+    /// `Ok(None)` when there is no store yet); it reads the time from `clock`.
+    pub async fn open(
+        path: &Path,
+        scope: Scope,
+        writable: bool,
+        clock: Clock,
+    ) -> anyhow::Result<Option<Self>> {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (tx, rx) = std::sync::mpsc::channel::<Op>();
         let path = path.to_path_buf();
@@ -81,9 +87,9 @@ impl StateHandle {
             .spawn(move || {
                 WRITER_THREAD.with(|w| w.set(true));
                 let opened = if writable {
-                    StateStore::open(&path, scope).map(Some)
+                    StateStore::open_with_clock(&path, scope, clock).map(Some)
                 } else {
-                    StateStore::open_read_only(&path, scope)
+                    StateStore::open_read_only_with_clock(&path, scope, clock)
                 };
                 match opened {
                     Ok(Some(store)) => {

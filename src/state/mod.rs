@@ -1,8 +1,9 @@
 //! The state store: what a run must remember for the next one, in one SQLite file, or in a
 //! PostgreSQL database that runners on several hosts share (`pg`, docs/scale.md).
 //!
-//! In: the path (`$XDG_STATE_HOME/triage/state.db`, or `--state PATH`) or a `postgres://` URL.
-//! Out: a `StateStore` (one interface over both backends) holding the run lock, or
+//! In: the path (`$XDG_STATE_HOME/triage/state.db`, or `--state PATH`) or a `postgres://` URL,
+//! and the clock every time it writes or compares is read from (`crate::clock`; the system's
+//! unless a test gives another). Out: a `StateStore` (one interface over both backends) holding the run lock, or
 //! `StateError::Locked` naming the process that holds it.
 //!
 //! It keeps:
@@ -40,6 +41,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
+use crate::clock::Clock;
 use crate::grouping::{
     StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge, TemplateSnapshot,
 };
@@ -436,16 +438,22 @@ impl std::fmt::Debug for StateStore {
 
 impl StateStore {
     /// Open the store `target` names (a SQLite file, or a `postgres://` URL), take the job's
-    /// run lock, create or migrate the schema.
+    /// run lock, create or migrate the schema. It reads the time from the system clock.
     pub fn open(target: &Path, scope: Scope) -> Result<Self, StateError> {
+        StateStore::open_with_clock(target, scope, Clock::system())
+    }
+
+    /// [`StateStore::open`], every time it writes or compares read from `clock`.
+    pub fn open_with_clock(target: &Path, scope: Scope, clock: Clock) -> Result<Self, StateError> {
         let backend = if is_postgres(target) {
             Box::new(pg::PgStore::open(
                 target.to_str().unwrap_or_default(),
                 scope,
                 true,
+                clock,
             )?) as Box<dyn Store>
         } else {
-            Box::new(SqliteStore::open(target, scope)?)
+            Box::new(SqliteStore::open(target, scope, clock)?)
         };
         Ok(StateStore {
             backend,
@@ -459,14 +467,23 @@ impl StateStore {
     /// Open for reading only, without the lock (a dry run looks, never writes).
     /// `Ok(None)` when there is no store yet (or one of an older layout).
     pub fn open_read_only(target: &Path, scope: Scope) -> Result<Option<Self>, StateError> {
+        StateStore::open_read_only_with_clock(target, scope, Clock::system())
+    }
+
+    /// [`StateStore::open_read_only`], the times it compares read from `clock`.
+    pub fn open_read_only_with_clock(
+        target: &Path,
+        scope: Scope,
+        clock: Clock,
+    ) -> Result<Option<Self>, StateError> {
         let backend = if is_postgres(target) {
-            match pg::PgStore::open(target.to_str().unwrap_or_default(), scope, false) {
+            match pg::PgStore::open(target.to_str().unwrap_or_default(), scope, false, clock) {
                 Ok(p) if p.is_current()? => Box::new(p) as Box<dyn Store>,
                 Ok(_) => return Ok(None),
                 Err(e) => return Err(e),
             }
         } else {
-            match SqliteStore::open_read_only(target, scope)? {
+            match SqliteStore::open_read_only(target, scope, clock)? {
                 Some(s) => Box::new(s),
                 None => return Ok(None),
             }

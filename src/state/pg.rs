@@ -23,7 +23,7 @@ use super::pg_tls;
 use serde_json::Value;
 
 use super::{
-    from_ms, json_text, ms, CommentChange, CommentState, FailedLog, Lease, Processed, Scope,
+    from_ms, json_text, ms, Clock, CommentChange, CommentState, FailedLog, Lease, Processed, Scope,
     StateError, Store, StoredFamily, StoredTemplate, TemplateChanges, TemplateMerge,
     TemplateSnapshot,
 };
@@ -135,6 +135,8 @@ pub struct PgStore {
     client: RefCell<Client>,
     target: String,
     scope: Scope,
+    /// Where the times it writes and compares come from.
+    clock: Clock,
     /// The job's run lock key, when this store holds it.
     run_lock: Option<i64>,
     /// Inside the writer's batch transaction.
@@ -143,7 +145,7 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connect, create or migrate the schema (writable), take the job's run lock (writable).
-    pub fn open(url: &str, scope: Scope, writable: bool) -> Result<Self, StateError> {
+    pub fn open(url: &str, scope: Scope, writable: bool, clock: Clock) -> Result<Self, StateError> {
         let target = redact_url(url);
         let fail = |message: String| StateError::Postgres {
             target: target.clone(),
@@ -169,6 +171,7 @@ impl PgStore {
             client: RefCell::new(client),
             target: target.clone(),
             scope,
+            clock,
             run_lock: None,
             in_tx: false,
         };
@@ -359,14 +362,14 @@ impl PgStore {
             "on {} pid {} since {}",
             host_name(),
             std::process::id(),
-            Utc::now().to_rfc3339()
+            self.clock.now().to_rfc3339()
         );
         self.client
             .borrow_mut()
             .execute(
                 "INSERT INTO run_locks (job, holder, since_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, since_ms = excluded.since_ms",
-                &[&job, &holder, &ms(Utc::now())],
+                &[&job, &holder, &ms(self.clock.now())],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -534,7 +537,7 @@ impl Store for PgStore {
                 "INSERT INTO checkpoints (source, until_ms, updated_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (source) DO UPDATE SET until_ms = GREATEST(checkpoints.until_ms, excluded.until_ms),
                    updated_ms = excluded.updated_ms",
-                &[&source, &ms(until), &ms(Utc::now())],
+                &[&source, &ms(until), &ms(self.clock.now())],
             )?;
             c.execute(
                 "DELETE FROM seen WHERE source = $1 AND ts_ms IS NOT NULL AND ts_ms < $2",
@@ -563,7 +566,7 @@ impl Store for PgStore {
                 "INSERT INTO comments (jira, ticket, pending) VALUES ($1, $2, $3)
                  ON CONFLICT (jira, ticket) DO UPDATE SET pending = comments.pending + excluded.pending",
             )?;
-            let now = ms(Utc::now());
+            let now = ms(self.clock.now());
             // Tickets' counts are shared by every runner of the Jira: added last, in key
             // order, so two runners' batches never wait on each other in a cycle.
             let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
@@ -639,7 +642,7 @@ impl Store for PgStore {
             c.execute(
                 "INSERT INTO tickets (jira, fingerprint, key, created_ms) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (jira, fingerprint) DO UPDATE SET key = excluded.key",
-                &[&jira, &fingerprint, &key, &ms(Utc::now())],
+                &[&jira, &fingerprint, &key, &ms(self.clock.now())],
             )?;
             c.execute(
                 "DELETE FROM creating WHERE jira = $1 AND fingerprint = $2",
@@ -654,7 +657,7 @@ impl Store for PgStore {
             c.execute(
                 "INSERT INTO creating (jira, fingerprint, started_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (jira, fingerprint) DO UPDATE SET started_ms = excluded.started_ms",
-                &[&self.scope.jira, &fingerprint, &ms(Utc::now())],
+                &[&self.scope.jira, &fingerprint, &ms(self.clock.now())],
             )
             .map(|_| ())
         })
@@ -696,7 +699,7 @@ impl Store for PgStore {
         self.read(|c| {
             c.query_opt(
                 "SELECT analysis FROM analyses WHERE fingerprint = $1 AND analyzer = $2 AND created_ms >= $3",
-                &[&fingerprint, &analyzer, &ms(Utc::now() - ttl)],
+                &[&fingerprint, &analyzer, &ms(self.clock.now() - ttl)],
             )
         })
         .map(|r| r.map(|r| r.get(0)))
@@ -713,7 +716,7 @@ impl Store for PgStore {
                 "INSERT INTO analyses (fingerprint, analyzer, analysis, created_ms) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (fingerprint, analyzer) DO UPDATE SET analysis = excluded.analysis,
                    created_ms = excluded.created_ms",
-                &[&fingerprint, &analyzer, &analysis, &ms(Utc::now())],
+                &[&fingerprint, &analyzer, &analysis, &ms(self.clock.now())],
             )
             .map(|_| ())
         })
@@ -873,7 +876,7 @@ impl Store for PgStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let now = ms(Utc::now());
+        let now = ms(self.clock.now());
         self.atomic(|c| {
             for f in &changes.families {
                 c.execute(
@@ -960,7 +963,7 @@ impl Store for PgStore {
                 "UPDATE runs SET ended_ms = $2, exit_code = $3, summary = $4 WHERE id = $1",
                 &[
                     &id,
-                    &ms(Utc::now()),
+                    &ms(self.clock.now()),
                     &(exit_code as i32),
                     &summary.to_string(),
                 ],

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use super::{
-    from_ms, json_text, ms, CommentChange, CommentState, FailedLog, Lease, Processed, Scope,
+    from_ms, json_text, ms, Clock, CommentChange, CommentState, FailedLog, Lease, Processed, Scope,
     StateError, Store,
 };
 use crate::grouping::{
@@ -94,6 +94,8 @@ pub(super) struct SqliteStore {
     conn: Connection,
     pub(super) path: PathBuf,
     scope: Scope,
+    /// Where the times it writes and compares come from.
+    clock: Clock,
     /// The run lock; `None` for a read-only store (a dry run).
     _lock: Option<RunLock>,
 }
@@ -116,7 +118,7 @@ impl SqliteStore {
     }
 
     /// Open (creating the folder and the file if needed), take the job's run lock, migrate.
-    pub fn open(path: &Path, scope: Scope) -> Result<Self, StateError> {
+    pub fn open(path: &Path, scope: Scope, clock: Clock) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
             path: path.to_path_buf(),
             source,
@@ -124,7 +126,7 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             crate::private::create_dir_all(dir).map_err(io)?;
         }
-        let lock = take_lock(path, &scope)?;
+        let lock = take_lock(path, &scope, &clock)?;
         // SQLite gives its -wal and -shm files the database file's mode.
         crate::private::create_if_missing(path).map_err(io)?;
         let sql = |source| StateError::Sqlite {
@@ -151,13 +153,18 @@ impl SqliteStore {
             conn,
             path: path.to_path_buf(),
             scope,
+            clock,
             _lock: Some(lock),
         })
     }
 
     /// Open for reading only, without the lock (a dry run looks, never writes).
     /// `Ok(None)` when there is no store yet.
-    pub fn open_read_only(path: &Path, scope: Scope) -> Result<Option<Self>, StateError> {
+    pub fn open_read_only(
+        path: &Path,
+        scope: Scope,
+        clock: Clock,
+    ) -> Result<Option<Self>, StateError> {
         if !path.exists() {
             return Ok(None);
         }
@@ -181,6 +188,7 @@ impl SqliteStore {
             conn,
             path: path.to_path_buf(),
             scope,
+            clock,
             _lock: None,
         }))
     }
@@ -301,7 +309,7 @@ impl Store for SqliteStore {
         tx.execute(
             "INSERT INTO checkpoints (source, until_ms, updated_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT(source) DO UPDATE SET until_ms = max(until_ms, excluded.until_ms), updated_ms = excluded.updated_ms",
-            params![source, ms(until), ms(Utc::now())],
+            params![source, ms(until), ms(self.clock.now())],
         )
         .and_then(|_| tx.execute("DELETE FROM seen WHERE source = ?1 AND ts_ms IS NOT NULL AND ts_ms < ?2", params![source, ms(until - keep_ids_for)]))
         .and_then(|_| tx.commit())
@@ -345,7 +353,7 @@ impl Store for SqliteStore {
                      ON CONFLICT(jira, ticket) DO UPDATE SET pending = pending + 1",
                 )
                 .map_err(err)?;
-            let now = ms(Utc::now());
+            let now = ms(self.clock.now());
             for p in batch {
                 let new = seen
                     .execute(params![source, p.id, p.timestamp.map(ms)])
@@ -440,7 +448,7 @@ impl Store for SqliteStore {
             "INSERT INTO tickets (jira, fingerprint, key, created_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(jira, fingerprint) DO UPDATE SET key = excluded.key",
         )
-        .and_then(|mut s| s.execute(params![jira, fingerprint, key, ms(Utc::now())]))
+        .and_then(|mut s| s.execute(params![jira, fingerprint, key, ms(self.clock.now())]))
         .map_err(err)?;
         tx.prepare_cached("DELETE FROM creating WHERE jira = ?1 AND fingerprint = ?2")
             .and_then(|mut s| s.execute(params![jira, fingerprint]))
@@ -454,7 +462,7 @@ impl Store for SqliteStore {
         self.exec(
             "INSERT INTO creating (jira, fingerprint, started_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT(jira, fingerprint) DO UPDATE SET started_ms = excluded.started_ms",
-            params![self.scope.jira, fingerprint, ms(Utc::now())],
+            params![self.scope.jira, fingerprint, ms(self.clock.now())],
         )
         .map(|_| ())
         .map_err(|e| self.err(e))
@@ -482,7 +490,7 @@ impl Store for SqliteStore {
         self
             .row(
                 "SELECT analysis FROM analyses WHERE fingerprint = ?1 AND analyzer = ?2 AND created_ms >= ?3",
-                params![fingerprint, analyzer, ms(Utc::now() - ttl)],
+                params![fingerprint, analyzer, ms(self.clock.now() - ttl)],
                 |r| r.get(0),
             )
             .optional()
@@ -500,7 +508,7 @@ impl Store for SqliteStore {
             .exec(
                 "INSERT INTO analyses (fingerprint, analyzer, analysis, created_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(fingerprint, analyzer) DO UPDATE SET analysis = excluded.analysis, created_ms = excluded.created_ms",
-                params![fingerprint, analyzer, analysis, ms(Utc::now())],
+                params![fingerprint, analyzer, analysis, ms(self.clock.now())],
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
@@ -677,7 +685,7 @@ impl Store for SqliteStore {
             path: path.clone(),
             source,
         };
-        let now = ms(Utc::now());
+        let now = ms(self.clock.now());
         let tx = self.conn.savepoint().map_err(err)?;
         {
             let mut family = tx
@@ -758,7 +766,7 @@ impl Store for SqliteStore {
     fn end_run(&self, id: i64, exit_code: u8, summary: &Value) -> Result<(), StateError> {
         self.exec(
             "UPDATE runs SET ended_ms = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1",
-            params![id, ms(Utc::now()), exit_code, summary.to_string()],
+            params![id, ms(self.clock.now()), exit_code, summary.to_string()],
         )
         .map(|_| ())
         .map_err(|e| self.err(e))
@@ -911,7 +919,7 @@ impl Drop for RunLock {
     }
 }
 
-fn take_lock(db: &Path, scope: &Scope) -> Result<RunLock, StateError> {
+fn take_lock(db: &Path, scope: &Scope, clock: &Clock) -> Result<RunLock, StateError> {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".{}.lock", scope.lock_name()));
     let path = db.with_file_name(name);
@@ -944,7 +952,7 @@ fn take_lock(db: &Path, scope: &Scope) -> Result<RunLock, StateError> {
                 file,
                 "pid {} since {}",
                 std::process::id(),
-                Utc::now().to_rfc3339()
+                clock.now().to_rfc3339()
             )
             .map_err(io)?;
             file.flush().map_err(io)?;

@@ -355,3 +355,33 @@ fn a_template_shows_only_its_own_jobs_ticket() {
     // The other job files in another Jira: the template is shared, the ticket is not.
     assert_eq!(ticket(&b), None);
 }
+
+#[test]
+fn a_cached_analysis_expires_by_the_stores_clock_and_a_begun_create_is_stamped_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let start = Utc.timestamp_millis_opt(1_790_000_000_000).unwrap();
+    let hand = Clock::manual(start);
+    let store = StateStore::open_with_clock(&db, job("src", "J OPS"), hand.clock()).unwrap();
+    let ttl = chrono::Duration::days(7);
+    store.cache_analysis("fp", "llm m", "{\"a\":1}").unwrap();
+    store.begin_create("fp").unwrap();
+    assert_eq!(store.create_begun("fp").unwrap(), Some(start));
+    hand.advance(ttl);
+    let cached = |s: &StateStore| s.cached_analysis("fp", "llm m", ttl).unwrap();
+    assert_eq!(
+        cached(&store).as_deref(),
+        Some("{\"a\":1}"),
+        "fresh at its TTL"
+    );
+    // A dry run's read-only store on the same clock sees it expire at the same moment.
+    let dry = StateStore::open_read_only_with_clock(&db, job("src", "J OPS"), hand.clock())
+        .unwrap()
+        .expect("the store exists");
+    hand.advance(chrono::Duration::milliseconds(1));
+    assert_eq!((cached(&store), cached(&dry)), (None, None), "expired");
+    // Asked again and cached anew: fresh for another TTL.
+    store.cache_analysis("fp", "llm m", "{\"a\":2}").unwrap();
+    hand.advance(ttl - chrono::Duration::seconds(1));
+    assert_eq!(cached(&dry).as_deref(), Some("{\"a\":2}"));
+}

@@ -92,8 +92,10 @@ pub struct TicketStage {
     ambiguous: DashMap<Fingerprint, chrono::DateTime<chrono::Utc>>,
     /// Fingerprints whose create lease this run holds (see [`TicketStage::claim`]).
     leases: DashMap<Fingerprint, ()>,
-    /// The run's clock (`--now`): when a ticket created in this run counts as last updated.
+    /// The run's "now" (`--now`): when a ticket created in this run counts as last updated.
     now: chrono::DateTime<chrono::Utc>,
+    /// The run's clock: when a create was sent, to tell how long search may still lag it.
+    clock: crate::clock::Clock,
     /// The config file's routes: where each problem's ticket goes, or whether it is muted.
     routes: Routes,
     /// Per fingerprint claimed ahead of its worker slot, what the state knows of it, asked
@@ -257,7 +259,8 @@ impl From<TicketError> for LeadFailure {
 
 impl TicketStage {
     /// The ticket stage the checked configuration describes (site, dry run, `--reopen`,
-    /// `--max-tickets`, the run's clock, the routes), working with these services.
+    /// `--max-tickets`, the run's "now" and its clock, the routes), working with these
+    /// services.
     pub fn new(
         config: &Config,
         jira: Option<Arc<JiraClient>>,
@@ -279,6 +282,7 @@ impl TicketStage {
             ambiguous: DashMap::new(),
             leases: DashMap::new(),
             now: config.now,
+            clock: config.clock.clone(),
             routes: config.routes.clone(),
             local: DashMap::new(),
             told: DashMap::new(),
@@ -927,8 +931,7 @@ impl TicketStage {
         }
         // In memory too, for a run without (writable) state: kept unless Jira's answer says
         // nothing was created.
-        self.ambiguous
-            .insert(fingerprint.clone(), chrono::Utc::now());
+        self.ambiguous.insert(fingerprint.clone(), self.clock.now());
         let key = match jira.create(fingerprint, draft, description, route).await {
             Ok(key) => key,
             Err(e) => {
@@ -1030,7 +1033,7 @@ impl TicketStage {
         // How much of the search lag allowance is left since the create began (none: search
         // has caught up, and what it showed stands).
         let lag = chrono::Duration::from_std(jira.search_lag()).unwrap_or(chrono::Duration::MAX);
-        let Ok(left) = (lag - (chrono::Utc::now() - begun)).to_std() else {
+        let Ok(left) = (lag - (self.clock.now() - begun)).to_std() else {
             return Ok(found);
         };
         // Creating before it has caught up could file a second ticket; past the deadline the

@@ -1105,10 +1105,11 @@ async fn outcomes_are_committed_in_batches() {
         source: "src".into(),
         jira: String::new(),
     };
-    let handle = triage::state::StateHandle::open(&db, scope.clone(), true)
-        .await
-        .unwrap()
-        .unwrap();
+    let handle =
+        triage::state::StateHandle::open(&db, scope.clone(), true, triage::clock::Clock::system())
+            .await
+            .unwrap()
+            .unwrap();
     for i in 0..2000 {
         handle
             .record(triage::state::Processed {
@@ -1139,10 +1140,11 @@ async fn durable_writes_queued_together_share_one_commit() {
         source: "src".into(),
         jira: "J OPS".into(),
     };
-    let handle = triage::state::StateHandle::open(&db, scope.clone(), true)
-        .await
-        .unwrap()
-        .unwrap();
+    let handle =
+        triage::state::StateHandle::open(&db, scope.clone(), true, triage::clock::Clock::system())
+            .await
+            .unwrap()
+            .unwrap();
     handle.flush().await.unwrap();
     let before = handle.commits();
     // The writer is busy with a slow call while 64 durable writes queue up behind it.

@@ -1690,7 +1690,7 @@ async fn an_interrupt_while_comments_go_out_10_at_a_time_starts_no_call_and_lose
 
 /// A fresh database of its own for test `name` on the test server, as a URL; `None` (with a
 /// clear "skipped" line) when no test server is configured.
-fn pg_database(name: &str) -> Option<String> {
+pub(crate) fn pg_database(name: &str) -> Option<String> {
     let Ok(base) = std::env::var("TRIAGE_TEST_DATABASE_URL") else {
         // Straight to stderr, past the test harness's capture, so `cargo test` shows it.
         use std::io::Write as _;

@@ -7,6 +7,7 @@ mod sim;
 
 mod calls;
 mod cli;
+mod clock;
 mod core;
 mod cron;
 mod datadog;

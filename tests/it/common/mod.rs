@@ -236,13 +236,23 @@ pub fn adf_text(v: &Value) -> String {
 
 /// The checked configuration `main` would build from `args`, with `env` as the environment.
 pub fn checked_config(args: &[String], env: &[(&str, &str)]) -> triage::config::Config {
+    checked_config_with_clock(args, env, triage::clock::Clock::system())
+}
+
+/// [`checked_config`], the run reading the time from `clock`.
+pub fn checked_config_with_clock(
+    args: &[String],
+    env: &[(&str, &str)],
+    clock: triage::clock::Clock,
+) -> triage::config::Config {
     let cli = triage::config::cli::Cli::try_parse_from(args).expect("valid command line");
     let env: std::collections::HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
-        .expect("valid configuration");
+    let (config, _) =
+        triage::config::Config::from_cli_with_clock(&cli, true, &|k| env.get(k).cloned(), clock)
+            .expect("valid configuration");
     config
 }
 
