@@ -18,7 +18,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use triage::event::LogEvent;
 use triage::grouping::TemplateMiner;
 
@@ -83,7 +82,7 @@ fn event(id: usize, service: &str, message: String) -> LogEvent {
     .expect("a minimal event");
     e.service = Some(service.to_string());
     e.message = message;
-    e.attributes = Value::Null;
+    e.attributes = Default::default();
     e
 }
 

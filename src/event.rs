@@ -7,8 +7,15 @@
 //! usable log. `service`, `host`, `tags` and the custom `attributes` may be missing; `status` may
 //! be in any case (it is lower-cased here); the only hard requirement is a non-empty message.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
+
+mod attributes;
+mod text;
+
+pub use attributes::Attributes;
 
 /// One log event, normalised from whatever shape the source delivered.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,8 +34,8 @@ pub struct LogEvent {
     pub message: String,
     /// Datadog tags (`key:value`), duplicates removed, order kept.
     pub tags: Vec<String>,
-    /// The custom attributes object (`attributes.attributes` in Datadog's shape); `Null` if none.
-    pub attributes: Value,
+    /// The custom attributes object (`attributes.attributes` in Datadog's shape), if any.
+    pub attributes: Attributes,
 }
 
 /// Why a JSON value could not become a `LogEvent`.
@@ -85,10 +92,9 @@ impl LogEvent {
                 }
             }
         }
-        let attributes = match fields.remove("attributes") {
-            Some(v @ Value::Object(_)) => v,
-            _ => Value::Null,
-        };
+        let attributes = fields
+            .remove("attributes")
+            .map_or(Attributes::None, Attributes::from);
         Ok(LogEvent {
             id,
             timestamp: fields.get("timestamp").and_then(parse_timestamp),
@@ -124,26 +130,22 @@ impl LogEvent {
             "tags".into(),
             Value::Array(self.tags.iter().cloned().map(Value::String).collect()),
         );
-        if !self.attributes.is_null() {
-            attrs.insert("attributes".into(), self.attributes.clone());
+        if !self.attributes.is_none() {
+            attrs.insert("attributes".into(), self.attributes.to_value());
         }
         serde_json::json!({"id": self.id, "type": "log", "attributes": attrs})
     }
 
     /// Look up a custom attribute by dotted path (`error.fingerprint`), accepting both the nested
     /// form (`{"error":{"fingerprint":..}}`) and a flat key containing dots.
-    pub fn attribute(&self, path: &str) -> Option<&Value> {
-        let Value::Object(map) = &self.attributes else {
-            return None;
-        };
-        if let Some(v) = map.get(path) {
-            return Some(v);
-        }
-        let mut current = &self.attributes;
-        for part in path.split('.') {
-            current = current.as_object()?.get(part)?;
-        }
-        Some(current)
+    pub fn attribute(&self, path: &str) -> Option<Cow<'_, Value>> {
+        self.attributes.get(path)
+    }
+
+    /// Read one JSON Lines record the quick way (see [`text`]): `None` when it must be read the
+    /// general way, `Value` first and then [`LogEvent::from_value`], which gives the same log.
+    pub fn from_json_text(text: &str) -> Option<Self> {
+        text::from_json_text(text)
     }
 
     /// A tag's value (`env` for `env:prod`), if the event carries that tag.
@@ -197,7 +199,10 @@ mod tests {
         assert_eq!(e.service.as_deref(), Some("checkout"));
         assert_eq!(e.tags, vec!["env:prod", "team:pay"]);
         assert_eq!(e.tag("team"), Some("pay"));
-        assert_eq!(e.attribute("error.fingerprint"), Some(&json!("abc")));
+        assert_eq!(
+            e.attribute("error.fingerprint").as_deref(),
+            Some(&json!("abc"))
+        );
         assert_eq!(e.timestamp.unwrap().timestamp_millis(), 1649694587401);
     }
 
@@ -210,7 +215,10 @@ mod tests {
         assert_eq!(e.service, None);
         assert_eq!(e.host, None);
         assert_eq!(e.status, "");
-        assert_eq!(e.attribute("error.fingerprint"), Some(&json!("x")));
+        assert_eq!(
+            e.attribute("error.fingerprint").as_deref(),
+            Some(&json!("x"))
+        );
         assert!(e.timestamp.is_some());
     }
 
@@ -225,6 +233,54 @@ mod tests {
             LogEvent::from_value(e.to_value(), || unreachable!()).unwrap(),
             e
         );
+    }
+
+    /// Plain logs are read the quick way, with the same result; the rest the general way.
+    #[test]
+    fn the_quick_reading_takes_plain_logs_and_leaves_the_rest() {
+        let plain = r#"{"id":"AQAA","type":"log","attributes":{"status":" ERROR ","service":"checkout","host":"web-1","timestamp":"2022-04-11T16:29:47.401Z","message":"boom\nat x","tags":["env:prod","env:prod",3],"attributes":{"error":{"fingerprint":"abc"},"n":1}}}"#;
+        let flat = r#"{"id":7,"message":" disk full","host":"  ","timestamp":1649694587000}"#;
+        for text in [plain, flat] {
+            let quick = LogEvent::from_json_text(text).expect("read the quick way");
+            let general =
+                LogEvent::from_value(serde_json::from_str(text).unwrap(), || unreachable!());
+            assert_eq!(Ok(quick), general, "{text}");
+        }
+        let quick = LogEvent::from_json_text(plain).unwrap();
+        assert!(matches!(quick.attributes, Attributes::Text(_)));
+        assert_eq!(quick.status, "error");
+        assert_eq!(quick.tags, ["env:prod"]);
+        assert_eq!(
+            quick.attribute("error.fingerprint").as_deref(),
+            Some(&json!("abc"))
+        );
+        assert_eq!(quick.attribute("error.kind"), None);
+        // Attributes with an escape are parsed at once: no key hides behind one.
+        let escaped = r#"{"id":"1","type":"log","attributes":{"message":"m","attributes":{"error":{"finger\u0070rint":"e"}}}}"#;
+        let e = LogEvent::from_json_text(escaped).unwrap();
+        assert!(matches!(e.attributes, Attributes::Json(_)));
+        assert_eq!(
+            e.attribute("error.fingerprint").as_deref(),
+            Some(&json!("e"))
+        );
+        for general_only in [
+            r#"{"message":"no id"}"#,
+            r#"{"id":"","message":"empty id"}"#,
+            r#"{"id":"1","message":"a","message":"twice"}"#,
+            r#"{"id":"1","message":"  "}"#,
+            r#"{"id":"1","message":5}"#,
+            r#"{"data":[{"id":"1","message":"page"}]}"#,
+            r#"[{"id":"1","message":"array"}]"#,
+            r#"{"id":"1","message":"flat","attributes":{"error.fingerprint":"x"}}"#,
+            r#"{"id":"1","attributes":{"message":null}}"#,
+            r#"{"id":"1","type":"log","attributes":{"status":"error","status":"warn","message":"m"}}"#,
+        ] {
+            assert_eq!(
+                LogEvent::from_json_text(general_only),
+                None,
+                "{general_only}"
+            );
+        }
     }
 
     #[test]
@@ -295,6 +351,14 @@ mod properties {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
+        fn the_quick_reading_gives_nothing_or_what_the_general_one_gives(value in json()) {
+            let text = value.to_string();
+            if let Some(quick) = LogEvent::from_json_text(&text) {
+                let general = LogEvent::from_value(value, || "no id: not read the quick way".into());
+                prop_assert_eq!(Ok(quick), general);
+            }
+        }
+
         fn any_json_value_is_a_log_with_a_message_or_a_reason(value in json()) {
             if let Ok(event) = LogEvent::from_value(value, || "fallback".into()) {
                 prop_assert!(!event.message.trim().is_empty());

@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 use regex::{Captures, Regex};
 use serde_json::Value;
 
-use crate::event::LogEvent;
+use crate::event::{Attributes, LogEvent};
 
 /// What replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
@@ -102,7 +102,39 @@ impl Redactor {
                 event.host = Some(h);
             }
         }
-        self.value(&mut event.attributes);
+        self.attributes(&mut event.attributes);
+    }
+
+    /// Redact custom attributes. A text is left as it is when no pattern can match anywhere in
+    /// it: it has no escapes, so each of its strings is in it as it reads, and a pattern that
+    /// matches none of the text matches none of them. Otherwise it is parsed and redacted.
+    pub fn attributes(&self, attributes: &mut Attributes) {
+        if let Attributes::Text(raw) = attributes {
+            if self.leaves_alone(raw.get()) {
+                return;
+            }
+        }
+        if let Some(value) = attributes.value_mut() {
+            self.value(value);
+        }
+    }
+
+    /// Whether nothing in `text` would be redacted (a superset of what [`Redactor::text`]
+    /// and the secret keys find, run on the whole text at once).
+    fn leaves_alone(&self, text: &str) -> bool {
+        const CARD: u16 = 1 << 7;
+        let hints = secret_hints(text);
+        if hints & !CARD != 0 {
+            return false;
+        }
+        if hints & CARD != 0 {
+            let (re, kind) = &SECRETS[7];
+            if matches(re, *kind, text) {
+                return false;
+            }
+        }
+        let personal = self.emails && EMAIL.is_match(text) || self.ips && IPV4.is_match(text);
+        !personal
     }
 
     /// Redact every string in a JSON value; the value of a key that names a secret is replaced.
@@ -238,16 +270,21 @@ static SECRETS: LazyLock<Vec<(Regex, Kind)>> = LazyLock::new(|| {
 fn secret_hints(text: &str) -> u16 {
     let b = text.as_bytes();
     let mut hints = 0u16;
-    for (i, w) in b.windows(2).enumerate() {
-        let p = pair_index(w[0], w[1]);
-        if HINT_PAIR_TABLE[p >> 6] >> (p & 63) & 1 != 0 {
-            hints |= word_hints(b, i);
+    let mut digits = 0u32;
+    // One pass: the pairs a byte may start meet those the next may end; digits are counted.
+    let mut starts = 0u32;
+    for (i, &c) in b.iter().enumerate() {
+        let (first, second) = (PAIR_FIRST[c as usize], PAIR_SECOND[c as usize]);
+        if starts & second != 0 {
+            hints |= word_hints(b, i - 1);
         }
+        digits += first >> DIGIT_BIT;
+        starts = first;
     }
     if hints & SCHEME != 0 && b.contains(&b'@') {
         hints |= 1 << 8;
     }
-    if b.iter().filter(|c| c.is_ascii_digit()).count() >= 13 {
+    if digits >= 13 {
         hints |= 1 << 7;
     }
     hints & !SCHEME
@@ -259,21 +296,34 @@ const HINT_PAIRS: [&[u8; 2]; 19] = [
     b"ai", b"ar", b"gh", b"xo", b"k_", b":/",
 ];
 
-/// [`HINT_PAIRS`] as a set of bits by [`pair_index`].
-static HINT_PAIR_TABLE: [u64; 1 << 10] = {
-    let mut table = [0u64; 1 << 10];
+/// Per byte, the [`HINT_PAIRS`] it may begin (bit `n` for pair `n`, in any case), and
+/// [`DIGIT_BIT`] for a digit.
+static PAIR_FIRST: [u32; 256] = pair_table(0);
+/// Per byte, the [`HINT_PAIRS`] it may end.
+static PAIR_SECOND: [u32; 256] = pair_table(1);
+/// Set in [`PAIR_FIRST`] for the ASCII digits (above every pair's bit).
+const DIGIT_BIT: u32 = 31;
+const _: () = assert!(HINT_PAIRS.len() < DIGIT_BIT as usize);
+
+const fn pair_table(side: usize) -> [u32; 256] {
+    let mut table = [0u32; 256];
     let mut n = 0;
     while n < HINT_PAIRS.len() {
-        let i = pair_index(HINT_PAIRS[n][0], HINT_PAIRS[n][1]);
-        table[i >> 6] |= 1 << (i & 63);
+        let c = HINT_PAIRS[n][side];
+        table[c as usize] |= 1 << n;
+        if c.is_ascii_alphabetic() {
+            table[(c ^ 0x20) as usize] |= 1 << n;
+        }
         n += 1;
     }
+    if side == 0 {
+        let mut d = b'0';
+        while d <= b'9' {
+            table[d as usize] |= 1 << DIGIT_BIT;
+            d += 1;
+        }
+    }
     table
-};
-
-/// A pair of bytes as an index, the same for every case of letters.
-const fn pair_index(a: u8, b: u8) -> usize {
-    ((a | 0x20) as usize) << 8 | (b | 0x20) as usize
 }
 
 /// The two patterns of [`SECRETS`] that find a value after a key named by [`KEY`].
@@ -440,6 +490,38 @@ mod tests {
         fn the_hints_never_skip_a_pattern_that_matches(text in near_secrets()) {
             prop_assert_eq!(Redactor::default().text(&text).into_owned(), every_pattern(&text));
         }
+
+        /// Attributes left as text are redacted exactly as the same attributes parsed.
+        #[test]
+        fn attributes_as_text_are_redacted_as_parsed(
+            keys in prop::collection::vec(
+                prop::sample::select(vec!["msg", "api_key", "user.password", "token", "n", "url"]),
+                1..4,
+            ),
+            values in prop::collection::vec(near_secrets(), 1..4),
+            emails in any::<bool>(),
+            ips in any::<bool>(),
+        ) {
+            let object: serde_json::Map<String, Value> = keys
+                .iter()
+                .zip(values.iter().chain(std::iter::repeat(&String::new())))
+                .map(|(k, v)| (k.to_string(), serde_json::json!({ "inner": v, "flat": [v, 4111] })))
+                .chain(keys.first().map(|k| (format!("{k}_scalar"), Value::from(values[0].clone()))))
+                .collect();
+            let text = Value::Object(object).to_string();
+            let raw = serde_json::value::RawValue::from_string(text).unwrap();
+            let redactor = Redactor { emails, ips };
+            let mut as_text = Attributes::from_text(&raw);
+            let mut parsed = Attributes::from(serde_json::from_str::<Value>(raw.get()).unwrap());
+            redactor.attributes(&mut as_text);
+            redactor.attributes(&mut parsed);
+            prop_assert_eq!(as_text.to_value(), parsed.to_value());
+        }
+    }
+
+    #[test]
+    fn the_card_pattern_is_the_one_attributes_check_by_itself() {
+        assert!(matches!(SECRETS[7].1, Kind::Card));
     }
 
     fn secrets(s: &str) -> String {

@@ -418,7 +418,7 @@ fn scan_text(event: &LogEvent, template: &str) -> String {
         }
     }
     for key in ["error.kind", "error.type", "error.message"] {
-        if let Some(Value::String(s)) = event.attribute(key) {
+        if let Some(Value::String(s)) = event.attribute(key).as_deref() {
             text.push_str(head(s, MAX_SCAN_BYTES));
             text.push('\n');
         }
@@ -589,7 +589,7 @@ fn summary(event: &LogEvent, service: Option<&str>, headline: &str, category: Ca
     if !s.ends_with(['.', '!', '?', '…']) {
         s.push('.');
     }
-    if let Some(Value::String(kind)) = event.attribute("error.kind") {
+    if let Some(Value::String(kind)) = event.attribute("error.kind").as_deref() {
         let kind = truncate_chars(&one_line(kind), 80);
         if !kind.is_empty() && !headline.to_lowercase().contains(&kind.to_lowercase()) {
             s.push_str(&format!(" Error kind: {kind}."));
@@ -614,7 +614,7 @@ mod tests {
             host: Some("web-1".into()),
             message: message.into(),
             tags: vec!["env:prod".into()],
-            attributes: Value::Null,
+            attributes: crate::event::Attributes::None,
         }
     }
 
@@ -875,7 +875,8 @@ mod tests {
     fn error_kind_attribute_is_used() {
         let mut e = event("error", Some("api"), "request failed");
         e.attributes = json!({"error": {"kind": "java.lang.OutOfMemoryError",
-                                        "message": "Java heap space"}});
+                                        "message": "Java heap space"}})
+        .into();
         let a = analyze(&e, "request failed");
         assert_eq!(a.category, Category::Resource);
         assert_eq!(a.severity, Severity::Critical);

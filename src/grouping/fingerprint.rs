@@ -141,7 +141,7 @@ pub fn template(message: &str) -> String {
 
 /// The `error.fingerprint` attribute as a fingerprint, if the event has a usable one.
 pub(crate) fn explicit_fingerprint(event: &LogEvent) -> Option<Fingerprint> {
-    let (raw, scalar) = match event.attribute("error.fingerprint")? {
+    let (raw, scalar) = match event.attribute("error.fingerprint")?.as_ref() {
         Value::Null => return None,
         Value::String(s) => (s.clone(), true),
         Value::Number(n) => (n.to_string(), true),

@@ -204,19 +204,13 @@ impl Emitter {
     /// Send one event; `at` is where it was (`Line(n)` in JSON Lines, else `Record(n)`), for
     /// messages. A record without an id gets one from its content. `cut`: its line was cut.
     fn event(&mut self, value: Value, at: At, cut: bool) {
-        self.budget.set(0);
         let fallback = if has_id(&value) {
             String::new()
         } else {
             self.content_id(&value)
         };
         match LogEvent::from_value(value, move || fallback) {
-            Ok(mut event) => {
-                if cut {
-                    event.message.push_str(CUT_MARK);
-                }
-                self.send(SourceItem::Event(event))
-            }
+            Ok(event) => self.emit(event, cut),
             Err(e) => {
                 // Named only when needed: formatting it for every log cost an allocation each.
                 let location = match at {
@@ -226,6 +220,15 @@ impl Emitter {
                 self.skipped(location, e.to_string())
             }
         }
+    }
+
+    /// One log read, to the pipeline (`cut`: its line was longer than `--max-line-bytes`).
+    fn emit(&mut self, mut event: LogEvent, cut: bool) {
+        self.budget.set(0);
+        if cut {
+            event.message.push_str(CUT_MARK);
+        }
+        self.send(SourceItem::Event(event))
     }
 
     /// The id of a record that has none, from its content: the same log keeps its id when other
@@ -506,6 +509,11 @@ fn read_line(line: &[u8], number: usize, cut: Option<u64>, out: &mut Emitter) {
             let Ok(text) = std::str::from_utf8(trimmed) else {
                 return out.skipped(location(&out.origin), "line is not valid UTF-8".into());
             };
+            // Most lines are one plain log: read without a tree of the whole record. The rest
+            // (pages, arrays, logs without an id, odd fields) are read the general way.
+            if let Some(event) = LogEvent::from_json_text(text) {
+                return out.emit(event, false);
+            }
             match serde_json::from_str::<Value>(text) {
                 Ok(v) => v,
                 Err(e) => {

@@ -10,13 +10,13 @@ fn event(service: Option<&str>, message: &str) -> LogEvent {
         host: None,
         message: message.into(),
         tags: Vec::new(),
-        attributes: Value::Null,
+        attributes: Default::default(),
     }
 }
 
 fn event_with(attributes: Value, message: &str) -> LogEvent {
     LogEvent {
-        attributes,
+        attributes: attributes.into(),
         ..event(Some("api"), message)
     }
 }
