@@ -33,7 +33,8 @@
 //!   part (`jira::config`);
 //! - around them: `http` (limiter with server-driven AIMD, retry, request; the one way out,
 //!   inside each log's deadline), `shutdown` (the interrupt every phase listens to, with its
-//!   grace period), `route` (per problem, where its ticket goes) and `explain` (those decisions
+//!   grace period), `tasks` (the one owner of the run's tasks, which tells them to stop),
+//!   `route` (per problem, where its ticket goes) and `explain` (those decisions
 //!   for `triage route --explain`), `redact` and `private` (secrets and files), `clock` (the
 //!   wall clock every component reads the time from), and the other commands (`check`,
 //!   `status`, `metrics`).
@@ -62,6 +63,7 @@ pub mod shutdown;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod tasks;
 pub mod ticket;
 
 use std::future::Future;
