@@ -90,6 +90,16 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<Report> {
+    run_with(config, shutdown, &tasks::Tasks::new()).await
+}
+
+/// [`run`], spawning its tasks through `tasks`, their one owner: none of them is left when it
+/// returns, however the run ended (a test passes its own owner to see that).
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    tasks: &tasks::Tasks,
+) -> anyhow::Result<Report> {
     let started = config.clock.now();
     tracing::debug!(
         "run starting: {}, {}",
@@ -124,7 +134,7 @@ pub async fn run(
         }
         None => None,
     };
-    let result = run_with_state(config, scope, state.clone(), &mut shutdown, started).await;
+    let result = run_with_state(config, scope, state.clone(), &mut shutdown, started, tasks).await;
     // The store is closed (its last batch committed, its lock released) before `run` returns;
     // after an interrupt, within what is left of the grace period.
     if let Some(state) = state {
@@ -142,6 +152,7 @@ async fn run_with_state(
     state: Option<state::StateHandle>,
     shutdown: &mut shutdown::Shutdown<'_>,
     started: chrono::DateTime<chrono::Utc>,
+    tasks: &tasks::Tasks,
 ) -> anyhow::Result<Report> {
     let clock = config.clock.clone();
     // Checkpoints, processed ids and the retry list belong to a Datadog source; a file is
@@ -196,6 +207,7 @@ async fn run_with_state(
         shutdown,
         jira.clone(),
         checkpoint_key,
+        tasks,
     );
     let (checked, ran) = tokio::join!(check, rest);
     checked?;
@@ -243,6 +255,7 @@ async fn start_and_run(
     shutdown: &mut shutdown::Shutdown<'_>,
     jira: Option<Arc<jira::JiraClient>>,
     checkpoint_key: Option<String>,
+    tasks: &tasks::Tasks,
 ) -> anyhow::Result<(Report, Option<i64>, Option<std::path::PathBuf>)> {
     let (analyzer, cache_key) = match &config.analyzer {
         config::AnalyzerConfig::Rules => (analyze::Analyzer::Rules, None),
@@ -319,6 +332,7 @@ async fn start_and_run(
         retries,
         given_up: (given_up, config.max_retries),
         checkpoint_key,
+        tasks: tasks.clone(),
     };
     let (run_id, report) = tokio::join!(begin, pipeline::run(config, deps, progress, shutdown));
     let run_id = run_id.transpose()?;

@@ -59,6 +59,7 @@ use crate::pipeline::progress::Progress;
 use crate::pipeline::report::Report;
 use crate::shutdown::Shutdown;
 use crate::state::StateHandle;
+use crate::tasks::Tasks;
 use crate::ticket::{self, TicketStage};
 
 use end::{load_miner, merge_steps, save_state, save_templates, Completion};
@@ -87,6 +88,8 @@ pub struct Deps {
     pub given_up: (Vec<String>, u32),
     /// Where the checkpoint of this source is kept (`None` for a file source).
     pub checkpoint_key: Option<String>,
+    /// The owner of every task the run spawns.
+    pub tasks: Tasks,
 }
 
 /// Run the whole pipeline until the source is exhausted, `--limit` is reached, or `shutdown`
@@ -106,6 +109,7 @@ pub async fn run(
         retries,
         given_up,
         checkpoint_key,
+        tasks,
     } = deps;
     // Open: outcomes are recorded (processed ids, the retry list) for a checkpointed source
     // only; the miner continues from what earlier runs learned.
@@ -118,8 +122,10 @@ pub async fn run(
         .with_rules(config.groups.clone());
     let retry_ids: HashSet<String> = retries.iter().map(|e| e.id.clone()).collect();
 
-    // Start the source; from here on every path runs the clean-up below.
-    let mut feed = Feed::start(&config, retries)?;
+    // Start the source; from here on every path runs the clean-up below, and whatever way
+    // `run` is left, every task it started is told to stop.
+    let _stop = tasks.stop_on_drop();
+    let mut feed = Feed::start(&config, retries, tasks.group())?;
 
     // Ingest and lead until the input ends, a limit, an interrupt or a failure.
     let mut run = Loop::new(LoopParts {
