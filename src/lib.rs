@@ -191,7 +191,9 @@ async fn run_with_state(
     // holds every other call's result until the check has answered, and a refusal stays fatal
     // with the check's own message (see `connect_jira`).
     let jira = match &config.jira {
-        Some(jira) => Some(Arc::new(connect_jira(jira, &config)?)),
+        Some(jira) => Some(Arc::new(
+            connect_jira(jira, &config)?.with_tasks(tasks.group()),
+        )),
         None => None,
     };
     let jira_config = config.jira.clone();

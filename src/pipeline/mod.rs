@@ -59,7 +59,7 @@ use crate::pipeline::progress::Progress;
 use crate::pipeline::report::Report;
 use crate::shutdown::Shutdown;
 use crate::state::StateHandle;
-use crate::tasks::Tasks;
+use crate::tasks::{Tasks, STOP_WAIT};
 use crate::ticket::{self, TicketStage};
 
 use end::{load_miner, merge_steps, save_state, save_templates, Completion};
@@ -149,6 +149,8 @@ pub async fn run(
         run.interrupted = true;
         tickets.abort().await;
     }
+    // Lookups told to stop end at their next await point: then no task of the run is left.
+    tasks.stop(STOP_WAIT).await;
     run.interrupted |= shutdown.poll_now();
 
     // The end of the run's ticket work: updates, recurrences, merges.

@@ -491,10 +491,10 @@ impl TicketStage {
     }
 
     /// Wait for every Jira task started (a create still finishing after its log's deadline);
-    /// lookups prefetched for leaders that will not run are stopped.
+    /// lookups prefetched for leaders that will not run are told to stop.
     pub async fn drain(&self) {
         if let Some(jira) = &self.jira {
-            jira.abort_lookups().await;
+            jira.stop_lookups();
         }
         // State reads asked for leaders that will not run now.
         self.local.clear();
@@ -517,7 +517,7 @@ impl TicketStage {
     /// Stop every Jira task still running (the grace period after an interrupt is over).
     pub async fn abort(&self) {
         if let Some(jira) = &self.jira {
-            jira.abort_lookups().await;
+            jira.stop_lookups();
         }
         // State reads asked for leaders that will not run now.
         self.local.clear();
