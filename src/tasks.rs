@@ -19,6 +19,7 @@
 //! In: futures. Out: their `JoinHandle`s (`None` from a task told to stop). Cannot fail.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct Tasks {
     /// The tasks' abort handles, for the last resort only (finished ones are dropped as new
     /// tasks come).
     aborts: Arc<Mutex<Vec<AbortHandle>>>,
+    /// How many tasks the last resort aborted.
+    aborted: Arc<AtomicUsize>,
 }
 
 impl Tasks {
@@ -54,12 +57,19 @@ impl Tasks {
             tracker: self.tracker.clone(),
             token: self.token.child_token(),
             aborts: self.aborts.clone(),
+            aborted: self.aborted.clone(),
         }
     }
 
     /// How many of the run's tasks are still alive (told to stop or not).
     pub fn live(&self) -> usize {
         self.tracker.len()
+    }
+
+    /// How many tasks had to be aborted because they had not ended within the bound after
+    /// they were told to stop (the last resort).
+    pub fn aborted(&self) -> usize {
+        self.aborted.load(Ordering::Relaxed)
     }
 
     /// Wait until every task has ended by itself. Unbounded: the caller bounds it (the grace
@@ -97,6 +107,7 @@ impl Tasks {
         for task in &left {
             task.abort();
         }
+        self.aborted.fetch_add(left.len(), Ordering::Relaxed);
         if tokio::time::timeout(bound, self.tracker.wait())
             .await
             .is_err()
@@ -122,6 +133,7 @@ pub struct TaskGroup {
     tracker: TaskTracker,
     token: CancellationToken,
     aborts: Arc<Mutex<Vec<AbortHandle>>>,
+    aborted: Arc<AtomicUsize>,
 }
 
 impl TaskGroup {
@@ -180,6 +192,7 @@ impl TaskGroup {
                 STOP_WAIT.as_millis()
             );
             task.abort();
+            self.aborted.fetch_add(1, Ordering::Relaxed);
             let _ = tokio::time::timeout(STOP_WAIT, task).await;
         }
     }
@@ -218,6 +231,7 @@ mod tests {
         assert_eq!(tasks.live(), 1);
         let other = tasks.group();
         assert_eq!(tasks.stop(Duration::from_secs(60)).await, 0, "none aborted");
+        assert_eq!(tasks.aborted(), 0);
         assert_eq!(task.await.expect("ended, not aborted"), None);
         assert!(dropped.load(Ordering::SeqCst));
         assert_eq!(tasks.live(), 0);
@@ -261,6 +275,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(tasks.stop(Duration::from_millis(50)).await, 1);
+        assert_eq!(tasks.aborted(), 1);
         release.send(()).unwrap();
         let ended = stuck.await;
         assert!(ended.is_err_and(|e| e.is_cancelled()), "aborted");
