@@ -93,8 +93,9 @@ pub async fn run(
     run_with(config, shutdown, &tasks::Tasks::new()).await
 }
 
-/// [`run`], spawning its tasks through `tasks`, their one owner: none of them is left when it
-/// returns, however the run ended (a test passes its own owner to see that).
+/// [`run`], spawning its tasks through `tasks`, their one owner (a new one for each run): none
+/// of them is left when it returns, however the run ended (a test passes its own owner to see
+/// that).
 pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,

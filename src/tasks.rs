@@ -31,7 +31,8 @@ use tokio_util::task::TaskTracker;
 pub const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// The owner of a run's tasks: every one of them is tracked here and stops on its token.
-/// Clones are handles on the same owner.
+/// Clones are handles on the same owner; each run has its own (once told to stop, an owner
+/// stays stopped).
 #[derive(Debug, Clone, Default)]
 pub struct Tasks {
     /// Every task spawned through any group of this owner, until it ends.
