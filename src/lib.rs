@@ -33,7 +33,8 @@
 //!   part (`jira::config`);
 //! - around them: `http` (limiter with server-driven AIMD, retry, request; the one way out,
 //!   inside each log's deadline), `shutdown` (the interrupt every phase listens to, with its
-//!   grace period), `route` (per problem, where its ticket goes) and `explain` (those decisions
+//!   grace period), `tasks` (the one owner of the run's tasks, which tells them to stop),
+//!   `route` (per problem, where its ticket goes) and `explain` (those decisions
 //!   for `triage route --explain`), `redact` and `private` (secrets and files), `clock` (the
 //!   wall clock every component reads the time from), and the other commands (`check`,
 //!   `status`, `metrics`).
@@ -62,6 +63,7 @@ pub mod shutdown;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod tasks;
 pub mod ticket;
 
 use std::future::Future;
@@ -87,6 +89,17 @@ pub const CHECKPOINT_OVERLAP: chrono::Duration = chrono::Duration::minutes(5);
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<Report> {
+    run_with(config, shutdown, &tasks::Tasks::new()).await
+}
+
+/// [`run`], spawning its tasks through `tasks`, their one owner (a new one for each run): none
+/// of them is left when it returns, however the run ended (a test passes its own owner to see
+/// that).
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    tasks: &tasks::Tasks,
 ) -> anyhow::Result<Report> {
     let started = config.clock.now();
     tracing::debug!(
@@ -122,7 +135,7 @@ pub async fn run(
         }
         None => None,
     };
-    let result = run_with_state(config, scope, state.clone(), &mut shutdown, started).await;
+    let result = run_with_state(config, scope, state.clone(), &mut shutdown, started, tasks).await;
     // The store is closed (its last batch committed, its lock released) before `run` returns;
     // after an interrupt, within what is left of the grace period.
     if let Some(state) = state {
@@ -140,6 +153,7 @@ async fn run_with_state(
     state: Option<state::StateHandle>,
     shutdown: &mut shutdown::Shutdown<'_>,
     started: chrono::DateTime<chrono::Utc>,
+    tasks: &tasks::Tasks,
 ) -> anyhow::Result<Report> {
     let clock = config.clock.clone();
     // Checkpoints, processed ids and the retry list belong to a Datadog source; a file is
@@ -178,7 +192,9 @@ async fn run_with_state(
     // holds every other call's result until the check has answered, and a refusal stays fatal
     // with the check's own message (see `connect_jira`).
     let jira = match &config.jira {
-        Some(jira) => Some(Arc::new(connect_jira(jira, &config)?)),
+        Some(jira) => Some(Arc::new(
+            connect_jira(jira, &config)?.with_tasks(tasks.group()),
+        )),
         None => None,
     };
     let jira_config = config.jira.clone();
@@ -194,6 +210,7 @@ async fn run_with_state(
         shutdown,
         jira.clone(),
         checkpoint_key,
+        tasks,
     );
     let (checked, ran) = tokio::join!(check, rest);
     checked?;
@@ -241,6 +258,7 @@ async fn start_and_run(
     shutdown: &mut shutdown::Shutdown<'_>,
     jira: Option<Arc<jira::JiraClient>>,
     checkpoint_key: Option<String>,
+    tasks: &tasks::Tasks,
 ) -> anyhow::Result<(Report, Option<i64>, Option<std::path::PathBuf>)> {
     let (analyzer, cache_key) = match &config.analyzer {
         config::AnalyzerConfig::Rules => (analyze::Analyzer::Rules, None),
@@ -317,6 +335,7 @@ async fn start_and_run(
         retries,
         given_up: (given_up, config.max_retries),
         checkpoint_key,
+        tasks: tasks.clone(),
     };
     let (run_id, report) = tokio::join!(begin, pipeline::run(config, deps, progress, shutdown));
     let run_id = run_id.transpose()?;

@@ -13,10 +13,11 @@
 //!   (seconds for Datadog, an ISO 8601 time for Jira); 408, 5xx, timeouts and connection errors
 //!   back off exponentially with full jitter, honouring `Retry-After` when a 503 sends one.
 //!
-//! All of it inside the deadline of the log being worked on ([`with_deadline`]): the attempt
-//! timeout shrinks to what is left, and a retry or a server-requested wait that would end past
-//! the deadline is not started; the call fails at once instead. A call cancelled midway (its
-//! log's deadline, an interrupt) counts as a failure for the circuit breaker.
+//! All of it inside the deadline of the log being worked on (a task-local, set where the log's
+//! task is spawned: `tasks::TaskGroup::spawn_with_deadline`): the attempt timeout shrinks to
+//! what is left, and a retry or a server-requested wait that would end past the deadline is
+//! not started; the call fails at once instead. A call cancelled midway (its log's deadline,
+//! an interrupt) counts as a failure for the circuit breaker.
 //!
 //! Whether to retry (`classify`) is kept apart from how long to wait (`RetryPolicy`). A request
 //! that must not be repeated blindly (a Jira create: the first may have gone through) is sent
@@ -53,8 +54,10 @@ tokio::task_local! {
     static DEADLINE: tokio::time::Instant;
 }
 
-/// Run `work` under `deadline`: every call it makes through a [`Service`] ends by then.
-pub async fn with_deadline<F: std::future::Future>(
+/// Run `work` under `deadline`: every call it makes through a [`Service`] ends by then. Work
+/// is given its deadline where its task is spawned (`tasks::TaskGroup::spawn_with_deadline`),
+/// so nothing has to set it again inside.
+pub(crate) async fn with_deadline<F: std::future::Future>(
     deadline: tokio::time::Instant,
     work: F,
 ) -> F::Output {

@@ -240,6 +240,13 @@ impl JiraClient {
         outcome.unwrap_or(Ok(()))
     }
 
+    /// Run the batched lookups' searches in `tasks`, a group of the run's (without it they are
+    /// tasks of an owner of their own: a client outside a run).
+    pub fn with_tasks(mut self, tasks: crate::tasks::TaskGroup) -> Self {
+        self.lookups = Lookups::new(tasks);
+        self
+    }
+
     /// Search these projects as well as the configured one (the projects the routes name).
     pub fn with_search_projects(mut self, projects: Vec<String>) -> Self {
         for p in projects {
@@ -572,9 +579,10 @@ impl JiraClient {
         self.lookups.searches()
     }
 
-    /// Stop every lookup still running (the run is over, or interrupted).
-    pub async fn abort_lookups(&self) {
-        self.lookups.abort().await;
+    /// Tell every lookup still running to stop, and batch no more (no leader is left to
+    /// start, or an interrupt's grace period is over).
+    pub fn stop_lookups(&self) {
+        self.lookups.stop();
     }
 
     /// Open tickets carrying any of `labels`, with the labels each carries (newest first).

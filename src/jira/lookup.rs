@@ -15,17 +15,18 @@
 //! `search/jql`, Server `search`), so no URL limit applies, and this keeps the JQL far below
 //! what Jira parses.
 //!
-//! Every search runs in a task tracked here: [`Lookups::abort`] ends them all (the run's end, an
-//! interrupt).
+//! Every search runs in a task of the run's (`tasks`), in a group of its own: [`Lookups::stop`]
+//! tells them all to stop (no leader is left to start, or an interrupt's grace period is over),
+//! and from then on a lookup is not gathered but searched alone by its caller.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 
 use super::model::Issue;
+use crate::tasks::{TaskGroup, Tasks};
 
 /// How long gathered lookups wait for more to join them.
 pub const WINDOW: Duration = Duration::from_millis(3);
@@ -63,6 +64,8 @@ struct Gather {
     timer: bool,
     /// Searches sent and not yet answered.
     in_flight: usize,
+    /// Told to stop: nothing is gathered any more.
+    stopped: bool,
 }
 
 /// A prefetched lookup: the labels it covers, when it was queued, and its answer to come.
@@ -74,10 +77,11 @@ pub struct Prefetched {
 }
 
 /// The gathering state, the search tasks and the prefetched lookups of one Jira client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lookups {
     gather: Mutex<Gather>,
-    tasks: Mutex<JoinSet<()>>,
+    /// Where the searches run: a group of the run's tasks.
+    tasks: TaskGroup,
     /// Own label → a lookup queued before its leader got a worker slot.
     pub prefetched: DashMap<String, Prefetched>,
     /// Batched searches sent (for tests and the benchmark).
@@ -95,7 +99,24 @@ fn quoted_len(labels: &[String]) -> usize {
     labels.iter().map(|l| l.len() + 4).sum()
 }
 
+/// Searches in tasks of an owner of their own: a client outside a run (`triage check`, tests).
+impl Default for Lookups {
+    fn default() -> Self {
+        Lookups::new(Tasks::new().group())
+    }
+}
+
 impl Lookups {
+    /// Lookups whose searches run in `tasks`.
+    pub fn new(tasks: TaskGroup) -> Self {
+        Lookups {
+            gather: Mutex::default(),
+            tasks,
+            prefetched: DashMap::new(),
+            searches: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     /// Queue `waiter`. `urgent`: a leader waits for it (sent at once when nothing else is
     /// gathered or in flight).
     pub fn queue(&self, waiter: Waiter, urgent: bool) -> Plan {
@@ -104,6 +125,10 @@ impl Lookups {
             return Plan::default();
         };
         let mut plan = Plan::default();
+        if g.stopped {
+            // Nobody would send it: the sender is dropped and its caller searches alone.
+            return plan;
+        }
         if urgent && g.queued.is_empty() && g.in_flight == 0 {
             g.in_flight += 1;
             plan.send.push(vec![waiter]);
@@ -163,27 +188,21 @@ impl Lookups {
         self.searches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Run `work` in a tracked task.
+    /// Run `work` in a task of the run's.
     pub fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
-        if let Ok(mut tasks) = self.tasks.lock() {
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn(work);
-        }
+        self.tasks.spawn(work);
     }
 
-    /// End every search still running and forget what was gathered: their callers (if any are
-    /// left) search alone.
-    pub async fn abort(&self) {
+    /// Tell every search still running to stop, forget what was gathered and gather nothing
+    /// more: their callers (if any are left) search alone. The run waits for the tasks.
+    pub fn stop(&self) {
         if let Ok(mut g) = self.gather.lock() {
             take(&mut g);
             g.timer = false;
+            g.stopped = true;
         }
         self.prefetched.clear();
-        let set = self.tasks.lock().map(|mut t| std::mem::take(&mut *t));
-        if let Ok(mut set) = set {
-            set.abort_all();
-            while set.join_next().await.is_some() {}
-        }
+        self.tasks.stop();
     }
 }
 

@@ -6,11 +6,13 @@
 //! the templates the miner learns and stores, tickets, reports, the retry list). And the
 //! work, most of a log's cost after parsing, runs beside the loop rather than in it.
 //!
-//! The task is owned by [`Feed`]: the run either hears how it ended or stops it, so it never
-//! outlives the run.
+//! The task is one of the run's (`tasks`), spawned and stopped by [`Feed`]: the run either
+//! hears how it ended or tells it to stop and waits for it, so it never outlives the run.
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::tasks::TaskGroup;
 
 use crate::config::{Config, SourceConfig};
 use crate::event::LogEvent;
@@ -24,7 +26,10 @@ const HANDOFF_BATCH: usize = 256;
 
 /// The running source and the batches it hands on.
 pub(super) struct Feed {
-    task: JoinHandle<anyhow::Result<()>>,
+    /// The source's task; `None` when it was told to stop.
+    task: JoinHandle<Option<anyhow::Result<()>>>,
+    /// The group it was spawned in, to tell it to stop.
+    tasks: TaskGroup,
     batches: mpsc::Receiver<Vec<SourceItem>>,
     /// What is left of the batch at hand.
     buffered: std::vec::IntoIter<SourceItem>,
@@ -33,8 +38,13 @@ pub(super) struct Feed {
 }
 
 impl Feed {
-    /// Start the source: `retries` first, then the file or the Datadog window.
-    pub(super) fn start(config: &Config, retries: Vec<LogEvent>) -> anyhow::Result<Feed> {
+    /// Start the source in a task of `tasks`: `retries` first, then the file or the Datadog
+    /// window.
+    pub(super) fn start(
+        config: &Config,
+        retries: Vec<LogEvent>,
+        tasks: TaskGroup,
+    ) -> anyhow::Result<Feed> {
         let workers = config.workers.max(1);
         // The source writes one item at a time into a channel read in the same task, which
         // hands them on in batches: one cross-thread wake per batch instead of one per log.
@@ -86,12 +96,13 @@ impl Feed {
             source_future.await
         };
         let redact = config.redact;
-        let task = tokio::spawn(async move {
+        let task = tasks.spawn(async move {
             let (result, ()) = tokio::join!(produce, hand_on(source_rx, batch_tx, redact));
             result
         });
         Ok(Feed {
             task,
+            tasks,
             batches,
             buffered: Vec::new().into_iter(),
             datadog,
@@ -130,10 +141,12 @@ impl Feed {
 
     /// Hang up. A source that `ended` by itself is asked how it ended (its error, if any); one
     /// the loop stopped taking from (limit, interrupt, failure) may be blocked on input that
-    /// never comes (an open stdin), so it is stopped: nothing it could still say matters.
+    /// never comes (an open stdin), so it is told to stop and waited for: nothing it could
+    /// still say matters.
     pub(super) async fn stop(self, ended: bool) -> Option<String> {
         let Feed {
             task,
+            tasks,
             batches,
             buffered,
             ..
@@ -142,13 +155,12 @@ impl Feed {
         drop(buffered);
         if ended {
             match task.await {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(format!("{e:#}")),
+                Ok(Some(Ok(()))) | Ok(None) => None,
+                Ok(Some(Err(e))) => Some(format!("{e:#}")),
                 Err(e) => Some(format!("the source task failed: {e}")),
             }
         } else {
-            task.abort();
-            let _ = task.await;
+            tasks.stop_and_join(task, "the source task").await;
             None
         }
     }

@@ -15,19 +15,24 @@
 //!   of its problem as the run saw it (counts, hosts, merged templates' labels), so its ticket
 //!   is filed in one create that the end of the run need not rewrite, and all their lookups go
 //!   out together.
-//! - **worker pool**: at most `workers` leaders in flight (a `JoinSet`); without `--async` that
-//!   is 1, on the same code path, so both modes file the same tickets and differ only in time.
-//!   Each leader has one deadline (`--timeout`), passed down to the HTTP layer. A leader that
-//!   fails hands its problem to the oldest parked log of it, which starts with a fresh deadline.
+//! - **worker pool**: at most `workers` leaders in flight, each one task of the run's
+//!   (`leader::Leaders`); without `--async` that is 1, on the same code path, so both modes
+//!   file the same tickets and differ only in time. Each leader has one deadline (`--timeout`),
+//!   its task's, which the HTTP layer reads. A leader that fails hands its problem to the
+//!   oldest parked log of it, which starts with a fresh deadline.
 //! - **collector**: every outcome is added up there, in the order the loop sees it.
 //! - **ticket phase** (`ticket::recurrence`), once every leader is done: tickets created before
 //!   the input ended are brought up to date (once), recurring ones commented on, merged ones
 //!   labelled, `workers` tickets at once.
 //!
 //! Stopping: an interrupt (`Shutdown`) stops taking logs and starting leaders at once; leaders
-//! in flight get the grace period (`--shutdown-grace`), then are cancelled and their logs (and
-//! their parked logs) become `failed` (kept for the next run's retry). The ticket phase and the
-//! state flush that follow listen to the same interrupt. Nothing started here outlives `run`.
+//! in flight get the grace period (`--shutdown-grace`), then are told to stop and their logs
+//! (and their parked logs) become `failed` (kept for the next run's retry). The ticket phase
+//! and the state flush that follow listen to the same interrupt. Nothing started here outlives
+//! `run`: every task (the source, the leaders, the Jira lookups) is spawned through the run's
+//! owner (`tasks::Tasks`), which `run` waits for before the ticket phase, and tells to stop
+//! once the grace period is over; a task is aborted only if it has not ended by itself soon
+//! after.
 //!
 //! Where things are: `run` below reads as the story of a run; `feed` starts and stops the
 //! source task; `run_loop` is the loop (`Loop`, which owns the collector while it runs);
@@ -59,6 +64,7 @@ use crate::pipeline::progress::Progress;
 use crate::pipeline::report::Report;
 use crate::shutdown::Shutdown;
 use crate::state::StateHandle;
+use crate::tasks::{Tasks, STOP_WAIT};
 use crate::ticket::{self, TicketStage};
 
 use end::{load_miner, merge_steps, save_state, save_templates, Completion};
@@ -87,12 +93,15 @@ pub struct Deps {
     pub given_up: (Vec<String>, u32),
     /// Where the checkpoint of this source is kept (`None` for a file source).
     pub checkpoint_key: Option<String>,
+    /// The owner of every task the run spawns.
+    pub tasks: Tasks,
 }
 
 /// Run the whole pipeline until the source is exhausted, `--limit` is reached, or `shutdown`
 /// fires. Every exit path after the source has started runs the same clean-up: unfinished logs
-/// are failed (kept for a retry), the source task is stopped, ticket work is drained, the state
-/// is saved as far as it can be and the report is written.
+/// are failed (kept for a retry), the source task is stopped, the run's tasks are waited for
+/// (told to stop once an interrupt's grace period is over), the state is saved as far as it
+/// can be and the report is written.
 pub async fn run(
     config: Config,
     deps: Deps,
@@ -106,6 +115,7 @@ pub async fn run(
         retries,
         given_up,
         checkpoint_key,
+        tasks,
     } = deps;
     // Open: outcomes are recorded (processed ids, the retry list) for a checkpointed source
     // only; the miner continues from what earlier runs learned.
@@ -118,8 +128,10 @@ pub async fn run(
         .with_rules(config.groups.clone());
     let retry_ids: HashSet<String> = retries.iter().map(|e| e.id.clone()).collect();
 
-    // Start the source; from here on every path runs the clean-up below.
-    let mut feed = Feed::start(&config, retries)?;
+    // Start the source; from here on every path runs the clean-up below, and whatever way
+    // `run` is left, every task it started is told to stop.
+    let _stop = tasks.stop_on_drop();
+    let mut feed = Feed::start(&config, retries, tasks.group())?;
 
     // Ingest and lead until the input ends, a limit, an interrupt or a failure.
     let mut run = Loop::new(LoopParts {
@@ -131,17 +143,21 @@ pub async fn run(
         collector,
         miner,
         retry_ids,
+        leaders: tasks.group(),
     });
     run.drive(&mut feed, shutdown).await;
     run.fail_unfinished();
     let datadog = feed.datadog.clone();
     let source_error = feed.stop(run.source_ended).await;
 
+    // No leader starts now: lookups queued for leaders that will not run are told to stop.
+    tickets.no_more_leaders();
     // Creates still at Jira after their log's deadline finish (or, after an interrupt, get
-    // what is left of the grace period).
-    if shutdown.bounded(tickets.drain()).await.is_none() {
+    // what is left of the grace period, and are then told to stop). After this no task of the
+    // run is left.
+    if shutdown.bounded(tasks.wait()).await.is_none() {
         run.interrupted = true;
-        tickets.abort().await;
+        tasks.stop(STOP_WAIT).await;
     }
     run.interrupted |= shutdown.poll_now();
 

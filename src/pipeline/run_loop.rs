@@ -6,12 +6,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::task::{JoinError, JoinSet};
 
 use super::end::save_templates;
 use super::feed::Feed;
 use super::hold::{Deferral, Held};
-use super::leader::{follower, lead, leader_finished, unprocessed, LeaderDone, Pending};
+use super::leader::{follower, leader_finished, unprocessed, LeaderDone, Leaders, Pending};
 use super::{LOOKAHEAD, MAX_HELD, MAX_PARKED};
 use crate::config::Config;
 use crate::dedup::{Claim, Deduplicator};
@@ -23,7 +22,8 @@ use crate::pipeline::collector::Collector;
 use crate::shutdown::Shutdown;
 use crate::source::SourceItem;
 use crate::state::StateHandle;
-use crate::ticket::TicketStage;
+use crate::tasks::TaskGroup;
+use crate::ticket::{Leader, TicketStage};
 
 /// Everything the loop owns while it runs.
 pub(super) struct Loop<'c> {
@@ -37,7 +37,8 @@ pub(super) struct Loop<'c> {
     pub(super) collector: Collector,
     pub(super) miner: TemplateMiner,
     dedup: Deduplicator<Fingerprint, Arc<Resolution>, Pending>,
-    leaders: JoinSet<LeaderDone>,
+    /// Leaders in flight: each one task of the run's, its end sent back here.
+    leaders: Leaders,
     /// Leaders in flight, by fingerprint: what is left of them if they are cancelled.
     running: HashMap<Fingerprint, Arc<LogEvent>>,
     /// Each leader's turn, in the order leaders start: the order `--max-tickets` is granted in.
@@ -78,6 +79,8 @@ pub(super) struct LoopParts<'c> {
     pub(super) collector: Collector,
     pub(super) miner: TemplateMiner,
     pub(super) retry_ids: HashSet<String>,
+    /// Where the leaders' tasks are spawned: a group of the run's.
+    pub(super) leaders: TaskGroup,
 }
 
 impl<'c> Loop<'c> {
@@ -97,6 +100,7 @@ impl<'c> Loop<'c> {
             collector,
             miner,
             retry_ids,
+            leaders,
         } = parts;
         Loop {
             config,
@@ -107,7 +111,7 @@ impl<'c> Loop<'c> {
             collector,
             miner,
             dedup: Deduplicator::new(),
-            leaders: JoinSet::new(),
+            leaders: Leaders::new(leaders),
             running: HashMap::new(),
             next_turn: 0,
             waiting: VecDeque::new(),
@@ -136,7 +140,7 @@ impl<'c> Loop<'c> {
     pub(super) async fn drive(&mut self, feed: &mut Feed, shutdown: &mut Shutdown<'_>) {
         if let Err(e) = self.turns(feed, shutdown).await {
             self.fatal.get_or_insert(format!("{e:#}"));
-            self.stop_leaders().await;
+            self.stop_leaders();
         }
     }
 
@@ -170,13 +174,13 @@ impl<'c> Loop<'c> {
                         self.interrupted = true;
                         self.taking = false;
                     } else {
-                        // The grace period is over: cancel what is still in flight.
-                        self.stop_leaders().await;
+                        // The grace period is over: what is still in flight is told to stop.
+                        self.stop_leaders();
                         return Ok(());
                     }
                 }
-                Some(joined) = self.leaders.join_next(), if !self.leaders.is_empty() => {
-                    self.leader_done(joined)?;
+                Some(done) = self.leaders.next(), if !self.leaders.is_empty() => {
+                    self.leader_done(done)?;
                 }
                 first = feed.next(), if can_take => self.take(first, feed).await?,
                 else => return Ok(()),
@@ -256,33 +260,27 @@ impl<'c> Loop<'c> {
             let turn = self.next_turn;
             self.next_turn += 1;
             self.tickets.register_turn(turn);
-            self.leaders.spawn(lead(
-                self.tickets.clone(),
-                fp,
+            let leader = Leader {
                 event,
-                pending.template,
+                fingerprint: fp,
+                template: pending.template,
                 turn,
-                self.config.per_log_timeout,
-                whole,
-            ));
+                whole: Some(whole),
+            };
+            self.leaders
+                .start(self.tickets.clone(), leader, self.config.per_log_timeout);
         }
     }
 
-    /// Cancel the leaders in flight and the ticket work behind them; their logs stay in
-    /// `running` for [`Loop::fail_unfinished`].
-    async fn stop_leaders(&mut self) {
-        self.leaders.abort_all();
-        self.tickets.abort().await;
-        while self.leaders.join_next().await.is_some() {}
+    /// Tell the leaders in flight, and the ticket work behind them, to stop; their logs stay in
+    /// `running` for [`Loop::fail_unfinished`], and the run waits for their tasks.
+    fn stop_leaders(&mut self) {
+        self.leaders.stop();
+        self.tickets.no_more_leaders();
     }
 
     /// A leader finished: its followers are done with it, or the next of them leads.
-    fn leader_done(&mut self, joined: Result<LeaderDone, JoinError>) -> anyhow::Result<()> {
-        let done = match joined {
-            Ok(done) => done,
-            // Only an abort ends a leader task without its result, and aborts end the loop.
-            Err(e) => anyhow::bail!("a leader task ended without its result: {e}"),
-        };
+    fn leader_done(&mut self, done: LeaderDone) -> anyhow::Result<()> {
         self.running.remove(&done.fingerprint);
         self.tickets.end_turn(done.turn);
         let fp = done.fingerprint.clone();
@@ -452,7 +450,7 @@ impl<'c> Loop<'c> {
         Ok(())
     }
 
-    /// Whatever did not finish: leaders cancelled after the grace period or by a failure,
+    /// Whatever did not finish: leaders told to stop after the grace period or by a failure,
     /// leaders that never got a slot, held logs, the logs parked behind them and the log in
     /// hand. Each is failed and kept for a retry; each is added even when an earlier add failed
     /// (the state store gone), so the report lists them all, and the first failure becomes the

@@ -20,11 +20,11 @@
 //! same problems. A problem found with a ticket never takes a place; a failed create gives its
 //! place back.
 //!
-//! With Jira, a leader's work runs in its own task, tracked here ([`TicketStage::drain`]), under
-//! the fingerprint's label lock and the log's deadline (no retry or server-requested wait goes
-//! past it). If the deadline passes while a create is at Jira, that one attempt still finishes
-//! and is recorded, and the leader that replaces this one finds it instead of creating another;
-//! nothing new is started after the deadline.
+//! With Jira, a leader's work runs under the fingerprint's label lock and the log's deadline
+//! (its task's: no retry or server-requested wait goes past it). If the deadline passes while a
+//! create is at Jira, that one attempt still finishes and is recorded
+//! ([`TicketStage::outlives_deadline`]), and the leader that replaces this one finds it instead
+//! of creating another; nothing new is started after the deadline.
 //!
 //! A new ticket is created from what the pipeline knows of its problem ([`known::Whole`]: the
 //! run's logs of it so far, merged templates' labels), not from its leader log alone, and the
@@ -46,8 +46,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinSet;
-
 use crate::analyze::{rules, Analysis, Analyzer};
 use crate::config::DatadogSite;
 use crate::event::LogEvent;
@@ -66,7 +64,7 @@ use crate::state::StateHandle;
 /// How long a cached analysis is used instead of asking the analyzer again.
 pub const ANALYSIS_TTL: chrono::Duration = chrono::Duration::days(7);
 
-/// Finds, analyzes and creates; tracks the Jira work it started.
+/// Finds, analyzes and creates.
 #[derive(Debug)]
 pub struct TicketStage {
     jira: Option<Arc<JiraClient>>,
@@ -81,8 +79,6 @@ pub struct TicketStage {
     dry_run: bool,
     reopen: bool,
     cap: Option<TicketCap>,
-    /// Leader work started on Jira, finished or not: [`TicketStage::drain`] waits for it.
-    tasks: Mutex<JoinSet<()>>,
     /// Per fingerprint, other labels its ticket may carry (merged templates, the old
     /// masking-only label).
     also: DashMap<Fingerprint, Vec<Fingerprint>>,
@@ -180,7 +176,7 @@ pub struct Timings {
     pub warning: Option<String>,
 }
 
-/// Shared between a leader and the task doing its Jira work.
+/// How far a leader's work got: read at its deadline while the work may go on.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub stage: StageMark,
@@ -277,7 +273,6 @@ impl TicketStage {
             dry_run: config.dry_run,
             reopen: config.jira.as_ref().is_some_and(|j| j.reopen),
             cap: config.max_tickets.map(TicketCap::new),
-            tasks: Mutex::new(JoinSet::new()),
             also: DashMap::new(),
             ambiguous: DashMap::new(),
             leases: DashMap::new(),
@@ -378,15 +373,14 @@ impl TicketStage {
             .unwrap_or_default()
     }
 
-    /// The leader's work for one problem, by `deadline`. `progress` says how far it got if the
-    /// caller stops waiting.
+    /// The leader's work for one problem, by its task's deadline. `progress` says how far it
+    /// got if the caller stops waiting.
     pub async fn lead(
-        self: &Arc<Self>,
+        &self,
         leader: Leader,
-        deadline: tokio::time::Instant,
-        progress: Arc<Progress>,
+        progress: &Progress,
     ) -> Result<LeaderReport, LeadFailure> {
-        let Some(jira) = self.jira.clone() else {
+        let Some(jira) = &self.jira else {
             let Leader {
                 event,
                 fingerprint,
@@ -398,7 +392,7 @@ impl TicketStage {
             // No Jira: analysis only, and what would be created.
             progress.stage.set(Stage::Analyze);
             let analysis = self
-                .analyze_new(event, fingerprint, template, &progress)
+                .analyze_new(event, fingerprint, template, progress)
                 .await;
             let route = self.route(event, template, &analysis);
             let action = if route.muted {
@@ -416,29 +410,21 @@ impl TicketStage {
                 Resolution::new(action, None).routed(&route),
             ));
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let stage = self.clone();
-        let work = async move {
-            let _label = jira.lock_label(&leader.fingerprint).await;
-            let result = stage.lead_with_jira(&jira, &leader, &progress).await;
-            if let Some(cap) = &stage.cap {
-                cap.settle(leader.turn);
-            }
-            // Created (key recorded), found, capped or failed: the lease goes back either way.
-            stage.release_lease(&leader.fingerprint).await;
-            let _ = tx.send(result);
-        };
-        {
-            let mut tasks = self
-                .tasks
-                .lock()
-                .map_err(|_| failure(Stage::Jira, "the ticket task list was poisoned"))?;
-            // Reap finished tasks so the set holds only live ones.
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn(crate::http::with_deadline(deadline, work));
+        let _label = jira.lock_label(&leader.fingerprint).await;
+        let result = self.lead_with_jira(jira, &leader, progress).await;
+        if let Some(cap) = &self.cap {
+            cap.settle(leader.turn);
         }
-        rx.await
-            .unwrap_or_else(|_| Err(failure(Stage::Jira, "the ticket task stopped unexpectedly")))
+        // Created (key recorded), found, capped or failed: the lease goes back either way.
+        self.release_lease(&leader.fingerprint).await;
+        result
+    }
+
+    /// Whether a leader's work goes on after its log's deadline, once its leader has failed:
+    /// with Jira, where a create that may be at Jira is not repeated blindly, so its answer is
+    /// waited for and recorded. Without Jira nothing is written, and the work is dropped.
+    pub fn outlives_deadline(&self) -> bool {
+        self.jira.is_some()
     }
 
     /// A new leader got a worker slot: `turn` is its place in the order the cap is granted in
@@ -490,42 +476,13 @@ impl TicketStage {
         }
     }
 
-    /// Wait for every Jira task started (a create still finishing after its log's deadline);
-    /// lookups prefetched for leaders that will not run are stopped.
-    pub async fn drain(&self) {
+    /// No leader starts any more: the lookups prefetched for leaders that will not run are told
+    /// to stop, and the state reads asked for them are dropped.
+    pub fn no_more_leaders(&self) {
         if let Some(jira) = &self.jira {
-            jira.abort_lookups().await;
+            jira.stop_lookups();
         }
-        // State reads asked for leaders that will not run now.
         self.local.clear();
-        loop {
-            let next = {
-                let Ok(mut tasks) = self.tasks.lock() else {
-                    return;
-                };
-                if tasks.is_empty() {
-                    return;
-                }
-                // Take the set out to await it without holding the lock.
-                std::mem::take(&mut *tasks)
-            };
-            let mut next = next;
-            while next.join_next().await.is_some() {}
-        }
-    }
-
-    /// Stop every Jira task still running (the grace period after an interrupt is over).
-    pub async fn abort(&self) {
-        if let Some(jira) = &self.jira {
-            jira.abort_lookups().await;
-        }
-        // State reads asked for leaders that will not run now.
-        self.local.clear();
-        let set = self.tasks.lock().map(|mut t| std::mem::take(&mut *t));
-        if let Ok(mut set) = set {
-            set.abort_all();
-            while set.join_next().await.is_some() {}
-        }
     }
 
     async fn lead_with_jira(

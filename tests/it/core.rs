@@ -983,6 +983,83 @@ async fn no_retry_outlives_the_log_deadline_or_the_run() {
     assert_eq!(at_return, 1);
 }
 
+/// Nothing the run started outlives it, even interrupted while every server it waits on hangs:
+/// Datadog's second page and Jira's search take a minute. The interrupt comes once the search
+/// is at Jira; when the grace period ends, the source, the leaders and the batched lookup they
+/// wait for are told to stop, and end by themselves. The run returns long before the servers
+/// would answer, its logs failed and kept for a retry, and the owner of its tasks has none left
+/// and aborted none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_leaves_no_task_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let datadog = MockServer::start().await;
+    let asked = datadog_listing(&datadog, Arc::new(AtomicU64::new(60_000))).await;
+    let jira = jira_server().await;
+    let (at_jira, searching) = tokio::sync::oneshot::channel::<()>();
+    let at_jira = std::sync::Mutex::new(Some(at_jira));
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/search/jql")))
+        .respond_with(move |_: &Request| {
+            if let Some(tx) = at_jira.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            ResponseTemplate::new(200)
+                .set_body_json(search_page(vec![]))
+                .set_delay(Duration::from_secs(60))
+        })
+        .mount(&jira)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{V3}/issue")))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&jira)
+        .await;
+    // New problems wait for the input's end at most half of `--timeout` before they are
+    // looked up: the search goes out after 1 s, well before the logs' deadline.
+    let args = datadog_args(
+        &jira.uri(),
+        &datadog.uri(),
+        &state,
+        &[
+            "--async",
+            "--workers",
+            "4",
+            "--timeout",
+            "2",
+            "--shutdown-grace",
+            "300ms",
+        ],
+    );
+    let tasks = triage::tasks::Tasks::new();
+    let page_2 = asked.clone();
+    let interrupt = async move {
+        let _ = searching.await;
+        // The source is waiting for its second page by then, at the latest soon after.
+        while page_2[1].load(Ordering::SeqCst) == 0 {
+            after(10).await;
+        }
+    };
+    let started = Instant::now();
+    let report = triage::run_with(checked_config(&args, DD_ENV), interrupt, &tasks)
+        .await
+        .expect("the run starts");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let s = &report.summary;
+    assert!(s.interrupted, "{s:?}");
+    assert_eq!((s.fetched, s.failed, s.created), (2, 2, 0), "{s:?}");
+    assert_eq!(asked[1].load(Ordering::SeqCst), 1, "page 2 was in flight");
+    assert_eq!(tasks.live(), 0, "a task of the run outlived it");
+    assert_eq!(
+        tasks.aborted(),
+        0,
+        "every task ended by itself once told to stop"
+    );
+    jira.verify().await;
+}
+
 /// The circuit is open, its cool-off passes, and the one probe it lets through is cancelled
 /// (its log's deadline): that counts as a failure, so after the next cool-off a call goes out
 /// again instead of the circuit staying half-open for the rest of the run.
