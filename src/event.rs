@@ -273,6 +273,8 @@ mod tests {
             r#"[{"id":"1","message":"array"}]"#,
             r#"{"id":"1","message":"flat","attributes":{"error.fingerprint":"x"}}"#,
             r#"{"id":"1","attributes":{"message":null}}"#,
+            r#"{"id":0,"attributes":["an array is not the standard fields"]}"#,
+            r#"["1","a record as an array"]"#,
             r#"{"id":"1","type":"log","attributes":{"status":"error","status":"warn","message":"m"}}"#,
         ] {
             assert_eq!(
@@ -347,8 +349,67 @@ mod properties {
         })
     }
 
+    /// Records shaped like logs (an id, the standard fields flat or under `attributes`), their
+    /// fields mostly strings and sometimes anything.
+    fn log_like() -> impl Strategy<Value = Value> {
+        let field = prop_oneof![
+            3 => any::<String>().prop_map(Value::String),
+            1 => prop::sample::select(vec![" ", "", " Error ", "2022-04-11T16:29:47.401Z"])
+                .prop_map(|s| Value::String(s.to_string())),
+            1 => json(),
+        ];
+        let keys = prop::sample::select(vec![
+            "message",
+            "status",
+            "service",
+            "host",
+            "timestamp",
+            "tags",
+            "attributes",
+            "x",
+        ]);
+        let id = prop_oneof![
+            Just(None),
+            any::<String>().prop_map(|s| Some(Value::String(s))),
+            any::<i64>().prop_map(|n| Some(Value::from(n))),
+            json().prop_map(Some),
+        ];
+        (
+            id,
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::btree_map(keys.prop_map(str::to_string), field, 0..7),
+        )
+            .prop_map(|(id, datadog, typed, fields)| {
+                let fields: Map<String, Value> = fields.into_iter().collect();
+                let mut top = if datadog {
+                    let mut top = Map::new();
+                    top.insert("attributes".into(), Value::Object(fields));
+                    if typed {
+                        top.insert("type".into(), Value::from("log"));
+                    }
+                    top
+                } else {
+                    fields
+                };
+                if let Some(id) = id {
+                    top.insert("id".into(), id);
+                }
+                Value::Object(top)
+            })
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn log_like_records_read_the_quick_way_as_the_general_way(value in log_like()) {
+            let text = value.to_string();
+            if let Some(quick) = LogEvent::from_json_text(&text) {
+                let general = LogEvent::from_value(value, || "no id: not read the quick way".into());
+                prop_assert_eq!(Ok(quick), general);
+            }
+        }
 
         #[test]
         fn the_quick_reading_gives_nothing_or_what_the_general_one_gives(value in json()) {

@@ -25,6 +25,27 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
     }
 }
 
+/// `T` read from a JSON object only: serde's derived structs also take an array (their fields
+/// in order), which is never a log's shape.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
 /// A record at its top: an id, a type, and the standard fields either here (the flat shape)
 /// or under `attributes` (Datadog's shape). Unknown keys are skipped; a repeated key, or a
 /// standard field of another type than a log has, fails the quick way.
@@ -37,7 +58,7 @@ struct Top<'a> {
     #[serde(default, borrow)]
     data: Field<'a>,
     #[serde(default, borrow)]
-    attributes: Option<Standard<'a>>,
+    attributes: Option<Object<Standard<'a>>>,
     #[serde(default, borrow)]
     message: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -73,7 +94,7 @@ struct Standard<'a> {
 
 /// The log one record holds, read the quick way; `None`: read it the general way.
 pub(super) fn from_json_text(text: &str) -> Option<LogEvent> {
-    let top: Top = serde_json::from_str(text).ok()?;
+    let Object(top): Object<Top> = serde_json::from_str(text).ok()?;
     // A page of logs, or a record without an id of its own (its id comes from its content).
     if top.data.0.is_some() {
         return None;
@@ -92,7 +113,7 @@ pub(super) fn from_json_text(text: &str) -> Option<LogEvent> {
     // record says its type). An `attributes` object without either holds the custom attributes
     // of the flat shape: that rarer record is read the general way.
     let fields = match top.attributes {
-        Some(inner) if inner.message.is_some() || top.kind.0.is_some() => inner,
+        Some(Object(inner)) if inner.message.is_some() || top.kind.0.is_some() => inner,
         Some(_) => return None,
         None => Standard {
             message: top.message,
