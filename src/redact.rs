@@ -109,8 +109,8 @@ impl Redactor {
     /// it: it has no escapes, so each of its strings is in it as it reads, and a pattern that
     /// matches none of the text matches none of them. Otherwise it is parsed and redacted.
     pub fn attributes(&self, attributes: &mut Attributes) {
-        if let Attributes::Text(raw) = attributes {
-            if self.leaves_alone(raw.get()) {
+        if let Attributes::Text(text) = attributes {
+            if self.leaves_alone(text.as_str()) {
                 return;
             }
         }

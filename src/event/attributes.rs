@@ -20,9 +20,19 @@ pub enum Attributes {
     None,
     /// Parsed: an object.
     Json(Value),
-    /// An object's JSON text, not parsed yet; it holds no escape (no `\`), so a key or word
-    /// found in the text is the same parsed.
-    Text(Box<RawValue>),
+    /// An object's JSON text, not parsed yet.
+    Text(Text),
+}
+
+/// An object's JSON text that holds no escape (no `\`): a key or word found in the text is
+/// the same parsed, which redaction relies on. Only [`Attributes::from_text`] makes one.
+#[derive(Debug, Clone)]
+pub struct Text(Box<RawValue>);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
 }
 
 impl From<Value> for Attributes {
@@ -47,7 +57,7 @@ impl Attributes {
         if memchr::memchr(b'\\', raw.get().as_bytes()).is_some() {
             Attributes::from(parse(raw))
         } else {
-            Attributes::Text(raw.to_owned())
+            Attributes::Text(Text(raw.to_owned()))
         }
     }
 
@@ -65,14 +75,14 @@ impl Attributes {
         match self {
             Attributes::None => Cow::Owned(Value::Null),
             Attributes::Json(v) => Cow::Borrowed(v),
-            Attributes::Text(raw) => Cow::Owned(parse(raw)),
+            Attributes::Text(text) => Cow::Owned(parse(&text.0)),
         }
     }
 
     /// Look an attribute up by dotted path (`error.fingerprint`), in the nested form
     /// (`{"error":{"fingerprint":..}}`) or as a flat key holding the dots.
     pub fn get(&self, path: &str) -> Option<Cow<'_, Value>> {
-        if let Attributes::Text(raw) = self {
+        if let Attributes::Text(Text(raw)) = self {
             // Every path's last part is a key in the text (which has no escapes): most lookups
             // end here, unparsed.
             let last = path.rsplit('.').next().unwrap_or(path);
@@ -86,7 +96,7 @@ impl Attributes {
 
     /// Parsed, for a change in place (redaction); a text is parsed once, here.
     pub fn value_mut(&mut self) -> Option<&mut Value> {
-        if let Attributes::Text(raw) = self {
+        if let Attributes::Text(Text(raw)) = self {
             *self = Attributes::from(parse(raw));
         }
         match self {
