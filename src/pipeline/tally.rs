@@ -535,3 +535,6 @@ struct SummaryInput {
     error: Option<String>,
     breaker_trips: u64,
 }
+
+#[cfg(test)]
+mod tests;
