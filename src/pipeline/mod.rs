@@ -38,17 +38,21 @@
 //! source task; `run_loop` is the loop (`Loop`, which owns the collector while it runs);
 //! `hold` the waiting rooms (held logs, parked followers, the deferral); `leader` one
 //! leader's work and what its end means for the logs behind it; `end` the end-of-run ticket
-//! steps and what is loaded from and saved to the state store.
+//! steps and what is loaded from and saved to the state store; `collector` holds the run's
+//! `tally` (every number and the problems, pure) and its `outcome_writer` (the state record,
+//! the report file and stderr lines each outcome causes).
 
 pub mod collector;
 mod end;
 mod feed;
 mod hold;
 mod leader;
+pub mod outcome_writer;
 pub mod progress;
 pub mod report;
 mod run_loop;
 pub mod stats;
+pub mod tally;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -217,7 +221,7 @@ async fn end_of_run_tickets(
 ) -> bool {
     let merges = run.miner.take_run_merges();
     let collector: &mut Collector = &mut run.collector;
-    let (created, recurring) = collector.ticket_work(&config.site);
+    let (created, recurring) = collector.ticket_work();
     // Merges the run's creates did not already carry: their tickets are looked up together.
     let steps = match shutdown
         .bounded(merge_steps(jira, &merges, &collector.created_labels()))

@@ -1,11 +1,11 @@
 //! The progress bar on stderr: shown only when stderr is a terminal and `--quiet` is off; and
 //! the plain lines written to stderr.
 //!
-//! The collector is the bar's only writer. Without a known total (standard input, Datadog) it is
-//! a spinner with the count and rate of logs; with `--limit` it is a bar of logs toward the
-//! limit, and for an `--input` file a bar of the bytes read toward the file's size (the file
-//! source says how far it has read), each with the percentage and an ETA. Rates are whole logs
-//! per second (`311/s`).
+//! The outcome writer is the bar's only writer. Without a known total (standard input,
+//! Datadog) it is a spinner with the count and rate of logs; with `--limit` it is a bar of logs
+//! toward the limit, and for an `--input` file a bar of the bytes read toward the file's size
+//! (the file source says how far it has read), each with the percentage and an ETA. Rates are
+//! whole logs per second (`311/s`).
 //!
 //! When stderr is not a terminal (cron, CI, a file), every line written here starts with the
 //! UTC time in RFC 3339, like the log lines, so a log file shows when each run happened.
@@ -102,7 +102,7 @@ pub fn per_second(rate: f64) -> String {
     }
 }
 
-/// The spinner's line: logs so far, their rate, the time taken, and the collector's message.
+/// The spinner's line: logs so far, their rate, the time taken, and the outcome writer's message.
 const SPINNER: &str = "{spinner} {pos} logs {rate} [{elapsed}] {msg}";
 /// `--limit`'s bar: logs toward the limit.
 const LOGS_BAR: &str = "{spinner} [{bar:30}] {pos}/{len} logs {percent}% {rate} ETA {eta} {msg}";

@@ -1,4 +1,4 @@
-//! Counters and stage latencies for one run, added up by the collector alone (no locks).
+//! Counters and stage latencies for one run, added up by the run's tally alone (no locks).
 //!
 //! Latencies go into HDR histograms (fixed memory whatever the number of logs) and come out as
 //! p50/p95 in milliseconds.
