@@ -185,19 +185,31 @@ pub async fn run(
     run.interrupted |= shutdown.fired();
 
     // Report.
-    let trips = jira.as_ref().map_or(0, |j| j.breaker_trips()) + tickets.analyzer_breaker_trips();
+    let fatal = run.fatal.take().or(source_error);
+    report(run, &tickets, jira.as_deref(), datadog.as_ref(), fatal)
+}
+
+/// The run's last phase: what the ticket stage and the services counted joins the tally, and
+/// the report is built (the miner and the parked logs are dropped first).
+fn report(
+    mut run: Loop<'_>,
+    tickets: &TicketStage,
+    jira: Option<&JiraClient>,
+    datadog: Option<&Service>,
+    fatal: Option<String>,
+) -> anyhow::Result<Report> {
+    let trips = jira.map_or(0, |j| j.breaker_trips()) + tickets.analyzer_breaker_trips();
     run.collector.llm_fallbacks(tickets.analyzer_fallbacks());
     for warning in tickets.take_store_warnings() {
         run.collector.warning(warning);
     }
     run.collector.limiter_waits(
         datadog
-            .iter()
-            .filter_map(Service::limiter_wait)
-            .chain(jira.as_ref().and_then(|j| j.limiter_wait()))
+            .and_then(Service::limiter_wait)
+            .into_iter()
+            .chain(jira.and_then(|j| j.limiter_wait()))
             .collect(),
     );
-    let fatal = run.fatal.take().or(source_error);
     let (collector, interrupted) = run.into_collector();
     collector.finish(interrupted, fatal, trips)
 }
