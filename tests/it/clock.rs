@@ -21,17 +21,7 @@ fn at(s: &str) -> DateTime<Utc> {
 /// A Jira whose tickets are gone by the next run: search finds nothing, a remembered key
 /// answers 404, and every create succeeds.
 async fn forgetful_jira() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("{V3}/myself")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(format!("{V3}/search/jql")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
-        .mount(&server)
-        .await;
+    let server = cloud_jira(true).await;
     Mock::given(method("GET"))
         .and(path_regex(format!("^{V3}/issue/OPS-[0-9]+$")))
         .respond_with(ResponseTemplate::new(404))

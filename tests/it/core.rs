@@ -50,13 +50,7 @@ fn cloud_args(uri: &str, input: &Path, extra: &[&str]) -> Vec<String> {
 const CLOUD_ENV: &[(&str, &str)] = &[("JIRA_API_TOKEN", TOKEN)];
 
 async fn jira_server() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("{V3}/myself")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-        .mount(&server)
-        .await;
-    server
+    cloud_jira(false).await
 }
 
 fn fingerprint_of(line: &str) -> String {
@@ -1129,12 +1123,7 @@ async fn a_busy_state_file_never_stalls_the_runtime() {
         })
     };
     locked_rx.recv().unwrap();
-    let server = jira_server().await;
-    Mock::given(method("POST"))
-        .and(path(format!("{V3}/search/jql")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
-        .mount(&server)
-        .await;
+    let server = cloud_jira(true).await;
     create_mock("OPS").expect(1).mount(&server).await;
     let input = write(
         dir.path(),
@@ -1403,12 +1392,7 @@ async fn a_new_ticket_is_filed_with_the_whole_run_and_matches_the_dry_run_draft(
         })
         .collect();
     let input = write(dir.path(), "logs.jsonl", &text);
-    let server = jira_server().await;
-    Mock::given(method("POST"))
-        .and(path(format!("{V3}/search/jql")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
-        .mount(&server)
-        .await;
+    let server = cloud_jira(true).await;
     create_mock("OPS").expect(1).mount(&server).await;
     Mock::given(method("PUT"))
         .respond_with(ResponseTemplate::new(204))

@@ -452,17 +452,7 @@ const PROJECT: &str = "OPS";
 /// A lenient Jira Cloud: who am I, no existing ticket, creates OPS-1, OPS-2, ..., and accepts
 /// updates and comments.
 async fn jira() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/3/myself"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/rest/api/3/search/jql"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
-        .mount(&server)
-        .await;
+    let server = cloud_jira(true).await;
     let n = std::sync::atomic::AtomicU64::new(0);
     Mock::given(method("POST"))
         .and(path("/rest/api/3/issue"))

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::common::*;
 use serde_json::json;
 use wiremock::matchers::{any, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 const V3: &str = "/rest/api/3";
 const TOKEN: &str = "jira-token-secrets-SECRET";
@@ -49,17 +49,7 @@ fn run_against_jira(extra: &[&str]) -> Sent {
 fn run_with(extra: &[&str], check: impl FnOnce(&std::path::Path)) -> Sent {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(async {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path(format!("{V3}/myself")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path(format!("{V3}/search/jql")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
-            .mount(&server)
-            .await;
+        let server = cloud_jira(true).await;
         Mock::given(method("POST"))
             .and(path(format!("{V3}/issue")))
             .respond_with(ResponseTemplate::new(201).set_body_json(created(10_000, "OPS-1")))

@@ -119,6 +119,27 @@ pub fn myself_v3() -> Value {
     spec_example("/rest/api/3/myself", "get", "200")
 }
 
+/// A Jira Cloud on loopback that knows the run's credentials (`GET /myself`) and, with
+/// `no_tickets`, finds no ticket for any label (every search answers an empty page).
+pub async fn cloud_jira(no_tickets: bool) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/myself"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
+        .mount(&server)
+        .await;
+    if no_tickets {
+        Mock::given(method("POST"))
+            .and(path("/rest/api/3/search/jql"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(search_page(vec![])))
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
 /// A Jira Cloud status, with the status category keys Jira really uses (new/indeterminate/done).
 pub fn status(done: bool) -> Value {
     if done {
