@@ -60,30 +60,20 @@ async fn a_cached_analysis_is_used_until_the_clock_passes_its_time_to_live() {
     std::fs::write(&input, format!("{log}\n")).unwrap();
     let (state, metrics) = (dir.path().join("state.db"), dir.path().join("m.prom"));
     let base = format!("{}/v1", llm.uri());
-    let args: Vec<String> = [
-        "triage",
-        "--input",
-        input.to_str().unwrap(),
-        "--jira-url",
+    let args = cloud_args(
         &jira.uri(),
-        "--jira-project",
-        "OPS",
-        "--jira-email",
-        "bot@example.com",
-        "--no-rate-limit",
-        "-q",
-        "--state",
-        state.to_str().unwrap(),
-        "--metrics-file",
-        metrics.to_str().unwrap(),
-        "--analyzer",
-        "llm",
-        "--llm-base-url",
-        &base,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        &input,
+        &[
+            "--state",
+            state.to_str().unwrap(),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+            "--analyzer",
+            "llm",
+            "--llm-base-url",
+            &base,
+        ],
+    );
     let env = [("JIRA_API_TOKEN", "t0k"), ("OPENAI_API_KEY", "sk-test")];
     let hand = Clock::manual(at("2026-11-23T10:00:00Z"));
     let run = || async {

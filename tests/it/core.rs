@@ -28,25 +28,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// A Jira Cloud run against `uri`, reading `input`.
-fn cloud_args(uri: &str, input: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a = strings(&[
-        "triage",
-        "--input",
-        input.to_str().unwrap(),
-        "--jira-url",
-        uri,
-        "--jira-project",
-        "OPS",
-        "--jira-email",
-        "bot@example.com",
-        "--no-rate-limit",
-        "-q",
-    ]);
-    a.extend(strings(extra));
-    a
-}
-
 const CLOUD_ENV: &[(&str, &str)] = &[("JIRA_API_TOKEN", TOKEN)];
 
 async fn jira_server() -> MockServer {

@@ -119,6 +119,26 @@ pub fn myself_v3() -> Value {
     spec_example("/rest/api/3/myself", "get", "200")
 }
 
+/// The command line of a Jira Cloud run (project OPS) against `uri`, reading `input`, quiet
+/// and without the local rate limit; the token comes from the environment.
+pub fn cloud_args(uri: &str, input: &Path, extra: &[&str]) -> Vec<String> {
+    let input = input.to_str().expect("a UTF-8 path");
+    let base = [
+        "triage",
+        "--input",
+        input,
+        "--jira-url",
+        uri,
+        "--jira-project",
+        "OPS",
+        "--jira-email",
+        "bot@example.com",
+        "--no-rate-limit",
+        "-q",
+    ];
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
 /// A Jira Cloud on loopback that knows the run's credentials (`GET /myself`) and, with
 /// `no_tickets`, finds no ticket for any label (every search answers an empty page).
 pub async fn cloud_jira(no_tickets: bool) -> wiremock::MockServer {
