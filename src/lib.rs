@@ -64,6 +64,7 @@ pub mod source;
 pub mod state;
 pub mod status;
 pub mod tasks;
+pub mod templates;
 pub mod ticket;
 
 use std::future::Future;

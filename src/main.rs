@@ -584,7 +584,7 @@ fn templates(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, show: Option<&str>
         return ExitCode::from(exit::USAGE);
     };
     if let Some(fp) = show {
-        let shown = match triage::grouping::list::show(&path, fp) {
+        let shown = match triage::templates::show(&path, fp) {
             Ok(Some(t)) => t,
             Ok(None) => {
                 stderr_line(&format!(
@@ -606,11 +606,11 @@ fn templates(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, show: Option<&str>
                     return ExitCode::from(exit::FATAL);
                 }
             },
-            _ => print!("{}", triage::grouping::list::render_shown(&shown)),
+            _ => print!("{}", triage::templates::render_shown(&shown)),
         }
         return ExitCode::from(exit::OK);
     }
-    let templates = match triage::grouping::list::list(&path) {
+    let templates = match triage::templates::list(&path) {
         Ok(t) => t,
         Err(e) => {
             stderr_line(&format!("error: {e:#}"));
@@ -619,7 +619,7 @@ fn templates(cli: &Cli, env: &dyn Fn(&str) -> Option<String>, show: Option<&str>
     };
     match cli.output {
         OutputFormat::Text | OutputFormat::Markdown => {
-            print!("{}", triage::grouping::list::render_text(&templates))
+            print!("{}", triage::templates::render_text(&templates))
         }
         OutputFormat::Json => match serde_json::to_string_pretty(&templates) {
             Ok(json) => println!("{json}"),

@@ -131,6 +131,30 @@ pub struct Seen {
     pub template: std::sync::Arc<str>,
 }
 
+/// What a create (or a later write) told Jira, kept to compare with the whole run at its end
+/// and, through the state, with what Jira holds (a person's edit). Built by the ticket stage
+/// (`ticket::known`), which reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Told {
+    pub occurrences: u64,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub hosts: Vec<String>,
+    pub template: String,
+    /// Every label the create carried (triage's and the route's).
+    pub labels: Vec<String>,
+    /// The hashes (`text_hash` in the ticket stage) of the summary and of the description's
+    /// text, as written.
+    pub written: Written,
+}
+
+/// Hashes of a ticket's summary and description as triage last wrote them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    pub summary: String,
+    pub description: String,
+}
+
 /// What only a leader knows: the analysis and the sample its ticket was written from.
 #[derive(Debug, Clone)]
 pub struct LeaderReport {
@@ -142,7 +166,7 @@ pub struct LeaderReport {
     pub resolution: std::sync::Arc<Resolution>,
     /// What the create of this problem's ticket told Jira, when this run created it (boxed:
     /// most problems of a run were not created by it).
-    pub told: Option<Box<crate::ticket::known::Told>>,
+    pub told: Option<Box<Told>>,
 }
 
 /// The log an outcome is about, once it has a fingerprint.

@@ -12,7 +12,6 @@
 //! to search). Nothing here fails or blocks; see docs/grouping.md for the user's view.
 
 pub mod fingerprint;
-pub mod list;
 pub mod mask;
 pub mod miner;
 pub mod rules;

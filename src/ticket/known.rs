@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::grouping::fingerprint::Fingerprint;
 use crate::jira::content::{Description, ProblemFacts};
+pub use crate::outcome::{Told, Written};
 
 /// Hosts listed per problem; more are counted, not kept (the collector keeps as many).
 pub const MAX_HOSTS: usize = 50;
@@ -77,28 +78,6 @@ pub struct Whole {
     pub tally: Tally,
     pub aliases: Vec<Fingerprint>,
     pub template: Option<String>,
-}
-
-/// What a create (or a later write) told Jira, kept to compare with the whole run at its end
-/// and, through the state, with what Jira holds (a person's edit).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Told {
-    pub occurrences: u64,
-    pub first_seen: Option<DateTime<Utc>>,
-    pub last_seen: Option<DateTime<Utc>>,
-    pub hosts: Vec<String>,
-    pub template: String,
-    /// Every label the create carried (triage's and the route's).
-    pub labels: Vec<String>,
-    /// [`text_hash`] of the summary and of the description's text, as written.
-    pub written: Written,
-}
-
-/// Hashes of a ticket's summary and description as triage last wrote them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Written {
-    pub summary: String,
-    pub description: String,
 }
 
 impl Written {

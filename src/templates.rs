@@ -12,7 +12,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::store::{SeenValues, StoredTemplate, TRACKED_VALUES};
+use crate::grouping::mask::VAR;
+use crate::grouping::store::{SeenValues, StoredTemplate, TRACKED_VALUES};
 use crate::state::{Scope, StateStore};
 
 /// The learned templates of the store at `path`, most frequent first.
@@ -116,7 +117,7 @@ pub fn show(path: &Path, fp: &str) -> anyhow::Result<Option<Shown>> {
         .tokens
         .iter()
         .enumerate()
-        .filter(|(_, tok)| tok.as_str() == super::mask::VAR)
+        .filter(|(_, tok)| tok.as_str() == VAR)
         .map(|(p, _)| {
             let seen = t.values.iter().find(|v| v.position() == p);
             ShownVariable {
