@@ -266,7 +266,19 @@ async fn sequential_and_async_write_the_same() {
         tickets_by_fingerprint(&seq.sim, &one),
         tickets_by_fingerprint(&par.sim, &many)
     );
-    assert_eq!(seq.sim.tally(), par.sim.tally());
+    // The same writes. Lookups are batched: how many new problems one search gathers depends
+    // on how far the input is read when the first leader needs its answer, so on scheduling
+    // (a loaded machine splits the twenty into two searches); never more than that.
+    let writes = |sim: &sim::SimJira| {
+        let mut calls: Vec<&'static str> = sim.calls().iter().map(|c| c.kind).collect();
+        calls.retain(|k| *k != "search");
+        calls.sort_unstable();
+        calls
+    };
+    assert_eq!(writes(&seq.sim), writes(&par.sim));
+    for sim in [&seq.sim, &par.sim] {
+        assert!((1..=2).contains(&sim.count("search")), "{}", sim.tally());
+    }
     settle(seq).await;
     settle(par).await;
 }
