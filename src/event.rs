@@ -81,17 +81,10 @@ impl LogEvent {
             Some(Value::String(s)) if !s.trim().is_empty() => s,
             _ => return Err(EventError::NoMessage),
         };
-        let mut tags: Vec<String> = Vec::new();
-        if let Some(Value::Array(items)) = fields.remove("tags") {
-            for tag in items.into_iter().filter_map(|t| match t {
-                Value::String(s) => Some(s),
-                _ => None,
-            }) {
-                if !tags.contains(&tag) {
-                    tags.push(tag);
-                }
-            }
-        }
+        let tags = match fields.remove("tags") {
+            Some(Value::Array(items)) => tags_of(items),
+            _ => Vec::new(),
+        };
         let attributes = fields
             .remove("attributes")
             .map_or(Attributes::None, Attributes::from);
@@ -158,9 +151,29 @@ impl LogEvent {
 
 fn string_field(fields: &Map<String, Value>, key: &str) -> Option<String> {
     match fields.get(key) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Value::String(s)) => trimmed(s),
         _ => None,
     }
+}
+
+/// A standard text field's value: trimmed, and only a non-blank one counts.
+fn trimmed(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// The tags of a `tags` array: its strings, duplicates removed, order kept.
+fn tags_of(items: Vec<Value>) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::with_capacity(items.len());
+    for tag in items.into_iter().filter_map(|t| match t {
+        Value::String(s) => Some(s),
+        _ => None,
+    }) {
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    tags
 }
 
 /// RFC 3339 strings, or epoch milliseconds (number or numeric string).

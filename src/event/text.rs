@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{parse_timestamp, Attributes, LogEvent};
+use super::{parse_timestamp, tags_of, trimmed, Attributes, LogEvent};
 
 /// A field's JSON text, `null` included; `None` when the field is absent.
 #[derive(Default)]
@@ -130,19 +130,7 @@ pub(super) fn from_json_text(text: &str) -> Option<LogEvent> {
         return None;
     }
     let tags = match fields.tags.0 {
-        Some(raw) if raw.get().starts_with('[') => {
-            let items: Vec<Value> = serde_json::from_str(raw.get()).ok()?;
-            let mut tags: Vec<String> = Vec::with_capacity(items.len());
-            for tag in items.into_iter().filter_map(|t| match t {
-                Value::String(s) => Some(s),
-                _ => None,
-            }) {
-                if !tags.contains(&tag) {
-                    tags.push(tag);
-                }
-            }
-            tags
-        }
+        Some(raw) if raw.get().starts_with('[') => tags_of(serde_json::from_str(raw.get()).ok()?),
         _ => Vec::new(),
     };
     let attributes = match fields.attributes.0 {
@@ -167,9 +155,7 @@ pub(super) fn from_json_text(text: &str) -> Option<LogEvent> {
     })
 }
 
-/// A standard text field as `from_value` reads it: trimmed, and only a non-blank one counts.
+/// A standard text field as `from_value` reads it.
 fn text_field(field: Option<Cow<'_, str>>) -> Option<String> {
-    let field = field?;
-    let trimmed = field.trim();
-    (!trimmed.is_empty()).then(|| trimmed.to_string())
+    trimmed(&field?)
 }
