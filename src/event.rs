@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 mod attributes;
 mod text;
 
-pub use attributes::Attributes;
+pub use attributes::{Attributes, Text};
 
 /// One log event, normalised from whatever shape the source delivered.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 use regex::{Captures, Regex};
 use serde_json::Value;
 
-use crate::event::{Attributes, LogEvent};
+use crate::event::{Attributes, LogEvent, Text};
 
 /// What replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
@@ -110,8 +110,10 @@ impl Redactor {
     /// matches none of the text matches none of them. Otherwise it is parsed and redacted.
     pub fn attributes(&self, attributes: &mut Attributes) {
         if let Attributes::Text(text) = attributes {
-            if self.leaves_alone(text.as_str()) {
-                return;
+            match self.concern(text.as_str()) {
+                Concern::None => return,
+                Concern::Cards if zero_cards(text) => return,
+                Concern::Cards | Concern::More => {}
             }
         }
         if let Some(value) = attributes.value_mut() {
@@ -119,22 +121,21 @@ impl Redactor {
         }
     }
 
-    /// Whether nothing in `text` would be redacted (a superset of what [`Redactor::text`]
-    /// and the secret keys find, run on the whole text at once).
-    fn leaves_alone(&self, text: &str) -> bool {
-        const CARD: u16 = 1 << 7;
+    /// What in `text` could be redacted (a superset of what [`Redactor::text`] and the secret
+    /// keys find, run on the whole text at once).
+    fn concern(&self, text: &str) -> Concern {
         let hints = secret_hints(text);
         if hints & !CARD != 0 {
-            return false;
+            return Concern::More;
         }
-        if hints & CARD != 0 {
-            let (re, kind) = &SECRETS[7];
-            if matches(re, *kind, text) {
-                return false;
-            }
+        if self.emails && EMAIL.is_match(text) || self.ips && IPV4.is_match(text) {
+            return Concern::More;
         }
-        let personal = self.emails && EMAIL.is_match(text) || self.ips && IPV4.is_match(text);
-        !personal
+        let (re, kind) = &SECRETS[CARD_PATTERN];
+        if hints & CARD != 0 && matches(re, *kind, text) {
+            return Concern::Cards;
+        }
+        Concern::None
     }
 
     /// Redact every string in a JSON value; the value of a key that names a secret is replaced.
@@ -158,6 +159,39 @@ impl Redactor {
             _ => {}
         }
     }
+}
+
+/// What an attributes text may hold that redaction would change.
+enum Concern {
+    None,
+    /// Card numbers, and nothing else: no key or word of any other pattern.
+    Cards,
+    More,
+}
+
+/// The card pattern's place in [`SECRETS`], and its bit in [`secret_hints`].
+const CARD_PATTERN: usize = 7;
+const CARD: u16 = 1 << CARD_PATTERN;
+
+/// Redact the card numbers of an attributes text where they are, as [`Redactor::value`] would
+/// string by string: a match cannot cross a quote, so the pattern finds on the whole text the
+/// same numbers it finds in each string; those in keys and in JSON numbers are left, as there.
+/// A card becomes zeros of its shape, so the text keeps its length and stays valid. False when
+/// the text could not be changed (it is then parsed and redacted the usual way).
+fn zero_cards(text: &mut Text) -> bool {
+    let (re, _) = &SECRETS[CARD_PATTERN];
+    let values = text.value_strings();
+    let inside = |m: &regex::Match| {
+        values
+            .iter()
+            .any(|v| v.start <= m.start() && m.end() <= v.end)
+    };
+    let cards: Vec<_> = re
+        .find_iter(text.as_str())
+        .filter(|m| luhn(m.as_str()) && inside(m))
+        .map(|m| m.range())
+        .collect();
+    cards.is_empty() || text.zero_digits(&cards)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -555,6 +589,24 @@ mod tests {
         prop::collection::vec(pieces, 0..14).prop_map(|v| v.concat())
     }
 
+    /// [`near_cards`] without the pieces JSON escapes: attributes written from these stay text.
+    fn plain_near_cards() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "4111",
+            "1111",
+            "4242424242424242",
+            "5704490196125334487",
+            "7",
+            " ",
+            "-",
+            ":",
+            "_",
+            "a",
+            "é",
+        ]);
+        prop::collection::vec(pieces, 0..10).prop_map(|v| v.concat())
+    }
+
     #[test]
     fn a_card_is_found_only_where_its_run_allows() {
         assert!(card_possible("card 4111 1111 1111 1111 here"));
@@ -570,7 +622,7 @@ mod tests {
         /// The quick check says no only where the pattern finds no Luhn-valid number.
         #[test]
         fn the_card_check_never_skips_a_card(text in near_cards()) {
-            let (re, _) = &SECRETS[7];
+            let (re, _) = &SECRETS[CARD_PATTERN];
             if re.find_iter(&text).any(|m| luhn(m.as_str())) {
                 prop_assert!(card_possible(&text), "missed a card in {:?}", text);
             }
@@ -579,6 +631,27 @@ mod tests {
         #[test]
         fn the_hints_never_skip_a_pattern_that_matches(text in near_secrets()) {
             prop_assert_eq!(Redactor::default().text(&text).into_owned(), every_pattern(&text));
+        }
+
+        /// Card numbers in keys, values and JSON numbers of a text are redacted (or left) as
+        /// in the same attributes parsed.
+        #[test]
+        fn cards_in_a_text_are_redacted_as_parsed(
+            pairs in prop::collection::vec((plain_near_cards(), plain_near_cards()), 1..5),
+            number in prop::sample::select(vec![4242424242424242u64, 4111111111111111, 1889885825713147103, 7]),
+        ) {
+            let mut object: serde_json::Map<String, Value> = pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::json!({ "v": v, "list": [v, number] })))
+                .collect();
+            object.insert("n".into(), Value::from(number));
+            let text = serde_json::to_string_pretty(&Value::Object(object)).unwrap();
+            let raw = serde_json::value::RawValue::from_string(text).unwrap();
+            let mut as_text = Attributes::from_text(&raw);
+            let mut parsed = Attributes::from(serde_json::from_str::<Value>(raw.get()).unwrap());
+            Redactor::default().attributes(&mut as_text);
+            Redactor::default().attributes(&mut parsed);
+            prop_assert_eq!(as_text.to_value(), parsed.to_value());
         }
 
         /// Attributes left as text are redacted exactly as the same attributes parsed.
@@ -611,7 +684,7 @@ mod tests {
 
     #[test]
     fn the_card_pattern_is_the_one_attributes_check_by_itself() {
-        assert!(matches!(SECRETS[7].1, Kind::Card));
+        assert!(matches!(SECRETS[CARD_PATTERN].1, Kind::Card));
     }
 
     fn secrets(s: &str) -> String {

@@ -8,6 +8,7 @@
 //! otherwise parses it and redacts every string, as before.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -32,6 +33,50 @@ pub struct Text(Box<RawValue>);
 impl Text {
     pub fn as_str(&self) -> &str {
         self.0.get()
+    }
+
+    /// Where the strings that are values (not keys) lie, quotes left out, in order. With no
+    /// escape in the text every quote opens or closes a string, and a string followed by `:`
+    /// is a key.
+    pub fn value_strings(&self) -> Vec<Range<usize>> {
+        let b = self.as_str().as_bytes();
+        let mut spans = Vec::new();
+        let mut open: Option<usize> = None;
+        for i in memchr::memchr_iter(b'"', b) {
+            match open.take() {
+                None => open = Some(i + 1),
+                Some(start) => {
+                    let next = b[i + 1..].iter().find(|c| !c.is_ascii_whitespace());
+                    if next != Some(&b':') {
+                        spans.push(start..i);
+                    }
+                }
+            }
+        }
+        spans
+    }
+
+    /// The text with every ASCII digit inside `ranges` made a `0`: the same length, still an
+    /// object without escapes. False (and the text unchanged) if it would not read back.
+    pub fn zero_digits(&mut self, ranges: &[Range<usize>]) -> bool {
+        let mut bytes = self.as_str().as_bytes().to_vec();
+        for range in ranges {
+            if let Some(part) = bytes.get_mut(range.clone()) {
+                part.iter_mut()
+                    .filter(|c| c.is_ascii_digit())
+                    .for_each(|c| *c = b'0');
+            }
+        }
+        let Ok(text) = String::from_utf8(bytes) else {
+            return false;
+        };
+        match RawValue::from_string(text) {
+            Ok(raw) => {
+                self.0 = raw;
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
