@@ -4,8 +4,9 @@
 //! dotted path, and the whole object as a [`Value`] when it is needed (a retry, a test). Most
 //! logs are only grouped and counted: nothing reads their attributes but the `error.fingerprint`
 //! lookup, and building a tree of them was the larger part of reading a log. Redaction
-//! (`redact`) leaves the text as it is only when no pattern can match anywhere in it, and
-//! otherwise parses it and redacts every string, as before.
+//! (`redact`) leaves the text as it is when no pattern can match anywhere in it, zeroes the
+//! digits of its card numbers in place when those are all it holds (see
+//! [`Text::value_strings`]), and otherwise parses it and redacts every string, as before.
 
 use std::borrow::Cow;
 use std::ops::Range;
