@@ -82,7 +82,7 @@ impl LogEvent {
             _ => return Err(EventError::NoMessage),
         };
         let tags = match fields.remove("tags") {
-            Some(Value::Array(items)) => tags_of(items),
+            Some(Value::Array(items)) => tags_of(strings(items)),
             _ => Vec::new(),
         };
         let attributes = fields
@@ -162,13 +162,11 @@ fn trimmed(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-/// The tags of a `tags` array: its strings, duplicates removed, order kept.
-fn tags_of(items: Vec<Value>) -> Vec<String> {
-    let mut tags: Vec<String> = Vec::with_capacity(items.len());
-    for tag in items.into_iter().filter_map(|t| match t {
-        Value::String(s) => Some(s),
-        _ => None,
-    }) {
+/// The tags of a `tags` array's strings: duplicates removed, order kept.
+fn tags_of(items: impl Iterator<Item = String>) -> Vec<String> {
+    let (least, most) = items.size_hint();
+    let mut tags: Vec<String> = Vec::with_capacity(most.unwrap_or(least));
+    for tag in items {
         if !tags.contains(&tag) {
             tags.push(tag);
         }
@@ -176,22 +174,35 @@ fn tags_of(items: Vec<Value>) -> Vec<String> {
     tags
 }
 
+/// The strings of an array, in order (a tag list's other items are not tags).
+fn strings(items: Vec<Value>) -> impl Iterator<Item = String> {
+    items.into_iter().filter_map(|t| match t {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
 /// RFC 3339 strings, or epoch milliseconds (number or numeric string).
 fn parse_timestamp(value: &Value) -> Option<DateTime<Utc>> {
     match value {
-        Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .ok()
-            .or_else(|| {
-                s.parse::<i64>()
-                    .ok()
-                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-            }),
+        Value::String(s) => timestamp_of_text(s),
         Value::Number(n) => n
             .as_i64()
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
         _ => None,
     }
+}
+
+/// A timestamp given as a string: RFC 3339, or epoch milliseconds.
+fn timestamp_of_text(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            s.parse::<i64>()
+                .ok()
+                .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        })
 }
 
 #[cfg(test)]
@@ -433,6 +444,7 @@ mod properties {
             }
         }
 
+        #[test]
         fn any_json_value_is_a_log_with_a_message_or_a_reason(value in json()) {
             if let Ok(event) = LogEvent::from_value(value, || "fallback".into()) {
                 prop_assert!(!event.message.trim().is_empty());

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{parse_timestamp, tags_of, trimmed, Attributes, LogEvent};
+use super::{parse_timestamp, strings, tags_of, timestamp_of_text, trimmed, Attributes, LogEvent};
 
 /// A field's JSON text, `null` included; `None` when the field is absent.
 #[derive(Default)]
@@ -130,22 +130,35 @@ pub(super) fn from_json_text(text: &str) -> Option<LogEvent> {
         return None;
     }
     let tags = match fields.tags.0 {
-        Some(raw) if raw.get().starts_with('[') => tags_of(serde_json::from_str(raw.get()).ok()?),
+        // Most tag lists are plain strings: read where they are, else as values.
+        Some(raw) if raw.get().starts_with('[') => {
+            match serde_json::from_str::<Vec<Cow<str>>>(raw.get()) {
+                Ok(tags) => tags_of(tags.into_iter().map(Cow::into_owned)),
+                Err(_) => tags_of(strings(serde_json::from_str(raw.get()).ok()?)),
+            }
+        }
         _ => Vec::new(),
     };
     let attributes = match fields.attributes.0 {
         Some(raw) if raw.get().starts_with('{') => Attributes::from_text(raw),
         _ => Attributes::None,
     };
-    let timestamp = match fields.timestamp.0 {
-        Some(raw) => parse_timestamp(&serde_json::from_str::<Value>(raw.get()).ok()?),
+    let timestamp = match fields.timestamp.0.map(RawValue::get) {
+        // A string is read where it is (a `Value` of it would be one more allocation).
+        Some(raw) if raw.starts_with('"') => {
+            timestamp_of_text(&serde_json::from_str::<Cow<str>>(raw).ok()?)
+        }
+        Some(raw) => parse_timestamp(&serde_json::from_str::<Value>(raw).ok()?),
         None => None,
     };
     Some(LogEvent {
         id,
         timestamp,
         status: text_field(fields.status)
-            .map(|s| s.to_ascii_lowercase())
+            .map(|mut s| {
+                s.make_ascii_lowercase();
+                s
+            })
             .unwrap_or_default(),
         service: text_field(fields.service),
         host: text_field(fields.host),
