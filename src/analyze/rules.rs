@@ -2,7 +2,7 @@
 //!
 //! In: the leader log of a problem and its normalized template. Out: an [`Analysis`].
 //!
-//! * **Category**: the first rule in [`RULES`] whose pattern matches the scanned text wins. The
+//! * **Category**: the first rule in `RULES` whose pattern matches the scanned text wins. The
 //!   scanned text is the message, the template and the `error.kind` / `error.type` /
 //!   `error.message` attributes, matched case-insensitively, with stack-frame lines (`at ...`,
 //!   `File "..."`, Go frames) dropped so that a package name deep in a trace cannot outvote the
@@ -375,7 +375,7 @@ static ANSI: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]").expect("valid regex"));
 
 /// Classify one problem from its leader log and its normalized template (the template has
-/// variable parts masked as <num>, <ip>, <duration>, <str>, ... produced elsewhere).
+/// variable parts masked as `<num>`, `<ip>`, `<duration>`, `<str>`, ... produced elsewhere).
 pub fn analyze(event: &LogEvent, template: &str) -> Analysis {
     let text = scan_text(event, template);
     let category = classify(&text);

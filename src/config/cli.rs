@@ -249,7 +249,7 @@ pub struct Cli {
     #[arg(long, env = "DD_API_URL", global = true, help_heading = "Input")]
     pub dd_api_url: Option<String>,
 
-    /// Jira base URL, e.g. https://acme.atlassian.net (a port and a context path are fine).
+    /// Jira base URL, e.g. `https://acme.atlassian.net` (a port and a context path are fine).
     #[arg(long, env = "JIRA_URL", global = true, help_heading = "Jira")]
     pub jira_url: Option<String>,
 
@@ -300,7 +300,7 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", global = true, help_heading = "Settings")]
     pub env_file: Option<PathBuf>,
 
-    /// The config file: settings under their flags' long names, and the [[route]] rules
+    /// The config file: settings under their flags' long names, and the `[[route]]` rules
     /// (default ./triage.toml, else $XDG_CONFIG_HOME/triage/triage.toml). Flags, the
     /// environment and .env win over it.
     #[arg(
@@ -456,7 +456,7 @@ pub enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
-    /// Show which [[route]] of the config file each problem takes and the ticket fields that
+    /// Show which `[[route]]` of the config file each problem takes and the ticket fields that
     /// result, without calling Jira: `triage route --explain --input FILE` (one entry per
     /// problem; `--fingerprint FP` for one; `--output json` for an array of objects).
     Route {

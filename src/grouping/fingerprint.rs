@@ -53,7 +53,7 @@ impl Fingerprint {
         &self.0
     }
 
-    /// The Jira label: "triage-<fp>" (no spaces, <= 255 chars guaranteed)
+    /// The Jira label: `"triage-<fp>"` (no spaces, <= 255 chars guaranteed)
     ///
     /// Fingerprints made by [`fingerprint`] are always label-safe and used as they are. A value
     /// built with [`Fingerprint::from_raw`] that is not (whitespace, other unsafe characters, or
@@ -120,7 +120,7 @@ pub fn fingerprint(event: &LogEvent) -> Fingerprinted {
     }
 }
 
-/// The normalized message template: variable parts replaced by placeholders like <num>, <hex>, <uuid>, <ip>, <email>, <url>, <path>, <str>, <ts>, <date>, <duration>, <size>, and `key=<val>`.
+/// The normalized message template: variable parts replaced by placeholders like `<num>`, `<hex>`, `<uuid>`, `<ip>`, `<email>`, `<url>`, `<path>`, `<str>`, `<ts>`, `<date>`, `<duration>`, `<size>`, and `key=<val>`.
 ///
 /// Only the first non-empty line of the message counts (for a Python traceback, whose first line
 /// is always the same, the last non-empty line, which names the exception). Whitespace runs are

@@ -54,7 +54,7 @@ pub const SAMPLE_CHARS: usize = 80;
 /// What one variable position of a template was seen to hold: why two logs share a ticket.
 ///
 /// Kept for every variable of every template the miner holds, so it is small: the samples
-/// share one allocation, the hashes grow one at a time. It is stored as [`SeenRow`].
+/// share one allocation, the hashes grow one at a time. It is stored as a `SeenRow`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(from = "SeenRow", into = "SeenRow")]
 pub struct SeenValues {

@@ -642,7 +642,7 @@ impl JiraClient {
 
     /// The tickets with these keys, with their summary, description and labels as Jira holds
     /// them now: what the end of a run reads before it changes a ticket it created (a person
-    /// may have edited it since). One search per [`READ_CHUNK`] keys; a key Jira does not show
+    /// may have edited it since). One search per `READ_CHUNK` keys; a key Jira does not show
     /// is left out.
     pub async fn read_tickets(&self, keys: &[String]) -> Result<Vec<Issue>, JiraError> {
         let mut out = Vec::new();

@@ -11,7 +11,7 @@
 //!   lookups of many problems go out in one batched Jira search.
 //! - **deferral** (with Jira): new problems' leaders wait for the input's end before they are
 //!   looked up or started, at most half of `--timeout` and while fewer than `LOOKAHEAD` wait
-//!   ([`Deferral`]). Then each takes the fingerprint its template stands for now and the whole
+//!   (`hold::Deferral`). Then each takes the fingerprint its template stands for now and the whole
 //!   of its problem as the run saw it (counts, hosts, merged templates' labels), so its ticket
 //!   is filed in one create that the end of the run need not rewrite, and all their lookups go
 //!   out together.

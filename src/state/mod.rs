@@ -103,7 +103,7 @@ pub struct CommentState {
     pub hosts: Vec<String>,
 }
 
-/// A change to a ticket's comment state ([`StateStore::change_comment_state`]), applied in one
+/// A change to a ticket's comment state ([`Store::change_comment_state`]), applied in one
 /// statement. The pending count is moved, never set: other runners on a shared store (and
 /// other jobs on a shared file) add their logs to it at any moment, and a count written back
 /// whole would drop what they added since it was read.
@@ -177,7 +177,7 @@ pub fn display_target(target: &Path) -> String {
     }
 }
 
-/// The answer to [`StateStore::try_lease`].
+/// The answer to [`Store::try_lease`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
     /// This run now holds the fingerprint's create lease: it may create (after looking again).
