@@ -304,24 +304,41 @@ static SECRETS: LazyLock<Vec<(Regex, Kind)>> = LazyLock::new(|| {
 fn secret_hints(text: &str) -> u16 {
     let b = text.as_bytes();
     let mut hints = 0u16;
-    let mut digits = 0u32;
-    // One pass: the pairs a byte may start meet those the next may end; digits are counted.
+    // The pairs a byte may start meet those the next may end.
     let mut starts = 0u32;
     for (i, &c) in b.iter().enumerate() {
-        let (first, second) = (PAIR_FIRST[c as usize], PAIR_SECOND[c as usize]);
-        if starts & second != 0 {
+        if starts & PAIR_SECOND[c as usize] != 0 {
             hints |= word_hints(b, i - 1);
         }
-        digits += first >> DIGIT_BIT;
-        starts = first;
+        starts = PAIR_FIRST[c as usize];
     }
     if hints & SCHEME != 0 && b.contains(&b'@') {
         hints |= 1 << 8;
     }
-    if digits >= 13 {
+    if count_digits(b) >= 13 {
         hints |= 1 << 7;
     }
     hints & !SCHEME
+}
+
+/// How many ASCII digits `b` holds, counted eight bytes at a time.
+fn count_digits(b: &[u8]) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    let mut words = b.chunks_exact(8);
+    let mut digits = 0;
+    for word in &mut words {
+        let t = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ (ONES * u64::from(b'0'));
+        // Per byte, the top bit is set unless it was a digit: 0..=9 now, whose low seven bits
+        // plus 0x76 stay below 0x80 (no byte carries into the next).
+        let other = ((t & (ONES * 0x7f)) + ONES * 0x76) | t;
+        digits += (!other & (ONES << 7)).count_ones() as usize;
+    }
+    digits
+        + words
+            .remainder()
+            .iter()
+            .filter(|c| c.is_ascii_digit())
+            .count()
 }
 
 /// The first two letters of every word [`word_hints`] knows.
@@ -330,14 +347,11 @@ const HINT_PAIRS: [&[u8; 2]; 19] = [
     b"ai", b"ar", b"gh", b"xo", b"k_", b":/",
 ];
 
-/// Per byte, the [`HINT_PAIRS`] it may begin (bit `n` for pair `n`, in any case), and
-/// [`DIGIT_BIT`] for a digit.
+/// Per byte, the [`HINT_PAIRS`] it may begin (bit `n` for pair `n`, in any case).
 static PAIR_FIRST: [u32; 256] = pair_table(0);
 /// Per byte, the [`HINT_PAIRS`] it may end.
 static PAIR_SECOND: [u32; 256] = pair_table(1);
-/// Set in [`PAIR_FIRST`] for the ASCII digits (above every pair's bit).
-const DIGIT_BIT: u32 = 31;
-const _: () = assert!(HINT_PAIRS.len() < DIGIT_BIT as usize);
+const _: () = assert!(HINT_PAIRS.len() <= 32);
 
 const fn pair_table(side: usize) -> [u32; 256] {
     let mut table = [0u32; 256];
@@ -349,13 +363,6 @@ const fn pair_table(side: usize) -> [u32; 256] {
             table[(c ^ 0x20) as usize] |= 1 << n;
         }
         n += 1;
-    }
-    if side == 0 {
-        let mut d = b'0';
-        while d <= b'9' {
-            table[d as usize] |= 1 << DIGIT_BIT;
-            d += 1;
-        }
     }
     table
 }
@@ -613,6 +620,16 @@ mod tests {
     /// Attributes written from these stay text.
     fn plain_near_cards() -> impl Strategy<Value = String> {
         card_text(false)
+    }
+
+    #[test]
+    fn digits_are_counted_eight_bytes_at_a_time_as_one_by_one() {
+        for text in ["", "7", "a1b2c3d4e5f6g7h8i9", "0123456789:/9é٣12345678"] {
+            let one_by_one = text.bytes().filter(u8::is_ascii_digit).count();
+            assert_eq!(count_digits(text.as_bytes()), one_by_one, "{text:?}");
+        }
+        let every_byte: Vec<u8> = (0..=255).collect();
+        assert_eq!(count_digits(&every_byte), 10);
     }
 
     #[test]
