@@ -107,7 +107,8 @@ impl Redactor {
 
     /// Redact custom attributes. A text is left as it is when no pattern can match anywhere in
     /// it: it has no escapes, so each of its strings is in it as it reads, and a pattern that
-    /// matches none of the text matches none of them. Otherwise it is parsed and redacted.
+    /// matches none of the text matches none of them. When card numbers are all it may hold,
+    /// they are zeroed in the text (`zero_cards`). Otherwise it is parsed and redacted.
     pub fn attributes(&self, attributes: &mut Attributes) {
         if let Attributes::Text(text) = attributes {
             match self.concern(text.as_str()) {
@@ -323,15 +324,10 @@ fn secret_hints(text: &str) -> u16 {
 
 /// How many ASCII digits `b` holds, counted eight bytes at a time.
 fn count_digits(b: &[u8]) -> usize {
-    const ONES: u64 = u64::MAX / 255;
     let mut words = b.chunks_exact(8);
     let mut digits = 0;
     for word in &mut words {
-        let t = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ (ONES * u64::from(b'0'));
-        // Per byte, the top bit is set unless it was a digit: 0..=9 now, whose low seven bits
-        // plus 0x76 stay below 0x80 (no byte carries into the next).
-        let other = ((t & (ONES * 0x7f)) + ONES * 0x76) | t;
-        digits += (!other & (ONES << 7)).count_ones() as usize;
+        digits += digit_bits(word).count_ones() as usize;
     }
     digits
         + words
@@ -401,14 +397,21 @@ fn word_hints(b: &[u8], i: usize) -> u16 {
     }
 }
 
+/// Eight bytes as one word: the top bit of each byte that is an ASCII digit, no other bit.
+fn digit_bits(word: &[u8]) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    let t = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ (ONES * u64::from(b'0'));
+    // A digit is 0..=9 now: its low seven bits plus 0x76 stay below 0x80, and no byte carries
+    // into the next. Any other byte gets its top bit set, by the sum or already in `t`.
+    let other = ((t & (ONES * 0x7f)) + ONES * 0x76) | t;
+    !other & (ONES << 7)
+}
+
 /// From `i`, the start of the first eight bytes that may hold an ASCII digit (the end of `b`
 /// when none does): eight bytes are tested at once, so text without digits is passed quickly.
 fn next_digit_word(b: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = u64::MAX / 255;
     while let Some(word) = b.get(i..i + 8) {
-        let t = u64::from_le_bytes(word.try_into().unwrap_or_default()) ^ (ONES * u64::from(b'0'));
-        // A byte below 10 after the XOR is a digit; a borrow starts only at such a byte.
-        if t.wrapping_sub(ONES * 10) & !t & (ONES << 7) != 0 {
+        if digit_bits(word) != 0 {
             return i;
         }
         i += 8;
