@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::common::*;
-use clap::Parser;
 use serde_json::{json, Value};
 use wiremock::matchers::{any, method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -122,31 +121,11 @@ async fn fake_jira(store: &Store) -> MockServer {
 }
 
 async fn run(uri: &str, input: &std::path::Path, extra: &[&str]) -> triage::Report {
-    let mut args: Vec<String> = [
-        "triage",
-        "--input",
-        input.to_str().unwrap(),
-        "--jira-url",
-        uri,
-        "--jira-project",
-        "OPS",
-        "--jira-email",
-        "bot@example.com",
-        "--no-rate-limit",
-        "-q",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let cli = triage::config::cli::Cli::try_parse_from(&args).expect("valid command line");
-    let env: HashMap<String, String> =
-        HashMap::from([("JIRA_API_TOKEN".to_string(), "token-SECRET".to_string())]);
-    let (config, _) = triage::config::Config::from_cli(&cli, true, &|k| env.get(k).cloned())
-        .expect("valid configuration");
-    triage::run(config, std::future::pending())
-        .await
-        .expect("the run starts")
+    run_lib(
+        &cloud_args(uri, input, extra),
+        &[("JIRA_API_TOKEN", "token-SECRET")],
+    )
+    .await
 }
 
 /// Calls received since `from`: (comments, all others), and the most comments on one ticket.
