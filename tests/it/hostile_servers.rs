@@ -223,12 +223,8 @@ fn credentials_in_jira_url_are_never_printed() {
 fn run_against(search: ResponseTemplate) -> (Option<i32>, String, String, Vec<String>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(async {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path("/rest/api/3/myself"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-            .mount(&server)
-            .await;
+        // A Jira Cloud that knows the run (its other answers follow).
+        let server = cloud_jira(false).await;
         Mock::given(method("POST"))
             .and(path("/rest/api/3/search/jql"))
             .respond_with(search)

@@ -105,12 +105,8 @@ fn by_project(bodies: &[Value], project: &str) -> Value {
 
 #[tokio::test]
 async fn a_routed_problem_is_created_with_the_routes_fields_on_cloud_v3() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/3/myself"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-        .mount(&server)
-        .await;
+    // A Jira Cloud that knows the run (its other answers follow).
+    let server = cloud_jira(false).await;
     Mock::given(method("POST"))
         .and(path("/rest/api/3/search/jql"))
         .respond_with(search_answer(|_| Vec::new()))
@@ -243,12 +239,8 @@ async fn a_routed_problem_is_created_with_the_routes_fields_on_server_v2() {
 
 #[tokio::test]
 async fn a_problem_whose_route_moved_it_is_commented_in_its_old_project_not_filed_again() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/3/myself"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-        .mount(&server)
-        .await;
+    // A Jira Cloud that knows the run (its other answers follow).
+    let server = cloud_jira(false).await;
     // The ticket was filed in OPS; the route now sends the problem to PAY.
     Mock::given(method("POST"))
         .and(path("/rest/api/3/search/jql"))
@@ -301,12 +293,8 @@ async fn a_problem_whose_route_moved_it_is_commented_in_its_old_project_not_file
 #[tokio::test]
 async fn jira_refusing_a_routes_component_fails_that_problem_with_the_route_name_and_the_run_goes_on(
 ) {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/3/myself"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-        .mount(&server)
-        .await;
+    // A Jira Cloud that knows the run (its other answers follow).
+    let server = cloud_jira(false).await;
     Mock::given(method("POST"))
         .and(path("/rest/api/3/search/jql"))
         .respond_with(search_answer(|_| Vec::new()))
@@ -508,12 +496,8 @@ fn every_problem_in_the_config_file_is_named_by_file_line_and_column() {
 
 #[tokio::test]
 async fn check_verifies_each_routes_project_issue_type_and_components() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/3/myself"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(myself_v3()))
-        .mount(&server)
-        .await;
+    // A Jira Cloud that knows the run (its other answers follow).
+    let server = cloud_jira(false).await;
     // Both projects are the spec's example (issue types Task and Bug; components
     // "Component 1" and "PXA").
     let project = spec_example("/rest/api/3/project/{projectIdOrKey}", "get", "200");
