@@ -135,8 +135,9 @@ impl LogEvent {
         self.attributes.get(path)
     }
 
-    /// Read one JSON Lines record the quick way (see `event/text.rs`): `None` when it must be read the
-    /// general way, `Value` first and then [`LogEvent::from_value`], which gives the same log.
+    /// Read one JSON Lines record the quick way (see `event/text.rs`): `None` when it must be
+    /// read the general way, `Value` first and then [`LogEvent::from_value`], which gives the
+    /// same log.
     pub fn from_json_text(text: &str) -> Option<Self> {
         text::from_json_text(text)
     }
